@@ -1,0 +1,112 @@
+//! A deployed function as the platform keeps it, and as the API shows it.
+
+use crate::spec::{Contract, FunctionConfig, FunctionName};
+use crate::units::{ByteSize, HumanDuration};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use utoipa::ToSchema;
+
+/// A deployed function: its validated configuration and the image it is pinned to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Function {
+    /// The function's name.
+    pub name: FunctionName,
+    /// Its validated configuration.
+    pub config: FunctionConfig,
+    /// The image id (`sha256:...`) the reference resolved to at deploy: every container of
+    /// this version runs exactly that image, even if the tag moves.
+    pub image_digest: String,
+    /// Starts at 1; each update adds one.
+    pub version: u64,
+    /// When the function was first deployed.
+    pub created_at: DateTime<Utc>,
+    /// When it was last updated.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A function as the API returns it. Secret values are never included, only their names.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct FunctionView {
+    /// The function's name.
+    pub name: String,
+    /// The image reference as deployed.
+    pub image: String,
+    /// The image id the reference was pinned to at deploy.
+    pub image_digest: String,
+    /// How skiff talks to the container.
+    pub contract: Contract,
+    /// Memory limit.
+    #[schema(example = "128Mi")]
+    pub memory: String,
+    /// CPU quota in CPUs.
+    pub cpus: f64,
+    /// Pids limit.
+    pub pids: u32,
+    /// Size of `/tmp`.
+    #[schema(example = "64Mi")]
+    pub tmp_size: String,
+    /// Call timeout.
+    #[schema(example = "10s")]
+    pub timeout: String,
+    /// Environment variables.
+    pub env: BTreeMap<String, String>,
+    /// Names of the secrets (values are never returned).
+    pub secrets: Vec<String>,
+    /// Version, starting at 1.
+    pub version: u64,
+    /// When the function was first deployed.
+    pub created_at: DateTime<Utc>,
+    /// When it was last updated.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<&Function> for FunctionView {
+    fn from(f: &Function) -> Self {
+        let r = &f.config.resources;
+        FunctionView {
+            name: f.name.to_string(),
+            image: f.config.image.clone(),
+            image_digest: f.image_digest.clone(),
+            contract: f.config.contract,
+            memory: ByteSize(r.memory_bytes).to_string(),
+            cpus: r.cpus,
+            pids: r.pids,
+            tmp_size: ByteSize(r.tmp_bytes).to_string(),
+            timeout: HumanDuration(f.config.timeout()).to_string(),
+            env: f.config.env.clone(),
+            secrets: f.config.secrets.keys().cloned().collect(),
+            version: f.version,
+            created_at: f.created_at,
+            updated_at: f.updated_at,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::FunctionSpec;
+
+    #[test]
+    fn the_view_never_holds_secret_values() {
+        let spec: FunctionSpec = serde_json::from_str(
+            r#"{"image":"hello:1","memory":"128Mi","timeout":"10s","secrets":{"TOKEN":"hunter2"}}"#,
+        )
+        .expect("parses");
+        let function = Function {
+            name: FunctionName::parse("hello").expect("name"),
+            config: spec.validate().expect("valid"),
+            image_digest: "sha256:abc".into(),
+            version: 1,
+            created_at: Utc::now(),
+            updated_at: Utc::now(),
+        };
+        let view = FunctionView::from(&function);
+        let json = serde_json::to_string(&view).expect("serializes");
+        assert!(!json.contains("hunter2"), "{json}");
+        assert_eq!(view.secrets, vec!["TOKEN".to_string()]);
+        assert_eq!(view.memory, "128Mi");
+        assert_eq!(view.timeout, "10s");
+    }
+}

@@ -1,0 +1,22 @@
+//! skiff-core: the types every part of skiff shares, and their validation. No I/O.
+//!
+//! - [`spec`]: what a user asks for when deploying a function, validated into a
+//!   [`spec::FunctionConfig`] with every default applied.
+//! - [`function`]: a deployed function as the platform stores it.
+//! - [`call`]: one invocation, its explicit status machine and its error types.
+//! - [`instance`]: the lifecycle of one container serving a function.
+//! - [`units`]: byte sizes (`128Mi`) and durations (`10s`) as users write them.
+//! - [`labels`]: the labels on every container skiff starts.
+
+pub mod call;
+pub mod function;
+pub mod instance;
+pub mod labels;
+pub mod spec;
+pub mod units;
+
+pub use call::{CallErrorType, CallRecord, CallStatus, Trigger};
+pub use function::{Function, FunctionView};
+pub use instance::InstanceState;
+pub use spec::{Contract, FunctionConfig, FunctionName, FunctionSpec, Resources, SpecError};
+pub use units::{ByteSize, HumanDuration};

@@ -1,0 +1,389 @@
+//! What a user asks for when deploying a function ([`FunctionSpec`]) and its validated,
+//! defaults-applied form ([`FunctionConfig`]).
+
+use crate::units::{ByteSize, HumanDuration};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+use utoipa::ToSchema;
+
+/// Default memory limit of a function's container.
+pub const DEFAULT_MEMORY: ByteSize = ByteSize::mib(256);
+/// Default CPU quota, in CPUs.
+pub const DEFAULT_CPUS: f64 = 1.0;
+/// Default pids limit.
+pub const DEFAULT_PIDS: u32 = 256;
+/// Default size of the writable `/tmp`.
+pub const DEFAULT_TMP_SIZE: ByteSize = ByteSize::mib(64);
+/// Default call timeout.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+const MIN_MEMORY: ByteSize = ByteSize::mib(6);
+const MAX_MEMORY: ByteSize = ByteSize(64 << 30);
+const MAX_CPUS: f64 = 256.0;
+const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
+const MAX_ENV_ENTRIES: usize = 256;
+const MAX_ENV_VALUE: usize = 32 * 1024;
+
+/// A validated function name: 1 to 64 ASCII letters, digits, `-` or `_`, starting with a
+/// letter or digit.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct FunctionName(String);
+
+impl FunctionName {
+    /// Checks `name` and wraps it.
+    pub fn parse(name: &str) -> Result<Self, SpecError> {
+        let ok_len = (1..=64).contains(&name.len());
+        let ok_first = name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
+        let ok_chars = name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if ok_len && ok_first && ok_chars {
+            Ok(FunctionName(name.to_string()))
+        } else {
+            Err(SpecError::new(
+                "name",
+                format!("`{name}` is not a valid function name: use 1 to 64 letters, digits, `-` or `_`, starting with a letter or digit"),
+            ))
+        }
+    }
+
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for FunctionName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for FunctionName {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(deserializer)?;
+        FunctionName::parse(&raw).map_err(serde::de::Error::custom)
+    }
+}
+
+/// How skiff talks to a function's container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Contract {
+    /// A fresh container per call: request body on stdin, response on stdout, log on stderr.
+    #[default]
+    Exec,
+    /// A long-lived instance serving HTTP/1.1 on `$PORT`.
+    Http,
+    /// The AWS Lambda Runtime API.
+    Lambda,
+}
+
+impl Contract {
+    /// The contract's name as users write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Contract::Exec => "exec",
+            Contract::Http => "http",
+            Contract::Lambda => "lambda",
+        }
+    }
+}
+
+impl fmt::Display for Contract {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A function as a user describes it (the body of `PUT /v1/functions/{name}`, or a
+/// `skiff.toml`). Every field but `image` is optional; [`FunctionSpec::validate`] applies the
+/// defaults.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FunctionSpec {
+    /// The container image, as a reference the engine knows (`hello:1`, `repo/x@sha256:...`).
+    pub image: String,
+    /// How skiff talks to the container. Default `exec`.
+    #[serde(default)]
+    pub contract: Option<Contract>,
+    /// Memory limit (`128Mi`, `1Gi` or bytes), with no extra swap. Default 256Mi.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, example = "128Mi")]
+    pub memory: Option<ByteSize>,
+    /// CPU quota in CPUs (`0.5` is half a CPU). Default 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<f64>,
+    /// Most processes and threads the container may hold. Default 256.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pids: Option<u32>,
+    /// Size of the writable tmpfs at `/tmp` (counts against memory). Default 64Mi.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, example = "64Mi")]
+    pub tmp_size: Option<ByteSize>,
+    /// Longest a call may run (`10s`, `2m`, or seconds). Default 30s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, example = "10s")]
+    pub timeout: Option<HumanDuration>,
+    /// Environment variables for the function.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// Secrets, passed to the function as environment variables; their values are never
+    /// returned by the API nor logged.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secrets: BTreeMap<String, String>,
+}
+
+/// A spec that was refused: which field, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct SpecError {
+    /// The field at fault, as written in the spec (`memory`, `env.PATH`, ...).
+    pub field: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl SpecError {
+    /// An error about `field`.
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        SpecError {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Resource limits of a function's containers.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Resources {
+    /// Memory limit in bytes (no extra swap).
+    pub memory_bytes: u64,
+    /// CPU quota in CPUs.
+    pub cpus: f64,
+    /// Pids limit.
+    pub pids: u32,
+    /// Size of the `/tmp` tmpfs in bytes.
+    pub tmp_bytes: u64,
+}
+
+/// A validated function configuration with every default applied: what the platform runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FunctionConfig {
+    /// The image reference as the user gave it.
+    pub image: String,
+    /// The contract.
+    pub contract: Contract,
+    /// Resource limits.
+    pub resources: Resources,
+    /// Call timeout in milliseconds.
+    pub timeout_ms: u64,
+    /// Environment variables.
+    pub env: BTreeMap<String, String>,
+    /// Secrets (passed as environment variables).
+    pub secrets: BTreeMap<String, String>,
+}
+
+impl FunctionConfig {
+    /// The call timeout.
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+}
+
+impl FunctionSpec {
+    /// Checks every field and applies the defaults. The first problem found is returned,
+    /// naming its field.
+    pub fn validate(&self) -> Result<FunctionConfig, SpecError> {
+        let image = self.image.trim();
+        if image.is_empty() {
+            return Err(SpecError::new("image", "is required"));
+        }
+        if image.len() > 512 || image.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(SpecError::new("image", format!("`{image}` is not an image reference")));
+        }
+        let contract = self.contract.unwrap_or_default();
+        if contract != Contract::Exec {
+            return Err(SpecError::new(
+                "contract",
+                format!("the `{contract}` contract is not available in this version; use `exec`"),
+            ));
+        }
+        let memory = self.memory.unwrap_or(DEFAULT_MEMORY);
+        if memory < MIN_MEMORY || memory > MAX_MEMORY {
+            return Err(SpecError::new(
+                "memory",
+                format!("{memory} is out of range: use {MIN_MEMORY} to {MAX_MEMORY}"),
+            ));
+        }
+        let cpus = self.cpus.unwrap_or(DEFAULT_CPUS);
+        if !cpus.is_finite() || cpus < 0.01 || cpus > MAX_CPUS {
+            return Err(SpecError::new(
+                "cpus",
+                format!("{cpus} is out of range: use 0.01 to {MAX_CPUS}"),
+            ));
+        }
+        let pids = self.pids.unwrap_or(DEFAULT_PIDS);
+        if !(8..=65_536).contains(&pids) {
+            return Err(SpecError::new("pids", format!("{pids} is out of range: use 8 to 65536")));
+        }
+        let tmp = self.tmp_size.unwrap_or(DEFAULT_TMP_SIZE);
+        if tmp < ByteSize::mib(1) || tmp > memory {
+            return Err(SpecError::new(
+                "tmp_size",
+                format!("{tmp} is out of range: use 1Mi up to the memory limit ({memory})"),
+            ));
+        }
+        let timeout = self.timeout.map(|t| t.0).unwrap_or(DEFAULT_TIMEOUT);
+        if timeout < Duration::from_millis(100) || timeout > MAX_TIMEOUT {
+            return Err(SpecError::new(
+                "timeout",
+                format!(
+                    "{} is out of range: use 100ms to 1h",
+                    HumanDuration(timeout)
+                ),
+            ));
+        }
+        check_vars("env", &self.env)?;
+        check_vars("secrets", &self.secrets)?;
+        if self.env.len() + self.secrets.len() > MAX_ENV_ENTRIES {
+            return Err(SpecError::new(
+                "env",
+                format!("too many variables: at most {MAX_ENV_ENTRIES} env and secrets together"),
+            ));
+        }
+        if let Some(key) = self.secrets.keys().find(|k| self.env.contains_key(*k)) {
+            return Err(SpecError::new(
+                format!("secrets.{key}"),
+                "is also set in env; a name may be in only one of them",
+            ));
+        }
+        Ok(FunctionConfig {
+            image: image.to_string(),
+            contract,
+            resources: Resources {
+                memory_bytes: memory.bytes(),
+                cpus,
+                pids,
+                tmp_bytes: tmp.bytes(),
+            },
+            timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+            env: self.env.clone(),
+            secrets: self.secrets.clone(),
+        })
+    }
+}
+
+fn check_vars(field: &str, vars: &BTreeMap<String, String>) -> Result<(), SpecError> {
+    for (key, value) in vars {
+        let valid_name = key
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid_name {
+            return Err(SpecError::new(
+                format!("{field}.{key}"),
+                "is not a valid variable name: use letters, digits and `_`, not starting with a digit",
+            ));
+        }
+        if key.starts_with("SKIFF_") {
+            return Err(SpecError::new(
+                format!("{field}.{key}"),
+                "names starting with SKIFF_ are reserved for call metadata",
+            ));
+        }
+        if value.contains('\0') {
+            return Err(SpecError::new(format!("{field}.{key}"), "must not contain a NUL byte"));
+        }
+        if value.len() > MAX_ENV_VALUE {
+            return Err(SpecError::new(
+                format!("{field}.{key}"),
+                format!("is longer than {MAX_ENV_VALUE} bytes"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(json: &str) -> Result<FunctionSpec, serde_json::Error> {
+        serde_json::from_str(json)
+    }
+
+    #[test]
+    fn a_minimal_spec_gets_the_documented_defaults() {
+        let config = spec(r#"{"image":"hello:1"}"#)
+            .expect("parses")
+            .validate()
+            .expect("valid");
+        assert_eq!(config.image, "hello:1");
+        assert_eq!(config.contract, Contract::Exec);
+        assert_eq!(config.resources.memory_bytes, 256 << 20);
+        assert_eq!(config.resources.cpus, 1.0);
+        assert_eq!(config.resources.pids, 256);
+        assert_eq!(config.resources.tmp_bytes, 64 << 20);
+        assert_eq!(config.timeout(), Duration::from_secs(30));
+    }
+
+    #[test]
+    fn every_field_is_read() {
+        let config = spec(
+            r#"{"image":"hello:1","contract":"exec","memory":"128Mi","cpus":0.5,"pids":64,
+                "tmp_size":"16Mi","timeout":"10s","env":{"GREETING":"hi"},"secrets":{"TOKEN":"s3cret"}}"#,
+        )
+        .expect("parses")
+        .validate()
+        .expect("valid");
+        assert_eq!(config.resources.memory_bytes, 128 << 20);
+        assert_eq!(config.resources.cpus, 0.5);
+        assert_eq!(config.resources.pids, 64);
+        assert_eq!(config.resources.tmp_bytes, 16 << 20);
+        assert_eq!(config.timeout(), Duration::from_secs(10));
+        assert_eq!(config.env.get("GREETING").map(String::as_str), Some("hi"));
+        assert_eq!(config.secrets.get("TOKEN").map(String::as_str), Some("s3cret"));
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let err = spec(r#"{"image":"hello:1","memroy":"1Gi"}"#).expect_err("unknown field");
+        assert!(err.to_string().contains("memroy"), "{err}");
+    }
+
+    fn field_of(json: &str) -> String {
+        spec(json).expect("parses").validate().expect_err("invalid").field
+    }
+
+    #[test]
+    fn each_invalid_field_is_named() {
+        assert_eq!(field_of(r#"{"image":""}"#), "image");
+        assert_eq!(field_of(r#"{"image":"a b"}"#), "image");
+        assert_eq!(field_of(r#"{"image":"x","contract":"http"}"#), "contract");
+        assert_eq!(field_of(r#"{"image":"x","memory":"1Mi"}"#), "memory");
+        assert_eq!(field_of(r#"{"image":"x","memory":"1Ti"}"#), "memory");
+        assert_eq!(field_of(r#"{"image":"x","cpus":0}"#), "cpus");
+        assert_eq!(field_of(r#"{"image":"x","pids":1}"#), "pids");
+        assert_eq!(field_of(r#"{"image":"x","memory":"64Mi","tmp_size":"128Mi"}"#), "tmp_size");
+        assert_eq!(field_of(r#"{"image":"x","timeout":"2h"}"#), "timeout");
+        assert_eq!(field_of(r#"{"image":"x","timeout":"1ms"}"#), "timeout");
+        assert_eq!(field_of(r#"{"image":"x","env":{"1X":"v"}}"#), "env.1X");
+        assert_eq!(field_of(r#"{"image":"x","env":{"SKIFF_X":"v"}}"#), "env.SKIFF_X");
+        assert_eq!(field_of(r#"{"image":"x","env":{"A":"v"},"secrets":{"A":"w"}}"#), "secrets.A");
+    }
+
+    #[test]
+    fn function_names_are_checked() {
+        assert!(FunctionName::parse("hello").is_ok());
+        assert!(FunctionName::parse("Hello_World-2").is_ok());
+        for bad in ["", "-x", "a/b", "a b", "ü", &"x".repeat(65)] {
+            let err = FunctionName::parse(bad).expect_err(bad);
+            assert_eq!(err.field, "name");
+        }
+    }
+}

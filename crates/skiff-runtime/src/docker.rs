@@ -1,0 +1,350 @@
+//! [`ContainerEngine`] on the Docker Engine API, through bollard.
+
+use crate::error::Op;
+use crate::{
+    Attachment, ContainerEngine, ContainerSpec, ContainerState, ContainerSummary, EngineError,
+    ImageInfo, Output,
+};
+use async_trait::async_trait;
+use bollard::container::LogOutput;
+use bollard::errors::Error as BollardError;
+use bollard::models::{
+    ContainerCreateBody, ContainerSummaryStateEnum, HostConfig, Mount, MountType, NetworkCreateRequest, ResourcesUlimits,
+};
+use bollard::query_parameters::{
+    AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, KillContainerOptionsBuilder,
+    ListContainersOptionsBuilder, RemoveContainerOptionsBuilder, WaitContainerOptionsBuilder,
+};
+use bollard::Docker;
+use futures::{StreamExt, TryStreamExt};
+use std::collections::HashMap;
+
+/// The Docker engine, reached over its Unix socket (or `DOCKER_HOST`).
+#[derive(Debug, Clone)]
+pub struct DockerEngine {
+    docker: Docker,
+}
+
+impl DockerEngine {
+    /// Connects with the local defaults (`DOCKER_HOST`, else `/var/run/docker.sock`) and
+    /// negotiates the API version with the engine, so that older engines (API 1.41) work.
+    pub async fn connect() -> Result<Self, EngineError> {
+        let docker = Docker::connect_with_local_defaults().map_err(|e| classify(Op("connect"), e))?;
+        let docker = docker
+            .negotiate_version()
+            .await
+            .map_err(|e| classify(Op("negotiate API version"), e))?;
+        Ok(DockerEngine { docker })
+    }
+
+    /// The API version in use after negotiation, e.g. `1.41`.
+    pub fn api_version(&self) -> String {
+        let v = self.docker.client_version();
+        format!("{}.{}", v.major_version, v.minor_version)
+    }
+
+    /// The bollard client, for callers that need an API call this trait does not offer
+    /// (benchmarks measuring the raw engine, for instance).
+    pub fn client(&self) -> &Docker {
+        &self.docker
+    }
+}
+
+/// Maps a bollard error to an [`EngineError`] with the operation as context.
+fn classify(op: Op, err: BollardError) -> EngineError {
+    match err {
+        BollardError::DockerResponseServerError {
+            status_code,
+            message,
+        } => EngineError::Api {
+            op: op.0,
+            status: status_code,
+            message,
+        },
+        BollardError::IOError { err } => EngineError::Unavailable {
+            op: op.0,
+            message: err.to_string(),
+        },
+        BollardError::HyperResponseError { err } => EngineError::Unavailable {
+            op: op.0,
+            message: err.to_string(),
+        },
+        BollardError::RequestTimeoutError => EngineError::Unavailable {
+            op: op.0,
+            message: "the request timed out".to_string(),
+        },
+        other => EngineError::Other {
+            op: op.0,
+            message: other.to_string(),
+        },
+    }
+}
+
+fn not_found_or(id: &str, op: Op, err: BollardError) -> EngineError {
+    match err {
+        BollardError::DockerResponseServerError {
+            status_code: 404, ..
+        } => EngineError::NotFound { id: id.to_string() },
+        other => classify(op, other),
+    }
+}
+
+#[async_trait]
+impl ContainerEngine for DockerEngine {
+    async fn inspect_image(&self, reference: &str) -> Result<ImageInfo, EngineError> {
+        let image = self
+            .docker
+            .inspect_image(reference)
+            .await
+            .map_err(|err| match err {
+                BollardError::DockerResponseServerError {
+                    status_code: 404, ..
+                } => EngineError::ImageNotFound {
+                    reference: reference.to_string(),
+                },
+                other => classify(Op("inspect image"), other),
+            })?;
+        let id = image.id.ok_or_else(|| EngineError::Other {
+            op: "inspect image",
+            message: format!("the engine gave no id for `{reference}`"),
+        })?;
+        let config = image.config.unwrap_or_default();
+        Ok(ImageInfo {
+            id,
+            entrypoint: config.entrypoint.unwrap_or_default(),
+            cmd: config.cmd.unwrap_or_default(),
+            env: config.env.unwrap_or_default(),
+        })
+    }
+
+    async fn ensure_network(
+        &self,
+        name: &str,
+        labels: &HashMap<String, String>,
+    ) -> Result<(), EngineError> {
+        match self.docker.inspect_network(name, None).await {
+            Ok(_) => return Ok(()),
+            Err(BollardError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => {}
+            Err(other) => return Err(classify(Op("inspect network"), other)),
+        }
+        let request = NetworkCreateRequest {
+            name: name.to_string(),
+            driver: Some("bridge".to_string()),
+            labels: Some(labels.clone()),
+            ..Default::default()
+        };
+        match self.docker.create_network(request).await {
+            Ok(_) => Ok(()),
+            // Created meanwhile by another daemon sharing the engine.
+            Err(BollardError::DockerResponseServerError {
+                status_code: 409, ..
+            }) => Ok(()),
+            Err(other) => Err(classify(Op("create network"), other)),
+        }
+    }
+
+    async fn create(&self, spec: &ContainerSpec) -> Result<String, EngineError> {
+        let limits = &spec.limits;
+        let memory = i64::try_from(limits.memory_bytes).unwrap_or(i64::MAX);
+        let nofile = i64::try_from(limits.nofile).unwrap_or(i64::MAX);
+        let host_config = HostConfig {
+            memory: Some(memory),
+            memory_swap: Some(memory),
+            nano_cpus: Some((limits.cpus * 1e9) as i64),
+            pids_limit: Some(i64::from(limits.pids)),
+            readonly_rootfs: Some(true),
+            cap_drop: Some(vec!["ALL".to_string()]),
+            security_opt: Some(vec!["no-new-privileges".to_string()]),
+            privileged: Some(false),
+            tmpfs: Some(HashMap::from([(
+                "/tmp".to_string(),
+                format!("rw,nosuid,nodev,size={}", limits.tmp_bytes),
+            )])),
+            ulimits: Some(vec![ResourcesUlimits {
+                name: Some("nofile".to_string()),
+                soft: Some(nofile),
+                hard: Some(nofile),
+            }]),
+            mounts: Some(
+                spec.mounts
+                    .iter()
+                    .map(|m| Mount {
+                        source: Some(m.source.display().to_string()),
+                        target: Some(m.target.clone()),
+                        typ: Some(MountType::BIND),
+                        read_only: Some(true),
+                        ..Default::default()
+                    })
+                    .collect(),
+            ),
+            network_mode: Some(spec.network.clone().unwrap_or_else(|| "none".to_string())),
+            init: Some(false),
+            ..Default::default()
+        };
+        let body = ContainerCreateBody {
+            image: Some(spec.image.clone()),
+            entrypoint: spec.entrypoint.clone(),
+            cmd: spec.cmd.clone(),
+            env: Some(spec.env.clone()),
+            labels: Some(spec.labels.clone()),
+            attach_stdin: Some(spec.stdin),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            open_stdin: Some(spec.stdin),
+            stdin_once: Some(spec.stdin),
+            tty: Some(false),
+            network_disabled: Some(spec.network.is_none()),
+            host_config: Some(host_config),
+            ..Default::default()
+        };
+        let options = CreateContainerOptionsBuilder::default()
+            .name(&spec.name)
+            .build();
+        let created = self
+            .docker
+            .create_container(Some(options), body)
+            .await
+            .map_err(|err| match err {
+                BollardError::DockerResponseServerError {
+                    status_code: 404,
+                    message,
+                } if message.contains("image") => EngineError::ImageNotFound {
+                    reference: spec.image.clone(),
+                },
+                other => classify(Op("create container"), other),
+            })?;
+        Ok(created.id)
+    }
+
+    async fn attach(&self, id: &str) -> Result<Attachment, EngineError> {
+        let options = AttachContainerOptionsBuilder::default()
+            .stdin(true)
+            .stdout(true)
+            .stderr(true)
+            .stream(true)
+            .build();
+        let attached = self
+            .docker
+            .attach_container(id, Some(options))
+            .await
+            .map_err(|e| not_found_or(id, Op("attach container"), e))?;
+        let output = attached
+            .output
+            .map_err(|e| classify(Op("read container output"), e))
+            .try_filter_map(|chunk| async move {
+                Ok(match chunk {
+                    LogOutput::StdOut { message } | LogOutput::Console { message } => {
+                        Some(Output::Stdout(message))
+                    }
+                    LogOutput::StdErr { message } => Some(Output::Stderr(message)),
+                    LogOutput::StdIn { .. } => None,
+                })
+            })
+            .boxed();
+        Ok(Attachment {
+            stdin: attached.input,
+            output,
+        })
+    }
+
+    async fn start(&self, id: &str) -> Result<(), EngineError> {
+        self.docker
+            .start_container(id, None)
+            .await
+            .map_err(|e| not_found_or(id, Op("start container"), e))
+    }
+
+    async fn wait(&self, id: &str) -> Result<i64, EngineError> {
+        let options = WaitContainerOptionsBuilder::default()
+            .condition("not-running")
+            .build();
+        let mut stream = self.docker.wait_container(id, Some(options));
+        match stream.next().await {
+            Some(Ok(response)) => Ok(response.status_code),
+            // bollard reports a non-zero exit as an error; for us it is an exit code.
+            Some(Err(BollardError::DockerContainerWaitError { code, .. })) => Ok(code),
+            Some(Err(err)) => Err(not_found_or(id, Op("wait for container"), err)),
+            None => Err(EngineError::Other {
+                op: "wait for container",
+                message: "the engine closed the wait without an exit code".to_string(),
+            }),
+        }
+    }
+
+    async fn inspect(&self, id: &str) -> Result<ContainerState, EngineError> {
+        let inspected = self
+            .docker
+            .inspect_container(id, None)
+            .await
+            .map_err(|e| not_found_or(id, Op("inspect container"), e))?;
+        let state = inspected.state.unwrap_or_default();
+        let running = state.running.unwrap_or(false);
+        Ok(ContainerState {
+            running,
+            exit_code: if running { None } else { state.exit_code },
+            oom_killed: state.oom_killed.unwrap_or(false),
+        })
+    }
+
+    async fn kill(&self, id: &str) -> Result<(), EngineError> {
+        let options = KillContainerOptionsBuilder::default()
+            .signal("SIGKILL")
+            .build();
+        match self.docker.kill_container(id, Some(options)).await {
+            Ok(()) => Ok(()),
+            // 404: gone; 409: not running. Either way it is not running any more.
+            Err(BollardError::DockerResponseServerError {
+                status_code: 404 | 409,
+                ..
+            }) => Ok(()),
+            Err(other) => Err(classify(Op("kill container"), other)),
+        }
+    }
+
+    async fn remove(&self, id: &str) -> Result<(), EngineError> {
+        let options = RemoveContainerOptionsBuilder::default()
+            .force(true)
+            .v(true)
+            .build();
+        match self.docker.remove_container(id, Some(options)).await {
+            Ok(()) => Ok(()),
+            // 404: already gone; 409: removal already in progress.
+            Err(BollardError::DockerResponseServerError {
+                status_code: 404 | 409,
+                ..
+            }) => Ok(()),
+            Err(other) => Err(classify(Op("remove container"), other)),
+        }
+    }
+
+    async fn list(&self, labels: &[(&str, &str)]) -> Result<Vec<ContainerSummary>, EngineError> {
+        let filters = HashMap::from([(
+            "label".to_string(),
+            labels
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>(),
+        )]);
+        let options = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let containers = self
+            .docker
+            .list_containers(Some(options))
+            .await
+            .map_err(|e| classify(Op("list containers"), e))?;
+        Ok(containers
+            .into_iter()
+            .filter_map(|c| {
+                Some(ContainerSummary {
+                    id: c.id?,
+                    labels: c.labels.unwrap_or_default(),
+                    running: c.state == Some(ContainerSummaryStateEnum::RUNNING),
+                })
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,55 @@
+use std::fmt;
+
+/// What went wrong talking to the container engine.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    /// The engine could not be reached at all.
+    #[error("cannot reach the container engine during {op}: {message}")]
+    Unavailable {
+        /// The operation that was attempted.
+        op: &'static str,
+        /// What the transport said.
+        message: String,
+    },
+    /// The image is not present on the engine.
+    #[error("image `{reference}` is not present on the container engine")]
+    ImageNotFound {
+        /// The reference that was looked up.
+        reference: String,
+    },
+    /// The container does not exist.
+    #[error("container {id} does not exist")]
+    NotFound {
+        /// The container id.
+        id: String,
+    },
+    /// The engine refused the request.
+    #[error("{op}: the container engine answered {status}: {message}")]
+    Api {
+        /// The operation that was attempted.
+        op: &'static str,
+        /// HTTP status of the engine's answer.
+        status: u16,
+        /// The engine's message.
+        message: String,
+    },
+    /// Anything else on the way (a broken stream, a bad answer).
+    #[error("{op}: {message}")]
+    Other {
+        /// The operation that was attempted.
+        op: &'static str,
+        /// What happened.
+        message: String,
+    },
+}
+
+/// An operation name for error context.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Op(pub &'static str);
+
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+}

@@ -1,0 +1,176 @@
+//! skiff-runtime: the container engine behind a trait.
+//!
+//! [`ContainerEngine`] is everything skiff asks of an engine: resolve an image, create a
+//! container with its limits and labels, attach to its stdio, start, wait, kill, remove and
+//! list. [`docker::DockerEngine`] implements it on the Docker Engine API through bollard; the
+//! scheduling code is tested against fakes of the same trait.
+
+pub mod docker;
+mod error;
+pub mod init;
+
+pub use error::EngineError;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use std::collections::HashMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::pin::Pin;
+use tokio::io::AsyncWrite;
+
+/// What skiff needs to know of an image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageInfo {
+    /// The content-addressed image id (`sha256:...`), which pins the exact image.
+    pub id: String,
+    /// The image's entrypoint (may be empty).
+    pub entrypoint: Vec<String>,
+    /// The image's default command (may be empty).
+    pub cmd: Vec<String>,
+    /// The image's environment (`KEY=VALUE`).
+    pub env: Vec<String>,
+}
+
+impl ImageInfo {
+    /// The command the image runs by default: entrypoint followed by cmd.
+    pub fn command(&self) -> Vec<String> {
+        self.entrypoint.iter().chain(&self.cmd).cloned().collect()
+    }
+}
+
+/// Resource limits and sandboxing of a container.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    /// Memory limit in bytes; swap is limited to the same (no extra swap).
+    pub memory_bytes: u64,
+    /// CPU quota in CPUs.
+    pub cpus: f64,
+    /// Pids limit.
+    pub pids: u32,
+    /// Size of the tmpfs mounted at `/tmp`.
+    pub tmp_bytes: u64,
+    /// Open files limit (soft and hard).
+    pub nofile: u64,
+}
+
+/// A read-only bind mount of a host file or directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BindMount {
+    /// Path on the host.
+    pub source: PathBuf,
+    /// Path in the container.
+    pub target: String,
+}
+
+/// Everything needed to create a container. The sandbox is not optional: every container
+/// gets a read-only root file system, a tmpfs `/tmp`, no capabilities, `no-new-privileges`
+/// and the limits given here.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContainerSpec {
+    /// Container name (unique on the engine).
+    pub name: String,
+    /// Image id or reference.
+    pub image: String,
+    /// Entrypoint override (`None` keeps the image's).
+    pub entrypoint: Option<Vec<String>>,
+    /// Command override (`None` keeps the image's).
+    pub cmd: Option<Vec<String>>,
+    /// Environment, `KEY=VALUE`, on top of the image's.
+    pub env: Vec<String>,
+    /// Labels (skiff's ownership labels among them).
+    pub labels: HashMap<String, String>,
+    /// Resource limits.
+    pub limits: Limits,
+    /// Keep stdin open for an attached client, closing it when the client closes its side.
+    pub stdin: bool,
+    /// Network to join (`None`: no network at all).
+    pub network: Option<String>,
+    /// Read-only bind mounts.
+    pub mounts: Vec<BindMount>,
+}
+
+/// A chunk of a container's output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Bytes written to stdout.
+    Stdout(Bytes),
+    /// Bytes written to stderr.
+    Stderr(Bytes),
+}
+
+/// A live attachment to a container's stdio.
+pub struct Attachment {
+    /// The container's stdin; shutting it down closes the container's stdin.
+    pub stdin: Pin<Box<dyn AsyncWrite + Send>>,
+    /// Everything the container writes, in order, until its streams close.
+    pub output: BoxStream<'static, Result<Output, EngineError>>,
+}
+
+impl fmt::Debug for Attachment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Attachment")
+    }
+}
+
+/// The state of a container as the engine reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ContainerState {
+    /// Whether it is running.
+    pub running: bool,
+    /// Its exit code, once it has exited.
+    pub exit_code: Option<i64>,
+    /// Whether the kernel's out-of-memory killer killed a process of it.
+    pub oom_killed: bool,
+}
+
+/// A container found by [`ContainerEngine::list`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerSummary {
+    /// Container id.
+    pub id: String,
+    /// Its labels.
+    pub labels: HashMap<String, String>,
+    /// Whether it is running.
+    pub running: bool,
+}
+
+/// The operations skiff needs from a container engine.
+#[async_trait]
+pub trait ContainerEngine: Send + Sync + fmt::Debug + 'static {
+    /// Resolves an image reference present on the engine. [`EngineError::ImageNotFound`] if
+    /// it is not there.
+    async fn inspect_image(&self, reference: &str) -> Result<ImageInfo, EngineError>;
+
+    /// Creates the bridge network `name` with `labels` unless it exists.
+    async fn ensure_network(
+        &self,
+        name: &str,
+        labels: &HashMap<String, String>,
+    ) -> Result<(), EngineError>;
+
+    /// Creates a container; returns its id.
+    async fn create(&self, spec: &ContainerSpec) -> Result<String, EngineError>;
+
+    /// Attaches to a container's stdin, stdout and stderr (before start, to miss nothing).
+    async fn attach(&self, id: &str) -> Result<Attachment, EngineError>;
+
+    /// Starts a created container.
+    async fn start(&self, id: &str) -> Result<(), EngineError>;
+
+    /// Waits until the container is no longer running; returns its exit code.
+    async fn wait(&self, id: &str) -> Result<i64, EngineError>;
+
+    /// The container's state.
+    async fn inspect(&self, id: &str) -> Result<ContainerState, EngineError>;
+
+    /// Kills the container (SIGKILL). A container that is not running, or is gone, is fine.
+    async fn kill(&self, id: &str) -> Result<(), EngineError>;
+
+    /// Removes the container, killing it if needed. A container that is gone is fine.
+    async fn remove(&self, id: &str) -> Result<(), EngineError>;
+
+    /// All containers (running or not) that carry every one of `labels`.
+    async fn list(&self, labels: &[(&str, &str)]) -> Result<Vec<ContainerSummary>, EngineError>;
+}

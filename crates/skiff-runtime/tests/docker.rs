@@ -1,0 +1,137 @@
+//! The Docker engine implementation against the real engine.
+
+use futures::StreamExt;
+use skiff_runtime::docker::DockerEngine;
+use skiff_runtime::init::{self, INIT_PATH_IN_CONTAINER};
+use skiff_runtime::{BindMount, ContainerEngine, ContainerSpec, EngineError, Limits, Output};
+use std::collections::HashMap;
+use std::time::Instant;
+use tokio::io::AsyncWriteExt;
+
+fn spec(name: &str, image: &str, env: Vec<String>, init_path: &std::path::Path) -> ContainerSpec {
+    let image_cmd = vec!["/testfn".to_string()];
+    ContainerSpec {
+        name: name.to_string(),
+        image: image.to_string(),
+        entrypoint: Some(vec![INIT_PATH_IN_CONTAINER.to_string()]),
+        cmd: Some(image_cmd),
+        env,
+        labels: HashMap::from([
+            ("skiff.managed".to_string(), "true".to_string()),
+            ("skiff.daemon".to_string(), "runtime-test".to_string()),
+        ]),
+        limits: Limits {
+            memory_bytes: 64 << 20,
+            cpus: 0.5,
+            pids: 64,
+            tmp_bytes: 16 << 20,
+            nofile: 1024,
+        },
+        stdin: true,
+        network: None,
+        mounts: vec![BindMount {
+            source: init_path.to_path_buf(),
+            target: INIT_PATH_IN_CONTAINER.to_string(),
+        }],
+    }
+}
+
+#[tokio::test]
+async fn a_prepared_container_runs_the_function_with_call_env_and_stdin() {
+    if !skiff_testing::ready() {
+        return;
+    }
+    let engine = DockerEngine::connect().await.expect("connect");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let init_path = init::install(dir.path()).expect("install init");
+    let image = engine.inspect_image("skiff/testfn:latest").await.expect("image");
+    assert!(image.id.starts_with("sha256:"), "{}", image.id);
+    assert_eq!(image.command(), vec!["/testfn".to_string()]);
+
+    let name = format!("skiff-runtime-test-{}", uuid::Uuid::now_v7());
+    let id = engine
+        .create(&spec(&name, &image.id, vec!["MODE=env".into()], &init_path))
+        .await
+        .expect("create");
+    let mut attachment = engine.attach(&id).await.expect("attach");
+    engine.start(&id).await.expect("start");
+    let running = engine.inspect(&id).await.expect("inspect");
+    assert!(running.running, "the prepared container waits for its call");
+
+    let t0 = Instant::now();
+    let frame = init::encode_frame([("SKIFF_CALL_ID", "call-1"), ("SKIFF_METHOD", "POST")]);
+    attachment.stdin.write_all(&frame).await.expect("write frame");
+    attachment.stdin.shutdown().await.expect("close stdin");
+    let mut stdout = Vec::new();
+    while let Some(chunk) = attachment.output.next().await {
+        match chunk.expect("output") {
+            Output::Stdout(b) => stdout.extend_from_slice(&b),
+            Output::Stderr(b) => eprintln!("stderr: {}", String::from_utf8_lossy(&b)),
+        }
+    }
+    let code = engine.wait(&id).await.expect("wait");
+    eprintln!("call took {:?} once the container was prepared", t0.elapsed());
+    let stdout = String::from_utf8(stdout).expect("utf8");
+    assert_eq!(code, 0);
+    assert!(stdout.contains("SKIFF_CALL_ID=call-1\n"), "{stdout}");
+    assert!(stdout.contains("SKIFF_METHOD=POST\n"), "{stdout}");
+    assert!(stdout.contains("MODE=env\n"), "{stdout}");
+    let state = engine.inspect(&id).await.expect("inspect");
+    assert!(!state.running);
+    assert_eq!(state.exit_code, Some(0));
+    engine.remove(&id).await.expect("remove");
+    engine.remove(&id).await.expect("removing twice is fine");
+    assert!(matches!(engine.inspect(&id).await, Err(EngineError::NotFound { .. })));
+}
+
+#[tokio::test]
+async fn exit_codes_and_oom_kills_are_reported() {
+    if !skiff_testing::ready() {
+        return;
+    }
+    let engine = DockerEngine::connect().await.expect("connect");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let init_path = init::install(dir.path()).expect("install init");
+    for (mode, expect_code, expect_oom) in [("exit", 3, false), ("oom", 137, true)] {
+        let name = format!("skiff-runtime-test-{}", uuid::Uuid::now_v7());
+        let id = engine
+            .create(&spec(&name, "skiff/testfn:latest", vec![format!("MODE={mode}")], &init_path))
+            .await
+            .expect("create");
+        let mut attachment = engine.attach(&id).await.expect("attach");
+        engine.start(&id).await.expect("start");
+        attachment
+            .stdin
+            .write_all(&init::encode_frame([]))
+            .await
+            .expect("frame");
+        attachment.stdin.shutdown().await.expect("close");
+        while attachment.output.next().await.is_some() {}
+        let code = engine.wait(&id).await.expect("wait");
+        let state = engine.inspect(&id).await.expect("inspect");
+        engine.remove(&id).await.expect("remove");
+        assert_eq!(code, expect_code, "{mode}");
+        assert_eq!(state.oom_killed, expect_oom, "{mode}");
+    }
+}
+
+#[tokio::test]
+async fn missing_images_and_containers_are_typed_errors() {
+    if !skiff_testing::docker_available() {
+        return;
+    }
+    let engine = DockerEngine::connect().await.expect("connect");
+    let err = engine
+        .inspect_image("skiff/no-such-image:never")
+        .await
+        .expect_err("missing");
+    assert!(matches!(err, EngineError::ImageNotFound { .. }), "{err}");
+    let err = engine.start("no-such-container-skiff").await.expect_err("missing");
+    assert!(matches!(err, EngineError::NotFound { .. }), "{err}");
+    engine.kill("no-such-container-skiff").await.expect("kill of a gone container is fine");
+    let listed = engine
+        .list(&[("skiff.daemon", "nobody-has-this-id")])
+        .await
+        .expect("list");
+    assert!(listed.is_empty());
+}

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Builds the example and test function images FROM scratch, with no registry and no pull:
+# each is one statically linked Rust binary. Idempotent; safe to run concurrently.
+#
+#   skiff/hello:latest      examples/hello      JSON {"name":...} in, "Hello <name>!" out
+#   skiff/uppercase:latest  examples/uppercase  text in, upper case out
+#   skiff/testfn:latest     testing/testfn      the end-to-end tests' function (see its docs)
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+target=$(rustc -vV | sed -n 's/^host: //p')
+
+exec 9>"$root/target/.build-examples.lock" 2>/dev/null || { mkdir -p "$root/target"; exec 9>"$root/target/.build-examples.lock"; }
+flock 9
+
+# An explicit --target keeps these flags off build scripts and proc macros.
+RUSTFLAGS="-C target-feature=+crt-static" cargo build --quiet --release --locked \
+  --target "$target" -p hello -p uppercase -p testfn
+
+for name in hello uppercase testfn; do
+  ctx=$(mktemp -d)
+  cp "target/$target/release/$name" "$ctx/$name"
+  cat >"$ctx/Dockerfile" <<DOCKERFILE
+FROM scratch
+COPY $name /$name
+ENTRYPOINT ["/$name"]
+DOCKERFILE
+  docker build --quiet --label skiff.example=true -t "skiff/$name:latest" "$ctx" >/dev/null
+  rm -rf "$ctx"
+  echo "built skiff/$name:latest"
+done

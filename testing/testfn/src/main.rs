@@ -1,0 +1,114 @@
+//! `testfn`: a function image for skiff's end-to-end tests.
+//!
+//! Its behaviour is picked by the `MODE` environment variable, so that one image serves
+//! every test (each test deploys it with its own `--env MODE=...`):
+//!
+//! | MODE | behaviour |
+//! | --- | --- |
+//! | `echo` (default) | copies stdin to stdout byte for byte |
+//! | `env` | prints its environment as sorted `KEY=VALUE` lines |
+//! | `sleep` | sleeps `SLEEP_MS` milliseconds (default: an hour), then echoes |
+//! | `exit` | writes `failing on purpose` to stderr and exits with `EXIT_CODE` (default 3) |
+//! | `abort` | aborts (SIGABRT), like a crashing program |
+//! | `oom` | allocates and touches memory until the kernel kills it |
+//! | `flood` | writes to stdout without end |
+//! | `isolation` | reports what the sandbox allows, one `key=value` line each |
+
+use std::io::{self, Read, Write};
+use std::process::ExitCode;
+use std::time::Duration;
+
+fn main() -> ExitCode {
+    let mode = std::env::var("MODE").unwrap_or_else(|_| "echo".to_string());
+    match mode.as_str() {
+        "echo" => echo(),
+        "env" => {
+            let mut vars: Vec<(String, String)> = std::env::vars().collect();
+            vars.sort();
+            let mut out = io::stdout().lock();
+            for (key, value) in vars {
+                let _ = writeln!(out, "{key}={value}");
+            }
+            ExitCode::SUCCESS
+        }
+        "sleep" => {
+            let ms = std::env::var("SLEEP_MS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(3_600_000);
+            std::thread::sleep(Duration::from_millis(ms));
+            echo()
+        }
+        "exit" => {
+            let code = std::env::var("EXIT_CODE")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(3);
+            eprintln!("failing on purpose");
+            ExitCode::from(code)
+        }
+        "abort" => std::process::abort(),
+        "oom" => {
+            let mut hoard: Vec<Vec<u8>> = Vec::new();
+            loop {
+                // 8 MiB at a time, every page written so that it is really charged.
+                hoard.push(vec![1u8; 8 << 20]);
+                std::hint::black_box(&hoard);
+            }
+        }
+        "flood" => {
+            let chunk = vec![b'x'; 64 * 1024];
+            let mut out = io::stdout().lock();
+            while out.write_all(&chunk).is_ok() {}
+            ExitCode::SUCCESS
+        }
+        "isolation" => isolation(),
+        other => {
+            eprintln!("testfn: unknown MODE {other}");
+            ExitCode::from(64)
+        }
+    }
+}
+
+fn echo() -> ExitCode {
+    match io::copy(&mut io::stdin().lock(), &mut io::stdout().lock()) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("testfn: echo failed: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn isolation() -> ExitCode {
+    let mut out = io::stdout().lock();
+    let root_writable = std::fs::write("/probe", b"x").is_ok();
+    let tmp_writable = std::fs::write("/tmp/probe", b"x").is_ok();
+    let _ = writeln!(out, "root_writable={root_writable}");
+    let _ = writeln!(out, "tmp_writable={tmp_writable}");
+    let mut status = String::new();
+    if let Ok(mut file) = std::fs::File::open("/proc/self/status") {
+        let _ = file.read_to_string(&mut status);
+    }
+    for line in status.lines() {
+        if let Some((key, value)) = line.split_once(':') {
+            if matches!(key, "CapEff" | "CapBnd" | "NoNewPrivs" | "Uid") {
+                let _ = writeln!(out, "{key}={}", value.trim());
+            }
+        }
+    }
+    for (key, path) in [
+        ("pids_max", "/sys/fs/cgroup/pids.max"),
+        ("memory_max", "/sys/fs/cgroup/memory.max"),
+        ("cpu_max", "/sys/fs/cgroup/cpu.max"),
+        ("pids_max", "/sys/fs/cgroup/pids/pids.max"),
+        ("memory_max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"),
+    ] {
+        if let Ok(value) = std::fs::read_to_string(path) {
+            let _ = writeln!(out, "{key}={}", value.trim());
+        }
+    }
+    let docker_socket = std::path::Path::new("/var/run/docker.sock").exists();
+    let _ = writeln!(out, "docker_socket={docker_socket}");
+    ExitCode::SUCCESS
+}
