@@ -220,7 +220,7 @@ impl FunctionSpec {
             ));
         }
         let cpus = self.cpus.unwrap_or(DEFAULT_CPUS);
-        if !cpus.is_finite() || cpus < 0.01 || cpus > MAX_CPUS {
+        if !cpus.is_finite() || !(0.01..=MAX_CPUS).contains(&cpus) {
             return Err(SpecError::new(
                 "cpus",
                 format!("{cpus} is out of range: use 0.01 to {MAX_CPUS}"),

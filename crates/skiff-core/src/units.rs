@@ -138,7 +138,7 @@ impl<'de> Deserialize<'de> for HumanDuration {
             Text(String),
         }
         match Raw::deserialize(deserializer)? {
-            Raw::Seconds(s) if s.is_finite() && s >= 0.0 && s < 1e12 => {
+            Raw::Seconds(s) if s.is_finite() && (0.0..1e12).contains(&s) => {
                 Ok(HumanDuration(Duration::from_secs_f64(s)))
             }
             Raw::Seconds(s) => Err(serde::de::Error::custom(format!("{s} is not a valid number of seconds"))),

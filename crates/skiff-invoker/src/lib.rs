@@ -1,1 +1,21 @@
-//! skiff-invoker
+//! skiff-invoker: the platform's core operations, shared by every transport.
+//!
+//! [`Platform`] is the one entry point: the management API, the public route and (later) the
+//! Lambda API all call its methods, and nothing else. It owns
+//! - the function registry (the store, with an in-memory copy for the hot path);
+//! - the global call limiter (a bounded number of calls at once, a bounded queue, then 429);
+//! - the contract drivers ([`exec`]: a fresh container per call, prepared ahead of time);
+//! - the call recorder (call records written in batches, off the call's path);
+//! - the background tasks (preparing containers, removing used ones, expiring idle ones),
+//!   each with an owner, a bound and a shutdown path.
+
+pub mod config;
+mod error;
+pub mod exec;
+mod limiter;
+mod platform;
+mod recorder;
+
+pub use config::PlatformConfig;
+pub use error::PlatformError;
+pub use platform::{InvokeOutcome, InvokeRequest, Platform};

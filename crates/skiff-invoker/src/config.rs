@@ -1,0 +1,48 @@
+//! The platform's settings, with their defaults.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How the platform runs. [`PlatformConfig::new`] gives the defaults.
+#[derive(Debug, Clone)]
+pub struct PlatformConfig {
+    /// Where skiff keeps its state (the store, the `skiff-init` binary).
+    pub data_dir: PathBuf,
+    /// Most calls running at once, across all functions.
+    pub max_concurrent_calls: usize,
+    /// Most calls waiting for a slot; beyond this, calls are refused (HTTP 429).
+    pub max_queued_calls: usize,
+    /// Largest response a function may write; past it the call fails and the container is
+    /// killed.
+    pub max_response_bytes: usize,
+    /// Most bytes of a call's log (stderr) kept in its record.
+    pub max_log_bytes: usize,
+    /// Containers kept created and started ahead of calls, per `exec` function.
+    pub exec_prewarm: usize,
+    /// A function not called for this long has its prepared containers removed.
+    pub exec_idle_timeout: Duration,
+    /// Most containers being prepared in the background at once.
+    pub max_background_prepares: usize,
+    /// The Docker network functions join (created if missing).
+    pub network: String,
+    /// Open files limit inside function containers.
+    pub nofile: u64,
+}
+
+impl PlatformConfig {
+    /// The defaults, keeping state in `data_dir`.
+    pub fn new(data_dir: PathBuf) -> Self {
+        PlatformConfig {
+            data_dir,
+            max_concurrent_calls: 64,
+            max_queued_calls: 1024,
+            max_response_bytes: 6 << 20,
+            max_log_bytes: 64 << 10,
+            exec_prewarm: 1,
+            exec_idle_timeout: Duration::from_secs(300),
+            max_background_prepares: 2,
+            network: "skiff-functions".to_string(),
+            nofile: 4096,
+        }
+    }
+}

@@ -1,0 +1,69 @@
+use skiff_core::{CallErrorType, SpecError};
+use skiff_runtime::EngineError;
+use skiff_store::StoreError;
+use uuid::Uuid;
+
+/// Why a platform operation did not succeed. Transports map each kind to their own shape
+/// (an HTTP status and error code; an AWS error; a CLI line).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PlatformError {
+    /// The function spec (or name) is invalid.
+    #[error("invalid function spec: {0}")]
+    InvalidSpec(#[from] SpecError),
+    /// No function by that name.
+    #[error("function `{name}` does not exist")]
+    FunctionNotFound {
+        /// The name asked for.
+        name: String,
+    },
+    /// No call with that id.
+    #[error("call {id} does not exist")]
+    CallNotFound {
+        /// The id asked for.
+        id: Uuid,
+    },
+    /// The image is not present on the container engine.
+    #[error("image `{image}` is not present on the container engine; build or pull it first")]
+    ImageNotFound {
+        /// The reference given.
+        image: String,
+    },
+    /// Too many calls in flight and queued.
+    #[error("too many calls: {running} running and {queued} queued; try again later")]
+    Overloaded {
+        /// Calls running.
+        running: usize,
+        /// Calls queued.
+        queued: usize,
+    },
+    /// The call ran and failed; its record says more.
+    #[error("{message}")]
+    CallFailed {
+        /// The call's id.
+        call_id: Uuid,
+        /// Why it failed.
+        error_type: CallErrorType,
+        /// A readable account.
+        message: String,
+        /// The function's exit code, when it exited.
+        exit_code: Option<i64>,
+    },
+    /// The platform is shutting down and takes no new calls.
+    #[error("skiff is shutting down")]
+    ShuttingDown,
+    /// The container engine failed.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The platform could not set itself up.
+    #[error("{what}: {message}")]
+    Setup {
+        /// What was being set up.
+        what: &'static str,
+        /// What went wrong.
+        message: String,
+    },
+}

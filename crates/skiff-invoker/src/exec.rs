@@ -1,0 +1,609 @@
+//! The `exec` contract: a fresh container per call.
+//!
+//! The request body is the container's stdin, stdout is the response, stderr the call's log,
+//! exit code 0 success. To keep the container start off the call's path, containers are
+//! *prepared*: created and started ahead of time with `skiff-init` as PID 1, which waits on
+//! stdin for the call's metadata (the `SKIFF_*` variables), then execs the function. Each
+//! prepared container serves one call and is removed afterwards, off the call's path.
+//!
+//! Per function, [`ExecDriver`] keeps up to `prewarm` prepared containers of the function's
+//! current version. A call takes one if there is one (a warm start of a fresh container) or
+//! prepares its own (a cold start), and a replacement is prepared in the background. A
+//! function not called for `idle_timeout` has its prepared containers removed.
+
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
+use skiff_core::{labels, CallErrorType, Resources};
+use skiff_runtime::init::INIT_PATH_IN_CONTAINER;
+use skiff_runtime::{
+    Attachment, BindMount, ContainerEngine, ContainerSpec, EngineError, Limits, Output,
+};
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Containers removed at once in the background.
+const REMOVAL_SLOTS: usize = 4;
+/// Bytes of the end of stderr kept for a failed call's error message.
+const ERROR_TAIL_BYTES: usize = 1024;
+
+/// What the exec driver needs to know of one version of a function.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExecTarget {
+    /// Function name.
+    pub function: String,
+    /// Function version: prepared containers of another version are never used.
+    pub version: u64,
+    /// Image id to run.
+    pub image: String,
+    /// The image's command (entrypoint and cmd), run by `skiff-init`.
+    pub command: Vec<String>,
+    /// The function's environment and secrets, `KEY=VALUE`.
+    pub env: Vec<String>,
+    /// Resource limits.
+    pub resources: Resources,
+}
+
+/// How the driver runs, from the platform's configuration.
+#[derive(Debug, Clone)]
+pub struct ExecSettings {
+    /// The daemon's id, put on every container's labels.
+    pub daemon_id: String,
+    /// The host path of `skiff-init`.
+    pub init_path: PathBuf,
+    /// The network containers join.
+    pub network: Option<String>,
+    /// Open files limit.
+    pub nofile: u64,
+    /// Prepared containers kept per function.
+    pub prewarm: usize,
+    /// Idle time after which a function's prepared containers are removed.
+    pub idle_timeout: Duration,
+    /// Most background preparations at once.
+    pub max_background_prepares: usize,
+    /// Largest response.
+    pub max_response_bytes: usize,
+    /// Most log bytes kept.
+    pub max_log_bytes: usize,
+}
+
+/// A container created, attached and started, waiting for its call.
+struct Prepared {
+    instance: String,
+    container: String,
+    attachment: Attachment,
+}
+
+/// One function's prepared containers.
+#[derive(Default)]
+struct Pool {
+    version: u64,
+    ready: VecDeque<Prepared>,
+    preparing: usize,
+    last_used: Option<Instant>,
+}
+
+/// The result of one exec call.
+#[derive(Debug)]
+pub struct ExecOutcome {
+    /// The instance (container) that served the call, if one was started.
+    pub instance: Option<String>,
+    /// Whether the call waited for its container to be created and started.
+    pub cold: bool,
+    /// What the function wrote to stdout (empty on failure).
+    pub stdout: Bytes,
+    /// What it wrote to stderr, capped.
+    pub logs: Vec<u8>,
+    /// Its exit code, if it exited.
+    pub exit_code: Option<i64>,
+    /// Why it failed, if it did.
+    pub error: Option<(CallErrorType, String)>,
+}
+
+/// Runs `exec` calls; owns the prepared containers and the tasks that make and remove them.
+#[derive(Debug)]
+pub struct ExecDriver {
+    engine: Arc<dyn ContainerEngine>,
+    settings: ExecSettings,
+    pools: Mutex<HashMap<String, Pool>>,
+    prepare_slots: Arc<Semaphore>,
+    removal_slots: Arc<Semaphore>,
+    tracker: TaskTracker,
+    cancel: CancellationToken,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("version", &self.version)
+            .field("ready", &self.ready.len())
+            .field("preparing", &self.preparing)
+            .finish()
+    }
+}
+
+/// Stderr as kept for a call: the first `max` bytes, and the last bytes for error messages.
+struct LogBuffer {
+    head: Vec<u8>,
+    max: usize,
+    dropped: usize,
+    tail: VecDeque<u8>,
+}
+
+impl LogBuffer {
+    fn new(max: usize) -> Self {
+        LogBuffer {
+            head: Vec::new(),
+            max,
+            dropped: 0,
+            tail: VecDeque::new(),
+        }
+    }
+
+    fn push(&mut self, bytes: &[u8]) {
+        let room = self.max.saturating_sub(self.head.len());
+        let kept = room.min(bytes.len());
+        self.head.extend_from_slice(&bytes[..kept]);
+        self.dropped += bytes.len() - kept;
+        self.tail.extend(bytes.iter().rev().take(ERROR_TAIL_BYTES).rev());
+        let excess = self.tail.len().saturating_sub(ERROR_TAIL_BYTES);
+        self.tail.drain(..excess);
+    }
+
+    fn tail_text(&self) -> String {
+        let bytes: Vec<u8> = self.tail.iter().copied().collect();
+        String::from_utf8_lossy(&bytes).trim().to_string()
+    }
+
+    fn into_logs(mut self) -> Vec<u8> {
+        if self.dropped > 0 {
+            self.head
+                .extend_from_slice(format!("\n[skiff: {} more bytes of log dropped]\n", self.dropped).as_bytes());
+        }
+        self.head
+    }
+}
+
+/// How reading the container's output ended.
+enum ReadEnd {
+    /// The streams closed.
+    Closed,
+    /// Stdout went past the response limit.
+    TooLarge,
+}
+
+impl ExecDriver {
+    /// A driver on `engine`; its background tasks run on `tracker` and stop on `cancel`.
+    pub fn new(
+        engine: Arc<dyn ContainerEngine>,
+        settings: ExecSettings,
+        tracker: TaskTracker,
+        cancel: CancellationToken,
+    ) -> Arc<Self> {
+        Arc::new(ExecDriver {
+            engine,
+            prepare_slots: Arc::new(Semaphore::new(settings.max_background_prepares.max(1))),
+            removal_slots: Arc::new(Semaphore::new(REMOVAL_SLOTS)),
+            settings,
+            pools: Mutex::new(HashMap::new()),
+            tracker,
+            cancel,
+        })
+    }
+
+    fn pools(&self) -> MutexGuard<'_, HashMap<String, Pool>> {
+        // A panic while holding this lock cannot leave a pool half-updated in a way that
+        // matters (at worst a count is off until the next refill), so poisoning is ignored.
+        self.pools.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// How many prepared containers `function` has ready now.
+    pub fn ready_count(&self, function: &str) -> usize {
+        self.pools().get(function).map_or(0, |p| p.ready.len())
+    }
+
+    fn container_spec(&self, target: &ExecTarget, instance: &str) -> ContainerSpec {
+        let r = &target.resources;
+        ContainerSpec {
+            name: format!("skiff-{}-{instance}", target.function),
+            image: target.image.clone(),
+            entrypoint: Some(vec![INIT_PATH_IN_CONTAINER.to_string()]),
+            cmd: Some(target.command.clone()),
+            env: target.env.clone(),
+            labels: HashMap::from([
+                (labels::MANAGED.to_string(), "true".to_string()),
+                (labels::FUNCTION.to_string(), target.function.clone()),
+                (labels::INSTANCE.to_string(), instance.to_string()),
+                (labels::DAEMON.to_string(), self.settings.daemon_id.clone()),
+                (labels::CONTRACT.to_string(), "exec".to_string()),
+            ]),
+            limits: Limits {
+                memory_bytes: r.memory_bytes,
+                cpus: r.cpus,
+                pids: r.pids,
+                tmp_bytes: r.tmp_bytes,
+                nofile: self.settings.nofile,
+            },
+            stdin: true,
+            network: self.settings.network.clone(),
+            mounts: vec![BindMount {
+                source: self.settings.init_path.clone(),
+                target: INIT_PATH_IN_CONTAINER.to_string(),
+            }],
+        }
+    }
+
+    /// Creates, attaches and starts a container for `target`. On failure, nothing is left.
+    async fn prepare(&self, target: &ExecTarget) -> Result<Prepared, EngineError> {
+        let instance = instance_id();
+        let spec = self.container_spec(target, &instance);
+        let container = self.engine.create(&spec).await?;
+        let attached = async {
+            let attachment = self.engine.attach(&container).await?;
+            self.engine.start(&container).await?;
+            Ok::<_, EngineError>(attachment)
+        }
+        .await;
+        match attached {
+            Ok(attachment) => Ok(Prepared {
+                instance,
+                container,
+                attachment,
+            }),
+            Err(err) => {
+                self.discard(container);
+                Err(err)
+            }
+        }
+    }
+
+    /// Removes a used (or unwanted) container in the background.
+    fn discard(&self, container: String) {
+        let engine = self.engine.clone();
+        let slots = self.removal_slots.clone();
+        self.tracker.spawn(async move {
+            let _slot = slots.acquire_owned().await;
+            if let Err(err) = engine.remove(&container).await {
+                tracing::warn!(%err, container, "could not remove a function container");
+            }
+        });
+    }
+
+    /// Takes a ready container of `target`'s version, dropping those of other versions.
+    fn take_ready(&self, target: &ExecTarget) -> Option<Prepared> {
+        let mut pools = self.pools();
+        let pool = pools.entry(target.function.clone()).or_default();
+        pool.last_used = Some(Instant::now());
+        if pool.version != target.version {
+            pool.version = target.version;
+            for stale in pool.ready.drain(..) {
+                self.discard(stale.container);
+            }
+        }
+        pool.ready.pop_front()
+    }
+
+    /// Prepares containers in the background until `target` has `prewarm` of them.
+    pub fn refill(self: &Arc<Self>, target: &Arc<ExecTarget>) {
+        if self.cancel.is_cancelled() {
+            return;
+        }
+        let missing = {
+            let mut pools = self.pools();
+            let pool = pools.entry(target.function.clone()).or_default();
+            if pool.version != target.version {
+                pool.version = target.version;
+                for stale in pool.ready.drain(..) {
+                    self.discard(stale.container);
+                }
+            }
+            pool.last_used.get_or_insert_with(Instant::now);
+            let missing = self
+                .settings
+                .prewarm
+                .saturating_sub(pool.ready.len() + pool.preparing);
+            pool.preparing += missing;
+            missing
+        };
+        for _ in 0..missing {
+            let driver = self.clone();
+            let target = target.clone();
+            self.tracker.spawn(async move {
+                let prepared = tokio::select! {
+                    _ = driver.cancel.cancelled() => None,
+                    prepared = async {
+                        let _slot = driver.prepare_slots.acquire().await;
+                        driver.prepare(&target).await
+                    } => Some(prepared),
+                };
+                let mut pools = driver.pools();
+                let mut pool = pools.get_mut(&target.function);
+                if let Some(pool) = pool.as_deref_mut() {
+                    pool.preparing = pool.preparing.saturating_sub(1);
+                }
+                match prepared {
+                    Some(Ok(prepared)) => match pool {
+                        Some(pool) if pool.version == target.version && !driver.cancel.is_cancelled() => {
+                            pool.ready.push_back(prepared);
+                        }
+                        _ => driver.discard(prepared.container),
+                    },
+                    Some(Err(err)) => {
+                        tracing::warn!(%err, function = target.function, "could not prepare a container");
+                    }
+                    None => {}
+                }
+            });
+        }
+    }
+
+    /// Removes the prepared containers of `function` and forgets it (on delete or update).
+    pub fn forget(&self, function: &str) {
+        let pool = self.pools().remove(function);
+        if let Some(pool) = pool {
+            for prepared in pool.ready {
+                self.discard(prepared.container);
+            }
+        }
+    }
+
+    /// Removes the prepared containers of functions idle for longer than the idle timeout.
+    pub fn expire_idle(&self) {
+        let now = Instant::now();
+        let mut expired = Vec::new();
+        {
+            let mut pools = self.pools();
+            for (name, pool) in pools.iter_mut() {
+                let idle = pool
+                    .last_used
+                    .is_none_or(|t| now.duration_since(t) >= self.settings.idle_timeout);
+                if idle && !pool.ready.is_empty() {
+                    tracing::debug!(function = name, count = pool.ready.len(), "removing idle prepared containers");
+                    expired.extend(pool.ready.drain(..).map(|p| p.container));
+                }
+            }
+        }
+        for container in expired {
+            self.discard(container);
+        }
+    }
+
+    /// Removes every prepared container now (at shutdown).
+    pub async fn shutdown(&self) {
+        let containers: Vec<String> = {
+            let mut pools = self.pools();
+            pools
+                .drain()
+                .flat_map(|(_, pool)| pool.ready.into_iter().map(|p| p.container))
+                .collect()
+        };
+        let engine = &self.engine;
+        futures::stream::iter(containers)
+            .for_each_concurrent(REMOVAL_SLOTS, |container| async move {
+                if let Err(err) = engine.remove(&container).await {
+                    tracing::warn!(%err, container, "could not remove a prepared container");
+                }
+            })
+            .await;
+    }
+
+    /// Runs one call: `frame` (the call's metadata for `skiff-init`) then `body` on stdin,
+    /// until `deadline`.
+    pub async fn run(
+        self: &Arc<Self>,
+        target: &Arc<ExecTarget>,
+        frame: Vec<u8>,
+        body: Bytes,
+        deadline: tokio::time::Instant,
+    ) -> ExecOutcome {
+        let mut outcome = match self.take_ready(target) {
+            Some(prepared) => {
+                let instance = prepared.instance.clone();
+                let outcome = self.drive(prepared, &frame, &body, deadline, false).await;
+                match outcome {
+                    // The prepared container was gone before the call reached it (killed
+                    // from outside, say): nothing was sent, so a fresh container may run it.
+                    Err(NotDelivered(err)) => {
+                        tracing::warn!(%err, instance, "a prepared container could not take its call; starting another");
+                        None
+                    }
+                    Ok(outcome) => Some(outcome),
+                }
+            }
+            None => None,
+        };
+        if outcome.is_none() {
+            outcome = Some(self.run_cold(target, &frame, &body, deadline).await);
+        }
+        self.refill(target);
+        outcome.unwrap_or_else(|| failed(None, true, CallErrorType::EngineError, "no container".into()))
+    }
+
+    async fn run_cold(
+        &self,
+        target: &ExecTarget,
+        frame: &[u8],
+        body: &Bytes,
+        deadline: tokio::time::Instant,
+    ) -> ExecOutcome {
+        match tokio::time::timeout_at(deadline, self.prepare(target)).await {
+            Ok(Ok(prepared)) => match self.drive(prepared, frame, body, deadline, true).await {
+                Ok(outcome) => outcome,
+                Err(NotDelivered(err)) => failed(None, true, CallErrorType::StartFailed, err.to_string()),
+            },
+            Ok(Err(err)) => failed(None, true, CallErrorType::StartFailed, format!("the container could not start: {err}")),
+            Err(_) => failed(
+                None,
+                true,
+                CallErrorType::Timeout,
+                "the call timed out while its container was starting".into(),
+            ),
+        }
+    }
+
+    /// Sends the call to a prepared container and collects the result. The container is
+    /// always discarded afterwards. `Err` only when not a byte of the call reached it.
+    async fn drive(
+        &self,
+        prepared: Prepared,
+        frame: &[u8],
+        body: &Bytes,
+        deadline: tokio::time::Instant,
+        cold: bool,
+    ) -> Result<ExecOutcome, NotDelivered> {
+        let Prepared {
+            instance,
+            container,
+            attachment: Attachment { mut stdin, mut output },
+        } = prepared;
+        if let Err(err) = stdin.write_all(frame).await {
+            self.discard(container);
+            return Err(NotDelivered(err));
+        }
+        let max_response = self.settings.max_response_bytes;
+        let mut stdout = BytesMut::new();
+        let mut logs = LogBuffer::new(self.settings.max_log_bytes);
+        let engine = &self.engine;
+        let work = async {
+            let write = async {
+                // A function may exit without reading all of its input: a failed write of
+                // the body is not an error of the call.
+                let _ = stdin.write_all(body).await;
+                let _ = stdin.shutdown().await;
+            };
+            let read = async {
+                while let Some(chunk) = output.next().await {
+                    match chunk? {
+                        Output::Stdout(bytes) => {
+                            if stdout.len() + bytes.len() > max_response {
+                                engine.kill(&container).await?;
+                                return Ok(ReadEnd::TooLarge);
+                            }
+                            stdout.extend_from_slice(&bytes);
+                        }
+                        Output::Stderr(bytes) => logs.push(&bytes),
+                    }
+                }
+                Ok::<_, EngineError>(ReadEnd::Closed)
+            };
+            let ((), read) = tokio::join!(write, read);
+            let read = read?;
+            let code = engine.wait(&container).await?;
+            Ok::<_, EngineError>((read, code))
+        };
+        let result = tokio::time::timeout_at(deadline, work).await;
+        let instance = Some(instance);
+        let outcome = match result {
+            Err(_elapsed) => {
+                if let Err(err) = engine.kill(&container).await {
+                    tracing::warn!(%err, container, "could not kill a timed-out container");
+                }
+                failed(instance, cold, CallErrorType::Timeout, "the call ran past its timeout and was stopped".into())
+            }
+            Ok(Err(err)) => failed(instance, cold, CallErrorType::EngineError, err.to_string()),
+            Ok(Ok((ReadEnd::TooLarge, code))) => ExecOutcome {
+                exit_code: Some(code),
+                ..failed(
+                    instance,
+                    cold,
+                    CallErrorType::OutputTooLarge,
+                    format!("the function wrote more than the response limit of {max_response} bytes"),
+                )
+            },
+            Ok(Ok((ReadEnd::Closed, 0))) => ExecOutcome {
+                instance,
+                cold,
+                stdout: stdout.freeze(),
+                logs: Vec::new(),
+                exit_code: Some(0),
+                error: None,
+            },
+            Ok(Ok((ReadEnd::Closed, code))) => {
+                let oom = match engine.inspect(&container).await {
+                    Ok(state) => state.oom_killed,
+                    Err(err) => {
+                        tracing::warn!(%err, container, "could not inspect a failed container");
+                        false
+                    }
+                };
+                let tail = logs.tail_text();
+                let (kind, message) = if oom {
+                    (CallErrorType::OutOfMemory, "the function ran out of memory and was killed".to_string())
+                } else if (129..=192).contains(&code) {
+                    (
+                        CallErrorType::Crashed,
+                        format!("the function was killed by signal {}", code - 128),
+                    )
+                } else {
+                    (CallErrorType::FunctionError, format!("the function exited with status {code}"))
+                };
+                let message = if tail.is_empty() {
+                    message
+                } else {
+                    format!("{message}: {tail}")
+                };
+                ExecOutcome {
+                    exit_code: Some(code),
+                    ..failed(instance, cold, kind, message)
+                }
+            }
+        };
+        self.discard(container);
+        Ok(ExecOutcome {
+            logs: logs.into_logs(),
+            ..outcome
+        })
+    }
+}
+
+/// The call could not be handed to the container at all.
+#[derive(Debug)]
+struct NotDelivered(std::io::Error);
+
+fn failed(instance: Option<String>, cold: bool, kind: CallErrorType, message: String) -> ExecOutcome {
+    ExecOutcome {
+        instance,
+        cold,
+        stdout: Bytes::new(),
+        logs: Vec::new(),
+        exit_code: None,
+        error: Some((kind, message)),
+    }
+}
+
+/// A short random instance id: 12 hex characters (48 random bits).
+fn instance_id() -> String {
+    let mut id = uuid::Uuid::new_v4().simple().to_string();
+    id.truncate(12);
+    id
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logs_keep_the_head_and_count_what_is_dropped() {
+        let mut logs = LogBuffer::new(8);
+        logs.push(b"0123456789");
+        logs.push(b"abc");
+        assert_eq!(logs.tail_text(), "0123456789abc");
+        let kept = String::from_utf8(logs.into_logs()).expect("utf8");
+        assert!(kept.starts_with("01234567\n[skiff: 5 more bytes"), "{kept}");
+    }
+
+    #[test]
+    fn the_error_tail_is_bounded() {
+        let mut logs = LogBuffer::new(1 << 20);
+        logs.push(&vec![b'a'; 4000]);
+        logs.push(b"the end");
+        let tail = logs.tail_text();
+        assert_eq!(tail.len(), ERROR_TAIL_BYTES);
+        assert!(tail.ends_with("the end"));
+    }
+}

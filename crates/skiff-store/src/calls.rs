@@ -1,0 +1,708 @@
+//! Call records and their logs.
+
+use crate::codec::{int, millis, RowReader};
+use crate::error::{corrupt, query};
+use crate::{Store, StoreError};
+use chrono::{DateTime, Utc};
+use skiff_core::{CallErrorType, CallRecord, CallStatus, Trigger};
+use sqlx::sqlite::SqliteRow;
+use sqlx::{QueryBuilder, Row, Sqlite};
+use uuid::Uuid;
+
+/// The message of calls found in flight at start-up.
+pub const INTERRUPTED_MESSAGE: &str = "the daemon stopped while the call was in flight";
+
+/// How many calls [`Store::list_calls`] returns when the filter's limit is 0.
+pub const DEFAULT_CALL_LIMIT: u32 = 100;
+/// The most calls [`Store::list_calls`] returns at once.
+pub const MAX_CALL_LIMIT: u32 = 1000;
+
+/// One call to store: its record, and optionally its logs.
+#[derive(Debug, Clone)]
+pub struct CallWrite {
+    /// The record; replaces every column of the stored record with the same id.
+    pub record: CallRecord,
+    /// When `Some`, replaces the call's logs; when `None`, leaves them as they are.
+    pub logs: Option<Vec<u8>>,
+}
+
+/// Which calls [`Store::list_calls`] returns. Every condition set must hold.
+#[derive(Debug, Clone, Default)]
+pub struct CallFilter {
+    /// Only calls of this function.
+    pub function: Option<String>,
+    /// Only calls in this status.
+    pub status: Option<CallStatus>,
+    /// Only calls started by this trigger.
+    pub trigger: Option<Trigger>,
+    /// Only calls with an id strictly less than this one (cursor paging, newest first).
+    pub before: Option<Uuid>,
+    /// Only calls received at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// At most this many (0 means [`DEFAULT_CALL_LIMIT`]; capped at [`MAX_CALL_LIMIT`]).
+    pub limit: u32,
+}
+
+impl CallFilter {
+    /// The limit actually applied.
+    pub fn effective_limit(&self) -> u32 {
+        match self.limit {
+            0 => DEFAULT_CALL_LIMIT,
+            n => n.min(MAX_CALL_LIMIT),
+        }
+    }
+}
+
+/// `SELECT <every column> FROM calls`, as a literal for `concat!`.
+macro_rules! select_calls {
+    () => {
+        "SELECT id, function, trigger, status, attempt, received_at, started_at, finished_at, \
+         cold, instance, exit_code, error_type, error_message, request_size, response_size, \
+         duration_ms FROM calls"
+    };
+}
+
+const UPSERT_CALL: &str = "INSERT INTO calls (id, function, trigger, status, attempt, \
+     received_at, started_at, finished_at, cold, instance, exit_code, error_type, \
+     error_message, request_size, response_size, duration_ms)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+     ON CONFLICT (id) DO UPDATE SET
+        function = excluded.function,
+        trigger = excluded.trigger,
+        status = excluded.status,
+        attempt = excluded.attempt,
+        received_at = excluded.received_at,
+        started_at = excluded.started_at,
+        finished_at = excluded.finished_at,
+        cold = excluded.cold,
+        instance = excluded.instance,
+        exit_code = excluded.exit_code,
+        error_type = excluded.error_type,
+        error_message = excluded.error_message,
+        request_size = excluded.request_size,
+        response_size = excluded.response_size,
+        duration_ms = excluded.duration_ms";
+
+const UPSERT_LOGS: &str = "INSERT INTO call_logs (call_id, logs) VALUES ($1, $2)
+     ON CONFLICT (call_id) DO UPDATE SET logs = excluded.logs";
+
+impl Store {
+    /// Writes a batch in one transaction: each record replaces the stored one with the
+    /// same id (or is inserted), and logs given as `Some` replace the call's logs.
+    pub async fn write_calls(&self, batch: &[CallWrite]) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(query("begin a transaction"))?;
+        for write in batch {
+            let r = &write.record;
+            let id = r.id.hyphenated().to_string();
+            sqlx::query(UPSERT_CALL)
+                .bind(&id)
+                .bind(&r.function)
+                .bind(r.trigger.as_str())
+                .bind(r.status.as_str())
+                .bind(i64::from(r.attempt))
+                .bind(millis(r.received_at))
+                .bind(r.started_at.map(millis))
+                .bind(r.finished_at.map(millis))
+                .bind(r.cold)
+                .bind(r.instance.as_deref())
+                .bind(r.exit_code)
+                .bind(r.error_type.map(CallErrorType::as_str))
+                .bind(r.error_message.as_deref())
+                .bind(int(r.request_size))
+                .bind(r.response_size.map(int))
+                .bind(r.duration_ms.map(int))
+                .execute(&mut *tx)
+                .await
+                .map_err(query("store a call"))?;
+            if let Some(logs) = &write.logs {
+                sqlx::query(UPSERT_LOGS)
+                    .bind(&id)
+                    .bind(logs.as_slice())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(query("store the logs of a call"))?;
+            }
+        }
+        tx.commit()
+            .await
+            .map_err(query("commit a batch of calls"))?;
+        Ok(())
+    }
+
+    /// The record of call `id`, if there is one.
+    pub async fn get_call(&self, id: Uuid) -> Result<Option<CallRecord>, StoreError> {
+        let row = sqlx::query(concat!(select_calls!(), " WHERE id = $1"))
+            .bind(id.hyphenated().to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(query("get a call"))?;
+        row.as_ref().map(decode).transpose()
+    }
+
+    /// The calls that match `filter`, newest first.
+    pub async fn list_calls(&self, filter: &CallFilter) -> Result<Vec<CallRecord>, StoreError> {
+        let mut qb = QueryBuilder::<Sqlite>::new(select_calls!());
+        qb.push(" WHERE 1 = 1");
+        if let Some(function) = &filter.function {
+            qb.push(" AND function = ").push_bind(function.clone());
+        }
+        if let Some(status) = filter.status {
+            qb.push(" AND status = ").push_bind(status.as_str());
+        }
+        if let Some(trigger) = filter.trigger {
+            qb.push(" AND trigger = ").push_bind(trigger.as_str());
+        }
+        if let Some(before) = filter.before {
+            qb.push(" AND id < ")
+                .push_bind(before.hyphenated().to_string());
+        }
+        if let Some(since) = filter.since {
+            qb.push(" AND received_at >= ").push_bind(millis(since));
+        }
+        qb.push(" ORDER BY id DESC LIMIT ")
+            .push_bind(i64::from(filter.effective_limit()));
+        let rows = qb
+            .build()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(query("list calls"))?;
+        rows.iter().map(decode).collect()
+    }
+
+    /// The logs of call `id`: `None` if there is no such call, empty if it has no logs.
+    pub async fn call_logs(&self, id: Uuid) -> Result<Option<Vec<u8>>, StoreError> {
+        let row = sqlx::query(
+            "SELECT l.logs FROM calls c LEFT JOIN call_logs l ON l.call_id = c.id WHERE c.id = $1",
+        )
+        .bind(id.hyphenated().to_string())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(query("get the logs of a call"))?;
+        match row {
+            None => Ok(None),
+            Some(row) => {
+                let logs: Option<Vec<u8>> = row
+                    .try_get("logs")
+                    .map_err(|e| corrupt(format!("logs of call {id}"), e.to_string()))?;
+                Ok(Some(logs.unwrap_or_default()))
+            }
+        }
+    }
+
+    /// Marks every call still `queued` or `running` whose trigger is not `async` as `failed`
+    /// with error type `interrupted`, finished at `now` (its duration set from its receipt),
+    /// and returns how many. Async calls are left for their queue to resume.
+    pub async fn interrupt_unfinished_calls(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE calls SET
+                status = $1,
+                error_type = $2,
+                error_message = $3,
+                finished_at = $4,
+                duration_ms = CASE WHEN $4 > received_at THEN $4 - received_at ELSE 0 END
+             WHERE status IN ($5, $6) AND trigger <> $7",
+        )
+        .bind(CallStatus::Failed.as_str())
+        .bind(CallErrorType::Interrupted.as_str())
+        .bind(INTERRUPTED_MESSAGE)
+        .bind(millis(now))
+        .bind(CallStatus::Queued.as_str())
+        .bind(CallStatus::Running.as_str())
+        .bind(Trigger::Async.as_str())
+        .execute(&self.pool)
+        .await
+        .map_err(query("interrupt unfinished calls"))?;
+        Ok(done.rows_affected())
+    }
+}
+
+fn decode(row: &SqliteRow) -> Result<CallRecord, StoreError> {
+    let id: String = row
+        .try_get("id")
+        .map_err(|e| corrupt("call", format!("id: {e}")))?;
+    let r = RowReader {
+        row,
+        what: format!("call {id}"),
+    };
+    Ok(CallRecord {
+        id: r.parse("id")?,
+        function: r.get("function")?,
+        trigger: r.parse("trigger")?,
+        status: r.parse("status")?,
+        attempt: r.unsigned("attempt")?,
+        received_at: r.time("received_at")?,
+        started_at: r.time_opt("started_at")?,
+        finished_at: r.time_opt("finished_at")?,
+        cold: r.get("cold")?,
+        instance: r.get("instance")?,
+        exit_code: r.get("exit_code")?,
+        error_type: r.parse_opt("error_type")?,
+        error_message: r.get("error_message")?,
+        request_size: r.unsigned("request_size")?,
+        response_size: r.unsigned_opt("response_size")?,
+        duration_ms: r.unsigned_opt("duration_ms")?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(ms: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp_millis(ms).expect("valid time")
+    }
+
+    const T0: i64 = 1_700_000_000_000;
+
+    /// A queued call received at `T0 + offset_ms`, with a fresh (increasing) id.
+    fn call(function: &str, trigger: Trigger, offset_ms: i64) -> CallRecord {
+        CallRecord {
+            id: Uuid::now_v7(),
+            function: function.to_string(),
+            trigger,
+            status: CallStatus::Queued,
+            attempt: 1,
+            received_at: at(T0 + offset_ms),
+            started_at: None,
+            finished_at: None,
+            cold: None,
+            instance: None,
+            exit_code: None,
+            error_type: None,
+            error_message: None,
+            request_size: 0,
+            response_size: None,
+            duration_ms: None,
+        }
+    }
+
+    fn write(record: &CallRecord, logs: Option<&[u8]>) -> CallWrite {
+        CallWrite {
+            record: record.clone(),
+            logs: logs.map(<[u8]>::to_vec),
+        }
+    }
+
+    fn ids(records: &[CallRecord]) -> Vec<Uuid> {
+        records.iter().map(|r| r.id).collect()
+    }
+
+    #[tokio::test]
+    async fn writes_upsert_records_and_logs() {
+        let store = Store::open_in_memory().await.expect("store");
+        let mut record = call("hello", Trigger::Http, 0);
+        record.status = CallStatus::Running;
+        record.started_at = Some(at(T0 + 3));
+        record.cold = Some(true);
+        record.instance = Some("skiff-hello-1".into());
+        record.request_size = 42;
+        store
+            .write_calls(&[write(&record, None)])
+            .await
+            .expect("write running");
+        assert_eq!(
+            store.get_call(record.id).await.expect("get"),
+            Some(record.clone())
+        );
+
+        let mut done = record.clone();
+        done.status = CallStatus::Succeeded;
+        done.finished_at = Some(at(T0 + 250));
+        done.exit_code = Some(0);
+        done.response_size = Some(7);
+        done.duration_ms = Some(250);
+        done.instance = None;
+        let logs: &[u8] = b"line 1\n\x00\xff\xfe binary\n";
+        store
+            .write_calls(&[write(&done, Some(logs))])
+            .await
+            .expect("write succeeded");
+        assert_eq!(
+            store.get_call(record.id).await.expect("get"),
+            Some(done.clone())
+        );
+        assert_eq!(
+            store.call_logs(record.id).await.expect("logs"),
+            Some(logs.to_vec())
+        );
+
+        // `None` leaves the logs; `Some` replaces them.
+        store
+            .write_calls(&[write(&done, None)])
+            .await
+            .expect("rewrite");
+        assert_eq!(
+            store.call_logs(record.id).await.expect("logs"),
+            Some(logs.to_vec())
+        );
+        store
+            .write_calls(&[write(&done, Some(b"new"))])
+            .await
+            .expect("rewrite logs");
+        assert_eq!(
+            store.call_logs(record.id).await.expect("logs"),
+            Some(b"new".to_vec())
+        );
+
+        // A failed call keeps its error type and message.
+        let mut failed = call("hello", Trigger::Api, 1);
+        failed.status = CallStatus::Failed;
+        failed.error_type = Some(CallErrorType::OutOfMemory);
+        failed.error_message = Some("killed: out of memory".into());
+        failed.exit_code = Some(-9);
+        failed.cold = Some(false);
+        failed.attempt = 3;
+        store
+            .write_calls(&[write(&failed, None)])
+            .await
+            .expect("write");
+        assert_eq!(store.get_call(failed.id).await.expect("get"), Some(failed));
+
+        store.write_calls(&[]).await.expect("empty batch");
+        assert_eq!(store.get_call(Uuid::now_v7()).await.expect("get"), None);
+    }
+
+    #[tokio::test]
+    async fn a_batch_is_one_transaction() {
+        let store = Store::open_in_memory().await.expect("store");
+        let a = call("hello", Trigger::Http, 0);
+        let b = call("hello", Trigger::Http, 1);
+        let c = call("hello", Trigger::Http, 2);
+        store
+            .write_calls(&[write(&a, Some(b"a")), write(&b, None), write(&c, Some(b""))])
+            .await
+            .expect("batch");
+        let listed = store
+            .list_calls(&CallFilter::default())
+            .await
+            .expect("list");
+        assert_eq!(ids(&listed), vec![c.id, b.id, a.id]);
+        assert_eq!(
+            store.call_logs(a.id).await.expect("logs"),
+            Some(b"a".to_vec())
+        );
+        assert_eq!(store.call_logs(c.id).await.expect("logs"), Some(Vec::new()));
+
+        // When one write of a batch fails, none of the batch is stored.
+        sqlx::query(
+            "CREATE TRIGGER refuse BEFORE INSERT ON calls WHEN NEW.function = 'refused'
+             BEGIN SELECT RAISE(ABORT, 'refused'); END",
+        )
+        .execute(&store.pool)
+        .await
+        .expect("create trigger");
+        let mut a2 = a.clone();
+        a2.status = CallStatus::Running;
+        let d = call("hello", Trigger::Http, 3);
+        let refused = call("refused", Trigger::Http, 4);
+        let err = store
+            .write_calls(&[
+                write(&a2, Some(b"a2")),
+                write(&d, None),
+                write(&refused, None),
+            ])
+            .await
+            .expect_err("refused");
+        assert!(matches!(err, StoreError::Query { .. }), "{err:?}");
+        assert_eq!(store.get_call(a.id).await.expect("get"), Some(a.clone()));
+        assert_eq!(
+            store.call_logs(a.id).await.expect("logs"),
+            Some(b"a".to_vec())
+        );
+        assert_eq!(store.get_call(d.id).await.expect("get"), None);
+    }
+
+    #[tokio::test]
+    async fn logs_of_a_missing_call_are_none_of_a_silent_call_empty() {
+        let store = Store::open_in_memory().await.expect("store");
+        let silent = call("hello", Trigger::Http, 0);
+        store
+            .write_calls(&[write(&silent, None)])
+            .await
+            .expect("write");
+        assert_eq!(
+            store.call_logs(silent.id).await.expect("logs"),
+            Some(Vec::new())
+        );
+        assert_eq!(store.call_logs(Uuid::now_v7()).await.expect("logs"), None);
+    }
+
+    #[tokio::test]
+    async fn list_calls_filters_pages_and_sorts_newest_first() {
+        let store = Store::open_in_memory().await.expect("store");
+        let mut all = Vec::new();
+        for i in 0..10 {
+            let function = if i % 2 == 0 { "even" } else { "odd" };
+            let trigger = if i % 3 == 0 {
+                Trigger::Async
+            } else {
+                Trigger::Http
+            };
+            let mut r = call(function, trigger, i * 1000);
+            if i >= 7 {
+                r.status = CallStatus::Succeeded;
+            }
+            all.push(r);
+        }
+        let batch: Vec<CallWrite> = all.iter().map(|r| write(r, None)).collect();
+        store.write_calls(&batch).await.expect("write");
+        let newest_first: Vec<Uuid> = all.iter().rev().map(|r| r.id).collect();
+
+        let everything = store
+            .list_calls(&CallFilter::default())
+            .await
+            .expect("list");
+        assert_eq!(ids(&everything), newest_first);
+        assert_eq!(everything[0], all[9]);
+
+        let filter = |f: CallFilter| {
+            let store = store.clone();
+            async move { ids(&store.list_calls(&f).await.expect("list")) }
+        };
+        let expect = |pred: &dyn Fn(usize, &CallRecord) -> bool| -> Vec<Uuid> {
+            all.iter()
+                .enumerate()
+                .rev()
+                .filter(|(i, r)| pred(*i, r))
+                .map(|(_, r)| r.id)
+                .collect()
+        };
+
+        let got = filter(CallFilter {
+            function: Some("odd".into()),
+            ..CallFilter::default()
+        })
+        .await;
+        assert_eq!(got, expect(&|i, _| i % 2 == 1));
+
+        let got = filter(CallFilter {
+            status: Some(CallStatus::Succeeded),
+            ..CallFilter::default()
+        })
+        .await;
+        assert_eq!(got, expect(&|i, _| i >= 7));
+
+        let got = filter(CallFilter {
+            trigger: Some(Trigger::Async),
+            ..CallFilter::default()
+        })
+        .await;
+        assert_eq!(got, expect(&|i, _| i % 3 == 0));
+
+        let got = filter(CallFilter {
+            before: Some(all[5].id),
+            ..CallFilter::default()
+        })
+        .await;
+        assert_eq!(got, expect(&|i, _| i < 5));
+
+        let got = filter(CallFilter {
+            since: Some(at(T0 + 6000)),
+            ..CallFilter::default()
+        })
+        .await;
+        assert_eq!(got, expect(&|i, _| i >= 6));
+
+        let got = filter(CallFilter {
+            function: Some("even".into()),
+            trigger: Some(Trigger::Http),
+            since: Some(at(T0 + 1)),
+            before: Some(all[8].id),
+            ..CallFilter::default()
+        })
+        .await;
+        assert_eq!(
+            got,
+            expect(&|i, _| i % 2 == 0 && i % 3 != 0 && (1..8).contains(&i))
+        );
+
+        let got = filter(CallFilter {
+            function: Some("nobody".into()),
+            ..CallFilter::default()
+        })
+        .await;
+        assert!(got.is_empty());
+
+        // Limit, and paging with the cursor.
+        let page1 = filter(CallFilter {
+            limit: 4,
+            ..CallFilter::default()
+        })
+        .await;
+        assert_eq!(page1, newest_first[..4]);
+        let page2 = filter(CallFilter {
+            limit: 4,
+            before: page1.last().copied(),
+            ..CallFilter::default()
+        })
+        .await;
+        assert_eq!(page2, newest_first[4..8]);
+        let page3 = filter(CallFilter {
+            limit: 4,
+            before: page2.last().copied(),
+            ..CallFilter::default()
+        })
+        .await;
+        assert_eq!(page3, newest_first[8..]);
+    }
+
+    #[test]
+    fn the_limit_defaults_to_100_and_is_capped() {
+        let limit = |limit| {
+            CallFilter {
+                limit,
+                ..CallFilter::default()
+            }
+            .effective_limit()
+        };
+        assert_eq!(limit(0), 100);
+        assert_eq!(limit(1), 1);
+        assert_eq!(limit(1000), 1000);
+        assert_eq!(limit(5000), 1000);
+    }
+
+    #[tokio::test]
+    async fn the_default_limit_applies() {
+        let store = Store::open_in_memory().await.expect("store");
+        let batch: Vec<CallWrite> = (0..105)
+            .map(|i| write(&call("hello", Trigger::Http, i), None))
+            .collect();
+        store.write_calls(&batch).await.expect("write");
+        let listed = store
+            .list_calls(&CallFilter::default())
+            .await
+            .expect("list");
+        assert_eq!(listed.len(), 100);
+        assert_eq!(listed[0].id, batch[104].record.id);
+    }
+
+    #[tokio::test]
+    async fn interrupting_fails_only_sync_calls_in_flight() {
+        let store = Store::open_in_memory().await.expect("store");
+        let queued = call("hello", Trigger::Http, 0);
+        let mut running = call("hello", Trigger::Api, 10);
+        running.status = CallStatus::Running;
+        running.started_at = Some(at(T0 + 20));
+        let mut running_async = call("hello", Trigger::Async, 20);
+        running_async.status = CallStatus::Running;
+        let queued_async = call("hello", Trigger::Async, 30);
+        let mut succeeded = call("hello", Trigger::Http, 40);
+        succeeded.status = CallStatus::Succeeded;
+        succeeded.finished_at = Some(at(T0 + 45));
+        let mut timed_out = call("hello", Trigger::Cron, 50);
+        timed_out.status = CallStatus::TimedOut;
+        timed_out.error_type = Some(CallErrorType::Timeout);
+        let all = [
+            &queued,
+            &running,
+            &running_async,
+            &queued_async,
+            &succeeded,
+            &timed_out,
+        ];
+        let batch: Vec<CallWrite> = all.iter().map(|r| write(r, None)).collect();
+        store.write_calls(&batch).await.expect("write");
+
+        let now = at(T0 + 1000);
+        let n = store
+            .interrupt_unfinished_calls(now)
+            .await
+            .expect("interrupt");
+        assert_eq!(n, 2);
+
+        for (before, offset) in [(&queued, 0), (&running, 10)] {
+            let after = store
+                .get_call(before.id)
+                .await
+                .expect("get")
+                .expect("exists");
+            let mut expected = before.clone();
+            expected.status = CallStatus::Failed;
+            expected.error_type = Some(CallErrorType::Interrupted);
+            expected.error_message = Some(INTERRUPTED_MESSAGE.into());
+            expected.finished_at = Some(now);
+            expected.duration_ms = Some(1000 - offset);
+            assert_eq!(after, expected);
+        }
+        for untouched in [&running_async, &queued_async, &succeeded, &timed_out] {
+            assert_eq!(
+                store.get_call(untouched.id).await.expect("get").as_ref(),
+                Some(untouched)
+            );
+        }
+        assert_eq!(
+            store.interrupt_unfinished_calls(now).await.expect("again"),
+            0
+        );
+    }
+
+    #[tokio::test]
+    async fn a_corrupt_row_is_an_error_not_a_panic() {
+        let store = Store::open_in_memory().await.expect("store");
+        let good = call("hello", Trigger::Http, 0);
+        let bad = call("hello", Trigger::Http, 1);
+        store
+            .write_calls(&[write(&good, None), write(&bad, None)])
+            .await
+            .expect("write");
+        sqlx::query("UPDATE calls SET status = 'bogus' WHERE id = $1")
+            .bind(bad.id.to_string())
+            .execute(&store.pool)
+            .await
+            .expect("raw update");
+
+        let err = store.get_call(bad.id).await.expect_err("corrupt");
+        match &err {
+            StoreError::Corrupt { what, message } => {
+                assert_eq!(what, &format!("call {}", bad.id));
+                assert!(message.contains("bogus"), "{message}");
+            }
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+        assert!(err.to_string().contains("bogus"), "{err}");
+        assert!(matches!(
+            store.list_calls(&CallFilter::default()).await,
+            Err(StoreError::Corrupt { .. })
+        ));
+        assert_eq!(
+            store
+                .get_call(good.id)
+                .await
+                .expect("the good row still reads"),
+            Some(good.clone())
+        );
+
+        // Other kinds of damage: an unknown trigger, a negative size, a text timestamp.
+        for damage in [
+            "UPDATE calls SET trigger = 'carrier_pigeon' WHERE id = $1",
+            "UPDATE calls SET request_size = -1 WHERE id = $1",
+            "UPDATE calls SET received_at = 'yesterday' WHERE id = $1",
+            "UPDATE calls SET error_type = 'gremlins' WHERE id = $1",
+        ] {
+            let store = Store::open_in_memory().await.expect("store");
+            store
+                .write_calls(&[write(&good, None)])
+                .await
+                .expect("write");
+            sqlx::query(damage)
+                .bind(good.id.to_string())
+                .execute(&store.pool)
+                .await
+                .expect("raw update");
+            assert!(
+                matches!(
+                    store.get_call(good.id).await,
+                    Err(StoreError::Corrupt { .. })
+                ),
+                "{damage}"
+            );
+        }
+    }
+}

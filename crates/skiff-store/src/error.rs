@@ -1,0 +1,49 @@
+//! The store's errors.
+
+use std::path::PathBuf;
+
+/// An error of the store, with what it was doing when it failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The database file could not be created or opened.
+    #[error("cannot open the database at {}: {source}", path.display())]
+    Open {
+        /// The database file.
+        path: PathBuf,
+        /// Why.
+        source: sqlx::Error,
+    },
+    /// The schema migrations failed (or the database holds a schema newer than this build).
+    #[error("cannot migrate the database schema: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A statement failed.
+    #[error("database error while trying to {what}: {source}")]
+    Query {
+        /// What the store was doing (`"get a function"`, ...).
+        what: &'static str,
+        /// Why it failed.
+        source: sqlx::Error,
+    },
+    /// A stored row that does not decode: bad JSON, an unknown enum name, an out-of-range number.
+    #[error("corrupt {what} in the database: {message}")]
+    Corrupt {
+        /// The row (`call 0190...`, `function hello`).
+        what: String,
+        /// What is wrong with it.
+        message: String,
+    },
+}
+
+/// A closure turning an `sqlx::Error` into a [`StoreError::Query`] about `what`.
+pub(crate) fn query(what: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
+    move |source| StoreError::Query { what, source }
+}
+
+/// A [`StoreError::Corrupt`].
+pub(crate) fn corrupt(what: impl Into<String>, message: impl Into<String>) -> StoreError {
+    StoreError::Corrupt {
+        what: what.into(),
+        message: message.into(),
+    }
+}

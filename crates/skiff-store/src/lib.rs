@@ -1,0 +1,270 @@
+//! skiff-store: skiff's state in SQLite.
+//!
+//! - the daemon's identity ([`Store::daemon_id`]), in the `meta` table;
+//! - deployed functions ([`Store::put_function`], ...), their configuration as JSON;
+//! - call records and their logs ([`Store::write_calls`], [`Store::list_calls`], ...).
+//!
+//! Timestamps are stored as unix milliseconds (sub-millisecond precision is dropped), enums
+//! by their `as_str()` names, call ids as hyphenated lowercase UUIDv7 text (so they sort by
+//! time). A row that does not decode is reported as [`StoreError::Corrupt`]. The schema is
+//! embedded and migrated on open; SQL uses `$n` placeholders so it can serve PostgreSQL too.
+
+mod calls;
+mod codec;
+mod error;
+mod functions;
+
+pub use calls::{CallFilter, CallWrite, DEFAULT_CALL_LIMIT, INTERRUPTED_MESSAGE, MAX_CALL_LIMIT};
+pub use error::StoreError;
+
+use error::query;
+use sqlx::migrate::Migrator;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::Row;
+use std::path::Path;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// The embedded schema migrations.
+static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+
+/// How long a statement waits for a lock held by another connection.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connections of a file-backed store.
+const MAX_CONNECTIONS: u32 = 4;
+/// The `meta` key of the daemon id.
+const DAEMON_ID_KEY: &str = "daemon_id";
+
+/// skiff's database. Cheap to clone: clones share one connection pool.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: SqlitePool,
+}
+
+impl Store {
+    /// Opens the database at `path`, creating the file and its parent directories if needed,
+    /// and migrates it: WAL journal, `synchronous=NORMAL`, foreign keys on, 5s busy timeout.
+    pub async fn open(path: &Path) -> Result<Store, StoreError> {
+        let open_error = |source| StoreError::Open {
+            path: path.to_path_buf(),
+            source,
+        };
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            tokio::fs::create_dir_all(parent)
+                .await
+                .map_err(|e| open_error(sqlx::Error::Io(e)))?;
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .connect_with(options)
+            .await
+            .map_err(open_error)?;
+        Store::init(pool).await
+    }
+
+    /// A private in-memory database, for tests. Its pool holds a single connection that is
+    /// never recycled, so every query sees the same database; it lives as long as the store.
+    pub async fn open_in_memory() -> Result<Store, StoreError> {
+        let options = SqliteConnectOptions::new()
+            .in_memory(true)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options)
+            .await
+            .map_err(|source| StoreError::Open {
+                path: ":memory:".into(),
+                source,
+            })?;
+        Store::init(pool).await
+    }
+
+    async fn init(pool: SqlitePool) -> Result<Store, StoreError> {
+        MIGRATOR.run(&pool).await?;
+        let store = Store { pool };
+        store.ensure_daemon_id().await?;
+        Ok(store)
+    }
+
+    /// Creates the daemon id unless the database already has one.
+    async fn ensure_daemon_id(&self) -> Result<(), StoreError> {
+        // Every bit of a v7 uuid built without a counter is random but the timestamp,
+        // version and variant; its last 12 hex digits are 48 random bits.
+        let random = Uuid::new_v7(uuid::Timestamp::from_unix_time(0, 0, 0, 0));
+        let simple = random.simple().to_string();
+        let id = simple.get(simple.len() - 12..).unwrap_or(&simple);
+        sqlx::query("INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
+            .bind(DAEMON_ID_KEY)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(query("create the daemon id"))?;
+        Ok(())
+    }
+
+    /// A stable id for this database (12 lowercase hex digits), created at first open.
+    pub async fn daemon_id(&self) -> Result<String, StoreError> {
+        let row = sqlx::query("SELECT value FROM meta WHERE key = $1")
+            .bind(DAEMON_ID_KEY)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(query("read the daemon id"))?;
+        let Some(row) = row else {
+            return Err(error::corrupt("meta", "the daemon id is missing"));
+        };
+        row.try_get("value")
+            .map_err(|e| error::corrupt("meta", format!("daemon id: {e}")))
+    }
+
+    /// Closes every connection, waiting for queries in flight. Later queries fail.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{DateTime, Utc};
+    use skiff_core::{CallRecord, CallStatus, FunctionName, FunctionSpec, Trigger};
+
+    #[tokio::test]
+    async fn the_daemon_id_is_stable_and_data_persists_across_reopen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("nested/dirs/skiff.db");
+
+        let store = Store::open(&path).await.expect("open");
+        let id = store.daemon_id().await.expect("daemon id");
+        assert_eq!(id.len(), 12, "{id}");
+        assert!(
+            id.chars()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()),
+            "{id}"
+        );
+        assert_eq!(store.daemon_id().await.expect("again"), id);
+        let journal: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(&store.pool)
+            .await
+            .expect("pragma");
+        assert_eq!(journal, "wal");
+        let foreign_keys: i64 = sqlx::query_scalar("PRAGMA foreign_keys")
+            .fetch_one(&store.pool)
+            .await
+            .expect("pragma");
+        assert_eq!(foreign_keys, 1);
+
+        let function = skiff_core::Function {
+            name: FunctionName::parse("hello").expect("name"),
+            config: FunctionSpec {
+                image: "hello:1".into(),
+                ..FunctionSpec::default()
+            }
+            .validate()
+            .expect("valid"),
+            image_digest: "sha256:abc".into(),
+            version: 1,
+            created_at: DateTime::from_timestamp_millis(1_700_000_000_000).expect("time"),
+            updated_at: DateTime::from_timestamp_millis(1_700_000_000_001).expect("time"),
+        };
+        store.put_function(&function).await.expect("put");
+        let record = CallRecord {
+            id: Uuid::now_v7(),
+            function: "hello".into(),
+            trigger: Trigger::Http,
+            status: CallStatus::Succeeded,
+            attempt: 1,
+            received_at: DateTime::from_timestamp_millis(Utc::now().timestamp_millis())
+                .expect("time"),
+            started_at: None,
+            finished_at: None,
+            cold: Some(true),
+            instance: None,
+            exit_code: Some(0),
+            error_type: None,
+            error_message: None,
+            request_size: 5,
+            response_size: Some(5),
+            duration_ms: Some(12),
+        };
+        store
+            .write_calls(&[CallWrite {
+                record: record.clone(),
+                logs: Some(b"hi\n".to_vec()),
+            }])
+            .await
+            .expect("write");
+        store.close().await;
+        drop(store);
+        assert!(path.exists());
+
+        let reopened = Store::open(&path).await.expect("reopen");
+        assert_eq!(reopened.daemon_id().await.expect("daemon id"), id);
+        assert_eq!(
+            reopened.get_function("hello").await.expect("get"),
+            Some(function)
+        );
+        assert_eq!(
+            reopened.get_call(record.id).await.expect("get"),
+            Some(record.clone())
+        );
+        assert_eq!(
+            reopened.call_logs(record.id).await.expect("logs"),
+            Some(b"hi\n".to_vec())
+        );
+
+        // Another database gets another id.
+        let other = Store::open(&dir.path().join("other.db"))
+            .await
+            .expect("open other");
+        assert_ne!(other.daemon_id().await.expect("daemon id"), id);
+    }
+
+    #[tokio::test]
+    async fn in_memory_stores_are_private_and_shared_by_clones() {
+        let a = Store::open_in_memory().await.expect("a");
+        let b = Store::open_in_memory().await.expect("b");
+        assert_ne!(
+            a.daemon_id().await.expect("id"),
+            b.daemon_id().await.expect("id")
+        );
+        let function = skiff_core::Function {
+            name: FunctionName::parse("x").expect("name"),
+            config: FunctionSpec {
+                image: "x:1".into(),
+                ..FunctionSpec::default()
+            }
+            .validate()
+            .expect("valid"),
+            image_digest: "sha256:x".into(),
+            version: 1,
+            created_at: DateTime::from_timestamp_millis(0).expect("time"),
+            updated_at: DateTime::from_timestamp_millis(0).expect("time"),
+        };
+        a.clone().put_function(&function).await.expect("put");
+        assert!(a.get_function("x").await.expect("get").is_some());
+        assert!(b.get_function("x").await.expect("get").is_none());
+    }
+
+    #[tokio::test]
+    async fn opening_a_path_that_cannot_be_a_database_fails_with_its_path() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let err = Store::open(dir.path()).await.expect_err("a directory");
+        match err {
+            StoreError::Open { path, .. } => assert_eq!(path, dir.path()),
+            other => panic!("expected Open, got {other:?}"),
+        }
+    }
+}
