@@ -13,8 +13,22 @@ fn main() {
     println!("cargo:rerun-if-changed={}", source.display());
     let binary = out.join("skiff-init");
     let status = Command::new(rustc)
-        .args(["--edition", "2021", "--crate-name", "skiff_init", "--target", &target])
-        .args(["-C", "opt-level=s", "-C", "panic=abort", "-C", "strip=symbols"])
+        .args([
+            "--edition",
+            "2021",
+            "--crate-name",
+            "skiff_init",
+            "--target",
+            &target,
+        ])
+        .args([
+            "-C",
+            "opt-level=s",
+            "-C",
+            "panic=abort",
+            "-C",
+            "strip=symbols",
+        ])
         .args(["-C", "target-feature=+crt-static", "-C", "codegen-units=1"])
         .arg("-o")
         .arg(&binary)

@@ -317,15 +317,24 @@ mod tests {
     #[test]
     fn a_sync_call_goes_queued_running_final() {
         let s = CallStatus::Queued;
-        let s = s.transition(CallStatus::Running).expect("queued -> running");
+        let s = s
+            .transition(CallStatus::Running)
+            .expect("queued -> running");
         assert!(!s.is_final());
-        let s = s.transition(CallStatus::Succeeded).expect("running -> succeeded");
+        let s = s
+            .transition(CallStatus::Succeeded)
+            .expect("running -> succeeded");
         assert!(s.is_final());
     }
 
     #[test]
     fn final_statuses_do_not_go_back_to_running() {
-        for from in [CallStatus::Succeeded, CallStatus::Failed, CallStatus::TimedOut, CallStatus::Dead] {
+        for from in [
+            CallStatus::Succeeded,
+            CallStatus::Failed,
+            CallStatus::TimedOut,
+            CallStatus::Dead,
+        ] {
             assert!(from.is_final());
             let err = from.transition(CallStatus::Running).expect_err("refused");
             assert_eq!(err.from, from);
@@ -364,7 +373,10 @@ mod tests {
     #[test]
     fn timeouts_end_timed_out_other_errors_failed() {
         assert_eq!(CallErrorType::Timeout.final_status(), CallStatus::TimedOut);
-        assert_eq!(CallErrorType::OutOfMemory.final_status(), CallStatus::Failed);
+        assert_eq!(
+            CallErrorType::OutOfMemory.final_status(),
+            CallStatus::Failed
+        );
         assert_eq!(CallErrorType::Crashed.final_status(), CallStatus::Failed);
     }
 }

@@ -84,7 +84,12 @@ mod tests {
     fn an_exec_instance_lives_once() {
         let path = [Creating, Starting, Ready, Busy, Stopping, Gone];
         for pair in path.windows(2) {
-            assert!(pair[0].can_transition_to(pair[1]), "{} -> {}", pair[0], pair[1]);
+            assert!(
+                pair[0].can_transition_to(pair[1]),
+                "{} -> {}",
+                pair[0],
+                pair[1]
+            );
         }
     }
 

@@ -36,7 +36,10 @@ impl FunctionName {
     /// Checks `name` and wraps it.
     pub fn parse(name: &str) -> Result<Self, SpecError> {
         let ok_len = (1..=64).contains(&name.len());
-        let ok_first = name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
+        let ok_first = name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric());
         let ok_chars = name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
@@ -203,7 +206,10 @@ impl FunctionSpec {
             return Err(SpecError::new("image", "is required"));
         }
         if image.len() > 512 || image.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(SpecError::new("image", format!("`{image}` is not an image reference")));
+            return Err(SpecError::new(
+                "image",
+                format!("`{image}` is not an image reference"),
+            ));
         }
         let contract = self.contract.unwrap_or_default();
         if contract != Contract::Exec {
@@ -228,7 +234,10 @@ impl FunctionSpec {
         }
         let pids = self.pids.unwrap_or(DEFAULT_PIDS);
         if !(8..=65_536).contains(&pids) {
-            return Err(SpecError::new("pids", format!("{pids} is out of range: use 8 to 65536")));
+            return Err(SpecError::new(
+                "pids",
+                format!("{pids} is out of range: use 8 to 65536"),
+            ));
         }
         let tmp = self.tmp_size.unwrap_or(DEFAULT_TMP_SIZE);
         if tmp < ByteSize::mib(1) || tmp > memory {
@@ -297,7 +306,10 @@ fn check_vars(field: &str, vars: &BTreeMap<String, String>) -> Result<(), SpecEr
             ));
         }
         if value.contains('\0') {
-            return Err(SpecError::new(format!("{field}.{key}"), "must not contain a NUL byte"));
+            return Err(SpecError::new(
+                format!("{field}.{key}"),
+                "must not contain a NUL byte",
+            ));
         }
         if value.len() > MAX_ENV_VALUE {
             return Err(SpecError::new(
@@ -347,7 +359,10 @@ mod tests {
         assert_eq!(config.resources.tmp_bytes, 16 << 20);
         assert_eq!(config.timeout(), Duration::from_secs(10));
         assert_eq!(config.env.get("GREETING").map(String::as_str), Some("hi"));
-        assert_eq!(config.secrets.get("TOKEN").map(String::as_str), Some("s3cret"));
+        assert_eq!(
+            config.secrets.get("TOKEN").map(String::as_str),
+            Some("s3cret")
+        );
     }
 
     #[test]
@@ -357,7 +372,11 @@ mod tests {
     }
 
     fn field_of(json: &str) -> String {
-        spec(json).expect("parses").validate().expect_err("invalid").field
+        spec(json)
+            .expect("parses")
+            .validate()
+            .expect_err("invalid")
+            .field
     }
 
     #[test]
@@ -369,12 +388,21 @@ mod tests {
         assert_eq!(field_of(r#"{"image":"x","memory":"1Ti"}"#), "memory");
         assert_eq!(field_of(r#"{"image":"x","cpus":0}"#), "cpus");
         assert_eq!(field_of(r#"{"image":"x","pids":1}"#), "pids");
-        assert_eq!(field_of(r#"{"image":"x","memory":"64Mi","tmp_size":"128Mi"}"#), "tmp_size");
+        assert_eq!(
+            field_of(r#"{"image":"x","memory":"64Mi","tmp_size":"128Mi"}"#),
+            "tmp_size"
+        );
         assert_eq!(field_of(r#"{"image":"x","timeout":"2h"}"#), "timeout");
         assert_eq!(field_of(r#"{"image":"x","timeout":"1ms"}"#), "timeout");
         assert_eq!(field_of(r#"{"image":"x","env":{"1X":"v"}}"#), "env.1X");
-        assert_eq!(field_of(r#"{"image":"x","env":{"SKIFF_X":"v"}}"#), "env.SKIFF_X");
-        assert_eq!(field_of(r#"{"image":"x","env":{"A":"v"},"secrets":{"A":"w"}}"#), "secrets.A");
+        assert_eq!(
+            field_of(r#"{"image":"x","env":{"SKIFF_X":"v"}}"#),
+            "env.SKIFF_X"
+        );
+        assert_eq!(
+            field_of(r#"{"image":"x","env":{"A":"v"},"secrets":{"A":"w"}}"#),
+            "secrets.A"
+        );
     }
 
     #[test]

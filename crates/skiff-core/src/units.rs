@@ -71,7 +71,12 @@ impl FromStr for ByteSize {
 
 impl fmt::Display for ByteSize {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const UNITS: [(u64, &str); 4] = [(1 << 40, "Ti"), (1 << 30, "Gi"), (1 << 20, "Mi"), (1 << 10, "Ki")];
+        const UNITS: [(u64, &str); 4] = [
+            (1 << 40, "Ti"),
+            (1 << 30, "Gi"),
+            (1 << 20, "Mi"),
+            (1 << 10, "Ki"),
+        ];
         for (size, suffix) in UNITS {
             if self.0 >= size && self.0 % size == 0 {
                 return write!(f, "{}{suffix}", self.0 / size);
@@ -113,7 +118,11 @@ impl FromStr for HumanDuration {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         humantime::parse_duration(s.trim())
             .map(HumanDuration)
-            .map_err(|err| UnitError(format!("`{s}` is not a duration ({err}); write e.g. 10s, 5m, 250ms")))
+            .map_err(|err| {
+                UnitError(format!(
+                    "`{s}` is not a duration ({err}); write e.g. 10s, 5m, 250ms"
+                ))
+            })
     }
 }
 
@@ -141,7 +150,9 @@ impl<'de> Deserialize<'de> for HumanDuration {
             Raw::Seconds(s) if s.is_finite() && (0.0..1e12).contains(&s) => {
                 Ok(HumanDuration(Duration::from_secs_f64(s)))
             }
-            Raw::Seconds(s) => Err(serde::de::Error::custom(format!("{s} is not a valid number of seconds"))),
+            Raw::Seconds(s) => Err(serde::de::Error::custom(format!(
+                "{s} is not a valid number of seconds"
+            ))),
             Raw::Text(s) => s.parse().map_err(serde::de::Error::custom),
         }
     }

@@ -1,1 +1,113 @@
-//! skiff-gateway
+//! skiff-gateway: skiff's HTTP surface.
+//!
+//! - the management API under `/v1` (functions, invoke, calls, logs), described by the
+//!   OpenAPI document at `/v1/openapi.json`, generated from this code;
+//! - the public invocation route `ANY /fn/{name}/{*path}`;
+//! - `/healthz` and `/readyz`.
+//!
+//! Handlers only parse and dispatch: each one turns a request into a call on
+//! [`skiff_invoker::Platform`] and its answer (or [`PlatformError`](skiff_invoker::PlatformError))
+//! into a response. Every error body is `{"error": {"code", "message"}}` ([`ApiError`]).
+
+mod api;
+mod error;
+mod openapi;
+mod public;
+
+pub use error::{ApiError, ErrorBody, ErrorDetail, CALL_ID_HEADER};
+pub use openapi::ApiDoc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{any, get, post};
+use axum::Router;
+use skiff_invoker::Platform;
+use std::future::Future;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::TraceLayer;
+
+/// Settings of the HTTP surface.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// Largest request body of a synchronous invocation; larger ones get 413.
+    pub max_request_bytes: usize,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            max_request_bytes: 6 << 20,
+        }
+    }
+}
+
+/// What every handler shares.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The platform.
+    pub platform: Arc<Platform>,
+    /// The gateway's settings.
+    pub config: Arc<GatewayConfig>,
+}
+
+/// The whole HTTP surface as one router.
+pub fn app(platform: Arc<Platform>, config: GatewayConfig) -> Router {
+    let state = AppState {
+        platform,
+        config: Arc::new(config.clone()),
+    };
+    // The invoke routes read bodies up to the limit themselves (to answer 413 in JSON); one
+    // byte more lets them tell "at the limit" from "over it".
+    let invoke_limit = DefaultBodyLimit::max(config.max_request_bytes.saturating_add(1));
+    let invoke_routes = Router::new()
+        .route("/v1/functions/{name}/invoke", post(api::invoke))
+        .route("/fn/{name}", any(public::invoke))
+        .route("/fn/{name}/", any(public::invoke))
+        .route("/fn/{name}/{*path}", any(public::invoke_path))
+        .layer(invoke_limit);
+    Router::new()
+        .route("/healthz", get(api::healthz))
+        .route("/readyz", get(api::readyz))
+        .route("/v1/openapi.json", get(openapi::document))
+        .route("/v1/functions", get(api::list_functions))
+        .route(
+            "/v1/functions/{name}",
+            get(api::get_function)
+                .put(api::put_function)
+                .delete(api::delete_function),
+        )
+        .route("/v1/calls", get(api::list_calls))
+        .route("/v1/calls/{id}", get(api::get_call))
+        .route("/v1/calls/{id}/logs", get(api::call_logs))
+        .merge(invoke_routes)
+        .fallback(|| async { ApiError::no_route() })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                http::StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route does not take that method",
+            )
+        })
+        .with_state(state)
+        .layer(CatchPanicLayer::custom(|_panic| {
+            axum::response::IntoResponse::into_response(ApiError::new(
+                http::StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "internal error; see the daemon's log",
+            ))
+        }))
+        .layer(TraceLayer::new_for_http())
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves, then stops accepting connections
+/// and returns once the requests in flight are answered.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}

@@ -150,7 +150,8 @@ impl LogBuffer {
         let kept = room.min(bytes.len());
         self.head.extend_from_slice(&bytes[..kept]);
         self.dropped += bytes.len() - kept;
-        self.tail.extend(bytes.iter().rev().take(ERROR_TAIL_BYTES).rev());
+        self.tail
+            .extend(bytes.iter().rev().take(ERROR_TAIL_BYTES).rev());
         let excess = self.tail.len().saturating_sub(ERROR_TAIL_BYTES);
         self.tail.drain(..excess);
     }
@@ -162,8 +163,9 @@ impl LogBuffer {
 
     fn into_logs(mut self) -> Vec<u8> {
         if self.dropped > 0 {
-            self.head
-                .extend_from_slice(format!("\n[skiff: {} more bytes of log dropped]\n", self.dropped).as_bytes());
+            self.head.extend_from_slice(
+                format!("\n[skiff: {} more bytes of log dropped]\n", self.dropped).as_bytes(),
+            );
         }
         self.head
     }
@@ -199,7 +201,9 @@ impl ExecDriver {
     fn pools(&self) -> MutexGuard<'_, HashMap<String, Pool>> {
         // A panic while holding this lock cannot leave a pool half-updated in a way that
         // matters (at worst a count is off until the next refill), so poisoning is ignored.
-        self.pools.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.pools
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// How many prepared containers `function` has ready now.
@@ -363,7 +367,11 @@ impl ExecDriver {
                     .last_used
                     .is_none_or(|t| now.duration_since(t) >= self.settings.idle_timeout);
                 if idle && !pool.ready.is_empty() {
-                    tracing::debug!(function = name, count = pool.ready.len(), "removing idle prepared containers");
+                    tracing::debug!(
+                        function = name,
+                        count = pool.ready.len(),
+                        "removing idle prepared containers"
+                    );
                     expired.extend(pool.ready.drain(..).map(|p| p.container));
                 }
             }
@@ -421,7 +429,14 @@ impl ExecDriver {
             outcome = Some(self.run_cold(target, &frame, &body, deadline).await);
         }
         self.refill(target);
-        outcome.unwrap_or_else(|| failed(None, true, CallErrorType::EngineError, "no container".into()))
+        outcome.unwrap_or_else(|| {
+            failed(
+                None,
+                true,
+                CallErrorType::EngineError,
+                "no container".into(),
+            )
+        })
     }
 
     async fn run_cold(
@@ -434,9 +449,16 @@ impl ExecDriver {
         match tokio::time::timeout_at(deadline, self.prepare(target)).await {
             Ok(Ok(prepared)) => match self.drive(prepared, frame, body, deadline, true).await {
                 Ok(outcome) => outcome,
-                Err(NotDelivered(err)) => failed(None, true, CallErrorType::StartFailed, err.to_string()),
+                Err(NotDelivered(err)) => {
+                    failed(None, true, CallErrorType::StartFailed, err.to_string())
+                }
             },
-            Ok(Err(err)) => failed(None, true, CallErrorType::StartFailed, format!("the container could not start: {err}")),
+            Ok(Err(err)) => failed(
+                None,
+                true,
+                CallErrorType::StartFailed,
+                format!("the container could not start: {err}"),
+            ),
             Err(_) => failed(
                 None,
                 true,
@@ -459,7 +481,11 @@ impl ExecDriver {
         let Prepared {
             instance,
             container,
-            attachment: Attachment { mut stdin, mut output },
+            attachment:
+                Attachment {
+                    mut stdin,
+                    mut output,
+                },
         } = prepared;
         if let Err(err) = stdin.write_all(frame).await {
             self.discard(container);
@@ -503,7 +529,12 @@ impl ExecDriver {
                 if let Err(err) = engine.kill(&container).await {
                     tracing::warn!(%err, container, "could not kill a timed-out container");
                 }
-                failed(instance, cold, CallErrorType::Timeout, "the call ran past its timeout and was stopped".into())
+                failed(
+                    instance,
+                    cold,
+                    CallErrorType::Timeout,
+                    "the call ran past its timeout and was stopped".into(),
+                )
             }
             Ok(Err(err)) => failed(instance, cold, CallErrorType::EngineError, err.to_string()),
             Ok(Ok((ReadEnd::TooLarge, code))) => ExecOutcome {
@@ -512,7 +543,9 @@ impl ExecDriver {
                     instance,
                     cold,
                     CallErrorType::OutputTooLarge,
-                    format!("the function wrote more than the response limit of {max_response} bytes"),
+                    format!(
+                        "the function wrote more than the response limit of {max_response} bytes"
+                    ),
                 )
             },
             Ok(Ok((ReadEnd::Closed, 0))) => ExecOutcome {
@@ -533,14 +566,20 @@ impl ExecDriver {
                 };
                 let tail = logs.tail_text();
                 let (kind, message) = if oom {
-                    (CallErrorType::OutOfMemory, "the function ran out of memory and was killed".to_string())
+                    (
+                        CallErrorType::OutOfMemory,
+                        "the function ran out of memory and was killed".to_string(),
+                    )
                 } else if (129..=192).contains(&code) {
                     (
                         CallErrorType::Crashed,
                         format!("the function was killed by signal {}", code - 128),
                     )
                 } else {
-                    (CallErrorType::FunctionError, format!("the function exited with status {code}"))
+                    (
+                        CallErrorType::FunctionError,
+                        format!("the function exited with status {code}"),
+                    )
                 };
                 let message = if tail.is_empty() {
                     message
@@ -565,7 +604,12 @@ impl ExecDriver {
 #[derive(Debug)]
 struct NotDelivered(std::io::Error);
 
-fn failed(instance: Option<String>, cold: bool, kind: CallErrorType, message: String) -> ExecOutcome {
+fn failed(
+    instance: Option<String>,
+    cold: bool,
+    kind: CallErrorType,
+    message: String,
+) -> ExecOutcome {
     ExecOutcome {
         instance,
         cold,

@@ -50,7 +50,10 @@ impl Limiter {
     }
 
     /// A slot now, or after waiting in the queue for at most `max_wait`.
-    pub(crate) async fn acquire(&self, max_wait: Duration) -> Result<OwnedSemaphorePermit, Refused> {
+    pub(crate) async fn acquire(
+        &self,
+        max_wait: Duration,
+    ) -> Result<OwnedSemaphorePermit, Refused> {
         if let Ok(permit) = self.slots.clone().try_acquire_owned() {
             return Ok(permit);
         }
@@ -80,8 +83,14 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn calls_beyond_the_slots_wait_and_beyond_the_queue_are_refused() {
         let limiter = Arc::new(Limiter::new(2, 1));
-        let a = limiter.acquire(Duration::from_secs(1)).await.expect("slot 1");
-        let _b = limiter.acquire(Duration::from_secs(1)).await.expect("slot 2");
+        let a = limiter
+            .acquire(Duration::from_secs(1))
+            .await
+            .expect("slot 1");
+        let _b = limiter
+            .acquire(Duration::from_secs(1))
+            .await
+            .expect("slot 2");
         assert_eq!(limiter.running(), 2);
 
         let waiting = {
@@ -90,11 +99,20 @@ mod tests {
         };
         tokio::task::yield_now().await;
         assert_eq!(limiter.queued(), 1);
-        let refused = limiter.acquire(Duration::from_secs(10)).await.expect_err("queue full");
-        assert!(matches!(refused, Refused::QueueFull { queued: 1, .. }), "{refused:?}");
+        let refused = limiter
+            .acquire(Duration::from_secs(10))
+            .await
+            .expect_err("queue full");
+        assert!(
+            matches!(refused, Refused::QueueFull { queued: 1, .. }),
+            "{refused:?}"
+        );
 
         drop(a);
-        assert!(waiting.await.expect("join"), "the queued call got the freed slot");
+        assert!(
+            waiting.await.expect("join"),
+            "the queued call got the freed slot"
+        );
         assert_eq!(limiter.queued(), 0);
     }
 
@@ -102,7 +120,10 @@ mod tests {
     async fn a_queued_call_gives_up_after_its_wait() {
         let limiter = Limiter::new(1, 10);
         let _held = limiter.acquire(Duration::from_secs(1)).await.expect("slot");
-        let refused = limiter.acquire(Duration::from_secs(5)).await.expect_err("timed out");
+        let refused = limiter
+            .acquire(Duration::from_secs(5))
+            .await
+            .expect_err("timed out");
         assert!(matches!(refused, Refused::TimedOut { .. }));
         assert_eq!(limiter.queued(), 0, "the queue count is restored");
     }

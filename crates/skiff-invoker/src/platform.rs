@@ -104,12 +104,13 @@ impl Platform {
         engine: Arc<dyn ContainerEngine>,
     ) -> Result<Arc<Platform>, PlatformError> {
         let daemon_id = store.daemon_id().await?;
-        let init_path = skiff_runtime::init::install(&config.data_dir.join("bin")).map_err(|e| {
-            PlatformError::Setup {
-                what: "installing skiff-init",
-                message: format!("{}: {e}", config.data_dir.join("bin").display()),
-            }
-        })?;
+        let init_path =
+            skiff_runtime::init::install(&config.data_dir.join("bin")).map_err(|e| {
+                PlatformError::Setup {
+                    what: "installing skiff-init",
+                    message: format!("{}: {e}", config.data_dir.join("bin").display()),
+                }
+            })?;
         engine
             .ensure_network(
                 &config.network,
@@ -122,7 +123,10 @@ impl Platform {
         }
         let interrupted = store.interrupt_unfinished_calls(Utc::now()).await?;
         if interrupted > 0 {
-            tracing::warn!(interrupted, "calls in flight when the daemon last stopped were marked failed");
+            tracing::warn!(
+                interrupted,
+                "calls in flight when the daemon last stopped were marked failed"
+            );
         }
         let functions = store
             .list_functions()
@@ -199,7 +203,8 @@ impl Platform {
     fn spawn_idle_reaper(self: &Arc<Self>) {
         let exec = self.exec.clone();
         let cancel = self.cancel.clone();
-        let period = (self.config.exec_idle_timeout / 2).clamp(Duration::from_millis(100), Duration::from_secs(30));
+        let period = (self.config.exec_idle_timeout / 2)
+            .clamp(Duration::from_millis(100), Duration::from_secs(30));
         self.tracker.spawn(async move {
             let mut ticks = tokio::time::interval(period);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -222,7 +227,11 @@ impl Platform {
 
     /// Creates or updates a function. The image must be on the engine; it is pinned to its
     /// id. Returns the function and whether it was created.
-    pub async fn deploy(&self, name: &str, spec: &FunctionSpec) -> Result<(FunctionView, bool), PlatformError> {
+    pub async fn deploy(
+        &self,
+        name: &str,
+        spec: &FunctionSpec,
+    ) -> Result<(FunctionView, bool), PlatformError> {
         let name = FunctionName::parse(name)?;
         let config = spec.validate()?;
         let image = self
@@ -230,7 +239,9 @@ impl Platform {
             .inspect_image(&config.image)
             .await
             .map_err(|err| match err {
-                EngineError::ImageNotFound { reference } => PlatformError::ImageNotFound { image: reference },
+                EngineError::ImageNotFound { reference } => {
+                    PlatformError::ImageNotFound { image: reference }
+                }
                 other => PlatformError::Engine(other),
             })?;
         let _serialized = self.deploys.lock().await;
@@ -268,13 +279,21 @@ impl Platform {
     pub fn get_function(&self, name: &str) -> Result<FunctionView, PlatformError> {
         self.entry(name)
             .map(|e| FunctionView::from(&e.function))
-            .ok_or_else(|| PlatformError::FunctionNotFound { name: name.to_string() })
+            .ok_or_else(|| PlatformError::FunctionNotFound {
+                name: name.to_string(),
+            })
     }
 
     /// All functions, by name.
     pub fn list_functions(&self) -> Vec<FunctionView> {
-        let functions = self.functions.read().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let mut views: Vec<FunctionView> = functions.values().map(|e| FunctionView::from(&e.function)).collect();
+        let functions = self
+            .functions
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut views: Vec<FunctionView> = functions
+            .values()
+            .map(|e| FunctionView::from(&e.function))
+            .collect();
         views.sort_by(|a, b| a.name.cmp(&b.name));
         views
     }
@@ -283,7 +302,9 @@ impl Platform {
     pub async fn delete_function(&self, name: &str) -> Result<(), PlatformError> {
         let _serialized = self.deploys.lock().await;
         if self.entry(name).is_none() {
-            return Err(PlatformError::FunctionNotFound { name: name.to_string() });
+            return Err(PlatformError::FunctionNotFound {
+                name: name.to_string(),
+            });
         }
         self.store.delete_function(name).await?;
         self.functions
@@ -299,7 +320,10 @@ impl Platform {
         entry
             .target
             .get_or_try_init(|| async {
-                let image = self.engine.inspect_image(&entry.function.image_digest).await?;
+                let image = self
+                    .engine
+                    .inspect_image(&entry.function.image_digest)
+                    .await?;
                 Ok(Arc::new(exec_target(&entry.function, image.command())))
             })
             .await
@@ -307,7 +331,11 @@ impl Platform {
     }
 
     /// Invokes a function synchronously and returns its response.
-    pub async fn invoke(&self, name: &str, request: InvokeRequest) -> Result<InvokeOutcome, PlatformError> {
+    pub async fn invoke(
+        &self,
+        name: &str,
+        request: InvokeRequest,
+    ) -> Result<InvokeOutcome, PlatformError> {
         if !self.is_accepting() {
             return Err(PlatformError::ShuttingDown);
         }
@@ -315,18 +343,24 @@ impl Platform {
         let _in_flight = InFlightGuard(&self.in_flight);
         let entry = self
             .entry(name)
-            .ok_or_else(|| PlatformError::FunctionNotFound { name: name.to_string() })?;
+            .ok_or_else(|| PlatformError::FunctionNotFound {
+                name: name.to_string(),
+            })?;
         let function = &entry.function;
         let timeout = function.config.timeout();
         let call_id = Uuid::now_v7();
         let received_at = Utc::now();
         let clock = Instant::now();
 
-        let _slot = self.limiter.acquire(timeout).await.map_err(|refused| match refused {
-            Refused::QueueFull { running, queued } | Refused::TimedOut { running, queued } => {
-                PlatformError::Overloaded { running, queued }
-            }
-        })?;
+        let _slot = self
+            .limiter
+            .acquire(timeout)
+            .await
+            .map_err(|refused| match refused {
+                Refused::QueueFull { running, queued } | Refused::TimedOut { running, queued } => {
+                    PlatformError::Overloaded { running, queued }
+                }
+            })?;
         let started_at = Utc::now();
         let deadline = tokio::time::Instant::now() + timeout;
         let mut record = CallRecord {
@@ -356,7 +390,13 @@ impl Platform {
 
         let outcome = match self.target(&entry).await {
             Ok(target) => {
-                let frame = call_frame(&request, function.name.as_str(), call_id, started_at, timeout);
+                let frame = call_frame(
+                    &request,
+                    function.name.as_str(),
+                    call_id,
+                    started_at,
+                    timeout,
+                );
                 self.exec.run(&target, frame, request.body, deadline).await
             }
             Err(err) => crate::exec::ExecOutcome {
@@ -365,7 +405,10 @@ impl Platform {
                 stdout: Bytes::new(),
                 logs: Vec::new(),
                 exit_code: None,
-                error: Some((CallErrorType::StartFailed, format!("the function's image cannot be used: {err}"))),
+                error: Some((
+                    CallErrorType::StartFailed,
+                    format!("the function's image cannot be used: {err}"),
+                )),
             },
         };
 
@@ -409,7 +452,10 @@ impl Platform {
     /// One call's record.
     pub async fn get_call(&self, id: Uuid) -> Result<CallRecord, PlatformError> {
         self.recorder.flush().await;
-        self.store.get_call(id).await?.ok_or(PlatformError::CallNotFound { id })
+        self.store
+            .get_call(id)
+            .await?
+            .ok_or(PlatformError::CallNotFound { id })
     }
 
     /// Call records, newest first.
@@ -421,7 +467,10 @@ impl Platform {
     /// One call's log (what the function wrote to stderr, capped).
     pub async fn call_logs(&self, id: Uuid) -> Result<Vec<u8>, PlatformError> {
         self.recorder.flush().await;
-        self.store.call_logs(id).await?.ok_or(PlatformError::CallNotFound { id })
+        self.store
+            .call_logs(id)
+            .await?
+            .ok_or(PlatformError::CallNotFound { id })
     }
 
     /// Stops taking calls, lets calls in flight finish for up to `grace`, then removes every
@@ -453,7 +502,10 @@ impl Platform {
         }
         self.recorder.flush().await;
         self.tracker.close();
-        if tokio::time::timeout(Duration::from_secs(10), self.tracker.wait()).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(10), self.tracker.wait())
+            .await
+            .is_err()
+        {
             tracing::warn!("background tasks did not finish within 10s of shutdown");
         }
     }
@@ -497,7 +549,8 @@ fn call_frame(
     started_at: DateTime<Utc>,
     timeout: Duration,
 ) -> Vec<u8> {
-    let deadline = started_at + chrono::Duration::from_std(timeout).unwrap_or(chrono::Duration::MAX);
+    let deadline =
+        started_at + chrono::Duration::from_std(timeout).unwrap_or(chrono::Duration::MAX);
     let mut vars: Vec<(String, String)> = vec![
         ("SKIFF_CALL_ID".into(), call_id.to_string()),
         ("SKIFF_FUNCTION".into(), function.to_string()),
@@ -528,7 +581,13 @@ fn call_frame(
 /// is not a letter or digit) as `_`.
 fn header_var(name: &str) -> String {
     name.chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
@@ -563,7 +622,13 @@ mod tests {
         let started = DateTime::parse_from_rfc3339("2026-01-02T03:04:05Z")
             .expect("date")
             .with_timezone(&Utc);
-        let vars = decode(&call_frame(&request, "hello", id, started, Duration::from_secs(10)));
+        let vars = decode(&call_frame(
+            &request,
+            "hello",
+            id,
+            started,
+            Duration::from_secs(10),
+        ));
         assert!(vars.contains(&format!("SKIFF_CALL_ID={id}")));
         assert!(vars.contains(&"SKIFF_FUNCTION=hello".to_string()));
         assert!(vars.contains(&"SKIFF_METHOD=PUT".to_string()));
@@ -572,6 +637,9 @@ mod tests {
         assert!(vars.contains(&"SKIFF_DEADLINE=2026-01-02T03:04:15.000Z".to_string()));
         assert!(vars.contains(&"SKIFF_HEADER_CONTENT_TYPE=application/json".to_string()));
         assert!(vars.contains(&"SKIFF_HEADER_X_TRACE_ID=t1".to_string()));
-        assert!(vars.contains(&"SKIFF_HEADER_ACCEPT=a, b".to_string()), "{vars:?}");
+        assert!(
+            vars.contains(&"SKIFF_HEADER_ACCEPT=a, b".to_string()),
+            "{vars:?}"
+        );
     }
 }

@@ -9,7 +9,8 @@ use async_trait::async_trait;
 use bollard::container::LogOutput;
 use bollard::errors::Error as BollardError;
 use bollard::models::{
-    ContainerCreateBody, ContainerSummaryStateEnum, HostConfig, Mount, MountType, NetworkCreateRequest, ResourcesUlimits,
+    ContainerCreateBody, ContainerSummaryStateEnum, HostConfig, Mount, MountType,
+    NetworkCreateRequest, ResourcesUlimits,
 };
 use bollard::query_parameters::{
     AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, KillContainerOptionsBuilder,
@@ -29,7 +30,8 @@ impl DockerEngine {
     /// Connects with the local defaults (`DOCKER_HOST`, else `/var/run/docker.sock`) and
     /// negotiates the API version with the engine, so that older engines (API 1.41) work.
     pub async fn connect() -> Result<Self, EngineError> {
-        let docker = Docker::connect_with_local_defaults().map_err(|e| classify(Op("connect"), e))?;
+        let docker =
+            Docker::connect_with_local_defaults().map_err(|e| classify(Op("connect"), e))?;
         let docker = docker
             .negotiate_version()
             .await

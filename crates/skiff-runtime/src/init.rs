@@ -15,11 +15,14 @@ pub const INIT_PATH_IN_CONTAINER: &str = "/.skiff/init";
 /// versions sharing a directory never overwrite each other's file in use.
 pub fn install(dir: &Path) -> io::Result<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
-    let hash = INIT_BINARY
-        .iter()
-        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3));
+    let hash = INIT_BINARY.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3)
+    });
     let path = dir.join(format!("skiff-init-{hash:016x}"));
-    if std::fs::metadata(&path).map(|m| m.len() == INIT_BINARY.len() as u64).unwrap_or(false) {
+    if std::fs::metadata(&path)
+        .map(|m| m.len() == INIT_BINARY.len() as u64)
+        .unwrap_or(false)
+    {
         return Ok(path);
     }
     std::fs::create_dir_all(dir)?;

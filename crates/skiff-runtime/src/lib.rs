@@ -7,6 +7,8 @@
 
 pub mod docker;
 mod error;
+#[cfg(feature = "fake")]
+pub mod fake;
 pub mod init;
 
 pub use error::EngineError;

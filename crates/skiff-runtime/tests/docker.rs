@@ -44,7 +44,10 @@ async fn a_prepared_container_runs_the_function_with_call_env_and_stdin() {
     let engine = DockerEngine::connect().await.expect("connect");
     let dir = tempfile::tempdir().expect("tempdir");
     let init_path = init::install(dir.path()).expect("install init");
-    let image = engine.inspect_image("skiff/testfn:latest").await.expect("image");
+    let image = engine
+        .inspect_image("skiff/testfn:latest")
+        .await
+        .expect("image");
     assert!(image.id.starts_with("sha256:"), "{}", image.id);
     assert_eq!(image.command(), vec!["/testfn".to_string()]);
 
@@ -60,7 +63,11 @@ async fn a_prepared_container_runs_the_function_with_call_env_and_stdin() {
 
     let t0 = Instant::now();
     let frame = init::encode_frame([("SKIFF_CALL_ID", "call-1"), ("SKIFF_METHOD", "POST")]);
-    attachment.stdin.write_all(&frame).await.expect("write frame");
+    attachment
+        .stdin
+        .write_all(&frame)
+        .await
+        .expect("write frame");
     attachment.stdin.shutdown().await.expect("close stdin");
     let mut stdout = Vec::new();
     while let Some(chunk) = attachment.output.next().await {
@@ -70,7 +77,10 @@ async fn a_prepared_container_runs_the_function_with_call_env_and_stdin() {
         }
     }
     let code = engine.wait(&id).await.expect("wait");
-    eprintln!("call took {:?} once the container was prepared", t0.elapsed());
+    eprintln!(
+        "call took {:?} once the container was prepared",
+        t0.elapsed()
+    );
     let stdout = String::from_utf8(stdout).expect("utf8");
     assert_eq!(code, 0);
     assert!(stdout.contains("SKIFF_CALL_ID=call-1\n"), "{stdout}");
@@ -81,7 +91,10 @@ async fn a_prepared_container_runs_the_function_with_call_env_and_stdin() {
     assert_eq!(state.exit_code, Some(0));
     engine.remove(&id).await.expect("remove");
     engine.remove(&id).await.expect("removing twice is fine");
-    assert!(matches!(engine.inspect(&id).await, Err(EngineError::NotFound { .. })));
+    assert!(matches!(
+        engine.inspect(&id).await,
+        Err(EngineError::NotFound { .. })
+    ));
 }
 
 #[tokio::test]
@@ -95,7 +108,12 @@ async fn exit_codes_and_oom_kills_are_reported() {
     for (mode, expect_code, expect_oom) in [("exit", 3, false), ("oom", 137, true)] {
         let name = format!("skiff-runtime-test-{}", uuid::Uuid::now_v7());
         let id = engine
-            .create(&spec(&name, "skiff/testfn:latest", vec![format!("MODE={mode}")], &init_path))
+            .create(&spec(
+                &name,
+                "skiff/testfn:latest",
+                vec![format!("MODE={mode}")],
+                &init_path,
+            ))
             .await
             .expect("create");
         let mut attachment = engine.attach(&id).await.expect("attach");
@@ -126,9 +144,15 @@ async fn missing_images_and_containers_are_typed_errors() {
         .await
         .expect_err("missing");
     assert!(matches!(err, EngineError::ImageNotFound { .. }), "{err}");
-    let err = engine.start("no-such-container-skiff").await.expect_err("missing");
+    let err = engine
+        .start("no-such-container-skiff")
+        .await
+        .expect_err("missing");
     assert!(matches!(err, EngineError::NotFound { .. }), "{err}");
-    engine.kill("no-such-container-skiff").await.expect("kill of a gone container is fine");
+    engine
+        .kill("no-such-container-skiff")
+        .await
+        .expect("kill of a gone container is fine");
     let listed = engine
         .list(&[("skiff.daemon", "nobody-has-this-id")])
         .await

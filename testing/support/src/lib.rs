@@ -23,8 +23,13 @@ pub fn docker_available() -> bool {
             .unwrap_or(false)
     });
     if !available {
-        let in_ci = std::env::var("CI").map(|v| v == "true" || v == "1").unwrap_or(false);
-        assert!(!in_ci, "this test needs the Docker engine, and CI=true: Docker must be running");
+        let in_ci = std::env::var("CI")
+            .map(|v| v == "true" || v == "1")
+            .unwrap_or(false);
+        assert!(
+            !in_ci,
+            "this test needs the Docker engine, and CI=true: Docker must be running"
+        );
         eprintln!("SKIPPED: the Docker engine is not reachable; this test needs it");
     }
     available
@@ -63,4 +68,189 @@ pub fn ready() -> bool {
     }
     ensure_images();
     true
+}
+
+/// A `skiff serve` process for one test, with its own data directory and port.
+///
+/// Dropping it kills the process (SIGKILL); call [`Daemon::stop`] for a graceful stop that
+/// also checks that no container of this daemon is left.
+#[derive(Debug)]
+pub struct Daemon {
+    child: Option<std::process::Child>,
+    binary: PathBuf,
+    args: Vec<String>,
+    /// The daemon's data directory (kept across restarts).
+    pub data_dir: tempfile::TempDir,
+    /// Base URL, e.g. `http://127.0.0.1:41234`.
+    pub url: String,
+    /// The daemon id (the `skiff.daemon` label of its containers).
+    pub id: String,
+    log_path: PathBuf,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
+}
+
+impl Daemon {
+    /// Starts `skiff serve` from `binary` with `args` added, and waits until it is ready.
+    pub async fn start(binary: &Path, args: &[&str]) -> Daemon {
+        let data_dir = tempfile::tempdir().expect("a temporary data directory");
+        let log_path = data_dir.path().join("daemon.log");
+        let mut daemon = Daemon {
+            child: None,
+            binary: binary.to_path_buf(),
+            args: args.iter().map(|a| a.to_string()).collect(),
+            url: String::new(),
+            id: String::new(),
+            data_dir,
+            log_path,
+        };
+        daemon.spawn().await;
+        daemon
+    }
+
+    async fn spawn(&mut self) {
+        let port = free_port();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)
+            .expect("daemon log file");
+        let child = Command::new(&self.binary)
+            .arg("serve")
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--data-dir")
+            .arg(self.data_dir.path())
+            .args(&self.args)
+            .env("SKIFF_LOG", "info,skiff=debug")
+            .stdout(log.try_clone().expect("log handle"))
+            .stderr(log)
+            .spawn()
+            .expect("start skiff serve");
+        self.child = Some(child);
+        self.url = format!("http://127.0.0.1:{port}");
+        let client = reqwest::Client::new();
+        for _ in 0..300 {
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!("skiff serve exited with {status}:\n{}", self.log());
+                }
+            }
+            if let Ok(response) = client.get(format!("{}/readyz", self.url)).send().await {
+                if response.status().is_success() {
+                    let body: serde_json::Value = response.json().await.expect("readyz body");
+                    self.id = body["daemon"].as_str().expect("daemon id").to_string();
+                    return;
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("skiff serve did not become ready in 15s:\n{}", self.log());
+    }
+
+    /// What the daemon has logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// The process id of the running daemon.
+    pub fn pid(&self) -> u32 {
+        self.child
+            .as_ref()
+            .map(|c| c.id())
+            .expect("a running daemon")
+    }
+
+    /// Sends SIGTERM and waits for the daemon to exit; returns whether it exited with 0.
+    pub async fn terminate(&mut self) -> bool {
+        let Some(mut child) = self.child.take() else {
+            return false;
+        };
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
+        for _ in 0..1200 {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status.success();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!(
+            "skiff serve did not stop within 60s of SIGTERM:\n{}",
+            self.log()
+        );
+    }
+
+    /// Kills the daemon with SIGKILL, leaving whatever it had running.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the daemon again on the same data directory (after `terminate` or `kill`).
+    pub async fn restart(&mut self) {
+        assert!(self.child.is_none(), "stop the daemon before restarting it");
+        self.spawn().await;
+    }
+
+    /// Containers of this daemon on the engine (by its `skiff.daemon` label).
+    pub fn containers(&self) -> Vec<String> {
+        containers_with_label(&format!("skiff.daemon={}", self.id))
+    }
+
+    /// Stops the daemon with SIGTERM and asserts that it exited cleanly and left no container.
+    pub async fn stop(mut self) {
+        let clean = self.terminate().await;
+        assert!(clean, "skiff serve did not exit cleanly:\n{}", self.log());
+        let left = self.containers();
+        assert!(
+            left.is_empty(),
+            "containers left behind: {left:?}\n{}",
+            self.log()
+        );
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+            // A test that failed midway: do not leak its containers either.
+            for id in containers_with_label(&format!("skiff.daemon={}", self.id)) {
+                let _ = Command::new("docker").args(["rm", "-f", &id]).output();
+            }
+        }
+    }
+}
+
+/// Ids of all containers (running or not) carrying `label` (`key=value`).
+pub fn containers_with_label(label: &str) -> Vec<String> {
+    Command::new("docker")
+        .args([
+            "ps",
+            "-aq",
+            "--no-trunc",
+            "--filter",
+            &format!("label={label}"),
+        ])
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .map(str::to_string)
+                .filter(|l| !l.is_empty())
+                .collect()
+        })
+        .unwrap_or_default()
 }

@@ -1,0 +1,322 @@
+//! The management API under `/v1`, plus `/healthz` and `/readyz`.
+
+use crate::error::{ApiError, ErrorBody, CALL_ID_HEADER};
+use crate::AppState;
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use skiff_core::{CallRecord, CallStatus, FunctionSpec, FunctionView, Trigger};
+use skiff_invoker::{InvokeOutcome, InvokeRequest};
+use skiff_store::CallFilter;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+/// The header telling whether an invocation waited for a container start.
+pub const COLD_HEADER: &str = "x-skiff-cold";
+
+/// Health of the process.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// `ok`, or `ready` / `shutting_down` for readiness.
+    pub status: &'static str,
+    /// The daemon's id, as on the `skiff.daemon` label of its containers.
+    pub daemon: String,
+}
+
+/// `GET /healthz`: the process is up.
+#[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, body = Health)))]
+pub async fn healthz(State(state): State<AppState>) -> Json<Health> {
+    Json(Health {
+        status: "ok",
+        daemon: state.platform.daemon_id().to_string(),
+    })
+}
+
+/// `GET /readyz`: the daemon takes calls (503 while shutting down).
+#[utoipa::path(get, path = "/readyz", tag = "health", responses(
+    (status = 200, body = Health), (status = 503, body = Health)))]
+pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
+    let daemon = state.platform.daemon_id().to_string();
+    if state.platform.is_accepting() {
+        (
+            StatusCode::OK,
+            Json(Health {
+                status: "ready",
+                daemon,
+            }),
+        )
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(Health {
+                status: "shutting_down",
+                daemon,
+            }),
+        )
+    }
+}
+
+/// A list of functions.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct FunctionList {
+    /// The functions, by name.
+    pub functions: Vec<FunctionView>,
+}
+
+/// `GET /v1/functions`
+#[utoipa::path(get, path = "/v1/functions", tag = "functions",
+    responses((status = 200, body = FunctionList)))]
+pub async fn list_functions(State(state): State<AppState>) -> Json<FunctionList> {
+    Json(FunctionList {
+        functions: state.platform.list_functions(),
+    })
+}
+
+/// `GET /v1/functions/{name}`
+#[utoipa::path(get, path = "/v1/functions/{name}", tag = "functions",
+    params(("name" = String, Path, description = "Function name")),
+    responses((status = 200, body = FunctionView), (status = 404, body = ErrorBody)))]
+pub async fn get_function(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<FunctionView>, ApiError> {
+    Ok(Json(state.platform.get_function(&name)?))
+}
+
+/// `PUT /v1/functions/{name}`: creates (201) or updates (200) a function.
+#[utoipa::path(put, path = "/v1/functions/{name}", tag = "functions",
+    params(("name" = String, Path, description = "Function name")),
+    request_body = FunctionSpec,
+    responses(
+        (status = 201, description = "Created", body = FunctionView),
+        (status = 200, description = "Updated", body = FunctionView),
+        (status = 400, description = "Invalid spec; `field` names the culprit", body = ErrorBody),
+        (status = 422, description = "The image is not on the engine", body = ErrorBody)))]
+pub async fn put_function(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    spec: Result<Json<FunctionSpec>, JsonRejection>,
+) -> Result<(StatusCode, Json<FunctionView>), ApiError> {
+    let Json(spec) = spec.map_err(|rejection| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_spec",
+            format!("the function spec is not valid: {}", rejection.body_text()),
+        )
+    })?;
+    let (view, created) = state.platform.deploy(&name, &spec).await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(view)))
+}
+
+/// `DELETE /v1/functions/{name}`
+#[utoipa::path(delete, path = "/v1/functions/{name}", tag = "functions",
+    params(("name" = String, Path, description = "Function name")),
+    responses((status = 204, description = "Deleted"), (status = 404, body = ErrorBody)))]
+pub async fn delete_function(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state.platform.delete_function(&name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /v1/functions/{name}/invoke`: runs the function with the body as input and answers
+/// with its output.
+#[utoipa::path(post, path = "/v1/functions/{name}/invoke", tag = "calls",
+    params(("name" = String, Path, description = "Function name")),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    responses(
+        (status = 200, description = "The function's output; `X-Skiff-Call-Id` names the call",
+            content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 404, body = ErrorBody),
+        (status = 413, description = "Body over the limit", body = ErrorBody),
+        (status = 429, description = "Too many calls", body = ErrorBody),
+        (status = 502, description = "The function failed (code: function_error, crashed, out_of_memory, output_too_large, start_failed)", body = ErrorBody),
+        (status = 504, description = "The function timed out", body = ErrorBody)))]
+pub async fn invoke(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let body = read_body(body, state.config.max_request_bytes).await?;
+    let outcome = state
+        .platform
+        .invoke(
+            &name,
+            InvokeRequest {
+                trigger: Trigger::Api,
+                method: "POST".to_string(),
+                path: "/".to_string(),
+                query: String::new(),
+                headers: header_pairs(&headers),
+                body,
+            },
+        )
+        .await?;
+    Ok(invoke_response(outcome))
+}
+
+/// Reads a request body of at most `limit` bytes; more is a 413.
+pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    match axum::body::to_bytes(body, limit.saturating_add(1)).await {
+        Ok(bytes) if bytes.len() > limit => Err(ApiError::payload_too_large(limit)),
+        Ok(bytes) => Ok(bytes),
+        Err(err) => {
+            let too_large = std::error::Error::source(&err)
+                .is_some_and(|source| source.is::<http_body_util::LengthLimitError>());
+            if too_large {
+                Err(ApiError::payload_too_large(limit))
+            } else {
+                Err(ApiError::bad_request(format!(
+                    "cannot read the request body: {err}"
+                )))
+            }
+        }
+    }
+}
+
+/// Request headers as (name, value) pairs; values that are not text are left out.
+pub(crate) fn header_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .filter_map(|(name, value)| {
+            Some((name.as_str().to_string(), value.to_str().ok()?.to_string()))
+        })
+        .collect()
+}
+
+/// The response to a successful invocation.
+pub(crate) fn invoke_response(outcome: InvokeOutcome) -> Response {
+    let mut response = (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/octet-stream"),
+        )],
+        outcome.body,
+    )
+        .into_response();
+    let headers = response.headers_mut();
+    if let Ok(id) = HeaderValue::from_str(&outcome.call_id.to_string()) {
+        headers.insert(CALL_ID_HEADER, id);
+    }
+    headers.insert(
+        COLD_HEADER,
+        HeaderValue::from_static(if outcome.cold { "true" } else { "false" }),
+    );
+    response
+}
+
+/// Filters of `GET /v1/calls`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct CallQuery {
+    /// Only calls of this function.
+    pub function: Option<String>,
+    /// Only calls in this status (`queued`, `running`, `succeeded`, `failed`, `timed_out`, `dead`).
+    pub status: Option<String>,
+    /// Only calls from this trigger (`http`, `api`, `async`, `cron`, `queue`, `lambda_api`).
+    pub trigger: Option<String>,
+    /// Only calls older than this call id (the `next` of the previous page).
+    pub before: Option<Uuid>,
+    /// Only calls received at or after this time (RFC 3339).
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+    /// Most calls to return (default 100, at most 1000).
+    pub limit: Option<u32>,
+}
+
+/// A page of call records, newest first.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CallPage {
+    /// The calls.
+    pub calls: Vec<CallRecord>,
+    /// Pass as `before` to get the next page; absent on the last page.
+    pub next: Option<Uuid>,
+}
+
+/// `GET /v1/calls`
+#[utoipa::path(get, path = "/v1/calls", tag = "calls", params(CallQuery),
+    responses((status = 200, body = CallPage), (status = 400, body = ErrorBody)))]
+pub async fn list_calls(
+    State(state): State<AppState>,
+    query: Result<Query<CallQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<CallPage>, ApiError> {
+    let Query(query) = query.map_err(|r| ApiError::bad_request(r.body_text()))?;
+    let status = query
+        .status
+        .as_deref()
+        .map(str::parse::<CallStatus>)
+        .transpose()
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let trigger = query
+        .trigger
+        .as_deref()
+        .map(str::parse::<Trigger>)
+        .transpose()
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let filter = CallFilter {
+        function: query.function,
+        status,
+        trigger,
+        before: query.before,
+        since: query.since,
+        limit: query.limit.unwrap_or(0),
+    };
+    let calls = state.platform.list_calls(&filter).await?;
+    let next = if calls.len() as u32 >= filter.effective_limit() {
+        calls.last().map(|c| c.id)
+    } else {
+        None
+    };
+    Ok(Json(CallPage { calls, next }))
+}
+
+fn parse_call_id(id: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(id).map_err(|_| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "call_not_found",
+            format!("`{id}` is not a call id"),
+        )
+    })
+}
+
+/// `GET /v1/calls/{id}`
+#[utoipa::path(get, path = "/v1/calls/{id}", tag = "calls",
+    params(("id" = String, Path, description = "Call id")),
+    responses((status = 200, body = CallRecord), (status = 404, body = ErrorBody)))]
+pub async fn get_call(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<CallRecord>, ApiError> {
+    Ok(Json(state.platform.get_call(parse_call_id(&id)?).await?))
+}
+
+/// `GET /v1/calls/{id}/logs`: what the function wrote to stderr during the call (capped).
+#[utoipa::path(get, path = "/v1/calls/{id}/logs", tag = "calls",
+    params(("id" = String, Path, description = "Call id")),
+    responses((status = 200, content_type = "text/plain", body = String), (status = 404, body = ErrorBody)))]
+pub async fn call_logs(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let logs = state.platform.call_logs(parse_call_id(&id)?).await?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        )],
+        logs,
+    )
+        .into_response())
+}

@@ -1,0 +1,188 @@
+//! [`ApiError`]: every failure the HTTP API reports, as `{"error": {"code", "message"}}`
+//! with the right status. Internal details (store, engine) are logged, not sent.
+
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+use skiff_core::CallErrorType;
+use skiff_invoker::PlatformError;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+/// The header that carries a call's id on invoke responses, successful or not.
+pub const CALL_ID_HEADER: &str = "x-skiff-call-id";
+
+/// The body of every error response.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// What went wrong.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// A stable, machine-readable code (`function_not_found`, `invalid_spec`, `timeout`, ...).
+    pub code: String,
+    /// A readable explanation.
+    pub message: String,
+    /// The request field at fault, for validation errors.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// The call that failed, when one was recorded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub call_id: Option<Uuid>,
+}
+
+/// An error response of the API.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    detail: ErrorDetail,
+}
+
+impl ApiError {
+    /// An error with `status`, `code` and `message`.
+    pub fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            detail: ErrorDetail {
+                code: code.to_string(),
+                message: message.into(),
+                field: None,
+                call_id: None,
+            },
+        }
+    }
+
+    /// A 400 about the request itself.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+    }
+
+    /// A 404 for a path that names nothing.
+    pub fn no_route() -> Self {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route")
+    }
+
+    /// A 413 for a body over `limit` bytes.
+    pub fn payload_too_large(limit: usize) -> Self {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the request body is larger than the limit of {limit} bytes"),
+        )
+    }
+
+    /// The status of this error.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The code of this error.
+    pub fn code(&self) -> &str {
+        &self.detail.code
+    }
+}
+
+/// The HTTP status for a failed call of each error type.
+fn call_failure_status(kind: CallErrorType) -> StatusCode {
+    match kind {
+        CallErrorType::Timeout => StatusCode::GATEWAY_TIMEOUT,
+        CallErrorType::Interrupted => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::BAD_GATEWAY,
+    }
+}
+
+impl From<PlatformError> for ApiError {
+    fn from(err: PlatformError) -> Self {
+        match err {
+            PlatformError::InvalidSpec(spec) => ApiError {
+                status: StatusCode::BAD_REQUEST,
+                detail: ErrorDetail {
+                    code: "invalid_spec".to_string(),
+                    message: spec.to_string(),
+                    field: Some(spec.field),
+                    call_id: None,
+                },
+            },
+            err @ PlatformError::FunctionNotFound { .. } => {
+                ApiError::new(StatusCode::NOT_FOUND, "function_not_found", err.to_string())
+            }
+            err @ PlatformError::CallNotFound { .. } => {
+                ApiError::new(StatusCode::NOT_FOUND, "call_not_found", err.to_string())
+            }
+            err @ PlatformError::ImageNotFound { .. } => ApiError {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                detail: ErrorDetail {
+                    code: "image_not_found".to_string(),
+                    message: err.to_string(),
+                    field: Some("image".to_string()),
+                    call_id: None,
+                },
+            },
+            err @ PlatformError::Overloaded { .. } => ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_requests",
+                err.to_string(),
+            ),
+            PlatformError::CallFailed {
+                call_id,
+                error_type,
+                message,
+                ..
+            } => ApiError {
+                status: call_failure_status(error_type),
+                detail: ErrorDetail {
+                    code: error_type.as_str().to_string(),
+                    message,
+                    field: None,
+                    call_id: Some(call_id),
+                },
+            },
+            err @ PlatformError::ShuttingDown => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "shutting_down",
+                err.to_string(),
+            ),
+            PlatformError::Engine(err) => {
+                tracing::error!(%err, "container engine error");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "engine_unavailable",
+                    "the container engine failed; see the daemon's log",
+                )
+            }
+            PlatformError::Store(err) => {
+                tracing::error!(%err, "store error");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "the store failed; see the daemon's log",
+                )
+            }
+            other => {
+                tracing::error!(err = %other, "internal error");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "internal error; see the daemon's log",
+                )
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let call_id = self.detail.call_id;
+        let mut response = (self.status, Json(ErrorBody { error: self.detail })).into_response();
+        if let Some(id) = call_id {
+            if let Ok(value) = HeaderValue::from_str(&id.to_string()) {
+                response.headers_mut().insert(CALL_ID_HEADER, value);
+            }
+        }
+        response
+    }
+}

@@ -1,0 +1,48 @@
+//! The OpenAPI document of the API, generated from the handlers' annotations.
+
+use crate::api;
+use axum::Json;
+use utoipa::OpenApi;
+
+/// The OpenAPI description of skiff's HTTP API.
+#[derive(Debug, OpenApi)]
+#[openapi(
+    info(title = "skiff", description = "Run functions packaged as container images on demand."),
+    paths(
+        api::healthz,
+        api::readyz,
+        api::list_functions,
+        api::get_function,
+        api::put_function,
+        api::delete_function,
+        api::invoke,
+        api::list_calls,
+        api::get_call,
+        api::call_logs,
+    ),
+    components(schemas(
+        skiff_core::FunctionSpec,
+        skiff_core::FunctionView,
+        skiff_core::CallRecord,
+        skiff_core::CallStatus,
+        skiff_core::CallErrorType,
+        skiff_core::Trigger,
+        skiff_core::Contract,
+        crate::error::ErrorBody,
+        crate::error::ErrorDetail,
+        api::FunctionList,
+        api::CallPage,
+        api::Health,
+    )),
+    tags(
+        (name = "functions", description = "Deploy and manage functions"),
+        (name = "calls", description = "Invoke functions and inspect calls"),
+        (name = "health", description = "Liveness and readiness"),
+    )
+)]
+pub struct ApiDoc;
+
+/// `GET /v1/openapi.json`
+pub async fn document() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}

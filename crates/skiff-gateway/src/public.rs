@@ -1,0 +1,54 @@
+//! The public invocation route: `ANY /fn/{name}/{*path}`.
+
+use crate::api::{invoke_response, read_body};
+use crate::error::ApiError;
+use crate::AppState;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::Request;
+use axum::response::Response;
+use skiff_core::Trigger;
+use skiff_invoker::InvokeRequest;
+
+/// `ANY /fn/{name}`: invokes the function with the request's method, headers and body.
+pub async fn invoke(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    request: Request<Body>,
+) -> Result<Response, ApiError> {
+    run(state, name, "/".to_string(), request).await
+}
+
+/// `ANY /fn/{name}/{*path}`: the same, with a path below the function.
+pub async fn invoke_path(
+    State(state): State<AppState>,
+    Path((name, path)): Path<(String, String)>,
+    request: Request<Body>,
+) -> Result<Response, ApiError> {
+    run(state, name, format!("/{path}"), request).await
+}
+
+async fn run(
+    state: AppState,
+    name: String,
+    path: String,
+    request: Request<Body>,
+) -> Result<Response, ApiError> {
+    let (parts, body) = request.into_parts();
+    let body = read_body(body, state.config.max_request_bytes).await?;
+    let outcome = state
+        .platform
+        .invoke(
+            &name,
+            InvokeRequest {
+                trigger: Trigger::Http,
+                method: parts.method.to_string(),
+                path,
+                query: parts.uri.query().unwrap_or_default().to_string(),
+                headers: crate::api::header_pairs(&parts.headers),
+                body,
+            },
+        )
+        .await?;
+    Ok(invoke_response(outcome))
+}

@@ -1,0 +1,212 @@
+//! An in-memory [`ContainerEngine`] for unit tests of scheduling and HTTP handling. It never
+//! runs anything: a container "runs" by answering with the scripted output of its image.
+//! Proof that features work comes from the tests on the real engine, never from this.
+
+use crate::{
+    Attachment, ContainerEngine, ContainerSpec, ContainerState, ContainerSummary, EngineError,
+    ImageInfo, Output,
+};
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::StreamExt;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+/// What a fake image does when a container of it is called.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Script {
+    /// Written to stdout.
+    pub stdout: Bytes,
+    /// Written to stderr.
+    pub stderr: Bytes,
+    /// Exit code.
+    pub exit_code: i64,
+}
+
+#[derive(Debug, Clone)]
+struct FakeContainer {
+    spec: ContainerSpec,
+    running: bool,
+    exit_code: Option<i64>,
+}
+
+/// The fake engine. Register images with [`FakeEngine::add_image`].
+#[derive(Debug, Default)]
+pub struct FakeEngine {
+    images: Mutex<HashMap<String, (ImageInfo, Script)>>,
+    containers: Mutex<HashMap<String, FakeContainer>>,
+    next_id: AtomicU64,
+    /// Every operation, in order (`create`, `start`, `remove`, ...), for assertions.
+    log: Mutex<Vec<String>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl FakeEngine {
+    /// An engine with no images.
+    pub fn new() -> Self {
+        FakeEngine::default()
+    }
+
+    /// Registers an image under `reference` (and its id) that answers with `script`.
+    pub fn add_image(&self, reference: &str, script: Script) {
+        let id = format!(
+            "sha256:{:064x}",
+            self.next_id.fetch_add(1, Ordering::Relaxed) + 1
+        );
+        let info = ImageInfo {
+            id: id.clone(),
+            entrypoint: vec!["/fn".to_string()],
+            cmd: Vec::new(),
+            env: Vec::new(),
+        };
+        let mut images = lock(&self.images);
+        images.insert(reference.to_string(), (info.clone(), script.clone()));
+        images.insert(id, (info, script));
+    }
+
+    /// Containers that exist now.
+    pub fn container_count(&self) -> usize {
+        lock(&self.containers).len()
+    }
+
+    /// The operations seen so far.
+    pub fn operations(&self) -> Vec<String> {
+        lock(&self.log).clone()
+    }
+
+    fn note(&self, op: &str) {
+        lock(&self.log).push(op.to_string());
+    }
+
+    fn script_of(&self, id: &str) -> Result<Script, EngineError> {
+        let image = lock(&self.containers)
+            .get(id)
+            .map(|c| c.spec.image.clone())
+            .ok_or_else(|| EngineError::NotFound { id: id.to_string() })?;
+        lock(&self.images)
+            .get(&image)
+            .map(|(_, s)| s.clone())
+            .ok_or(EngineError::ImageNotFound { reference: image })
+    }
+}
+
+#[async_trait]
+impl ContainerEngine for FakeEngine {
+    async fn inspect_image(&self, reference: &str) -> Result<ImageInfo, EngineError> {
+        lock(&self.images)
+            .get(reference)
+            .map(|(info, _)| info.clone())
+            .ok_or_else(|| EngineError::ImageNotFound {
+                reference: reference.to_string(),
+            })
+    }
+
+    async fn ensure_network(
+        &self,
+        _name: &str,
+        _labels: &HashMap<String, String>,
+    ) -> Result<(), EngineError> {
+        Ok(())
+    }
+
+    async fn create(&self, spec: &ContainerSpec) -> Result<String, EngineError> {
+        self.note("create");
+        if !lock(&self.images).contains_key(&spec.image) {
+            return Err(EngineError::ImageNotFound {
+                reference: spec.image.clone(),
+            });
+        }
+        let id = format!("fake{:08}", self.next_id.fetch_add(1, Ordering::Relaxed));
+        lock(&self.containers).insert(
+            id.clone(),
+            FakeContainer {
+                spec: spec.clone(),
+                running: false,
+                exit_code: None,
+            },
+        );
+        Ok(id)
+    }
+
+    async fn attach(&self, id: &str) -> Result<Attachment, EngineError> {
+        self.note("attach");
+        let script = self.script_of(id)?;
+        let mut chunks = Vec::new();
+        if !script.stderr.is_empty() {
+            chunks.push(Ok(Output::Stderr(script.stderr)));
+        }
+        if !script.stdout.is_empty() {
+            chunks.push(Ok(Output::Stdout(script.stdout)));
+        }
+        Ok(Attachment {
+            stdin: Box::pin(tokio::io::sink()),
+            output: futures::stream::iter(chunks).boxed(),
+        })
+    }
+
+    async fn start(&self, id: &str) -> Result<(), EngineError> {
+        self.note("start");
+        let mut containers = lock(&self.containers);
+        let container = containers
+            .get_mut(id)
+            .ok_or_else(|| EngineError::NotFound { id: id.to_string() })?;
+        container.running = true;
+        Ok(())
+    }
+
+    async fn wait(&self, id: &str) -> Result<i64, EngineError> {
+        self.note("wait");
+        let script = self.script_of(id)?;
+        if let Some(c) = lock(&self.containers).get_mut(id) {
+            c.running = false;
+            c.exit_code = Some(script.exit_code);
+        }
+        Ok(script.exit_code)
+    }
+
+    async fn inspect(&self, id: &str) -> Result<ContainerState, EngineError> {
+        lock(&self.containers)
+            .get(id)
+            .map(|c| ContainerState {
+                running: c.running,
+                exit_code: c.exit_code,
+                oom_killed: false,
+            })
+            .ok_or_else(|| EngineError::NotFound { id: id.to_string() })
+    }
+
+    async fn kill(&self, id: &str) -> Result<(), EngineError> {
+        self.note("kill");
+        if let Some(c) = lock(&self.containers).get_mut(id) {
+            c.running = false;
+            c.exit_code.get_or_insert(137);
+        }
+        Ok(())
+    }
+
+    async fn remove(&self, id: &str) -> Result<(), EngineError> {
+        self.note("remove");
+        lock(&self.containers).remove(id);
+        Ok(())
+    }
+
+    async fn list(&self, labels: &[(&str, &str)]) -> Result<Vec<ContainerSummary>, EngineError> {
+        Ok(lock(&self.containers)
+            .iter()
+            .filter(|(_, c)| {
+                labels
+                    .iter()
+                    .all(|(k, v)| c.spec.labels.get(*k).map(String::as_str) == Some(*v))
+            })
+            .map(|(id, c)| ContainerSummary {
+                id: id.clone(),
+                labels: c.spec.labels.clone(),
+                running: c.running,
+            })
+            .collect())
+    }
+}
