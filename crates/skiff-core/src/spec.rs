@@ -123,7 +123,8 @@ pub struct FunctionSpec {
     /// Most processes and threads the container may hold. Default 256.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pids: Option<u32>,
-    /// Size of the writable tmpfs at `/tmp` (counts against memory). Default 64Mi.
+    /// Size of the writable tmpfs at `/tmp` (counts against memory). Default 64Mi, or the
+    /// memory limit if that is smaller.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>, example = "64Mi")]
     pub tmp_size: Option<ByteSize>,
@@ -239,7 +240,8 @@ impl FunctionSpec {
                 format!("{pids} is out of range: use 8 to 65536"),
             ));
         }
-        let tmp = self.tmp_size.unwrap_or(DEFAULT_TMP_SIZE);
+        // /tmp is charged to the memory limit: by default it is capped by it too.
+        let tmp = self.tmp_size.unwrap_or(DEFAULT_TMP_SIZE.min(memory));
         if tmp < ByteSize::mib(1) || tmp > memory {
             return Err(SpecError::new(
                 "tmp_size",
@@ -366,6 +368,15 @@ mod tests {
     }
 
     #[test]
+    fn tmp_defaults_to_at_most_the_memory_limit() {
+        let config = spec(r#"{"image":"x","memory":"32Mi"}"#)
+            .expect("parses")
+            .validate()
+            .expect("valid");
+        assert_eq!(config.resources.tmp_bytes, 32 << 20);
+    }
+
+    #[test]
     fn unknown_fields_are_refused() {
         let err = spec(r#"{"image":"hello:1","memroy":"1Gi"}"#).expect_err("unknown field");
         assert!(err.to_string().contains("memroy"), "{err}");
@@ -392,6 +403,7 @@ mod tests {
             field_of(r#"{"image":"x","memory":"64Mi","tmp_size":"128Mi"}"#),
             "tmp_size"
         );
+        assert_eq!(field_of(r#"{"image":"x","tmp_size":"0"}"#), "tmp_size");
         assert_eq!(field_of(r#"{"image":"x","timeout":"2h"}"#), "timeout");
         assert_eq!(field_of(r#"{"image":"x","timeout":"1ms"}"#), "timeout");
         assert_eq!(field_of(r#"{"image":"x","env":{"1X":"v"}}"#), "env.1X");

@@ -180,11 +180,11 @@ enum ReadEnd {
 }
 
 impl ExecDriver {
-    /// A driver on `engine`; its background tasks run on `tracker` and stop on `cancel`.
+    /// A driver on `engine`; its background tasks stop when `cancel` fires, and
+    /// [`ExecDriver::shutdown`] waits for them.
     pub fn new(
         engine: Arc<dyn ContainerEngine>,
         settings: ExecSettings,
-        tracker: TaskTracker,
         cancel: CancellationToken,
     ) -> Arc<Self> {
         Arc::new(ExecDriver {
@@ -193,7 +193,7 @@ impl ExecDriver {
             removal_slots: Arc::new(Semaphore::new(REMOVAL_SLOTS)),
             settings,
             pools: Mutex::new(HashMap::new()),
-            tracker,
+            tracker: TaskTracker::new(),
             cancel,
         })
     }
@@ -318,29 +318,43 @@ impl ExecDriver {
             let driver = self.clone();
             let target = target.clone();
             self.tracker.spawn(async move {
-                let prepared = tokio::select! {
+                // Waiting for a slot ends at shutdown; a preparation under way is let finish,
+                // so that the container it creates is known and removed, never leaked.
+                let slot = tokio::select! {
                     _ = driver.cancel.cancelled() => None,
-                    prepared = async {
-                        let _slot = driver.prepare_slots.acquire().await;
-                        driver.prepare(&target).await
-                    } => Some(prepared),
+                    slot = driver.prepare_slots.acquire() => slot.ok(),
                 };
-                let mut pools = driver.pools();
-                let mut pool = pools.get_mut(&target.function);
-                if let Some(pool) = pool.as_deref_mut() {
-                    pool.preparing = pool.preparing.saturating_sub(1);
-                }
-                match prepared {
-                    Some(Ok(prepared)) => match pool {
-                        Some(pool) if pool.version == target.version && !driver.cancel.is_cancelled() => {
-                            pool.ready.push_back(prepared);
-                        }
-                        _ => driver.discard(prepared.container),
-                    },
-                    Some(Err(err)) => {
-                        tracing::warn!(%err, function = target.function, "could not prepare a container");
+                let prepared = match slot {
+                    Some(_slot) => Some(driver.prepare(&target).await),
+                    None => None,
+                };
+                let leftover = {
+                    let mut pools = driver.pools();
+                    let mut pool = pools.get_mut(&target.function);
+                    if let Some(pool) = pool.as_deref_mut() {
+                        pool.preparing = pool.preparing.saturating_sub(1);
                     }
-                    None => {}
+                    match prepared {
+                        Some(Ok(prepared)) => match pool {
+                            Some(pool)
+                                if pool.version == target.version && !driver.cancel.is_cancelled() =>
+                            {
+                                pool.ready.push_back(prepared);
+                                None
+                            }
+                            _ => Some(prepared.container),
+                        },
+                        Some(Err(err)) => {
+                            tracing::warn!(%err, function = target.function, "could not prepare a container");
+                            None
+                        }
+                        None => None,
+                    }
+                };
+                if let Some(container) = leftover {
+                    if let Err(err) = driver.engine.remove(&container).await {
+                        tracing::warn!(%err, container, "could not remove an unneeded container");
+                    }
                 }
             });
         }
@@ -381,7 +395,8 @@ impl ExecDriver {
         }
     }
 
-    /// Removes every prepared container now (at shutdown).
+    /// At shutdown (after the cancel token fired): removes every prepared container, and
+    /// waits (at most 30s) for preparations and removals under way to end.
     pub async fn shutdown(&self) {
         let containers: Vec<String> = {
             let mut pools = self.pools();
@@ -398,6 +413,13 @@ impl ExecDriver {
                 }
             })
             .await;
+        self.tracker.close();
+        if tokio::time::timeout(Duration::from_secs(30), self.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("container preparations and removals still running 30s into shutdown");
+        }
     }
 
     /// Runs one call: `frame` (the call's metadata for `skiff-init`) then `body` on stdin,
@@ -507,7 +529,6 @@ impl ExecDriver {
                     match chunk? {
                         Output::Stdout(bytes) => {
                             if stdout.len() + bytes.len() > max_response {
-                                engine.kill(&container).await?;
                                 return Ok(ReadEnd::TooLarge);
                             }
                             stdout.extend_from_slice(&bytes);
@@ -518,11 +539,18 @@ impl ExecDriver {
                 Ok::<_, EngineError>(ReadEnd::Closed)
             };
             let ((), read) = tokio::join!(write, read);
-            let read = read?;
-            let code = engine.wait(&container).await?;
-            Ok::<_, EngineError>((read, code))
+            match read? {
+                ReadEnd::Closed => {
+                    Ok::<_, EngineError>((ReadEnd::Closed, Some(engine.wait(&container).await?)))
+                }
+                ReadEnd::TooLarge => Ok((ReadEnd::TooLarge, None)),
+            }
         };
         let result = tokio::time::timeout_at(deadline, work).await;
+        // The engine cannot finish a container's exit while an attached client leaves its
+        // output unread: let go of the attachment before killing.
+        drop(output);
+        drop(stdin);
         let instance = Some(instance);
         let outcome = match result {
             Err(_elapsed) => {
@@ -536,10 +564,11 @@ impl ExecDriver {
                     "the call ran past its timeout and was stopped".into(),
                 )
             }
-            Ok(Err(err)) => failed(instance, cold, CallErrorType::EngineError, err.to_string()),
-            Ok(Ok((ReadEnd::TooLarge, code))) => ExecOutcome {
-                exit_code: Some(code),
-                ..failed(
+            Ok(Ok((ReadEnd::TooLarge, _))) => {
+                if let Err(err) = engine.kill(&container).await {
+                    tracing::warn!(%err, container, "could not kill a container over the output limit");
+                }
+                failed(
                     instance,
                     cold,
                     CallErrorType::OutputTooLarge,
@@ -547,8 +576,9 @@ impl ExecDriver {
                         "the function wrote more than the response limit of {max_response} bytes"
                     ),
                 )
-            },
-            Ok(Ok((ReadEnd::Closed, 0))) => ExecOutcome {
+            }
+            Ok(Err(err)) => failed(instance, cold, CallErrorType::EngineError, err.to_string()),
+            Ok(Ok((ReadEnd::Closed, Some(0)))) => ExecOutcome {
                 instance,
                 cold,
                 stdout: stdout.freeze(),
@@ -557,6 +587,7 @@ impl ExecDriver {
                 error: None,
             },
             Ok(Ok((ReadEnd::Closed, code))) => {
+                let code = code.unwrap_or(-1);
                 let oom = match engine.inspect(&container).await {
                     Ok(state) => state.oom_killed,
                     Err(err) => {

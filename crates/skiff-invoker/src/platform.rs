@@ -111,7 +111,7 @@ impl Platform {
                     message: format!("{}: {e}", config.data_dir.join("bin").display()),
                 }
             })?;
-        engine
+        let network = engine
             .ensure_network(
                 &config.network,
                 &HashMap::from([(labels::MANAGED.to_string(), "true".to_string())]),
@@ -150,7 +150,7 @@ impl Platform {
             ExecSettings {
                 daemon_id: daemon_id.clone(),
                 init_path,
-                network: Some(config.network.clone()),
+                network: Some(network),
                 nofile: config.nofile,
                 prewarm: config.exec_prewarm,
                 idle_timeout: config.exec_idle_timeout,
@@ -158,7 +158,6 @@ impl Platform {
                 max_response_bytes: config.max_response_bytes,
                 max_log_bytes: config.max_log_bytes,
             },
-            tracker.clone(),
             cancel.clone(),
         );
         let platform = Arc::new(Platform {

@@ -9,12 +9,13 @@ use async_trait::async_trait;
 use bollard::container::LogOutput;
 use bollard::errors::Error as BollardError;
 use bollard::models::{
-    ContainerCreateBody, ContainerSummaryStateEnum, HostConfig, Mount, MountType,
-    NetworkCreateRequest, ResourcesUlimits,
+    ContainerCreateBody, ContainerSummaryStateEnum, HostConfig, HostConfigLogConfig, Mount,
+    MountType, NetworkCreateRequest, ResourcesUlimits,
 };
 use bollard::query_parameters::{
     AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, KillContainerOptionsBuilder,
-    ListContainersOptionsBuilder, RemoveContainerOptionsBuilder, WaitContainerOptionsBuilder,
+    ListContainersOptionsBuilder, ListNetworksOptionsBuilder, RemoveContainerOptionsBuilder,
+    WaitContainerOptionsBuilder,
 };
 use bollard::Docker;
 use futures::{StreamExt, TryStreamExt};
@@ -43,6 +44,35 @@ impl DockerEngine {
     pub fn api_version(&self) -> String {
         let v = self.docker.client_version();
         format!("{}.{}", v.major_version, v.minor_version)
+    }
+
+    /// The id of the network named exactly `name` with the lowest id, after trying to
+    /// remove any other network of that name.
+    async fn canonical_network(&self, name: &str) -> Result<Option<String>, EngineError> {
+        let filters = HashMap::from([("name".to_string(), vec![name.to_string()])]);
+        let options = ListNetworksOptionsBuilder::default()
+            .filters(&filters)
+            .build();
+        let networks = self
+            .docker
+            .list_networks(Some(options))
+            .await
+            .map_err(|e| classify(Op("list networks"), e))?;
+        // The name filter matches substrings: keep exact names only.
+        let mut ids: Vec<String> = networks
+            .into_iter()
+            .filter(|n| n.name.as_deref() == Some(name))
+            .filter_map(|n| n.id)
+            .collect();
+        ids.sort();
+        let mut ids = ids.into_iter();
+        let chosen = ids.next();
+        for duplicate in ids {
+            if let Err(err) = self.docker.remove_network(&duplicate).await {
+                tracing::debug!(%err, network = duplicate, "a duplicate network stays for now");
+            }
+        }
+        Ok(chosen)
     }
 
     /// The bollard client, for callers that need an API call this trait does not offer
@@ -123,13 +153,12 @@ impl ContainerEngine for DockerEngine {
         &self,
         name: &str,
         labels: &HashMap<String, String>,
-    ) -> Result<(), EngineError> {
-        match self.docker.inspect_network(name, None).await {
-            Ok(_) => return Ok(()),
-            Err(BollardError::DockerResponseServerError {
-                status_code: 404, ..
-            }) => {}
-            Err(other) => return Err(classify(Op("inspect network"), other)),
+    ) -> Result<String, EngineError> {
+        // Docker does not keep network names unique: daemons starting at the same moment can
+        // each create one. Every daemon settles on the same one (the lowest id) and removes
+        // the others it can (one still in use stays, unused, until it is free).
+        if let Some(id) = self.canonical_network(name).await? {
+            return Ok(id);
         }
         let request = NetworkCreateRequest {
             name: name.to_string(),
@@ -138,13 +167,18 @@ impl ContainerEngine for DockerEngine {
             ..Default::default()
         };
         match self.docker.create_network(request).await {
-            Ok(_) => Ok(()),
-            // Created meanwhile by another daemon sharing the engine.
+            Ok(_) => {}
             Err(BollardError::DockerResponseServerError {
                 status_code: 409, ..
-            }) => Ok(()),
-            Err(other) => Err(classify(Op("create network"), other)),
+            }) => {}
+            Err(other) => return Err(classify(Op("create network"), other)),
         }
+        self.canonical_network(name)
+            .await?
+            .ok_or_else(|| EngineError::Other {
+                op: "create network",
+                message: format!("network `{name}` was created but cannot be found"),
+            })
     }
 
     async fn create(&self, spec: &ContainerSpec) -> Result<String, EngineError> {
@@ -182,6 +216,12 @@ impl ContainerEngine for DockerEngine {
                     .collect(),
             ),
             network_mode: Some(spec.network.clone().unwrap_or_else(|| "none".to_string())),
+            // skiff reads each container's output through its attachment and keeps what a
+            // call needs; the engine keeping another copy on disk is pure cost.
+            log_config: Some(HostConfigLogConfig {
+                typ: Some("none".to_string()),
+                config: None,
+            }),
             init: Some(false),
             ..Default::default()
         };

@@ -107,10 +107,10 @@ impl ContainerEngine for FakeEngine {
 
     async fn ensure_network(
         &self,
-        _name: &str,
+        name: &str,
         _labels: &HashMap<String, String>,
-    ) -> Result<(), EngineError> {
-        Ok(())
+    ) -> Result<String, EngineError> {
+        Ok(format!("net-{name}"))
     }
 
     async fn create(&self, spec: &ContainerSpec) -> Result<String, EngineError> {

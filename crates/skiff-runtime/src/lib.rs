@@ -145,12 +145,12 @@ pub trait ContainerEngine: Send + Sync + fmt::Debug + 'static {
     /// it is not there.
     async fn inspect_image(&self, reference: &str) -> Result<ImageInfo, EngineError>;
 
-    /// Creates the bridge network `name` with `labels` unless it exists.
+    /// Creates the bridge network `name` with `labels` unless it exists; returns its id.
     async fn ensure_network(
         &self,
         name: &str,
         labels: &HashMap<String, String>,
-    ) -> Result<(), EngineError>;
+    ) -> Result<String, EngineError>;
 
     /// Creates a container; returns its id.
     async fn create(&self, spec: &ContainerSpec) -> Result<String, EngineError>;

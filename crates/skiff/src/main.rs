@@ -1,2 +1,58 @@
-//! skiff
-fn main() {}
+//! `skiff`: the daemon (`skiff serve`) and the command-line client, in one binary.
+//!
+//! This file only parses arguments and dispatches: the daemon is assembled in [`serve`]
+//! from the library crates, and the client commands in [`commands`] talk to a daemon
+//! through its public HTTP API.
+
+mod client;
+mod commands;
+mod output;
+mod serve;
+
+use clap::{CommandFactory, Parser, Subcommand};
+use std::process::ExitCode;
+
+/// skiff runs functions packaged as container images on demand, on a Docker engine.
+#[derive(Debug, Parser)]
+#[command(name = "skiff", version, about, long_about = None)]
+struct Cli {
+    #[command(flatten)]
+    global: commands::GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the daemon: management API, public routes, scheduler and store.
+    Serve(serve::ServeArgs),
+    #[command(flatten)]
+    Client(commands::ClientCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => serve::run(args).await,
+            Command::Client(command) => commands::run(command, &cli.global, Cli::command).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -108,6 +108,18 @@ fn isolation() -> ExitCode {
             let _ = writeln!(out, "{key}={}", value.trim());
         }
     }
+    // cgroup v1 keeps the CPU quota in two files; report it in v2's `quota period` form.
+    let read = |path: &str| {
+        std::fs::read_to_string(path)
+            .ok()
+            .map(|v| v.trim().to_string())
+    };
+    if let (Some(quota), Some(period)) = (
+        read("/sys/fs/cgroup/cpu/cpu.cfs_quota_us"),
+        read("/sys/fs/cgroup/cpu/cpu.cfs_period_us"),
+    ) {
+        let _ = writeln!(out, "cpu_max={quota} {period}");
+    }
     let docker_socket = std::path::Path::new("/var/run/docker.sock").exists();
     let _ = writeln!(out, "docker_socket={docker_socket}");
     ExitCode::SUCCESS

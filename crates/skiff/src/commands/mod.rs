@@ -1,0 +1,121 @@
+//! The client commands of `skiff`: each one talks to a daemon only through its public HTTP
+//! API ([`crate::client::ApiClient`]).
+//!
+//! Errors returned from [`run`] have a one-line message; outcomes that need another exit
+//! code (a failed invocation) are printed here and returned as an [`ExitCode`].
+
+mod calls;
+mod completions;
+mod deploy;
+mod functions;
+mod invoke;
+
+use crate::client::ApiClient;
+use std::process::ExitCode;
+
+/// Where the daemon listens unless told otherwise.
+pub const DEFAULT_URL: &str = "http://127.0.0.1:8080";
+
+/// Options every command takes.
+#[derive(Debug, Clone, clap::Args)]
+pub struct GlobalArgs {
+    /// URL of the skiff daemon's API
+    #[arg(long, global = true, env = "SKIFF_URL", default_value = DEFAULT_URL, value_name = "URL")]
+    pub url: String,
+    /// Print machine-readable JSON instead of text
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+/// The client commands.
+#[derive(Debug, clap::Subcommand)]
+pub enum ClientCommand {
+    /// Deploy a function: create it, or update it to a new version
+    Deploy(deploy::DeployArgs),
+    /// Call a function and print its response
+    Invoke(invoke::InvokeArgs),
+    /// List the deployed functions
+    #[command(visible_alias = "list")]
+    Ls,
+    /// Remove a function
+    #[command(visible_alias = "delete")]
+    Rm(functions::RmArgs),
+    /// List recent calls, newest first, or show one with `calls get ID`
+    Calls(calls::CallsArgs),
+    /// Print the log (stderr) a call wrote
+    Logs(calls::LogsArgs),
+    /// Print shell completions for skiff
+    Completions {
+        /// The shell to complete for
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+/// Runs a client command against the daemon at `global.url`. `cli` builds the whole
+/// command-line definition (for completions).
+pub async fn run(
+    command: ClientCommand,
+    global: &GlobalArgs,
+    cli: impl FnOnce() -> clap::Command,
+) -> anyhow::Result<ExitCode> {
+    if let ClientCommand::Completions { shell } = command {
+        completions::run(shell, cli())?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let client = ApiClient::new(&global.url)?;
+    match command {
+        ClientCommand::Deploy(args) => deploy::run(&client, args, global.json).await,
+        ClientCommand::Invoke(args) => invoke::run(&client, args, global.json).await,
+        ClientCommand::Ls => functions::list(&client, global.json).await,
+        ClientCommand::Rm(args) => functions::remove(&client, args, global.json).await,
+        ClientCommand::Calls(args) => calls::run(&client, args, global.json).await,
+        ClientCommand::Logs(args) => calls::logs(&client, args, global.json).await,
+        ClientCommand::Completions { .. } => Ok(ExitCode::SUCCESS),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::{CommandFactory, Parser};
+
+    /// The command line as main.rs builds it (minus `serve`).
+    #[derive(Debug, Parser)]
+    #[command(name = "skiff")]
+    pub(crate) struct TestCli {
+        #[command(flatten)]
+        pub global: GlobalArgs,
+        #[command(subcommand)]
+        pub command: ClientCommand,
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        TestCli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_options_go_anywhere() {
+        let cli = TestCli::try_parse_from(["skiff", "ls", "--json", "--url", "http://h:1"])
+            .expect("parses");
+        assert!(cli.global.json);
+        assert_eq!(cli.global.url, "http://h:1");
+        assert!(matches!(cli.command, ClientCommand::Ls));
+        let cli = TestCli::try_parse_from(["skiff", "list"]).expect("alias");
+        assert!(matches!(cli.command, ClientCommand::Ls));
+        let cli = TestCli::try_parse_from(["skiff", "delete", "x"]).expect("alias");
+        assert!(matches!(cli.command, ClientCommand::Rm(_)));
+    }
+
+    #[test]
+    fn completions_cover_the_client_commands() {
+        let mut out = Vec::new();
+        completions::write(clap_complete::Shell::Bash, TestCli::command(), &mut out)
+            .expect("writes");
+        let text = String::from_utf8(out).expect("utf-8");
+        for word in ["deploy", "invoke", "calls", "logs", "--url"] {
+            assert!(text.contains(word), "{word} missing");
+        }
+    }
+}

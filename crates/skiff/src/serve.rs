@@ -1,0 +1,279 @@
+//! `skiff serve`: assembles the daemon from the library crates and runs it until SIGTERM or
+//! SIGINT.
+//!
+//! Settings come from, in rising precedence: built-in defaults, a TOML config file
+//! (`--config`), environment variables (`SKIFF_*`), and flags.
+
+use anyhow::{Context, Result};
+use serde::Deserialize;
+use skiff_core::{ByteSize, HumanDuration};
+use skiff_gateway::GatewayConfig;
+use skiff_invoker::{Platform, PlatformConfig};
+use skiff_runtime::docker::DockerEngine;
+use skiff_store::Store;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Flags of `skiff serve`; each can also be set by its environment variable or in the
+/// config file (same name, with `_` for `-`).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ServeArgs {
+    /// A TOML file with any of the settings below.
+    #[arg(long, env = "SKIFF_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "SKIFF_LISTEN", value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Where skiff keeps its state [default: $XDG_DATA_HOME/skiff or ~/.local/share/skiff].
+    #[arg(long, env = "SKIFF_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Most calls running at once, across all functions [default: 64].
+    #[arg(long, env = "SKIFF_MAX_CONCURRENT_CALLS", value_name = "N")]
+    pub max_concurrent_calls: Option<usize>,
+    /// Most calls waiting for a slot before new ones get 429 [default: 1024].
+    #[arg(long, env = "SKIFF_MAX_QUEUED_CALLS", value_name = "N")]
+    pub max_queued_calls: Option<usize>,
+    /// Largest request body of a synchronous call [default: 6Mi].
+    #[arg(long, env = "SKIFF_MAX_REQUEST_SIZE", value_name = "SIZE")]
+    pub max_request_size: Option<ByteSize>,
+    /// Largest response a function may write [default: 6Mi].
+    #[arg(long, env = "SKIFF_MAX_RESPONSE_SIZE", value_name = "SIZE")]
+    pub max_response_size: Option<ByteSize>,
+    /// Most bytes of a call's log kept [default: 64Ki].
+    #[arg(long, env = "SKIFF_MAX_LOG_SIZE", value_name = "SIZE")]
+    pub max_log_size: Option<ByteSize>,
+    /// Containers prepared ahead of calls, per exec function [default: 1].
+    #[arg(long, env = "SKIFF_EXEC_PREWARM", value_name = "N")]
+    pub exec_prewarm: Option<usize>,
+    /// Remove a function's prepared containers after it is idle this long [default: 5m].
+    #[arg(long, env = "SKIFF_EXEC_IDLE_TIMEOUT", value_name = "DURATION")]
+    pub exec_idle_timeout: Option<HumanDuration>,
+    /// On SIGTERM/SIGINT, how long calls in flight may finish [default: 30s].
+    #[arg(long, env = "SKIFF_SHUTDOWN_GRACE", value_name = "DURATION")]
+    pub shutdown_grace: Option<HumanDuration>,
+    /// Docker network for function containers [default: skiff-functions].
+    #[arg(long, env = "SKIFF_NETWORK", value_name = "NAME")]
+    pub network: Option<String>,
+}
+
+/// The config file: the same settings as the flags.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    max_concurrent_calls: Option<usize>,
+    max_queued_calls: Option<usize>,
+    max_request_size: Option<ByteSize>,
+    max_response_size: Option<ByteSize>,
+    max_log_size: Option<ByteSize>,
+    exec_prewarm: Option<usize>,
+    exec_idle_timeout: Option<HumanDuration>,
+    shutdown_grace: Option<HumanDuration>,
+    network: Option<String>,
+}
+
+/// Everything the daemon needs, resolved.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub platform: PlatformConfig,
+    pub gateway: GatewayConfig,
+    pub shutdown_grace: Duration,
+}
+
+fn default_data_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir).join("skiff");
+    }
+    match std::env::var_os("HOME").filter(|d| !d.is_empty()) {
+        Some(home) => PathBuf::from(home).join(".local/share/skiff"),
+        None => PathBuf::from("/var/lib/skiff"),
+    }
+}
+
+fn read_file_config(path: &Path) -> Result<FileConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the config file {}", path.display()))?;
+    toml::from_str(&text)
+        .with_context(|| format!("the config file {} is not valid", path.display()))
+}
+
+fn to_usize(size: ByteSize) -> usize {
+    usize::try_from(size.bytes()).unwrap_or(usize::MAX)
+}
+
+impl ServeArgs {
+    /// Merges flags and environment (already in `self`) over the config file and defaults.
+    pub fn resolve(self) -> Result<Settings> {
+        let file = match &self.config {
+            Some(path) => read_file_config(path)?,
+            None => FileConfig::default(),
+        };
+        let data_dir = self
+            .data_dir
+            .or(file.data_dir)
+            .unwrap_or_else(default_data_dir);
+        let mut platform = PlatformConfig::new(data_dir);
+        if let Some(n) = self.max_concurrent_calls.or(file.max_concurrent_calls) {
+            anyhow::ensure!(n > 0, "max-concurrent-calls must be at least 1");
+            platform.max_concurrent_calls = n;
+        }
+        if let Some(n) = self.max_queued_calls.or(file.max_queued_calls) {
+            platform.max_queued_calls = n;
+        }
+        if let Some(size) = self.max_response_size.or(file.max_response_size) {
+            platform.max_response_bytes = to_usize(size);
+        }
+        if let Some(size) = self.max_log_size.or(file.max_log_size) {
+            platform.max_log_bytes = to_usize(size);
+        }
+        if let Some(n) = self.exec_prewarm.or(file.exec_prewarm) {
+            platform.exec_prewarm = n;
+        }
+        if let Some(d) = self.exec_idle_timeout.or(file.exec_idle_timeout) {
+            platform.exec_idle_timeout = d.0;
+        }
+        if let Some(network) = self.network.or(file.network) {
+            platform.network = network;
+        }
+        let mut gateway = GatewayConfig::default();
+        if let Some(size) = self.max_request_size.or(file.max_request_size) {
+            gateway.max_request_bytes = to_usize(size);
+        }
+        Ok(Settings {
+            listen: self
+                .listen
+                .or(file.listen)
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
+            platform,
+            gateway,
+            shutdown_grace: self
+                .shutdown_grace
+                .or(file.shutdown_grace)
+                .map_or(Duration::from_secs(30), |d| d.0),
+        })
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SKIFF_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .try_init();
+}
+
+/// Resolves when the process gets SIGTERM or SIGINT.
+async fn termination() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot listen for SIGTERM/SIGINT; stop skiff with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received; shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT received; shutting down"),
+    }
+}
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub async fn run(args: ServeArgs) -> Result<ExitCode> {
+    init_logging();
+    let settings = args.resolve()?;
+    let engine = DockerEngine::connect()
+        .await
+        .context("cannot reach the Docker engine (is it running, and is DOCKER_HOST right?)")?;
+    tracing::info!(
+        api_version = engine.api_version(),
+        "connected to the Docker engine"
+    );
+    let db = settings.platform.data_dir.join("skiff.db");
+    let store = Store::open(&db)
+        .await
+        .with_context(|| format!("cannot open the store at {}", db.display()))?;
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", settings.listen))?;
+    let platform = Platform::start(settings.platform.clone(), store, Arc::new(engine))
+        .await
+        .context("cannot start the platform")?;
+    let address = listener.local_addr().unwrap_or(settings.listen);
+    tracing::info!(
+        daemon = platform.daemon_id(),
+        data_dir = %settings.platform.data_dir.display(),
+        "skiff is listening on http://{address}"
+    );
+
+    let (stop_tx, mut stop_rx) = watch::channel(false);
+    let app = skiff_gateway::app(platform.clone(), settings.gateway.clone());
+    let server = tokio::spawn(skiff_gateway::serve(listener, app, async move {
+        let _ = stop_rx.wait_for(|stop| *stop).await;
+    }));
+    termination().await;
+    let _ = stop_tx.send(true);
+    // Calls in flight get the grace period; the platform then removes every container.
+    platform.shutdown(settings.shutdown_grace).await;
+    match tokio::time::timeout(Duration::from_secs(5), server).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(err))) => tracing::error!(%err, "the HTTP server failed"),
+        Ok(Err(err)) => tracing::error!(%err, "the HTTP server task failed"),
+        Err(_) => tracing::warn!("connections still open 5s after shutdown were dropped"),
+    }
+    tracing::info!("skiff stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_the_file_which_overrides_defaults() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("skiff.toml");
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:9000\"\nmax_concurrent_calls = 8\nexec_idle_timeout = \"1m\"\nmax_request_size = \"1Mi\"\n",
+        )
+        .expect("write");
+        let args = ServeArgs {
+            config: Some(file),
+            max_concurrent_calls: Some(4),
+            data_dir: Some(dir.path().to_path_buf()),
+            ..Default::default()
+        };
+        let settings = args.resolve().expect("valid");
+        assert_eq!(settings.listen, "127.0.0.1:9000".parse().expect("addr"));
+        assert_eq!(settings.platform.max_concurrent_calls, 4);
+        assert_eq!(settings.platform.exec_idle_timeout, Duration::from_secs(60));
+        assert_eq!(settings.gateway.max_request_bytes, 1 << 20);
+        assert_eq!(settings.platform.max_queued_calls, 1024);
+        assert_eq!(settings.shutdown_grace, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn unknown_keys_in_the_file_are_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("skiff.toml");
+        std::fs::write(&file, "max_concurent_calls = 8\n").expect("write");
+        let err = ServeArgs {
+            config: Some(file),
+            ..Default::default()
+        }
+        .resolve()
+        .expect_err("typo");
+        assert!(
+            format!("{err:#}").contains("max_concurent_calls"),
+            "{err:#}"
+        );
+    }
+}
