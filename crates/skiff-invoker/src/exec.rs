@@ -462,24 +462,41 @@ impl ExecDriver {
     }
 
     async fn run_cold(
-        &self,
-        target: &ExecTarget,
+        self: &Arc<Self>,
+        target: &Arc<ExecTarget>,
         frame: &[u8],
         body: &Bytes,
         deadline: tokio::time::Instant,
     ) -> ExecOutcome {
-        match tokio::time::timeout_at(deadline, self.prepare(target)).await {
-            Ok(Ok(prepared)) => match self.drive(prepared, frame, body, deadline, true).await {
-                Ok(outcome) => outcome,
-                Err(NotDelivered(err)) => {
-                    failed(None, true, CallErrorType::StartFailed, err.to_string())
+        // The preparation runs as its own task: if the deadline passes first, it still ends,
+        // and the container it made is removed rather than leaked.
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let driver = self.clone();
+        let for_task = target.clone();
+        self.tracker.spawn(async move {
+            let prepared = driver.prepare(&for_task).await;
+            if let Err(Ok(unwanted)) = tx.send(prepared) {
+                if let Err(err) = driver.engine.remove(&unwanted.container).await {
+                    tracing::warn!(%err, "could not remove a container its call no longer waits for");
                 }
+            }
+        });
+        match tokio::time::timeout_at(deadline, rx).await {
+            Ok(Ok(Ok(prepared))) => match self.drive(prepared, frame, body, deadline, true).await {
+                Ok(outcome) => outcome,
+                Err(NotDelivered(err)) => failed(None, true, CallErrorType::StartFailed, err.to_string()),
             },
-            Ok(Err(err)) => failed(
+            Ok(Ok(Err(err))) => failed(
                 None,
                 true,
                 CallErrorType::StartFailed,
                 format!("the container could not start: {err}"),
+            ),
+            Ok(Err(_dropped)) => failed(
+                None,
+                true,
+                CallErrorType::EngineError,
+                "the container preparation was abandoned".into(),
             ),
             Err(_) => failed(
                 None,

@@ -499,7 +499,7 @@ impl Platform {
             Ok(n) => tracing::info!(removed = n, "removed the remaining function containers"),
             Err(err) => tracing::error!(%err, "could not remove every function container"),
         }
-        self.recorder.flush().await;
+        self.recorder.close().await;
         self.tracker.close();
         if tokio::time::timeout(Duration::from_secs(10), self.tracker.wait())
             .await

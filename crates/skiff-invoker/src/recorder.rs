@@ -17,6 +17,8 @@ const RETRIES: u32 = 5;
 enum Message {
     Write(Box<CallWrite>),
     Flush(oneshot::Sender<()>),
+    /// Write what came before, answer, and stop.
+    Close(oneshot::Sender<()>),
 }
 
 /// The sending side; cheap to clone.
@@ -30,6 +32,7 @@ impl std::fmt::Debug for Message {
         match self {
             Message::Write(w) => write!(f, "Write({})", w.record.id),
             Message::Flush(_) => f.write_str("Flush"),
+            Message::Close(_) => f.write_str("Close"),
         }
     }
 }
@@ -57,17 +60,32 @@ impl Recorder {
             let _ = wait.await;
         }
     }
+
+    /// Writes everything sent before it, then stops the writer (at shutdown). Records sent
+    /// afterwards are not written.
+    pub(crate) async fn close(&self) {
+        let (done, wait) = oneshot::channel();
+        if self.tx.send(Message::Close(done)).await.is_ok() {
+            let _ = wait.await;
+        }
+    }
 }
 
 async fn writer(store: Store, mut rx: mpsc::Receiver<Message>) {
     let mut batch: Vec<CallWrite> = Vec::new();
     let mut waiting: Vec<oneshot::Sender<()>> = Vec::new();
+    let mut closing = false;
     while let Some(first) = rx.recv().await {
         let mut next = Some(first);
         while let Some(message) = next.take() {
             match message {
                 Message::Write(w) => batch.push(*w),
                 Message::Flush(done) => waiting.push(done),
+                Message::Close(done) => {
+                    waiting.push(done);
+                    closing = true;
+                    break;
+                }
             }
             if batch.len() < MAX_BATCH {
                 next = rx.try_recv().ok();
@@ -79,6 +97,9 @@ async fn writer(store: Store, mut rx: mpsc::Receiver<Message>) {
         }
         for done in waiting.drain(..) {
             let _ = done.send(());
+        }
+        if closing {
+            return;
         }
     }
 }
