@@ -484,7 +484,9 @@ impl ExecDriver {
         match tokio::time::timeout_at(deadline, rx).await {
             Ok(Ok(Ok(prepared))) => match self.drive(prepared, frame, body, deadline, true).await {
                 Ok(outcome) => outcome,
-                Err(NotDelivered(err)) => failed(None, true, CallErrorType::StartFailed, err.to_string()),
+                Err(NotDelivered(err)) => {
+                    failed(None, true, CallErrorType::StartFailed, err.to_string())
+                }
             },
             Ok(Ok(Err(err))) => failed(
                 None,

@@ -44,22 +44,47 @@ async fn deploy_invoke_list_calls_logs_and_remove() {
         return;
     }
     let d = Daemon::start(skiff_bin(), &[]).await;
-    let out = skiff(&d, &["deploy", "hello", "--image", "skiff/hello:latest", "--memory", "64Mi", "--timeout", "10s"], b"");
+    let out = skiff(
+        &d,
+        &[
+            "deploy",
+            "hello",
+            "--image",
+            "skiff/hello:latest",
+            "--memory",
+            "64Mi",
+            "--timeout",
+            "10s",
+        ],
+        b"",
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(text(&out.stdout).starts_with("deployed hello (version 1"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).starts_with("deployed hello (version 1"),
+        "{}",
+        text(&out.stdout)
+    );
 
     let out = skiff(&d, &["invoke", "hello"], br#"{"name":"Ann"}"#);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "Hello Ann!\n");
 
-    let out = skiff(&d, &["invoke", "hello", "--json", "--data", r#"{"name":"Bo"}"#], b"");
+    let out = skiff(
+        &d,
+        &["invoke", "hello", "--json", "--data", r#"{"name":"Bo"}"#],
+        b"",
+    );
     assert!(out.status.success());
     let answer: Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(answer["output"], "Hello Bo!\n");
     let call_id = answer["call_id"].as_str().expect("call id").to_string();
 
     let out = skiff(&d, &["ls"], b"");
-    assert!(text(&out.stdout).lines().any(|l| l.starts_with("hello ")), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).lines().any(|l| l.starts_with("hello ")),
+        "{}",
+        text(&out.stdout)
+    );
     let out = skiff(&d, &["ls", "--json"], b"");
     let list: Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(list[0]["name"], "hello");
@@ -68,20 +93,32 @@ async fn deploy_invoke_list_calls_logs_and_remove() {
     let page: Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(page["calls"].as_array().map(Vec::len), Some(2), "{page}");
     let out = skiff(&d, &["calls"], b"");
-    assert!(text(&out.stdout).contains(&call_id[..8]), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains(&call_id[..8]),
+        "{}",
+        text(&out.stdout)
+    );
     let out = skiff(&d, &["calls", "get", &call_id, "--json"], b"");
     let record: Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(record["status"], "succeeded");
 
     let out = skiff(&d, &["logs", &call_id], b"");
     assert!(out.status.success());
-    assert!(text(&out.stdout).contains("hello: greeting Bo"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("hello: greeting Bo"),
+        "{}",
+        text(&out.stdout)
+    );
 
     let out = skiff(&d, &["rm", "hello"], b"");
     assert!(out.status.success(), "{}", text(&out.stderr));
     let out = skiff(&d, &["invoke", "hello"], b"");
     assert_one_error_line(&out);
-    assert!(text(&out.stderr).contains("function_not_found"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("function_not_found"),
+        "{}",
+        text(&out.stderr)
+    );
     d.stop().await;
 }
 
@@ -104,7 +141,10 @@ async fn deploy_from_a_folder_and_report_failures_in_one_line() {
     let out = skiff(&d, &["invoke", "failing"], b"");
     assert_one_error_line(&out);
     let stderr = text(&out.stderr);
-    assert!(stderr.contains("function_error") && stderr.contains("status 4"), "{stderr}");
+    assert!(
+        stderr.contains("function_error") && stderr.contains("status 4"),
+        "{stderr}"
+    );
 
     // Flags override the file.
     let out = skiff(&d, &["deploy", "--dir", folder, "--env", "MODE=echo"], b"");
@@ -113,9 +153,35 @@ async fn deploy_from_a_folder_and_report_failures_in_one_line() {
     assert_eq!(text(&out.stdout), "echoed");
 
     // Bad input: one line, non-zero, before or after reaching the daemon.
-    assert_one_error_line(&skiff(&d, &["deploy", "x", "--image", "skiff/hello:latest", "--memory", "lots"], b""));
-    assert_one_error_line(&skiff(&d, &["deploy", "x", "--image", "skiff/no-such:1"], b""));
-    assert_one_error_line(&skiff(&d, &["deploy", "x", "--image", "skiff/hello:latest", "--memory", "1Ki"], b""));
+    assert_one_error_line(&skiff(
+        &d,
+        &[
+            "deploy",
+            "x",
+            "--image",
+            "skiff/hello:latest",
+            "--memory",
+            "lots",
+        ],
+        b"",
+    ));
+    assert_one_error_line(&skiff(
+        &d,
+        &["deploy", "x", "--image", "skiff/no-such:1"],
+        b"",
+    ));
+    assert_one_error_line(&skiff(
+        &d,
+        &[
+            "deploy",
+            "x",
+            "--image",
+            "skiff/hello:latest",
+            "--memory",
+            "1Ki",
+        ],
+        b"",
+    ));
     d.stop().await;
 
     // No daemon at all.
@@ -125,5 +191,9 @@ async fn deploy_from_a_folder_and_report_failures_in_one_line() {
         .output()
         .expect("run skiff");
     assert_one_error_line(&out);
-    assert!(text(&out.stderr).contains("cannot reach skiff"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("cannot reach skiff"),
+        "{}",
+        text(&out.stderr)
+    );
 }
