@@ -466,8 +466,13 @@ async fn a_restarted_daemon_keeps_its_store_and_reaps_what_it_left() {
     deploy_ok(&d, "hello", json!({"image": "skiff/hello:latest"})).await;
     let answer = invoke(&d, "hello", r#"{"name":"Ann"}"#).await;
     let call_id = answer.call_id.expect("call id");
-    // A prepared container is waiting for the next call; SIGKILL leaves it behind.
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    // A prepared container is made ready for the next call; SIGKILL leaves it behind.
+    for _ in 0..200 {
+        if !d.containers().is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     d.kill();
     assert!(
         !d.containers().is_empty(),
