@@ -35,10 +35,11 @@ cat <<TOUR
 
 skiff is running at $SKIFF_URL with two functions. Try, in another terminal:
 
-  echo '{"name":"Ann"}' | $skiff invoke hello           # Hello Ann!
-  curl -d 'shout this' $SKIFF_URL/fn/uppercase          # SHOUT THIS
-  $skiff calls                                          # the calls, newest first
-  $skiff logs <call id>                                 # what a call wrote to stderr
+  export SKIFF_URL=$SKIFF_URL PATH=$root/target/release:\$PATH
+  echo '{"name":"Ann"}' | skiff invoke hello      # Hello Ann!
+  curl -d 'shout this' \$SKIFF_URL/fn/uppercase   # SHOUT THIS
+  skiff calls                                     # the calls, newest first
+  skiff logs <call id>                            # what a call wrote to stderr
 
 Ctrl-C stops skiff and removes its containers.
 TOUR
