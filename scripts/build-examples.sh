@@ -4,6 +4,7 @@
 #
 #   skiff/hello:latest      examples/hello      JSON {"name":...} in, "Hello <name>!" out
 #   skiff/uppercase:latest  examples/uppercase  text in, upper case out
+#   skiff/echo-http:latest  examples/echo-http  http contract: describes or echoes each request
 #   skiff/testfn:latest     testing/testfn      the end-to-end tests' function (see its docs)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -15,9 +16,9 @@ flock 9
 
 # An explicit --target keeps these flags off build scripts and proc macros.
 RUSTFLAGS="-C target-feature=+crt-static" cargo build --quiet --release --locked \
-  --target "$target" -p hello -p uppercase -p testfn
+  --target "$target" -p hello -p uppercase -p echo-http -p testfn
 
-for name in hello uppercase testfn; do
+for name in hello uppercase echo-http testfn; do
   ctx=$(mktemp -d)
   cp "target/$target/release/$name" "$ctx/$name"
   cat >"$ctx/Dockerfile" <<DOCKERFILE

@@ -53,6 +53,27 @@ pub struct FunctionView {
     pub env: BTreeMap<String, String>,
     /// Names of the secrets (values are never returned).
     pub secrets: Vec<String>,
+    /// Port of the instances (`http` contract).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// Readiness path of the instances (`http` contract).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub readiness_path: Option<String>,
+    /// Startup timeout of the instances (`http` contract).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub startup_timeout: Option<String>,
+    /// Calls one instance serves at once (`http` contract).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<u32>,
+    /// Instances kept running (`http` contract).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_instances: Option<u32>,
+    /// Most instances at once (`http` contract).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_instances: Option<u32>,
+    /// Idle time before an extra instance is stopped (`http` contract).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_timeout: Option<String>,
     /// Version, starting at 1.
     pub version: u64,
     /// When the function was first deployed.
@@ -64,7 +85,16 @@ pub struct FunctionView {
 impl From<&Function> for FunctionView {
     fn from(f: &Function) -> Self {
         let r = &f.config.resources;
+        let instances = f.config.contract != Contract::Exec;
+        let (http, scaling) = (&f.config.http, &f.config.scaling);
         FunctionView {
+            port: instances.then_some(http.port),
+            readiness_path: http.readiness_path.clone().filter(|_| instances),
+            startup_timeout: instances.then(|| HumanDuration(http.startup_timeout()).to_string()),
+            concurrency: instances.then_some(scaling.concurrency),
+            min_instances: instances.then_some(scaling.min_instances),
+            max_instances: instances.then_some(scaling.max_instances),
+            idle_timeout: instances.then(|| HumanDuration(scaling.idle_timeout()).to_string()),
             name: f.name.to_string(),
             image: f.config.image.clone(),
             image_digest: f.image_digest.clone(),

@@ -18,5 +18,8 @@ pub mod units;
 pub use call::{CallErrorType, CallRecord, CallStatus, Trigger};
 pub use function::{Function, FunctionView};
 pub use instance::InstanceState;
-pub use spec::{Contract, FunctionConfig, FunctionName, FunctionSpec, Resources, SpecError};
+pub use spec::{
+    Contract, FunctionConfig, FunctionName, FunctionSpec, HttpSettings, Resources, Scaling,
+    SpecError,
+};
 pub use units::{ByteSize, HumanDuration};

@@ -18,6 +18,16 @@ pub const DEFAULT_PIDS: u32 = 256;
 pub const DEFAULT_TMP_SIZE: ByteSize = ByteSize::mib(64);
 /// Default call timeout.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default port of an `http` instance.
+pub const DEFAULT_PORT: u16 = 8080;
+/// Default time an `http` instance may take to become ready.
+pub const DEFAULT_STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default calls served at once by one instance.
+pub const DEFAULT_CONCURRENCY: u32 = 10;
+/// Default most instances of a function.
+pub const DEFAULT_MAX_INSTANCES: u32 = 10;
+/// Default idle time before an extra instance is stopped.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
 const MIN_MEMORY: ByteSize = ByteSize::mib(6);
 const MAX_MEMORY: ByteSize = ByteSize(64 << 30);
@@ -139,6 +149,31 @@ pub struct FunctionSpec {
     /// returned by the API nor logged.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub secrets: BTreeMap<String, String>,
+    /// Port the instance serves HTTP on, passed as `$PORT` (`http` contract). Default 8080.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// A path that answers 2xx once an instance is ready (`http` contract). Default: ready
+    /// as soon as the port accepts connections.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub readiness_path: Option<String>,
+    /// Longest an instance may take to become ready (`http` contract). Default 30s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, example = "30s")]
+    pub startup_timeout: Option<HumanDuration>,
+    /// Calls one instance serves at once (`http` contract). Default 10.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<u32>,
+    /// Instances kept running even with no calls (`http` contract). Default 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_instances: Option<u32>,
+    /// Most instances at once (`http` contract). Default 10.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_instances: Option<u32>,
+    /// An instance beyond `min_instances` with no call for this long is stopped (`http`
+    /// contract). Default 5m.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, example = "5m")]
+    pub idle_timeout: Option<HumanDuration>,
 }
 
 /// A spec that was refused: which field, and why.
@@ -189,6 +224,71 @@ pub struct FunctionConfig {
     pub env: BTreeMap<String, String>,
     /// Secrets (passed as environment variables).
     pub secrets: BTreeMap<String, String>,
+    /// How instances are reached (`http` contract).
+    #[serde(default)]
+    pub http: HttpSettings,
+    /// How many instances run (`http` contract).
+    #[serde(default)]
+    pub scaling: Scaling,
+}
+
+/// How skiff reaches an `http` instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct HttpSettings {
+    /// Port the instance listens on.
+    pub port: u16,
+    /// Path that answers 2xx when ready; `None`: a TCP connect is enough.
+    pub readiness_path: Option<String>,
+    /// Longest an instance may take to become ready, in milliseconds.
+    pub startup_timeout_ms: u64,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings {
+            port: DEFAULT_PORT,
+            readiness_path: None,
+            startup_timeout_ms: DEFAULT_STARTUP_TIMEOUT.as_millis() as u64,
+        }
+    }
+}
+
+impl HttpSettings {
+    /// The startup timeout.
+    pub fn startup_timeout(&self) -> Duration {
+        Duration::from_millis(self.startup_timeout_ms)
+    }
+}
+
+/// How many instances of a function run, and how many calls each takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Scaling {
+    /// Calls one instance serves at once.
+    pub concurrency: u32,
+    /// Instances kept running with no calls.
+    pub min_instances: u32,
+    /// Most instances at once.
+    pub max_instances: u32,
+    /// Idle time after which an instance beyond the minimum is stopped, in milliseconds.
+    pub idle_timeout_ms: u64,
+}
+
+impl Default for Scaling {
+    fn default() -> Self {
+        Scaling {
+            concurrency: DEFAULT_CONCURRENCY,
+            min_instances: 0,
+            max_instances: DEFAULT_MAX_INSTANCES,
+            idle_timeout_ms: DEFAULT_IDLE_TIMEOUT.as_millis() as u64,
+        }
+    }
+}
+
+impl Scaling {
+    /// The idle timeout.
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.idle_timeout_ms)
+    }
 }
 
 impl FunctionConfig {
@@ -213,10 +313,10 @@ impl FunctionSpec {
             ));
         }
         let contract = self.contract.unwrap_or_default();
-        if contract != Contract::Exec {
+        if contract == Contract::Lambda {
             return Err(SpecError::new(
                 "contract",
-                format!("the `{contract}` contract is not available in this version; use `exec`"),
+                format!("the `{contract}` contract is not available in this version; use `exec` or `http`"),
             ));
         }
         let memory = self.memory.unwrap_or(DEFAULT_MEMORY);
@@ -272,7 +372,10 @@ impl FunctionSpec {
                 "is also set in env; a name may be in only one of them",
             ));
         }
+        let (http, scaling) = self.validate_instances(contract)?;
         Ok(FunctionConfig {
+            http,
+            scaling,
             image: image.to_string(),
             contract,
             resources: Resources {
@@ -285,6 +388,98 @@ impl FunctionSpec {
             env: self.env.clone(),
             secrets: self.secrets.clone(),
         })
+    }
+}
+
+impl FunctionSpec {
+    /// The settings of long-lived instances; refused on contracts that have none.
+    fn validate_instances(&self, contract: Contract) -> Result<(HttpSettings, Scaling), SpecError> {
+        if contract == Contract::Exec {
+            let given = [
+                ("port", self.port.is_some()),
+                ("readiness_path", self.readiness_path.is_some()),
+                ("startup_timeout", self.startup_timeout.is_some()),
+                ("concurrency", self.concurrency.is_some()),
+                ("min_instances", self.min_instances.is_some()),
+                ("max_instances", self.max_instances.is_some()),
+                ("idle_timeout", self.idle_timeout.is_some()),
+            ];
+            if let Some((field, _)) = given.iter().find(|(_, set)| *set) {
+                return Err(SpecError::new(
+                    *field,
+                    "applies to long-lived instances; the `exec` contract runs a fresh container per call",
+                ));
+            }
+            return Ok((HttpSettings::default(), Scaling::default()));
+        }
+        let port = self.port.unwrap_or(DEFAULT_PORT);
+        if port == 0 {
+            return Err(SpecError::new("port", "0 is not a port: use 1 to 65535"));
+        }
+        if let Some(path) = &self.readiness_path {
+            if !path.starts_with('/') || path.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(SpecError::new(
+                    "readiness_path",
+                    format!("`{path}` is not a path: start it with `/`, no spaces"),
+                ));
+            }
+        }
+        let startup = self
+            .startup_timeout
+            .map_or(DEFAULT_STARTUP_TIMEOUT, |d| d.0);
+        if startup < Duration::from_millis(100) || startup > Duration::from_secs(600) {
+            return Err(SpecError::new(
+                "startup_timeout",
+                format!(
+                    "{} is out of range: use 100ms to 10m",
+                    HumanDuration(startup)
+                ),
+            ));
+        }
+        let concurrency = self.concurrency.unwrap_or(DEFAULT_CONCURRENCY);
+        if !(1..=1000).contains(&concurrency) {
+            return Err(SpecError::new(
+                "concurrency",
+                format!("{concurrency} is out of range: use 1 to 1000"),
+            ));
+        }
+        let max = self.max_instances.unwrap_or(DEFAULT_MAX_INSTANCES);
+        if !(1..=1000).contains(&max) {
+            return Err(SpecError::new(
+                "max_instances",
+                format!("{max} is out of range: use 1 to 1000"),
+            ));
+        }
+        let min = self.min_instances.unwrap_or(0);
+        if min > max {
+            return Err(SpecError::new(
+                "min_instances",
+                format!("{min} is more than max_instances ({max})"),
+            ));
+        }
+        let idle = self.idle_timeout.map_or(DEFAULT_IDLE_TIMEOUT, |d| d.0);
+        if idle < Duration::from_millis(100) || idle > Duration::from_secs(7 * 24 * 3600) {
+            return Err(SpecError::new(
+                "idle_timeout",
+                format!(
+                    "{} is out of range: use 100ms to 7 days",
+                    HumanDuration(idle)
+                ),
+            ));
+        }
+        Ok((
+            HttpSettings {
+                port,
+                readiness_path: self.readiness_path.clone(),
+                startup_timeout_ms: startup.as_millis() as u64,
+            },
+            Scaling {
+                concurrency,
+                min_instances: min,
+                max_instances: max,
+                idle_timeout_ms: idle.as_millis() as u64,
+            },
+        ))
     }
 }
 
@@ -368,6 +563,44 @@ mod tests {
     }
 
     #[test]
+    fn http_functions_get_instance_defaults_and_their_settings() {
+        let config = spec(r#"{"image":"x","contract":"http"}"#)
+            .expect("parses")
+            .validate()
+            .expect("valid");
+        assert_eq!(config.http, HttpSettings::default());
+        assert_eq!(config.http.port, 8080);
+        assert_eq!(config.scaling, Scaling::default());
+        let config = spec(
+            r#"{"image":"x","contract":"http","port":9000,"readiness_path":"/ready","concurrency":4,
+                "min_instances":1,"max_instances":3,"idle_timeout":"2s","startup_timeout":"5s"}"#,
+        )
+        .expect("parses")
+        .validate()
+        .expect("valid");
+        assert_eq!(config.http.port, 9000);
+        assert_eq!(config.http.readiness_path.as_deref(), Some("/ready"));
+        assert_eq!(config.http.startup_timeout(), Duration::from_secs(5));
+        assert_eq!(
+            config.scaling,
+            Scaling {
+                concurrency: 4,
+                min_instances: 1,
+                max_instances: 3,
+                idle_timeout_ms: 2000
+            }
+        );
+    }
+
+    #[test]
+    fn configs_stored_before_instances_existed_still_read() {
+        let old = r#"{"image":"x","contract":"exec","resources":{"memory_bytes":1,"cpus":1.0,"pids":8,"tmp_bytes":1},
+                     "timeout_ms":1000,"env":{},"secrets":{}}"#;
+        let config: FunctionConfig = serde_json::from_str(old).expect("old config");
+        assert_eq!(config.scaling, Scaling::default());
+    }
+
+    #[test]
     fn tmp_defaults_to_at_most_the_memory_limit() {
         let config = spec(r#"{"image":"x","memory":"32Mi"}"#)
             .expect("parses")
@@ -394,7 +627,36 @@ mod tests {
     fn each_invalid_field_is_named() {
         assert_eq!(field_of(r#"{"image":""}"#), "image");
         assert_eq!(field_of(r#"{"image":"a b"}"#), "image");
-        assert_eq!(field_of(r#"{"image":"x","contract":"http"}"#), "contract");
+        assert_eq!(field_of(r#"{"image":"x","contract":"lambda"}"#), "contract");
+        assert_eq!(field_of(r#"{"image":"x","concurrency":4}"#), "concurrency");
+        assert_eq!(
+            field_of(r#"{"image":"x","contract":"http","port":0}"#),
+            "port"
+        );
+        assert_eq!(
+            field_of(r#"{"image":"x","contract":"http","readiness_path":"ready"}"#),
+            "readiness_path"
+        );
+        assert_eq!(
+            field_of(r#"{"image":"x","contract":"http","concurrency":0}"#),
+            "concurrency"
+        );
+        assert_eq!(
+            field_of(r#"{"image":"x","contract":"http","max_instances":0}"#),
+            "max_instances"
+        );
+        assert_eq!(
+            field_of(r#"{"image":"x","contract":"http","min_instances":3,"max_instances":2}"#),
+            "min_instances"
+        );
+        assert_eq!(
+            field_of(r#"{"image":"x","contract":"http","idle_timeout":"1ms"}"#),
+            "idle_timeout"
+        );
+        assert_eq!(
+            field_of(r#"{"image":"x","contract":"http","startup_timeout":"1h"}"#),
+            "startup_timeout"
+        );
         assert_eq!(field_of(r#"{"image":"x","memory":"1Mi"}"#), "memory");
         assert_eq!(field_of(r#"{"image":"x","memory":"1Ti"}"#), "memory");
         assert_eq!(field_of(r#"{"image":"x","cpus":0}"#), "cpus");

@@ -2,14 +2,17 @@
 
 use crate::error::{ApiError, ErrorBody, CALL_ID_HEADER};
 use crate::AppState;
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use http::Method;
+use http_body_util::BodyExt;
 use serde::{Deserialize, Serialize};
 use skiff_core::{CallRecord, CallStatus, FunctionSpec, FunctionView, Trigger};
+use skiff_invoker::InstanceView;
 use skiff_invoker::{InvokeOutcome, InvokeRequest};
 use skiff_store::CallFilter;
 use utoipa::{IntoParams, ToSchema};
@@ -148,63 +151,37 @@ pub async fn invoke(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let body = read_body(body, state.config.max_request_bytes).await?;
     let outcome = state
         .platform
         .invoke(
             &name,
             InvokeRequest {
                 trigger: Trigger::Api,
-                method: "POST".to_string(),
+                method: Method::POST,
                 path: "/".to_string(),
                 query: String::new(),
-                headers: header_pairs(&headers),
-                body,
+                headers,
+                body: stream(body),
             },
         )
         .await?;
     Ok(invoke_response(outcome))
 }
 
-/// Reads a request body of at most `limit` bytes; more is a 413.
-pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
-    match axum::body::to_bytes(body, limit.saturating_add(1)).await {
-        Ok(bytes) if bytes.len() > limit => Err(ApiError::payload_too_large(limit)),
-        Ok(bytes) => Ok(bytes),
-        Err(err) => {
-            let too_large = std::error::Error::source(&err)
-                .is_some_and(|source| source.is::<http_body_util::LengthLimitError>());
-            if too_large {
-                Err(ApiError::payload_too_large(limit))
-            } else {
-                Err(ApiError::bad_request(format!(
-                    "cannot read the request body: {err}"
-                )))
-            }
-        }
+/// A request body as the platform takes it.
+pub(crate) fn stream(body: Body) -> skiff_invoker::Body {
+    fn boxed(err: axum::Error) -> skiff_invoker::BoxError {
+        Box::new(err)
     }
+    body.map_err(boxed).boxed_unsync()
 }
 
-/// Request headers as (name, value) pairs; values that are not text are left out.
-pub(crate) fn header_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
-    headers
-        .iter()
-        .filter_map(|(name, value)| {
-            Some((name.as_str().to_string(), value.to_str().ok()?.to_string()))
-        })
-        .collect()
-}
-
-/// The response to a successful invocation.
+/// The response to an answered invocation: the function's status, headers and body, plus
+/// the call id and whether it was cold.
 pub(crate) fn invoke_response(outcome: InvokeOutcome) -> Response {
-    let mut response = (
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/octet-stream"),
-        )],
-        outcome.body,
-    )
-        .into_response();
+    let mut response = Response::new(Body::new(outcome.body));
+    *response.status_mut() = outcome.status;
+    *response.headers_mut() = outcome.headers;
     let headers = response.headers_mut();
     if let Ok(id) = HeaderValue::from_str(&outcome.call_id.to_string()) {
         headers.insert(CALL_ID_HEADER, id);
@@ -319,4 +296,67 @@ pub async fn call_logs(
         logs,
     )
         .into_response())
+}
+
+/// Instances of a function.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InstanceList {
+    /// The instances (none for `exec` functions: each of their containers serves one call).
+    pub instances: Vec<InstanceView>,
+}
+
+/// `GET /v1/functions/{name}/instances`
+#[utoipa::path(get, path = "/v1/functions/{name}/instances", tag = "functions",
+    params(("name" = String, Path, description = "Function name")),
+    responses((status = 200, body = InstanceList), (status = 404, body = ErrorBody)))]
+pub async fn list_instances(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<InstanceList>, ApiError> {
+    Ok(Json(InstanceList {
+        instances: state.platform.instances(&name)?,
+    }))
+}
+
+/// The body of `POST /v1/functions/{name}/scale`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScaleRequest {
+    /// New `min_instances`, if given.
+    pub min_instances: Option<u32>,
+    /// New `max_instances`, if given.
+    pub max_instances: Option<u32>,
+}
+
+/// `POST /v1/functions/{name}/scale`: changes the instance bounds without a new version.
+#[utoipa::path(post, path = "/v1/functions/{name}/scale", tag = "functions",
+    params(("name" = String, Path, description = "Function name")),
+    request_body = ScaleRequest,
+    responses((status = 200, body = FunctionView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn scale(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    request: Result<Json<ScaleRequest>, JsonRejection>,
+) -> Result<Json<FunctionView>, ApiError> {
+    let Json(request) = request.map_err(|r| ApiError::bad_request(r.body_text()))?;
+    Ok(Json(
+        state
+            .platform
+            .scale(&name, request.min_instances, request.max_instances)
+            .await?,
+    ))
+}
+
+/// `GET /metrics`: Prometheus metrics (text format).
+#[utoipa::path(get, path = "/metrics", tag = "health",
+    responses((status = 200, content_type = "text/plain", body = String)))]
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        )],
+        state.platform.render_metrics(),
+    )
+        .into_response()
 }

@@ -141,6 +141,8 @@ impl From<PlatformError> for ApiError {
                     call_id: Some(call_id),
                 },
             },
+            PlatformError::PayloadTooLarge { limit } => ApiError::payload_too_large(limit),
+            PlatformError::BadRequest { message } => ApiError::bad_request(message),
             err @ PlatformError::ShuttingDown => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "shutting_down",

@@ -28,19 +28,8 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
 /// Settings of the HTTP surface.
-#[derive(Debug, Clone)]
-pub struct GatewayConfig {
-    /// Largest request body of a synchronous invocation; larger ones get 413.
-    pub max_request_bytes: usize,
-}
-
-impl Default for GatewayConfig {
-    fn default() -> Self {
-        GatewayConfig {
-            max_request_bytes: 6 << 20,
-        }
-    }
-}
+#[derive(Debug, Clone, Default)]
+pub struct GatewayConfig {}
 
 /// What every handler shares.
 #[derive(Debug, Clone)]
@@ -57,9 +46,8 @@ pub fn app(platform: Arc<Platform>, config: GatewayConfig) -> Router {
         platform,
         config: Arc::new(config.clone()),
     };
-    // The invoke routes read bodies up to the limit themselves (to answer 413 in JSON); one
-    // byte more lets them tell "at the limit" from "over it".
-    let invoke_limit = DefaultBodyLimit::max(config.max_request_bytes.saturating_add(1));
+    // The platform takes invoke bodies as streams and enforces their limit itself (413).
+    let invoke_limit = DefaultBodyLimit::disable();
     let invoke_routes = Router::new()
         .route("/v1/functions/{name}/invoke", post(api::invoke))
         .route("/fn/{name}", any(public::invoke))
@@ -69,6 +57,7 @@ pub fn app(platform: Arc<Platform>, config: GatewayConfig) -> Router {
     Router::new()
         .route("/healthz", get(api::healthz))
         .route("/readyz", get(api::readyz))
+        .route("/metrics", get(api::metrics))
         .route("/v1/openapi.json", get(openapi::document))
         .route("/v1/functions", get(api::list_functions))
         .route(
@@ -77,6 +66,8 @@ pub fn app(platform: Arc<Platform>, config: GatewayConfig) -> Router {
                 .put(api::put_function)
                 .delete(api::delete_function),
         )
+        .route("/v1/functions/{name}/instances", get(api::list_instances))
+        .route("/v1/functions/{name}/scale", post(api::scale))
         .route("/v1/calls", get(api::list_calls))
         .route("/v1/calls/{id}", get(api::get_call))
         .route("/v1/calls/{id}/logs", get(api::call_logs))

@@ -1,6 +1,6 @@
 //! The public invocation route: `ANY /fn/{name}/{*path}`.
 
-use crate::api::{invoke_response, read_body};
+use crate::api::{invoke_response, stream};
 use crate::error::ApiError;
 use crate::AppState;
 use axum::body::Body;
@@ -35,18 +35,17 @@ async fn run(
     request: Request<Body>,
 ) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
-    let body = read_body(body, state.config.max_request_bytes).await?;
     let outcome = state
         .platform
         .invoke(
             &name,
             InvokeRequest {
                 trigger: Trigger::Http,
-                method: parts.method.to_string(),
+                method: parts.method,
                 path,
                 query: parts.uri.query().unwrap_or_default().to_string(),
-                headers: crate::api::header_pairs(&parts.headers),
-                body,
+                headers: parts.headers,
+                body: stream(body),
             },
         )
         .await?;

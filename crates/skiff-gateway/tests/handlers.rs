@@ -42,15 +42,11 @@ async fn harness() -> Harness {
     let store = Store::open_in_memory().await.expect("store");
     let mut config = PlatformConfig::new(dir.path().to_path_buf());
     config.exec_prewarm = 0;
+    config.max_request_bytes = 16;
     let platform = Platform::start(config, store, engine.clone())
         .await
         .expect("platform");
-    let app = app(
-        platform,
-        GatewayConfig {
-            max_request_bytes: 16,
-        },
-    );
+    let app = app(platform, GatewayConfig::default());
     Harness {
         app,
         engine,

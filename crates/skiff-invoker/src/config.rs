@@ -27,6 +27,15 @@ pub struct PlatformConfig {
     pub network: String,
     /// Open files limit inside function containers.
     pub nofile: u64,
+    /// Largest request body of a call; larger ones are refused (HTTP 413).
+    pub max_request_bytes: usize,
+    /// Keep the last instance of an idle `http` function paused rather than stopped, so that
+    /// its next call resumes it in milliseconds (it keeps its memory meanwhile).
+    pub keep_paused: bool,
+    /// A paused instance unused for this long is removed.
+    pub paused_ttl: Duration,
+    /// The autoscaler's stable window (its panic window is a tenth of it).
+    pub autoscale_window: Duration,
 }
 
 impl PlatformConfig {
@@ -43,6 +52,10 @@ impl PlatformConfig {
             max_background_prepares: 2,
             network: "skiff-functions".to_string(),
             nofile: 4096,
+            max_request_bytes: 6 << 20,
+            keep_paused: true,
+            paused_ttl: Duration::from_secs(3600),
+            autoscale_window: Duration::from_secs(60),
         }
     }
 }

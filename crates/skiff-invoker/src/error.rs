@@ -49,6 +49,18 @@ pub enum PlatformError {
         /// The function's exit code, when it exited.
         exit_code: Option<i64>,
     },
+    /// The request body is larger than the limit.
+    #[error("the request body is larger than the limit of {limit} bytes")]
+    PayloadTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// The request cannot be handled as sent.
+    #[error("{message}")]
+    BadRequest {
+        /// What is wrong.
+        message: String,
+    },
     /// The platform is shutting down and takes no new calls.
     #[error("skiff is shutting down")]
     ShuttingDown,

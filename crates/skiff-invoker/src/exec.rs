@@ -671,7 +671,7 @@ fn failed(
 }
 
 /// A short random instance id: 12 hex characters (48 random bits).
-fn instance_id() -> String {
+pub(crate) fn instance_id() -> String {
     let mut id = uuid::Uuid::new_v4().simple().to_string();
     id.truncate(12);
     id

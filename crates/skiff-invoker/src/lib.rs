@@ -4,18 +4,25 @@
 //! Lambda API all call its methods, and nothing else. It owns
 //! - the function registry (the store, with an in-memory copy for the hot path);
 //! - the global call limiter (a bounded number of calls at once, a bounded queue, then 429);
-//! - the contract drivers ([`exec`]: a fresh container per call, prepared ahead of time);
+//! - the contract drivers ([`exec`]: a fresh container per call, prepared ahead of time;
+//!   [`http`]: calls proxied to long-lived instances, managed per function by [`pool`]);
 //! - the call recorder (call records written in batches, off the call's path);
 //! - the background tasks (preparing containers, removing used ones, expiring idle ones),
 //!   each with an owner, a bound and a shutdown path.
 
+mod autoscale;
 pub mod config;
 mod error;
 pub mod exec;
+pub mod http;
 mod limiter;
+pub mod metrics;
 mod platform;
+pub mod pool;
 mod recorder;
 
 pub use config::PlatformConfig;
 pub use error::PlatformError;
+pub use http::{Body, BoxError};
 pub use platform::{InvokeOutcome, InvokeRequest, Platform};
+pub use pool::InstanceView;

@@ -3,12 +3,18 @@
 use crate::config::PlatformConfig;
 use crate::error::PlatformError;
 use crate::exec::{ExecDriver, ExecSettings, ExecTarget};
+use crate::http::Body;
 use crate::limiter::{Limiter, Refused};
+use crate::pool::{
+    AcquireError, InstanceManager, InstanceSettings, InstanceTarget, InstanceView, Lease,
+};
 use crate::recorder::Recorder;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use http_body_util::BodyExt;
 use skiff_core::{
-    labels, CallErrorType, CallRecord, CallStatus, Function, FunctionName, FunctionSpec,
+    labels, CallErrorType, CallRecord, CallStatus, Contract, Function, FunctionName, FunctionSpec,
     FunctionView, Trigger,
 };
 use skiff_runtime::{ContainerEngine, EngineError};
@@ -23,31 +29,49 @@ use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
 /// One invocation as a transport hands it over.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct InvokeRequest {
     /// What started the call.
     pub trigger: Trigger,
     /// HTTP method (`POST` for the API and CLI).
-    pub method: String,
+    pub method: Method,
     /// Path below the function's route (`/` when none).
     pub path: String,
     /// Query string, without `?`.
     pub query: String,
-    /// Request headers (name, value); repeated names allowed.
-    pub headers: Vec<(String, String)>,
-    /// Request body.
-    pub body: Bytes,
+    /// Request headers.
+    pub headers: HeaderMap,
+    /// Request body, streamed; at most `max_request_bytes` of it are taken.
+    pub body: Body,
 }
 
-/// A call that succeeded.
-#[derive(Debug, Clone)]
+impl InvokeRequest {
+    /// A `POST /` with `body` and no headers.
+    pub fn post(trigger: Trigger, body: impl Into<Bytes>) -> Self {
+        InvokeRequest {
+            trigger,
+            method: Method::POST,
+            path: "/".to_string(),
+            query: String::new(),
+            headers: HeaderMap::new(),
+            body: crate::http::full(body),
+        }
+    }
+}
+
+/// A call that was answered by the function.
+#[derive(Debug)]
 pub struct InvokeOutcome {
     /// The call's id.
     pub call_id: Uuid,
-    /// The function's response.
-    pub body: Bytes,
-    /// Whether the call waited for a container start.
+    /// Whether the call waited for a container or instance to start (or resume).
     pub cold: bool,
+    /// The response status (200 for `exec`).
+    pub status: StatusCode,
+    /// The response headers.
+    pub headers: HeaderMap,
+    /// The response body, streamed; the call's record is finished when it ends.
+    pub body: Body,
 }
 
 /// A deployed function and, once resolved, what its containers run.
@@ -57,6 +81,133 @@ struct Entry {
     target: OnceCell<Arc<ExecTarget>>,
 }
 
+/// What a call carries from start to finish.
+#[derive(Debug)]
+struct CallContext {
+    record: CallRecord,
+    clock: Instant,
+    deadline: tokio::time::Instant,
+    timeout: Duration,
+    started_at: DateTime<Utc>,
+}
+
+/// How a call ended.
+#[derive(Debug)]
+enum CallResult {
+    Succeeded {
+        response_size: u64,
+    },
+    Failed {
+        kind: CallErrorType,
+        message: String,
+    },
+}
+
+/// What an `http` call holds until its response has been sent.
+#[derive(Debug)]
+struct Held {
+    _slot: tokio::sync::OwnedSemaphorePermit,
+    _in_flight: InFlightGuard,
+}
+
+/// Finishes an `http` call's record when its response body ends (or is dropped).
+#[derive(Debug)]
+pub(crate) struct CompletionState {
+    platform: Arc<Platform>,
+    call: CallContext,
+    status: StatusCode,
+    _lease: Lease,
+    _held: Held,
+}
+
+impl CompletionState {
+    /// Records the call as ended after `bytes` of response, with `error` if the stream broke.
+    pub(crate) fn complete(mut self, bytes: u64, error: Option<String>) {
+        let result = match error {
+            Some(message) => CallResult::Failed {
+                kind: CallErrorType::Crashed,
+                message: format!("the response stream broke: {message}"),
+            },
+            None if self.status.is_server_error() => CallResult::Failed {
+                kind: CallErrorType::FunctionError,
+                message: format!("the function answered {}", self.status),
+            },
+            None => CallResult::Succeeded {
+                response_size: bytes,
+            },
+        };
+        if let CallResult::Failed { .. } = result {
+            self.call.record.response_size = Some(bytes);
+        }
+        let record = self.platform.finish_record(&mut self.call, result);
+        self.platform
+            .recorder
+            .record_soon(CallWrite { record, logs: None });
+    }
+}
+
+impl Platform {
+    /// Sets a call record's final fields, and counts the call in the metrics.
+    fn finish_record(&self, call: &mut CallContext, result: CallResult) -> CallRecord {
+        let record = finish_fields(call, result);
+        self.metrics.call_finished(
+            &record.function,
+            record.status,
+            call.clock.elapsed(),
+            record.cold.unwrap_or(false),
+        );
+        record
+    }
+}
+
+/// Sets a call record's final fields.
+fn finish_fields(call: &mut CallContext, result: CallResult) -> CallRecord {
+    let record = &mut call.record;
+    record.finished_at = Some(Utc::now());
+    record.duration_ms = Some(u64::try_from(call.clock.elapsed().as_millis()).unwrap_or(u64::MAX));
+    match result {
+        CallResult::Succeeded { response_size } => {
+            record.status = CallStatus::Succeeded;
+            record.response_size = Some(response_size);
+        }
+        CallResult::Failed { kind, message } => {
+            record.status = kind.final_status();
+            record.error_type = Some(kind);
+            record.error_message = Some(message);
+        }
+    }
+    record.clone()
+}
+
+/// `body`, failing with a `LengthLimitError` past `limit` bytes. (A plain function, so that
+/// async code holding the result sees only the boxed type.)
+fn limited(body: Body, limit: usize) -> Body {
+    http_body_util::Limited::new(body, limit).boxed_unsync()
+}
+
+/// Whether the request declares a body over `limit` bytes.
+fn request_too_large(headers: &HeaderMap, limit: usize) -> bool {
+    headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .is_some_and(|len| len > limit as u64)
+}
+
+/// The first error of type `E` in `err`'s chain of sources.
+fn find_source<'a, E: std::error::Error + 'static>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a E> {
+    let mut current = Some(err);
+    while let Some(e) = current {
+        if let Some(found) = e.downcast_ref::<E>() {
+            return Some(found);
+        }
+        current = e.source();
+    }
+    None
+}
+
 /// Counts calls in flight; shutdown waits for it to reach zero.
 #[derive(Debug, Default)]
 struct InFlight {
@@ -64,12 +215,22 @@ struct InFlight {
     idle: Notify,
 }
 
-struct InFlightGuard<'a>(&'a InFlight);
+/// Counts one call in flight for as long as it lives.
+#[derive(Debug)]
+struct InFlightGuard(Arc<Platform>);
 
-impl Drop for InFlightGuard<'_> {
+impl InFlightGuard {
+    fn enter(platform: Arc<Platform>) -> Self {
+        platform.in_flight.count.fetch_add(1, Ordering::AcqRel);
+        InFlightGuard(platform)
+    }
+}
+
+impl Drop for InFlightGuard {
     fn drop(&mut self) {
-        if self.0.count.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.0.idle.notify_waiters();
+        let in_flight = &self.0.in_flight;
+        if in_flight.count.fetch_sub(1, Ordering::AcqRel) == 1 {
+            in_flight.idle.notify_waiters();
         }
     }
 }
@@ -87,6 +248,9 @@ pub struct Platform {
     limiter: Limiter,
     recorder: Recorder,
     exec: Arc<ExecDriver>,
+    instances: Arc<InstanceManager>,
+    client: crate::http::Client,
+    metrics: crate::metrics::Metrics,
     tracker: TaskTracker,
     cancel: CancellationToken,
     accepting: AtomicBool,
@@ -150,7 +314,7 @@ impl Platform {
             ExecSettings {
                 daemon_id: daemon_id.clone(),
                 init_path,
-                network: Some(network),
+                network: Some(network.clone()),
                 nofile: config.nofile,
                 prewarm: config.exec_prewarm,
                 idle_timeout: config.exec_idle_timeout,
@@ -159,6 +323,21 @@ impl Platform {
                 max_log_bytes: config.max_log_bytes,
             },
             cancel.clone(),
+        );
+        let client = crate::http::client();
+        let instances = InstanceManager::new(
+            engine.clone(),
+            InstanceSettings {
+                daemon_id: daemon_id.clone(),
+                network: Some(network.clone()),
+                nofile: config.nofile,
+                max_queued: config.max_queued_calls,
+                keep_paused: config.keep_paused,
+                paused_ttl: config.paused_ttl,
+                autoscale_window: config.autoscale_window,
+            },
+            cancel.clone(),
+            client.clone(),
         );
         let platform = Arc::new(Platform {
             limiter: Limiter::new(config.max_concurrent_calls, config.max_queued_calls),
@@ -170,12 +349,21 @@ impl Platform {
             functions: RwLock::new(functions),
             deploys: Mutex::new(()),
             exec,
+            instances,
+            client,
+            metrics: crate::metrics::Metrics::new(),
             tracker,
             cancel,
             accepting: AtomicBool::new(true),
             in_flight: InFlight::default(),
         });
+        for entry in platform.all_entries() {
+            if let Some(target) = instance_target(&entry.function) {
+                platform.instances.set_target(Arc::new(target));
+            }
+        }
         platform.spawn_idle_reaper();
+        platform.spawn_autoscaler();
         Ok(platform)
     }
 
@@ -216,6 +404,32 @@ impl Platform {
         });
     }
 
+    fn spawn_autoscaler(self: &Arc<Self>) {
+        let instances = self.instances.clone();
+        let cancel = self.cancel.clone();
+        let period = (self.config.autoscale_window / 30)
+            .clamp(Duration::from_millis(50), Duration::from_secs(2));
+        self.tracker.spawn(async move {
+            let mut ticks = tokio::time::interval(period);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = ticks.tick() => instances.tick(),
+                }
+            }
+        });
+    }
+
+    fn all_entries(&self) -> Vec<Arc<Entry>> {
+        self.functions
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
     fn entry(&self, name: &str) -> Option<Arc<Entry>> {
         self.functions
             .read()
@@ -227,7 +441,7 @@ impl Platform {
     /// Creates or updates a function. The image must be on the engine; it is pinned to its
     /// id. Returns the function and whether it was created.
     pub async fn deploy(
-        &self,
+        self: &Arc<Self>,
         name: &str,
         spec: &FunctionSpec,
     ) -> Result<(FunctionView, bool), PlatformError> {
@@ -255,10 +469,14 @@ impl Platform {
             updated_at: now,
         };
         self.store.put_function(&function).await?;
-        let target = Arc::new(exec_target(&function, image.command()));
+        let exec = Arc::new(exec_target(&function, image.command()));
+        let instances = instance_target(&function);
+        let was_instances = previous
+            .as_ref()
+            .is_some_and(|e| e.function.config.contract != Contract::Exec);
         let entry = Arc::new(Entry {
             function,
-            target: OnceCell::new_with(Some(target.clone())),
+            target: OnceCell::new_with(Some(exec.clone())),
         });
         let view = FunctionView::from(&entry.function);
         self.functions
@@ -268,8 +486,14 @@ impl Platform {
         if previous.is_some() {
             self.exec.forget(name.as_str());
         }
-        if self.is_accepting() {
-            self.exec.refill(&target);
+        match instances {
+            Some(target) => self.instances.set_target(Arc::new(target)),
+            None if was_instances => self.instances.remove_function(name.as_str()),
+            None => {
+                if self.is_accepting() {
+                    self.exec.refill(&exec);
+                }
+            }
         }
         Ok((view, previous.is_none()))
     }
@@ -311,11 +535,95 @@ impl Platform {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .remove(name);
         self.exec.forget(name);
+        self.instances.remove_function(name);
         Ok(())
     }
 
+    /// The instances of a function (empty for `exec` functions, whose containers serve a
+    /// single call each).
+    pub fn instances(&self, name: &str) -> Result<Vec<InstanceView>, PlatformError> {
+        self.entry(name)
+            .ok_or_else(|| PlatformError::FunctionNotFound {
+                name: name.to_string(),
+            })?;
+        Ok(self.instances.instances(name))
+    }
+
+    /// The metrics in the Prometheus text format.
+    pub fn render_metrics(&self) -> String {
+        let (running, queued) = self.load();
+        let (instances, _waiting) = self.instances.totals();
+        self.metrics.render(running, queued, &instances)
+    }
+
+    /// Instances by state and calls waiting for one, across all functions.
+    pub fn instance_totals(&self) -> (HashMap<skiff_core::InstanceState, usize>, usize) {
+        self.instances.totals()
+    }
+
+    /// Changes how many instances a function may have, without a new version.
+    pub async fn scale(
+        self: &Arc<Self>,
+        name: &str,
+        min: Option<u32>,
+        max: Option<u32>,
+    ) -> Result<FunctionView, PlatformError> {
+        let _serialized = self.deploys.lock().await;
+        let entry = self
+            .entry(name)
+            .ok_or_else(|| PlatformError::FunctionNotFound {
+                name: name.to_string(),
+            })?;
+        let mut function = entry.function.clone();
+        if function.config.contract == Contract::Exec {
+            return Err(PlatformError::InvalidSpec(skiff_core::SpecError::new(
+                "min_instances",
+                "the `exec` contract runs a fresh container per call; it has no instances to scale",
+            )));
+        }
+        let scaling = &mut function.config.scaling;
+        if let Some(min) = min {
+            scaling.min_instances = min;
+        }
+        if let Some(max) = max {
+            if !(1..=1000).contains(&max) {
+                return Err(PlatformError::InvalidSpec(skiff_core::SpecError::new(
+                    "max_instances",
+                    format!("{max} is out of range: use 1 to 1000"),
+                )));
+            }
+            scaling.max_instances = max;
+        }
+        if scaling.min_instances > scaling.max_instances {
+            return Err(PlatformError::InvalidSpec(skiff_core::SpecError::new(
+                "min_instances",
+                format!(
+                    "{} is more than max_instances ({})",
+                    scaling.min_instances, scaling.max_instances
+                ),
+            )));
+        }
+        let scaling = *scaling;
+        function.updated_at = Utc::now();
+        self.store.put_function(&function).await?;
+        let view = FunctionView::from(&function);
+        let target = entry.target.get().cloned();
+        self.functions
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(
+                name.to_string(),
+                Arc::new(Entry {
+                    function,
+                    target: OnceCell::new_with(target),
+                }),
+            );
+        self.instances.set_scaling(name, scaling);
+        Ok(view)
+    }
+
     /// What an entry's containers run, resolving its image on first use after a restart.
-    async fn target(&self, entry: &Entry) -> Result<Arc<ExecTarget>, EngineError> {
+    async fn exec_target(&self, entry: &Entry) -> Result<Arc<ExecTarget>, EngineError> {
         entry
             .target
             .get_or_try_init(|| async {
@@ -331,27 +639,30 @@ impl Platform {
 
     /// Invokes a function synchronously and returns its response.
     pub async fn invoke(
-        &self,
+        self: &Arc<Self>,
         name: &str,
         request: InvokeRequest,
     ) -> Result<InvokeOutcome, PlatformError> {
         if !self.is_accepting() {
             return Err(PlatformError::ShuttingDown);
         }
-        self.in_flight.count.fetch_add(1, Ordering::AcqRel);
-        let _in_flight = InFlightGuard(&self.in_flight);
+        let in_flight = InFlightGuard::enter(self.clone());
         let entry = self
             .entry(name)
             .ok_or_else(|| PlatformError::FunctionNotFound {
                 name: name.to_string(),
             })?;
+        let limit = self.config.max_request_bytes;
+        if request_too_large(&request.headers, limit) {
+            return Err(PlatformError::PayloadTooLarge { limit });
+        }
         let function = &entry.function;
         let timeout = function.config.timeout();
         let call_id = Uuid::now_v7();
         let received_at = Utc::now();
         let clock = Instant::now();
 
-        let _slot = self
+        let slot = self
             .limiter
             .acquire(timeout)
             .await
@@ -362,7 +673,7 @@ impl Platform {
             })?;
         let started_at = Utc::now();
         let deadline = tokio::time::Instant::now() + timeout;
-        let mut record = CallRecord {
+        let record = CallRecord {
             id: call_id,
             function: function.name.to_string(),
             trigger: request.trigger,
@@ -376,27 +687,84 @@ impl Platform {
             exit_code: None,
             error_type: None,
             error_message: None,
-            request_size: request.body.len() as u64,
+            request_size: 0,
             response_size: None,
             duration_ms: None,
         };
+        let call = CallContext {
+            record,
+            clock,
+            deadline,
+            timeout,
+            started_at,
+        };
+        match function.config.contract {
+            Contract::Exec => {
+                let result = self.invoke_exec(&entry, request, call).await;
+                drop(slot);
+                drop(in_flight);
+                result
+            }
+            _ => {
+                self.invoke_http(
+                    &entry,
+                    request,
+                    call,
+                    Held {
+                        _slot: slot,
+                        _in_flight: in_flight,
+                    },
+                )
+                .await
+            }
+        }
+    }
+
+    /// Ends a call's record: final status, timing, logs.
+    async fn finish(&self, call: &mut CallContext, result: CallResult, logs: Option<Vec<u8>>) {
+        let record = self.finish_record(call, result);
+        self.recorder.record(CallWrite { record, logs }).await;
+    }
+
+    async fn invoke_exec(
+        &self,
+        entry: &Entry,
+        request: InvokeRequest,
+        mut call: CallContext,
+    ) -> Result<InvokeOutcome, PlatformError> {
+        let limit = self.config.max_request_bytes;
+        let body = match limited(request.body, limit).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(err) if err.is::<http_body_util::LengthLimitError>() => {
+                return Err(PlatformError::PayloadTooLarge { limit })
+            }
+            Err(err) => {
+                return Err(PlatformError::BadRequest {
+                    message: format!("cannot read the request body: {err}"),
+                })
+            }
+        };
+        call.record.request_size = body.len() as u64;
         self.recorder
             .record(CallWrite {
-                record: record.clone(),
+                record: call.record.clone(),
                 logs: None,
             })
             .await;
-
-        let outcome = match self.target(&entry).await {
+        let function = &entry.function;
+        let outcome = match self.exec_target(entry).await {
             Ok(target) => {
                 let frame = call_frame(
-                    &request,
+                    &request.method,
+                    &request.path,
+                    &request.query,
+                    &request.headers,
                     function.name.as_str(),
-                    call_id,
-                    started_at,
-                    timeout,
+                    call.record.id,
+                    call.started_at,
+                    call.timeout,
                 );
-                self.exec.run(&target, frame, request.body, deadline).await
+                self.exec.run(&target, frame, body, call.deadline).await
             }
             Err(err) => crate::exec::ExecOutcome {
                 instance: None,
@@ -410,41 +778,194 @@ impl Platform {
                 )),
             },
         };
-
-        record.finished_at = Some(Utc::now());
-        record.duration_ms = Some(u64::try_from(clock.elapsed().as_millis()).unwrap_or(u64::MAX));
-        record.cold = Some(outcome.cold);
-        record.instance = outcome.instance.clone();
-        record.exit_code = outcome.exit_code;
-        match &outcome.error {
-            None => {
-                record.status = CallStatus::Succeeded;
-                record.response_size = Some(outcome.stdout.len() as u64);
-            }
-            Some((kind, message)) => {
-                record.status = kind.final_status();
-                record.error_type = Some(*kind);
-                record.error_message = Some(message.clone());
-            }
-        }
-        self.recorder
-            .record(CallWrite {
-                record: record.clone(),
-                logs: Some(outcome.logs),
-            })
-            .await;
+        call.record.cold = Some(outcome.cold);
+        call.record.instance = outcome.instance.clone();
+        call.record.exit_code = outcome.exit_code;
+        let result = match &outcome.error {
+            None => CallResult::Succeeded {
+                response_size: outcome.stdout.len() as u64,
+            },
+            Some((kind, message)) => CallResult::Failed {
+                kind: *kind,
+                message: message.clone(),
+            },
+        };
+        self.finish(&mut call, result, Some(outcome.logs)).await;
+        let call_id = call.record.id;
         match outcome.error {
-            None => Ok(InvokeOutcome {
-                call_id,
-                body: outcome.stdout,
-                cold: outcome.cold,
-            }),
+            None => {
+                let mut headers = HeaderMap::new();
+                headers.insert(
+                    http::header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/octet-stream"),
+                );
+                Ok(InvokeOutcome {
+                    call_id,
+                    cold: outcome.cold,
+                    status: StatusCode::OK,
+                    headers,
+                    body: crate::http::full(outcome.stdout),
+                })
+            }
             Some((error_type, message)) => Err(PlatformError::CallFailed {
                 call_id,
                 error_type,
                 message,
                 exit_code: outcome.exit_code,
             }),
+        }
+    }
+
+    async fn invoke_http(
+        self: &Arc<Self>,
+        entry: &Entry,
+        request: InvokeRequest,
+        mut call: CallContext,
+        held: Held,
+    ) -> Result<InvokeOutcome, PlatformError> {
+        let limit = self.config.max_request_bytes;
+        let function = entry.function.name.to_string();
+        call.record.request_size = http_body::Body::size_hint(&request.body)
+            .exact()
+            .unwrap_or(0);
+        self.recorder
+            .record(CallWrite {
+                record: call.record.clone(),
+                logs: None,
+            })
+            .await;
+        let call_id = call.record.id.to_string();
+        let deadline_text = (call.started_at
+            + chrono::Duration::from_std(call.timeout).unwrap_or(chrono::Duration::MAX))
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        // A body known to be empty can be sent again if an instance turns out to be dead
+        // before it took the request; a streamed body cannot.
+        let empty = http_body::Body::is_end_stream(&request.body);
+        let mut body = Some(limited(request.body, limit));
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let lease = match self.instances.acquire(&function, call.deadline).await {
+                Ok(lease) => lease,
+                Err(err) => {
+                    let (kind, message) = match err {
+                        AcquireError::QueueFull { .. } => {
+                            let (running, queued) = self.load();
+                            return Err(PlatformError::Overloaded { running, queued });
+                        }
+                        AcquireError::ShuttingDown => return Err(PlatformError::ShuttingDown),
+                        AcquireError::Timeout => (CallErrorType::Timeout, err.to_string()),
+                        AcquireError::StartFailed(message) => (CallErrorType::StartFailed, message),
+                    };
+                    self.finish(
+                        &mut call,
+                        CallResult::Failed {
+                            kind,
+                            message: message.clone(),
+                        },
+                        None,
+                    )
+                    .await;
+                    return Err(PlatformError::CallFailed {
+                        call_id: call.record.id,
+                        error_type: kind,
+                        message,
+                        exit_code: None,
+                    });
+                }
+            };
+            call.record.cold = Some(lease.cold);
+            self.metrics.queue_waited(&function, lease.waited);
+            call.record.instance = Some(lease.instance.clone());
+            let this_body = match body.take() {
+                Some(b) => b,
+                None => crate::http::full(Bytes::new()),
+            };
+            let outgoing = crate::http::instance_request(
+                lease.addr,
+                &request.method,
+                &request.path,
+                &request.query,
+                &request.headers,
+                &call_id,
+                &deadline_text,
+                this_body,
+            )
+            .map_err(|e| PlatformError::BadRequest {
+                message: format!("the request cannot be forwarded: {e}"),
+            })?;
+            let sent = tokio::time::timeout_at(call.deadline, self.client.request(outgoing)).await;
+            let mut lease = lease;
+            let failure = match sent {
+                Ok(Ok(response)) => {
+                    let cold = lease.cold;
+                    let status = response.status();
+                    let headers = crate::http::response_headers(&response);
+                    let id = call.record.id;
+                    let body = crate::http::Completion::wrap(
+                        response.into_body(),
+                        CompletionState {
+                            platform: self.clone(),
+                            call,
+                            status,
+                            _lease: lease,
+                            _held: held,
+                        },
+                    );
+                    return Ok(InvokeOutcome {
+                        call_id: id,
+                        cold,
+                        status,
+                        headers,
+                        body,
+                    });
+                }
+                Ok(Err(err)) => err,
+                Err(_elapsed) => {
+                    let message = "the call ran past its timeout".to_string();
+                    self.finish(
+                        &mut call,
+                        CallResult::Failed {
+                            kind: CallErrorType::Timeout,
+                            message: message.clone(),
+                        },
+                        None,
+                    )
+                    .await;
+                    return Err(PlatformError::CallFailed {
+                        call_id: call.record.id,
+                        error_type: CallErrorType::Timeout,
+                        message,
+                        exit_code: None,
+                    });
+                }
+            };
+            if let Some(limit_error) = find_source::<http_body_util::LengthLimitError>(&failure) {
+                let _ = limit_error;
+                return Err(PlatformError::PayloadTooLarge { limit });
+            }
+            lease.mark_broken();
+            drop(lease);
+            if failure.is_connect() && empty && attempts < 3 {
+                tracing::warn!(function, err = %failure, "an instance refused a call before taking it; retrying on another");
+                continue;
+            }
+            let message = format!("the instance failed while serving the call: {failure}");
+            self.finish(
+                &mut call,
+                CallResult::Failed {
+                    kind: CallErrorType::Crashed,
+                    message: message.clone(),
+                },
+                None,
+            )
+            .await;
+            return Err(PlatformError::CallFailed {
+                call_id: call.record.id,
+                error_type: CallErrorType::Crashed,
+                message,
+                exit_code: None,
+            });
         }
     }
 
@@ -494,6 +1015,7 @@ impl Platform {
         }
         self.cancel.cancel();
         self.exec.shutdown().await;
+        self.instances.shutdown().await;
         match reap(&*self.engine, &self.daemon_id).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(removed = n, "removed the remaining function containers"),
@@ -523,6 +1045,30 @@ async fn reap(engine: &dyn ContainerEngine, daemon_id: &str) -> Result<usize, En
     Ok(count)
 }
 
+/// What the instances of an `http` function run; `None` for `exec` functions.
+fn instance_target(function: &Function) -> Option<InstanceTarget> {
+    let config = &function.config;
+    if config.contract == Contract::Exec {
+        return None;
+    }
+    let mut env: Vec<String> = config
+        .env
+        .iter()
+        .chain(&config.secrets)
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    env.push(format!("PORT={}", config.http.port));
+    Some(InstanceTarget {
+        function: function.name.to_string(),
+        version: function.version,
+        image: function.image_digest.clone(),
+        env,
+        resources: config.resources,
+        http: config.http.clone(),
+        scaling: config.scaling,
+    })
+}
+
 fn exec_target(function: &Function, command: Vec<String>) -> ExecTarget {
     let config = &function.config;
     ExecTarget {
@@ -541,8 +1087,12 @@ fn exec_target(function: &Function, command: Vec<String>) -> ExecTarget {
 }
 
 /// The `SKIFF_*` variables of one call, framed for `skiff-init`.
+#[allow(clippy::too_many_arguments)]
 fn call_frame(
-    request: &InvokeRequest,
+    method: &Method,
+    path: &str,
+    query: &str,
+    request_headers: &HeaderMap,
     function: &str,
     call_id: Uuid,
     started_at: DateTime<Utc>,
@@ -553,23 +1103,24 @@ fn call_frame(
     let mut vars: Vec<(String, String)> = vec![
         ("SKIFF_CALL_ID".into(), call_id.to_string()),
         ("SKIFF_FUNCTION".into(), function.to_string()),
-        ("SKIFF_METHOD".into(), request.method.clone()),
-        ("SKIFF_PATH".into(), request.path.clone()),
-        ("SKIFF_QUERY".into(), request.query.clone()),
+        ("SKIFF_METHOD".into(), method.to_string()),
+        ("SKIFF_PATH".into(), path.to_string()),
+        ("SKIFF_QUERY".into(), query.to_string()),
         (
             "SKIFF_DEADLINE".into(),
             deadline.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         ),
     ];
     let mut headers: Vec<(String, String)> = Vec::new();
-    for (name, value) in &request.headers {
-        let key = format!("SKIFF_HEADER_{}", header_var(name));
+    for (name, value) in request_headers {
+        let Ok(value) = value.to_str() else { continue };
+        let key = format!("SKIFF_HEADER_{}", header_var(name.as_str()));
         match headers.iter_mut().find(|(k, _)| *k == key) {
             Some((_, existing)) => {
                 existing.push_str(", ");
                 existing.push_str(value);
             }
-            None => headers.push((key, value.clone())),
+            None => headers.push((key, value.to_string())),
         }
     }
     vars.extend(headers);
@@ -604,25 +1155,20 @@ mod tests {
 
     #[test]
     fn call_metadata_follows_the_contract() {
-        let request = InvokeRequest {
-            trigger: Trigger::Http,
-            method: "PUT".into(),
-            path: "/a/b".into(),
-            query: "x=1&y=2".into(),
-            headers: vec![
-                ("content-type".into(), "application/json".into()),
-                ("x-trace-id".into(), "t1".into()),
-                ("Accept".into(), "a".into()),
-                ("accept".into(), "b".into()),
-            ],
-            body: Bytes::new(),
-        };
+        let mut headers = HeaderMap::new();
+        headers.insert("content-type", HeaderValue::from_static("application/json"));
+        headers.insert("x-trace-id", HeaderValue::from_static("t1"));
+        headers.append("accept", HeaderValue::from_static("a"));
+        headers.append("accept", HeaderValue::from_static("b"));
         let id = Uuid::now_v7();
         let started = DateTime::parse_from_rfc3339("2026-01-02T03:04:05Z")
             .expect("date")
             .with_timezone(&Utc);
         let vars = decode(&call_frame(
-            &request,
+            &Method::PUT,
+            "/a/b",
+            "x=1&y=2",
+            &headers,
             "hello",
             id,
             started,

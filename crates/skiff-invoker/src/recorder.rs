@@ -53,6 +53,28 @@ impl Recorder {
         }
     }
 
+    /// Queues a record without waiting (from code that cannot wait, such as a `Drop`): when
+    /// the channel is full, a task sends it.
+    pub(crate) fn record_soon(&self, write: CallWrite) {
+        match self.tx.try_send(Message::Write(Box::new(write))) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(message)) => {
+                let tx = self.tx.clone();
+                match tokio::runtime::Handle::try_current() {
+                    Ok(handle) => {
+                        handle.spawn(async move {
+                            let _ = tx.send(message).await;
+                        });
+                    }
+                    Err(_) => tracing::error!("no runtime to write a call record; it is lost"),
+                }
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                tracing::error!("the call recorder has stopped; a call record was not written");
+            }
+        }
+    }
+
     /// Returns once everything sent before it is in the store (or could not be written).
     pub(crate) async fn flush(&self) {
         let (done, wait) = oneshot::channel();

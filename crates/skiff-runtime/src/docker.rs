@@ -15,7 +15,7 @@ use bollard::models::{
 use bollard::query_parameters::{
     AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, KillContainerOptionsBuilder,
     ListContainersOptionsBuilder, ListNetworksOptionsBuilder, RemoveContainerOptionsBuilder,
-    WaitContainerOptionsBuilder,
+    StopContainerOptionsBuilder, WaitContainerOptionsBuilder,
 };
 use bollard::Docker;
 use futures::{StreamExt, TryStreamExt};
@@ -323,10 +323,20 @@ impl ContainerEngine for DockerEngine {
             .map_err(|e| not_found_or(id, Op("inspect container"), e))?;
         let state = inspected.state.unwrap_or_default();
         let running = state.running.unwrap_or(false);
+        let ip = inspected
+            .network_settings
+            .and_then(|n| n.networks)
+            .and_then(|networks| {
+                networks
+                    .into_values()
+                    .filter_map(|endpoint| endpoint.ip_address)
+                    .find_map(|ip| ip.parse().ok())
+            });
         Ok(ContainerState {
             running,
             exit_code: if running { None } else { state.exit_code },
             oom_killed: state.oom_killed.unwrap_or(false),
+            ip,
         })
     }
 
@@ -343,6 +353,34 @@ impl ContainerEngine for DockerEngine {
             }) => Ok(()),
             Err(other) => Err(classify(Op("kill container"), other)),
         }
+    }
+
+    async fn stop(&self, id: &str, grace: std::time::Duration) -> Result<(), EngineError> {
+        let seconds = i32::try_from(grace.as_secs().max(1)).unwrap_or(i32::MAX);
+        let options = StopContainerOptionsBuilder::default().t(seconds).build();
+        match self.docker.stop_container(id, Some(options)).await {
+            Ok(()) => Ok(()),
+            // 304: already stopped; 404: gone.
+            Err(BollardError::DockerResponseServerError {
+                status_code: 304 | 404,
+                ..
+            }) => Ok(()),
+            Err(other) => Err(classify(Op("stop container"), other)),
+        }
+    }
+
+    async fn pause(&self, id: &str) -> Result<(), EngineError> {
+        self.docker
+            .pause_container(id)
+            .await
+            .map_err(|e| not_found_or(id, Op("pause container"), e))
+    }
+
+    async fn unpause(&self, id: &str) -> Result<(), EngineError> {
+        self.docker
+            .unpause_container(id)
+            .await
+            .map_err(|e| not_found_or(id, Op("unpause container"), e))
     }
 
     async fn remove(&self, id: &str) -> Result<(), EngineError> {

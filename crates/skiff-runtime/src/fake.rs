@@ -175,6 +175,7 @@ impl ContainerEngine for FakeEngine {
                 running: c.running,
                 exit_code: c.exit_code,
                 oom_killed: false,
+                ip: c.running.then(|| std::net::IpAddr::from([127, 0, 0, 1])),
             })
             .ok_or_else(|| EngineError::NotFound { id: id.to_string() })
     }
@@ -186,6 +187,31 @@ impl ContainerEngine for FakeEngine {
             c.exit_code.get_or_insert(137);
         }
         Ok(())
+    }
+
+    async fn stop(&self, id: &str, _grace: std::time::Duration) -> Result<(), EngineError> {
+        self.note("stop");
+        if let Some(c) = lock(&self.containers).get_mut(id) {
+            c.running = false;
+            c.exit_code.get_or_insert(0);
+        }
+        Ok(())
+    }
+
+    async fn pause(&self, id: &str) -> Result<(), EngineError> {
+        self.note("pause");
+        lock(&self.containers)
+            .get(id)
+            .map(|_| ())
+            .ok_or_else(|| EngineError::NotFound { id: id.to_string() })
+    }
+
+    async fn unpause(&self, id: &str) -> Result<(), EngineError> {
+        self.note("unpause");
+        lock(&self.containers)
+            .get(id)
+            .map(|_| ())
+            .ok_or_else(|| EngineError::NotFound { id: id.to_string() })
     }
 
     async fn remove(&self, id: &str) -> Result<(), EngineError> {

@@ -125,6 +125,8 @@ pub struct ContainerState {
     pub exit_code: Option<i64>,
     /// Whether the kernel's out-of-memory killer killed a process of it.
     pub oom_killed: bool,
+    /// Its address on its network, while it has one.
+    pub ip: Option<std::net::IpAddr>,
 }
 
 /// A container found by [`ContainerEngine::list`].
@@ -169,6 +171,15 @@ pub trait ContainerEngine: Send + Sync + fmt::Debug + 'static {
 
     /// Kills the container (SIGKILL). A container that is not running, or is gone, is fine.
     async fn kill(&self, id: &str) -> Result<(), EngineError>;
+
+    /// Stops the container: SIGTERM, then SIGKILL after `grace`. Not running is fine.
+    async fn stop(&self, id: &str, grace: std::time::Duration) -> Result<(), EngineError>;
+
+    /// Freezes every process of the container (it keeps its memory, uses no CPU).
+    async fn pause(&self, id: &str) -> Result<(), EngineError>;
+
+    /// Thaws a paused container.
+    async fn unpause(&self, id: &str) -> Result<(), EngineError>;
 
     /// Removes the container, killing it if needed. A container that is gone is fine.
     async fn remove(&self, id: &str) -> Result<(), EngineError>;

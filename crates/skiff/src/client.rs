@@ -173,6 +173,41 @@ struct FunctionList {
     functions: Vec<FunctionView>,
 }
 
+/// One instance of a function: a container serving it (`http` contract).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Instance {
+    /// The instance's id.
+    pub id: String,
+    /// The id of its container.
+    pub container: String,
+    /// The function version it runs.
+    pub version: u64,
+    /// Where it is in its life (`starting`, `ready`, `busy`, `idle`, `paused`, ...).
+    pub state: String,
+    /// Calls it is serving now.
+    #[serde(default)]
+    pub in_flight: u32,
+    /// Seconds since it last finished a call (or started).
+    #[serde(default)]
+    pub idle_seconds: u64,
+}
+
+#[derive(Debug, Deserialize)]
+struct InstanceList {
+    instances: Vec<Instance>,
+}
+
+/// The body of `POST /v1/functions/{name}/scale`: the bounds to change, others kept.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ScaleRequest {
+    /// New `min_instances`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_instances: Option<u32>,
+    /// New `max_instances`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_instances: Option<u32>,
+}
+
 /// A client of one skiff daemon.
 #[derive(Debug, Clone)]
 pub struct ApiClient {
@@ -254,6 +289,29 @@ impl ApiClient {
             .timeout(REQUEST_TIMEOUT);
         self.send(request).await?;
         Ok(())
+    }
+
+    /// `GET /v1/functions/{name}/instances`: the instances of a function now.
+    pub async fn list_instances(&self, name: &str) -> Result<Vec<Instance>, ClientError> {
+        let request = self
+            .request(Method::GET, &["v1", "functions", name, "instances"])
+            .timeout(REQUEST_TIMEOUT);
+        let list: InstanceList = self.json(self.send(request).await?).await?;
+        Ok(list.instances)
+    }
+
+    /// `POST /v1/functions/{name}/scale`: changes the bounds of a function's instances
+    /// (without a new version).
+    pub async fn scale(
+        &self,
+        name: &str,
+        bounds: &ScaleRequest,
+    ) -> Result<FunctionView, ClientError> {
+        let request = self
+            .request(Method::POST, &["v1", "functions", name, "scale"])
+            .timeout(REQUEST_TIMEOUT)
+            .json(bounds);
+        self.json(self.send(request).await?).await
     }
 
     /// `POST /v1/functions/{name}/invoke`: calls a function with `body` and waits for its
@@ -568,6 +626,39 @@ mod tests {
                 }),
             )
             .route(
+                "/v1/functions/{name}/instances",
+                get(|Path(name): Path<String>| async move {
+                    if name != "web" {
+                        return not_found(&name);
+                    }
+                    Json(json!({"instances": [{"id": "4f9a0c1d2e3b", "container": "0123456789abcdef",
+                        "version": 1, "state": "ready", "in_flight": 0, "idle_seconds": 3}]}))
+                    .into_response()
+                }),
+            )
+            .route(
+                "/v1/functions/{name}/scale",
+                post(
+                    |Path(name): Path<String>, Json(body): Json<serde_json::Value>| async move {
+                        if name != "web" {
+                            return (
+                                AxumStatus::BAD_REQUEST,
+                                Json(json!({"error": {"code": "invalid_spec",
+                                    "message": "min_instances: the `exec` contract has no instances",
+                                    "field": "min_instances"}})),
+                            )
+                                .into_response();
+                        }
+                        assert_eq!(body, json!({"max_instances": 5}));
+                        let mut view = view_json(&name, 1);
+                        view["contract"] = json!("http");
+                        view["min_instances"] = json!(1);
+                        view["max_instances"] = json!(5);
+                        Json(view).into_response()
+                    },
+                ),
+            )
+            .route(
                 "/v1/calls",
                 get(|RawQuery(query): RawQuery| async move {
                     assert_eq!(query.as_deref(), Some("function=a+b&status=failed&limit=5"));
@@ -629,6 +720,40 @@ mod tests {
 
         let logs = client.call_logs(Uuid::nil()).await.expect("logs");
         assert_eq!(logs, b"line 1\nline 2\n");
+    }
+
+    #[tokio::test]
+    async fn instances_list_and_scale() {
+        let client = ApiClient::new(&serve().await).expect("client");
+        let instances = client.list_instances("web").await.expect("instances");
+        assert_eq!(
+            instances,
+            vec![Instance {
+                id: "4f9a0c1d2e3b".into(),
+                container: "0123456789abcdef".into(),
+                version: 1,
+                state: "ready".into(),
+                in_flight: 0,
+                idle_seconds: 3,
+            }]
+        );
+        let err = client.list_instances("nope").await.expect_err("missing");
+        assert!(matches!(err, ClientError::Api { status: 404, .. }), "{err}");
+
+        let bounds = ScaleRequest {
+            min_instances: None,
+            max_instances: Some(5),
+        };
+        let view = client.scale("web", &bounds).await.expect("scaled");
+        assert_eq!((view.min_instances, view.max_instances), (Some(1), Some(5)));
+        let err = client.scale("hello", &bounds).await.expect_err("exec");
+        match &err {
+            ClientError::Api { code, field, .. } => {
+                assert_eq!(code, "invalid_spec");
+                assert_eq!(field.as_deref(), Some("min_instances"));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
     }
 
     #[tokio::test]
@@ -705,6 +830,16 @@ mod tests {
             ..FunctionSpec::default()
         };
         assert_eq!(spec_body(&spec), json!({"image": "img"}));
+        let spec = FunctionSpec {
+            image: "img".into(),
+            contract: Some(skiff_core::Contract::Http),
+            max_instances: Some(3),
+            ..FunctionSpec::default()
+        };
+        assert_eq!(
+            spec_body(&spec),
+            json!({"image": "img", "contract": "http", "max_instances": 3})
+        );
     }
 
     #[test]

@@ -113,6 +113,25 @@ pub fn format_duration_ms(ms: u64) -> String {
     }
 }
 
+/// A duration given in seconds, short: `0s`, `42s`, `2m05s`, `1h02m`.
+pub fn format_duration_secs(secs: u64) -> String {
+    if secs < 60 {
+        format!("{secs}s")
+    } else {
+        format_duration_ms(secs.saturating_mul(1_000))
+    }
+}
+
+/// An id (a container's, say) shortened to its first 12 characters.
+pub fn short_id(id: &str) -> String {
+    id.chars().take(12).collect()
+}
+
+/// The bounds of a function's instances as `min-max` (`0-10`), when both are known.
+pub fn instance_range(min: Option<u32>, max: Option<u32>) -> Option<String> {
+    Some(format!("{}-{}", min?, max?))
+}
+
 /// An image digest shortened to its algorithm and 12 hex digits (`sha256:0deb1fb9310d`).
 pub fn short_digest(digest: &str) -> String {
     match digest.split_once(':') {
@@ -233,6 +252,10 @@ mod tests {
         assert_eq!(format_duration_ms(59_999), "59.9s");
         assert_eq!(format_duration_ms(125_000), "2m05s");
         assert_eq!(format_duration_ms(3_720_000), "1h02m");
+        assert_eq!(format_duration_secs(0), "0s");
+        assert_eq!(format_duration_secs(59), "59s");
+        assert_eq!(format_duration_secs(125), "2m05s");
+        assert_eq!(format_duration_secs(3_720), "1h02m");
     }
 
     #[test]
@@ -242,6 +265,10 @@ mod tests {
             "sha256:0deb1fb9310d"
         );
         assert_eq!(short_digest("abc"), "abc");
+        assert_eq!(short_id("4f9a0c1d2e3b4a5c6d7e8f"), "4f9a0c1d2e3b");
+        assert_eq!(short_id("abc"), "abc");
+        assert_eq!(instance_range(Some(0), Some(10)).as_deref(), Some("0-10"));
+        assert_eq!(instance_range(None, Some(10)), None);
         assert_eq!(one_line("  boom\n\n  at line 3\n"), "boom | at line 3");
     }
 

@@ -58,6 +58,16 @@ pub struct ServeArgs {
     /// Docker network for function containers [default: skiff-functions].
     #[arg(long, env = "SKIFF_NETWORK", value_name = "NAME")]
     pub network: Option<String>,
+    /// Keep the last instance of an idle http function paused, so its next call resumes it
+    /// in milliseconds [default: true].
+    #[arg(long, env = "SKIFF_KEEP_PAUSED", value_name = "BOOL")]
+    pub keep_paused: Option<bool>,
+    /// Remove a paused instance unused for this long [default: 1h].
+    #[arg(long, env = "SKIFF_PAUSED_TTL", value_name = "DURATION")]
+    pub paused_ttl: Option<HumanDuration>,
+    /// The autoscaler's stable window; its panic window is a tenth of it [default: 60s].
+    #[arg(long, env = "SKIFF_AUTOSCALE_WINDOW", value_name = "DURATION")]
+    pub autoscale_window: Option<HumanDuration>,
 }
 
 /// The config file: the same settings as the flags.
@@ -75,6 +85,9 @@ struct FileConfig {
     exec_idle_timeout: Option<HumanDuration>,
     shutdown_grace: Option<HumanDuration>,
     network: Option<String>,
+    keep_paused: Option<bool>,
+    paused_ttl: Option<HumanDuration>,
+    autoscale_window: Option<HumanDuration>,
 }
 
 /// Everything the daemon needs, resolved.
@@ -141,10 +154,23 @@ impl ServeArgs {
         if let Some(network) = self.network.or(file.network) {
             platform.network = network;
         }
-        let mut gateway = GatewayConfig::default();
         if let Some(size) = self.max_request_size.or(file.max_request_size) {
-            gateway.max_request_bytes = to_usize(size);
+            platform.max_request_bytes = to_usize(size);
         }
+        if let Some(keep) = self.keep_paused.or(file.keep_paused) {
+            platform.keep_paused = keep;
+        }
+        if let Some(d) = self.paused_ttl.or(file.paused_ttl) {
+            platform.paused_ttl = d.0;
+        }
+        if let Some(d) = self.autoscale_window.or(file.autoscale_window) {
+            anyhow::ensure!(
+                d.0 >= Duration::from_secs(1),
+                "autoscale-window must be at least 1s"
+            );
+            platform.autoscale_window = d.0;
+        }
+        let gateway = GatewayConfig::default();
         Ok(Settings {
             listen: self
                 .listen
@@ -255,7 +281,7 @@ mod tests {
         assert_eq!(settings.listen, "127.0.0.1:9000".parse().expect("addr"));
         assert_eq!(settings.platform.max_concurrent_calls, 4);
         assert_eq!(settings.platform.exec_idle_timeout, Duration::from_secs(60));
-        assert_eq!(settings.gateway.max_request_bytes, 1 << 20);
+        assert_eq!(settings.platform.max_request_bytes, 1 << 20);
         assert_eq!(settings.platform.max_queued_calls, 1024);
         assert_eq!(settings.shutdown_grace, Duration::from_secs(30));
     }

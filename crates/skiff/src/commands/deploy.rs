@@ -1,11 +1,11 @@
 //! `skiff deploy`: builds a [`FunctionSpec`] from `skiff.toml` and flags, and puts it.
 
-use crate::client::ApiClient;
+use crate::client::{ApiClient, ClientError};
 use crate::output;
 use anyhow::{anyhow, bail};
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use serde::Deserialize;
-use skiff_core::{ByteSize, Contract, FunctionName, FunctionSpec, HumanDuration};
+use skiff_core::{ByteSize, Contract, FunctionName, FunctionSpec, FunctionView, HumanDuration};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -46,6 +46,29 @@ pub struct DeployArgs {
     /// from this shell's environment
     #[arg(long = "secret", short = 's', value_name = "KEY=VALUE", value_parser = parse_secret)]
     pub secrets: Vec<(String, String)>,
+    /// Port the instance serves HTTP on, passed as $PORT (http contract) [default: 8080]
+    #[arg(long, value_name = "N")]
+    pub port: Option<u16>,
+    /// Path that answers 2xx once an instance is ready, e.g. /healthz (http contract)
+    /// [default: ready once the port accepts connections]
+    #[arg(long, value_name = "PATH")]
+    pub readiness_path: Option<String>,
+    /// Longest an instance may take to become ready, e.g. 10s (http contract) [default: 30s]
+    #[arg(long, value_name = "DURATION")]
+    pub startup_timeout: Option<HumanDuration>,
+    /// Calls one instance serves at once (http contract) [default: 10]
+    #[arg(long, value_name = "N")]
+    pub concurrency: Option<u32>,
+    /// Instances kept running even with no calls (http contract) [default: 0]
+    #[arg(long = "min", value_name = "N")]
+    pub min_instances: Option<u32>,
+    /// Most instances at once (http contract) [default: 10]
+    #[arg(long = "max", value_name = "N")]
+    pub max_instances: Option<u32>,
+    /// An instance beyond --min with no call for this long is stopped, e.g. 1m (http
+    /// contract) [default: 5m]
+    #[arg(long, value_name = "DURATION")]
+    pub idle_timeout: Option<HumanDuration>,
     /// Folder holding the function's skiff.toml [default: the current folder]
     #[arg(long, value_name = "PATH")]
     pub dir: Option<PathBuf>,
@@ -77,6 +100,20 @@ pub struct Manifest {
     /// Secrets.
     #[serde(default)]
     pub secrets: BTreeMap<String, String>,
+    /// Port of the instances (`http` contract).
+    pub port: Option<u16>,
+    /// Readiness path of the instances (`http` contract).
+    pub readiness_path: Option<String>,
+    /// Startup timeout of the instances (`http` contract).
+    pub startup_timeout: Option<HumanDuration>,
+    /// Calls one instance serves at once (`http` contract).
+    pub concurrency: Option<u32>,
+    /// Instances kept running (`http` contract).
+    pub min_instances: Option<u32>,
+    /// Most instances at once (`http` contract).
+    pub max_instances: Option<u32>,
+    /// Idle time before an extra instance is stopped (`http` contract).
+    pub idle_timeout: Option<HumanDuration>,
 }
 
 fn contract_parser() -> impl TypedValueParser<Value = Contract> {
@@ -200,8 +237,67 @@ pub fn build_spec(args: &DeployArgs, manifest: Manifest) -> anyhow::Result<(Stri
         timeout: args.timeout.or(manifest.timeout),
         env,
         secrets,
+        port: args.port.or(manifest.port),
+        readiness_path: args.readiness_path.clone().or(manifest.readiness_path),
+        startup_timeout: args.startup_timeout.or(manifest.startup_timeout),
+        concurrency: args.concurrency.or(manifest.concurrency),
+        min_instances: args.min_instances.or(manifest.min_instances),
+        max_instances: args.max_instances.or(manifest.max_instances),
+        idle_timeout: args.idle_timeout.or(manifest.idle_timeout),
     };
     Ok((name.to_string(), spec))
+}
+
+/// The fields of a spec that only long-lived instances (the `http` contract) take.
+const INSTANCE_FIELDS: [&str; 7] = [
+    "port",
+    "readiness_path",
+    "startup_timeout",
+    "concurrency",
+    "min_instances",
+    "max_instances",
+    "idle_timeout",
+];
+
+/// The line `skiff deploy` prints: `deployed web (version 1, image ... @ sha256:..., http on
+/// port 8080, 0-10 instances x 10 calls)`.
+pub fn deployed_line(verb: &str, f: &FunctionView) -> String {
+    let mut line = format!(
+        "{verb} {} (version {}, image {} @ {}",
+        f.name,
+        f.version,
+        f.image,
+        output::short_digest(&f.image_digest)
+    );
+    if f.contract != Contract::Exec {
+        match f.port {
+            Some(port) => line.push_str(&format!(", {} on port {port}", f.contract)),
+            None => line.push_str(&format!(", {}", f.contract)),
+        }
+        if let Some(range) = output::instance_range(f.min_instances, f.max_instances) {
+            line.push_str(&format!(", {range} instances"));
+            if let Some(concurrency) = f.concurrency {
+                line.push_str(&format!(" x {concurrency} calls"));
+            }
+        }
+    }
+    line.push(')');
+    line
+}
+
+/// `err` from a deploy of `spec`, with a hint when an `http` setting was refused because
+/// the contract was left to its default (`exec`).
+fn explain(err: ClientError, spec: &FunctionSpec) -> anyhow::Error {
+    let needs_http = matches!(
+        &err,
+        ClientError::Api { code, field: Some(field), .. }
+            if code == "invalid_spec" && INSTANCE_FIELDS.contains(&field.as_str())
+    );
+    if needs_http && spec.contract.is_none() {
+        anyhow!("{err}; pass --contract http or set `contract = \"http\"` in {MANIFEST_FILE}")
+    } else {
+        err.into()
+    }
 }
 
 /// Runs `skiff deploy`.
@@ -209,23 +305,19 @@ pub async fn run(client: &ApiClient, args: DeployArgs, json: bool) -> anyhow::Re
     let dir = args.dir.clone().unwrap_or_default();
     let manifest = load_manifest(&dir)?.unwrap_or_default();
     let (name, spec) = build_spec(&args, manifest)?;
-    let deployed = client.put_function(&name, &spec).await?;
+    let deployed = client
+        .put_function(&name, &spec)
+        .await
+        .map_err(|err| explain(err, &spec))?;
     if json {
         output::print_json(&deployed.function)?;
     } else {
-        let f = &deployed.function;
         let verb = if deployed.created {
             "deployed"
         } else {
             "updated"
         };
-        output::print_line(&format!(
-            "{verb} {} (version {}, image {} @ {})",
-            f.name,
-            f.version,
-            f.image,
-            output::short_digest(&f.image_digest)
-        ))?;
+        output::print_line(&deployed_line(verb, &deployed.function))?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -285,6 +377,147 @@ TOKEN = "s3cret"
         let m = manifest("memory = 134217728\ntimeout = 5").expect("numbers");
         assert_eq!(m.memory, Some(ByteSize::mib(128)));
         assert_eq!(m.timeout, Some(HumanDuration(Duration::from_secs(5))));
+    }
+
+    const HTTP: &str = r#"
+name = "web"
+image = "skiff/echo-http:latest"
+contract = "http"
+port = 9000
+readiness_path = "/ready"
+startup_timeout = "5s"
+concurrency = 4
+min_instances = 1
+max_instances = 3
+idle_timeout = "2m"
+"#;
+
+    #[test]
+    fn a_manifest_reads_the_instance_settings() {
+        let m = manifest(HTTP).expect("valid");
+        assert_eq!(m.contract, Some(Contract::Http));
+        assert_eq!(m.port, Some(9000));
+        assert_eq!(m.readiness_path.as_deref(), Some("/ready"));
+        assert_eq!(
+            m.startup_timeout,
+            Some(HumanDuration(Duration::from_secs(5)))
+        );
+        assert_eq!(m.concurrency, Some(4));
+        assert_eq!(m.min_instances, Some(1));
+        assert_eq!(m.max_instances, Some(3));
+        assert_eq!(
+            m.idle_timeout,
+            Some(HumanDuration(Duration::from_secs(120)))
+        );
+        let (_, spec) = build_spec(&args(&[]), m).expect("builds");
+        assert_eq!(spec.port, Some(9000));
+        assert_eq!(spec.max_instances, Some(3));
+        let err = manifest("idle_timeout = \"a while\"").expect_err("bad duration");
+        assert!(err.to_string().contains("is not a duration"), "{err}");
+        let err = manifest("port = 70000").expect_err("bad port");
+        assert!(err.to_string().starts_with("skiff.toml: "), "{err}");
+        let err = manifest("min = 1").expect_err("flag name, not a key");
+        assert!(
+            err.to_string()
+                .starts_with("skiff.toml: unknown field `min`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn instance_flags_override_the_manifest() {
+        let m = manifest(HTTP).expect("valid");
+        let a = args(&[
+            "--port",
+            "8081",
+            "--readiness-path",
+            "/healthz",
+            "--startup-timeout",
+            "1m",
+            "--concurrency",
+            "20",
+            "--min",
+            "2",
+            "--max",
+            "5",
+        ]);
+        let (name, spec) = build_spec(&a, m).expect("builds");
+        assert_eq!(name, "web");
+        assert_eq!(spec.port, Some(8081));
+        assert_eq!(spec.readiness_path.as_deref(), Some("/healthz"));
+        assert_eq!(
+            spec.startup_timeout,
+            Some(HumanDuration(Duration::from_secs(60)))
+        );
+        assert_eq!(spec.concurrency, Some(20));
+        assert_eq!(spec.min_instances, Some(2));
+        assert_eq!(spec.max_instances, Some(5));
+        assert_eq!(
+            spec.idle_timeout,
+            Some(HumanDuration(Duration::from_secs(120))),
+            "kept from the file"
+        );
+        let a = args(&[
+            "web",
+            "--image",
+            "img",
+            "--contract",
+            "http",
+            "--idle-timeout",
+            "30s",
+        ]);
+        let (_, spec) = build_spec(&a, Manifest::default()).expect("builds");
+        assert_eq!(
+            spec,
+            FunctionSpec {
+                image: "img".into(),
+                contract: Some(Contract::Http),
+                idle_timeout: Some(HumanDuration(Duration::from_secs(30))),
+                ..FunctionSpec::default()
+            },
+            "unset settings stay unset"
+        );
+    }
+
+    #[test]
+    fn deploys_print_one_line() {
+        let exec = crate::commands::functions::tests::exec_view();
+        assert_eq!(
+            deployed_line("updated", &exec),
+            "updated hello (version 3, image skiff/hello:latest @ sha256:0deb1fb9310d)"
+        );
+        let http = crate::commands::functions::tests::http_view();
+        assert_eq!(
+            deployed_line("deployed", &http),
+            "deployed web (version 1, image skiff/echo-http:latest @ sha256:0deb1fb9310d, \
+             http on port 8080, 0-10 instances x 10 calls)"
+        );
+    }
+
+    #[test]
+    fn refused_http_settings_hint_at_the_contract() {
+        let refused = |field: &str| ClientError::Api {
+            status: 400,
+            code: "invalid_spec".into(),
+            message: format!("{field}: applies to long-lived instances"),
+            field: Some(field.into()),
+            call_id: None,
+        };
+        let unset = FunctionSpec::default();
+        let text = explain(refused("port"), &unset).to_string();
+        assert_eq!(
+            text,
+            "port: applies to long-lived instances (invalid_spec); \
+             pass --contract http or set `contract = \"http\"` in skiff.toml"
+        );
+        let exec = FunctionSpec {
+            contract: Some(Contract::Exec),
+            ..FunctionSpec::default()
+        };
+        let text = explain(refused("port"), &exec).to_string();
+        assert!(!text.contains("--contract"), "{text}");
+        let text = explain(refused("memory"), &unset).to_string();
+        assert!(!text.contains("--contract"), "{text}");
     }
 
     #[test]
@@ -388,6 +621,13 @@ TOKEN = "s3cret"
         };
         assert!(argv(&["--memory", "12 parsecs"]).is_err());
         assert!(argv(&["--timeout", "soon"]).is_err());
+        assert!(argv(&["--startup-timeout", "soon"]).is_err());
+        assert!(argv(&["--idle-timeout", "forever"]).is_err());
+        assert!(argv(&["--port", "65536"]).is_err());
+        assert!(argv(&["--min", "-1"]).is_err());
+        assert!(argv(&["--max", "many"]).is_err());
+        assert!(argv(&["--concurrency", "1.5"]).is_err());
+        assert!(argv(&["--idle-timeout", "90s", "--min", "0", "--max", "3"]).is_ok());
         assert!(argv(&["--contract", "grpc"]).is_err());
         assert!(argv(&["--env", "NOEQUALS"]).is_err());
         assert!(argv(&["--cpus", "NaN"]).is_err());

@@ -12,6 +12,15 @@ pub struct RmArgs {
     pub name: String,
 }
 
+/// The contract of `f` as `skiff ls` shows it: `exec`, or `http 0-10` with the bounds of its
+/// instances.
+pub fn contract_cell(f: &FunctionView) -> String {
+    match output::instance_range(f.min_instances, f.max_instances) {
+        Some(range) => format!("{} {range}", f.contract),
+        None => f.contract.to_string(),
+    }
+}
+
 /// The table `skiff ls` prints.
 pub fn functions_table(functions: &[FunctionView]) -> Table {
     let mut table = Table::new([
@@ -21,7 +30,7 @@ pub fn functions_table(functions: &[FunctionView]) -> Table {
         table.push(vec![
             f.name.clone(),
             f.image.clone(),
-            f.contract.to_string(),
+            contract_cell(f),
             f.memory.clone(),
             f.timeout.clone(),
             f.version.to_string(),
@@ -56,18 +65,17 @@ pub async fn remove(client: &ApiClient, args: RmArgs, json: bool) -> anyhow::Res
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use chrono::{TimeZone, Utc};
     use skiff_core::Contract;
 
-    #[test]
-    fn functions_list_as_a_table() {
+    pub(crate) fn exec_view() -> FunctionView {
         let time = Utc
             .with_ymd_and_hms(2026, 11, 22, 11, 4, 5)
             .single()
             .expect("time");
-        let view = FunctionView {
+        FunctionView {
             name: "hello".into(),
             image: "skiff/hello:latest".into(),
             image_digest: "sha256:0deb1fb9310d".into(),
@@ -79,22 +87,55 @@ mod tests {
             timeout: "10s".into(),
             env: Default::default(),
             secrets: Vec::new(),
+            port: None,
+            readiness_path: None,
+            startup_timeout: None,
+            concurrency: None,
+            min_instances: None,
+            max_instances: None,
+            idle_timeout: None,
             version: 3,
             created_at: time,
             updated_at: time,
-        };
-        let text = functions_table(&[view]).render();
+        }
+    }
+
+    pub(crate) fn http_view() -> FunctionView {
+        FunctionView {
+            name: "web".into(),
+            image: "skiff/echo-http:latest".into(),
+            contract: Contract::Http,
+            port: Some(8080),
+            startup_timeout: Some("30s".into()),
+            concurrency: Some(10),
+            min_instances: Some(0),
+            max_instances: Some(10),
+            idle_timeout: Some("5m".into()),
+            version: 1,
+            ..exec_view()
+        }
+    }
+
+    #[test]
+    fn functions_list_as_a_table() {
+        let text = functions_table(&[exec_view(), http_view()]).render();
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines.len(), 2);
+        assert_eq!(lines.len(), 3);
         assert!(
             lines[0].starts_with(
-                "NAME    IMAGE                CONTRACT   MEMORY   TIMEOUT   VERSION   UPDATED"
+                "NAME    IMAGE                    CONTRACT    MEMORY   TIMEOUT   VERSION   UPDATED"
             ),
             "{text}"
         );
         assert!(
             lines[1].starts_with(
-                "hello   skiff/hello:latest   exec       128Mi    10s       3         "
+                "hello   skiff/hello:latest       exec        128Mi    10s       3         "
+            ),
+            "{text}"
+        );
+        assert!(
+            lines[2].starts_with(
+                "web     skiff/echo-http:latest   http 0-10   128Mi    10s       1         "
             ),
             "{text}"
         );

@@ -8,6 +8,7 @@ mod calls;
 mod completions;
 mod deploy;
 mod functions;
+mod instances;
 mod invoke;
 
 use crate::client::ApiClient;
@@ -31,7 +32,7 @@ pub struct GlobalArgs {
 #[derive(Debug, clap::Subcommand)]
 pub enum ClientCommand {
     /// Deploy a function: create it, or update it to a new version
-    Deploy(deploy::DeployArgs),
+    Deploy(Box<deploy::DeployArgs>),
     /// Call a function and print its response
     Invoke(invoke::InvokeArgs),
     /// List the deployed functions
@@ -40,6 +41,10 @@ pub enum ClientCommand {
     /// Remove a function
     #[command(visible_alias = "delete")]
     Rm(functions::RmArgs),
+    /// List the running instances of a function (http contract)
+    Instances(instances::InstancesArgs),
+    /// Change how many instances of a function may run (http contract)
+    Scale(instances::ScaleArgs),
     /// List recent calls, newest first, or show one with `calls get ID`
     Calls(calls::CallsArgs),
     /// Print the log (stderr) a call wrote
@@ -65,10 +70,12 @@ pub async fn run(
     }
     let client = ApiClient::new(&global.url)?;
     match command {
-        ClientCommand::Deploy(args) => deploy::run(&client, args, global.json).await,
+        ClientCommand::Deploy(args) => deploy::run(&client, *args, global.json).await,
         ClientCommand::Invoke(args) => invoke::run(&client, args, global.json).await,
         ClientCommand::Ls => functions::list(&client, global.json).await,
         ClientCommand::Rm(args) => functions::remove(&client, args, global.json).await,
+        ClientCommand::Instances(args) => instances::list(&client, args, global.json).await,
+        ClientCommand::Scale(args) => instances::scale(&client, args, global.json).await,
         ClientCommand::Calls(args) => calls::run(&client, args, global.json).await,
         ClientCommand::Logs(args) => calls::logs(&client, args, global.json).await,
         ClientCommand::Completions { .. } => Ok(ExitCode::SUCCESS),
@@ -106,6 +113,19 @@ mod tests {
         assert!(matches!(cli.command, ClientCommand::Ls));
         let cli = TestCli::try_parse_from(["skiff", "delete", "x"]).expect("alias");
         assert!(matches!(cli.command, ClientCommand::Rm(_)));
+        let cli = TestCli::try_parse_from(["skiff", "scale", "web", "--max", "5", "--json"])
+            .expect("scale");
+        assert!(cli.global.json);
+        assert!(matches!(
+            cli.command,
+            ClientCommand::Scale(instances::ScaleArgs {
+                min: None,
+                max: Some(5),
+                ..
+            })
+        ));
+        let cli = TestCli::try_parse_from(["skiff", "instances", "web"]).expect("instances");
+        assert!(matches!(cli.command, ClientCommand::Instances(_)));
     }
 
     #[test]
@@ -114,7 +134,15 @@ mod tests {
         completions::write(clap_complete::Shell::Bash, TestCli::command(), &mut out)
             .expect("writes");
         let text = String::from_utf8(out).expect("utf-8");
-        for word in ["deploy", "invoke", "calls", "logs", "--url"] {
+        for word in [
+            "deploy",
+            "invoke",
+            "calls",
+            "logs",
+            "instances",
+            "scale",
+            "--url",
+        ] {
             assert!(text.contains(word), "{word} missing");
         }
     }

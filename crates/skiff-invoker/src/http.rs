@@ -1,0 +1,247 @@
+//! The `http` contract: calls proxied to a long-lived instance over HTTP/1.1.
+//!
+//! Requests keep their method, path, query, headers (less hop-by-hop ones) and a streaming
+//! body; skiff adds `X-Skiff-Call-Id` and `X-Skiff-Deadline`. Responses stream back as the
+//! instance writes them. Connections to instances are pooled and kept alive.
+
+use bytes::Bytes;
+use http::header::{HeaderName, HeaderValue};
+use http::{HeaderMap, Request, Response, Uri};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// An error inside a body stream.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// A request or response body: streamed, of any origin.
+pub type Body = UnsyncBoxBody<Bytes, BoxError>;
+/// The pooled HTTP/1.1 client that talks to instances.
+pub type Client = hyper_util::client::legacy::Client<HttpConnector, Body>;
+
+/// The header carrying the call id to the function (and back to the caller).
+pub const CALL_ID_HEADER: &str = "x-skiff-call-id";
+/// The header carrying the call's deadline (RFC 3339) to the function.
+pub const DEADLINE_HEADER: &str = "x-skiff-deadline";
+
+/// A body holding `bytes`.
+pub fn full(bytes: impl Into<Bytes>) -> Body {
+    http_body_util::Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+/// The client to instances: keep-alive, no Nagle, short connect timeout.
+pub fn client() -> Client {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(Duration::from_secs(2)));
+    hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(256)
+        .build(connector)
+}
+
+/// Whether an instance at `addr` is ready: its readiness path answers 2xx, or, with no path,
+/// its port accepts a connection.
+pub async fn is_ready(client: &Client, addr: SocketAddr, path: Option<&str>) -> bool {
+    let Some(path) = path else {
+        return matches!(
+            tokio::time::timeout(
+                Duration::from_millis(500),
+                tokio::net::TcpStream::connect(addr)
+            )
+            .await,
+            Ok(Ok(_))
+        );
+    };
+    let Ok(uri) = format!("http://{addr}{path}").parse::<Uri>() else {
+        return false;
+    };
+    let Ok(request) = Request::get(uri).body(
+        Empty::<Bytes>::new()
+            .map_err(|never| match never {})
+            .boxed_unsync(),
+    ) else {
+        return false;
+    };
+    match tokio::time::timeout(Duration::from_secs(1), client.request(request)).await {
+        Ok(Ok(response)) => response.status().is_success(),
+        _ => false,
+    }
+}
+
+/// Headers that belong to one connection and are not forwarded.
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "proxy-connection"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+            | "host"
+    )
+}
+
+/// Builds the request sent to an instance.
+#[allow(clippy::too_many_arguments)] // each is one part of the request, named at the call site
+pub fn instance_request(
+    addr: SocketAddr,
+    method: &http::Method,
+    path: &str,
+    query: &str,
+    headers: &HeaderMap,
+    call_id: &str,
+    deadline: &str,
+    body: Body,
+) -> Result<Request<Body>, http::Error> {
+    let uri = if query.is_empty() {
+        format!("http://{addr}{path}")
+    } else {
+        format!("http://{addr}{path}?{query}")
+    };
+    let mut request = Request::builder()
+        .method(method.clone())
+        .uri(uri)
+        .body(body)?;
+    let out = request.headers_mut();
+    for (name, value) in headers {
+        if !is_hop_by_hop(name) {
+            out.append(name.clone(), value.clone());
+        }
+    }
+    if let Ok(value) = HeaderValue::from_str(call_id) {
+        out.insert(CALL_ID_HEADER, value);
+    }
+    if let Ok(value) = HeaderValue::from_str(deadline) {
+        out.insert(DEADLINE_HEADER, value);
+    }
+    Ok(request)
+}
+
+/// Response headers to pass back to the caller.
+pub fn response_headers(response: &Response<hyper::body::Incoming>) -> HeaderMap {
+    let mut headers = HeaderMap::with_capacity(response.headers().len() + 2);
+    for (name, value) in response.headers() {
+        if !is_hop_by_hop(name) {
+            headers.append(name.clone(), value.clone());
+        }
+    }
+    headers
+}
+
+/// A response body that finishes its call's record when it ends, breaks or is dropped, and
+/// holds the call's instance slot until then.
+pub(crate) struct Completion {
+    inner: hyper::body::Incoming,
+    bytes: u64,
+    state: Option<crate::platform::CompletionState>,
+}
+
+impl Completion {
+    /// Wraps an instance's response body.
+    pub(crate) fn wrap(
+        inner: hyper::body::Incoming,
+        state: crate::platform::CompletionState,
+    ) -> Body {
+        Completion {
+            inner,
+            bytes: 0,
+            state: Some(state),
+        }
+        .boxed_unsync()
+    }
+
+    fn complete(&mut self, error: Option<String>) {
+        if let Some(state) = self.state.take() {
+            state.complete(self.bytes, error);
+        }
+    }
+}
+
+impl http_body::Body for Completion {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
+        use std::task::Poll;
+        match std::pin::Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    self.bytes += data.len() as u64;
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(err))) => {
+                self.complete(Some(err.to_string()));
+                Poll::Ready(Some(Err(Box::new(err))))
+            }
+            Poll::Ready(None) => {
+                self.complete(None);
+                Poll::Ready(None)
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for Completion {
+    fn drop(&mut self) {
+        // The caller went away, or the body was never read to its end.
+        self.complete(None);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_keep_end_to_end_headers_and_gain_skiff_ones() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-trace", HeaderValue::from_static("t"));
+        headers.append("accept", HeaderValue::from_static("a"));
+        headers.append("accept", HeaderValue::from_static("b"));
+        headers.insert("connection", HeaderValue::from_static("close"));
+        headers.insert("host", HeaderValue::from_static("example"));
+        let addr: SocketAddr = "10.0.0.2:8080".parse().expect("addr");
+        let request = instance_request(
+            addr,
+            &http::Method::PUT,
+            "/a/b",
+            "x=1",
+            &headers,
+            "call-1",
+            "2026-01-01T00:00:00Z",
+            full(""),
+        )
+        .expect("request");
+        assert_eq!(request.uri(), "http://10.0.0.2:8080/a/b?x=1");
+        assert_eq!(request.method(), http::Method::PUT);
+        let h = request.headers();
+        assert_eq!(h["x-trace"], "t");
+        assert_eq!(h.get_all("accept").iter().count(), 2);
+        assert!(h.get("connection").is_none());
+        assert!(h.get("host").is_none());
+        assert_eq!(h[CALL_ID_HEADER], "call-1");
+        assert_eq!(h[DEADLINE_HEADER], "2026-01-01T00:00:00Z");
+    }
+}

@@ -1,0 +1,238 @@
+//! Every metric skiff exports, defined in one place, in the Prometheus text format at
+//! `/metrics`.
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::{Family, MetricConstructor};
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use skiff_core::{CallStatus, InstanceState};
+use std::time::Duration;
+
+/// A call's final status, as a label.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum StatusLabel {
+    /// Succeeded.
+    succeeded,
+    /// Failed.
+    failed,
+    /// Timed out.
+    timed_out,
+    /// Dead.
+    dead,
+}
+
+impl From<CallStatus> for StatusLabel {
+    fn from(status: CallStatus) -> Self {
+        match status {
+            CallStatus::TimedOut => StatusLabel::timed_out,
+            CallStatus::Dead => StatusLabel::dead,
+            CallStatus::Succeeded => StatusLabel::succeeded,
+            _ => StatusLabel::failed,
+        }
+    }
+}
+
+/// Labels of per-call metrics.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CallLabels {
+    /// The function.
+    pub function: String,
+    /// Its final status.
+    pub status: StatusLabel,
+}
+
+/// Labels of per-function metrics.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FunctionLabels {
+    /// The function.
+    pub function: String,
+}
+
+/// Labels of the instance gauge.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabels {
+    /// The instance state.
+    pub state: String,
+}
+
+#[derive(Debug, Clone)]
+struct LatencyBuckets;
+
+impl MetricConstructor<Histogram> for LatencyBuckets {
+    fn new_metric(&self) -> Histogram {
+        // 0.5 ms to about 65 s.
+        Histogram::new(exponential_buckets(0.0005, 2.0, 18))
+    }
+}
+
+/// skiff's metrics.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    calls: Family<CallLabels, Counter>,
+    call_duration: Family<FunctionLabels, Histogram, LatencyBuckets>,
+    cold_starts: Family<FunctionLabels, Counter>,
+    queue_wait: Family<FunctionLabels, Histogram, LatencyBuckets>,
+    instances: Family<StateLabels, Gauge>,
+    calls_running: Gauge,
+    calls_queued: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every metric.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("skiff");
+        let calls = Family::<CallLabels, Counter>::default();
+        registry.register(
+            "calls",
+            "Calls finished, by function and final status",
+            calls.clone(),
+        );
+        let call_duration = Family::new_with_constructor(LatencyBuckets);
+        registry.register(
+            "call_duration_seconds",
+            "Time from receiving a call to its end, by function",
+            call_duration.clone(),
+        );
+        let cold_starts = Family::<FunctionLabels, Counter>::default();
+        registry.register(
+            "cold_starts",
+            "Calls that waited for a container or instance to start or resume",
+            cold_starts.clone(),
+        );
+        let queue_wait = Family::new_with_constructor(LatencyBuckets);
+        registry.register(
+            "queue_wait_seconds",
+            "Time calls waited for a free instance, by function",
+            queue_wait.clone(),
+        );
+        let instances = Family::<StateLabels, Gauge>::default();
+        registry.register("instances", "Instances by state", instances.clone());
+        let calls_running = Gauge::default();
+        registry.register("calls_running", "Calls running now", calls_running.clone());
+        let calls_queued = Gauge::default();
+        registry.register(
+            "calls_queued",
+            "Calls waiting for a slot under the global limit",
+            calls_queued.clone(),
+        );
+        Metrics {
+            registry,
+            calls,
+            call_duration,
+            cold_starts,
+            queue_wait,
+            instances,
+            calls_running,
+            calls_queued,
+        }
+    }
+
+    /// Counts a finished call.
+    pub fn call_finished(
+        &self,
+        function: &str,
+        status: CallStatus,
+        duration: Duration,
+        cold: bool,
+    ) {
+        let function = function.to_string();
+        self.calls
+            .get_or_create(&CallLabels {
+                function: function.clone(),
+                status: status.into(),
+            })
+            .inc();
+        let labels = FunctionLabels { function };
+        self.call_duration
+            .get_or_create(&labels)
+            .observe(duration.as_secs_f64());
+        if cold {
+            self.cold_starts.get_or_create(&labels).inc();
+        }
+    }
+
+    /// Records how long a call waited for an instance.
+    pub fn queue_waited(&self, function: &str, waited: Duration) {
+        self.queue_wait
+            .get_or_create(&FunctionLabels {
+                function: function.to_string(),
+            })
+            .observe(waited.as_secs_f64());
+    }
+
+    /// The text exposition, with the gauges set from the current state.
+    pub fn render(
+        &self,
+        running: usize,
+        queued: usize,
+        instances: &std::collections::HashMap<InstanceState, usize>,
+    ) -> String {
+        self.calls_running.set(running as i64);
+        self.calls_queued.set(queued as i64);
+        self.instances.clear();
+        for (state, count) in instances {
+            self.instances
+                .get_or_create(&StateLabels {
+                    state: state.to_string(),
+                })
+                .set(*count as i64);
+        }
+        let mut text = String::new();
+        if let Err(err) = prometheus_client::encoding::text::encode(&mut text, &self.registry) {
+            tracing::error!(%err, "cannot encode the metrics");
+        }
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calls_are_counted_by_function_and_status() {
+        let metrics = Metrics::new();
+        metrics.call_finished(
+            "hello",
+            CallStatus::Succeeded,
+            Duration::from_millis(3),
+            true,
+        );
+        metrics.call_finished(
+            "hello",
+            CallStatus::Succeeded,
+            Duration::from_millis(2),
+            false,
+        );
+        metrics.call_finished("hello", CallStatus::TimedOut, Duration::from_secs(1), false);
+        let text = metrics.render(1, 2, &Default::default());
+        assert!(
+            text.contains(r#"skiff_calls_total{function="hello",status="succeeded"} 2"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"skiff_calls_total{function="hello",status="timed_out"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"skiff_cold_starts_total{function="hello"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"skiff_call_duration_seconds_count{function="hello"} 3"#),
+            "{text}"
+        );
+        assert!(text.contains("skiff_calls_running 1"), "{text}");
+        assert!(text.contains("skiff_calls_queued 2"), "{text}");
+    }
+}

@@ -1,0 +1,421 @@
+//! End-to-end tests of the `http` contract and instance pools on the real Docker engine.
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use skiff_testing::Daemon;
+use std::collections::HashSet;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+fn skiff() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_skiff"))
+}
+
+async fn daemon(args: &[&str]) -> Option<Daemon> {
+    if !skiff_testing::ready() {
+        return None;
+    }
+    Some(Daemon::start(skiff(), args).await)
+}
+
+async fn deploy(d: &Daemon, name: &str, spec: Value) -> Value {
+    let response = reqwest::Client::new()
+        .put(format!("{}/v1/functions/{name}", d.url))
+        .json(&spec)
+        .send()
+        .await
+        .expect("deploy request");
+    let status = response.status();
+    let body: Value = response.json().await.expect("deploy body");
+    assert!(status.is_success(), "{status}: {body}");
+    body
+}
+
+fn web(extra: Value) -> Value {
+    let mut spec = json!({"image": "skiff/echo-http:latest", "contract": "http",
+                          "readiness_path": "/ready", "memory": "64Mi", "timeout": "20s"});
+    if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
+        for (k, v) in extra {
+            spec.insert(k.clone(), v.clone());
+        }
+    }
+    spec
+}
+
+async fn get(d: &Daemon, path: &str) -> reqwest::Response {
+    reqwest::get(format!("{}{path}", d.url)).await.expect("GET")
+}
+
+async fn instances(d: &Daemon, name: &str) -> Vec<Value> {
+    let body: Value = get(d, &format!("/v1/functions/{name}/instances"))
+        .await
+        .json()
+        .await
+        .expect("instances");
+    body["instances"].as_array().cloned().unwrap_or_default()
+}
+
+async fn wait_for(what: &str, limit: Duration, mut check: impl AsyncFnMut() -> bool) {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out after {limit:?} waiting for {what}");
+}
+
+#[tokio::test]
+async fn requests_are_proxied_with_method_path_query_headers_and_streaming_bodies() {
+    let Some(d) = daemon(&[]).await else { return };
+    deploy(&d, "web", web(json!({}))).await;
+    let client = reqwest::Client::new();
+    let response = client
+        .patch(format!("{}/fn/web/some/path?x=1&y=two", d.url))
+        .header("X-Trace", "abc")
+        .body("12345")
+        .send()
+        .await
+        .expect("call");
+    assert_eq!(response.status(), StatusCode::OK);
+    let call_id = response.headers()["x-skiff-call-id"]
+        .to_str()
+        .expect("id")
+        .to_string();
+    assert!(
+        response.headers().contains_key("x-echo-instance"),
+        "the function's headers pass"
+    );
+    let echo: Value = response.json().await.expect("json");
+    assert_eq!(echo["method"], "PATCH");
+    assert_eq!(echo["path"], "/some/path");
+    assert_eq!(echo["query"], "x=1&y=two");
+    assert_eq!(echo["headers"]["x-trace"], "abc");
+    assert_eq!(echo["headers"]["x-skiff-call-id"], call_id.as_str());
+    assert!(echo["headers"]["x-skiff-deadline"]
+        .as_str()
+        .is_some_and(|d| d.ends_with('Z')));
+    assert_eq!(echo["body_bytes"], 5);
+
+    // 1 MiB in, the same 1 MiB out.
+    let body: Vec<u8> = (0..(1u32 << 20))
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
+        .collect();
+    let echoed = client
+        .post(format!("{}/fn/web/echo", d.url))
+        .body(body.clone())
+        .send()
+        .await
+        .expect("echo")
+        .bytes()
+        .await
+        .expect("echo body");
+    assert!(echoed == body, "the streamed body came back changed");
+
+    // A streamed response arrives as it is written, not all at once at the end.
+    let mut response = client
+        .get(format!("{}/fn/web/stream?chunks=3&interval_ms=400", d.url))
+        .send()
+        .await
+        .expect("stream");
+    let started = Instant::now();
+    let first = response
+        .chunk()
+        .await
+        .expect("chunk")
+        .expect("a first chunk");
+    assert!(
+        started.elapsed() < Duration::from_millis(350),
+        "first chunk took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(&first[..], b"chunk 0\n");
+    let mut rest = Vec::new();
+    while let Some(chunk) = response.chunk().await.expect("chunk") {
+        rest.extend_from_slice(&chunk);
+    }
+    assert_eq!(rest, b"chunk 1\nchunk 2\n");
+
+    // The function's own status passes through; a 5xx is recorded as a failed call.
+    let response = get(&d, "/fn/web/status/418").await;
+    assert_eq!(response.status(), StatusCode::IM_A_TEAPOT);
+    let response = get(&d, "/fn/web/status/503").await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let id = response.headers()["x-skiff-call-id"]
+        .to_str()
+        .expect("id")
+        .to_string();
+    let record: Value = get(&d, &format!("/v1/calls/{id}"))
+        .await
+        .json()
+        .await
+        .expect("record");
+    assert_eq!(record["status"], "failed");
+    assert_eq!(record["error_type"], "function_error");
+    let record: Value = get(&d, &format!("/v1/calls/{call_id}"))
+        .await
+        .json()
+        .await
+        .expect("record");
+    assert_eq!(record["status"], "succeeded");
+    assert_eq!(record["trigger"], "http");
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn the_second_call_reuses_the_warm_instance() {
+    let Some(d) = daemon(&[]).await else { return };
+    deploy(&d, "web", web(json!({}))).await;
+    let first = get(&d, "/fn/web/").await;
+    assert_eq!(first.headers()["x-skiff-cold"], "true");
+    let first: Value = first.json().await.expect("json");
+    let second = get(&d, "/fn/web/").await;
+    assert_eq!(second.headers()["x-skiff-cold"], "false");
+    let second: Value = second.json().await.expect("json");
+    assert_eq!(first["instance"], second["instance"]);
+    assert_eq!(first["pid"], second["pid"]);
+    let list = instances(&d, "web").await;
+    assert_eq!(list.len(), 1, "{list:?}");
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn per_instance_concurrency_holds_and_instances_stay_within_max() {
+    let Some(d) = daemon(&[]).await else { return };
+    deploy(
+        &d,
+        "web",
+        web(json!({"concurrency": 2, "max_instances": 3})),
+    )
+    .await;
+    let calls = (0..12).map(|_| {
+        let url = format!("{}/fn/web/?sleep_ms=700", d.url);
+        async move {
+            let response = reqwest::get(url).await.expect("call");
+            assert_eq!(response.status(), StatusCode::OK);
+            response.json::<Value>().await.expect("json")
+        }
+    });
+    let answers = futures::future::join_all(calls).await;
+    let mut seen = HashSet::new();
+    for answer in &answers {
+        let in_flight = answer["in_flight"].as_u64().expect("in_flight");
+        assert!(
+            in_flight <= 2,
+            "an instance served {in_flight} calls at once: {answer}"
+        );
+        seen.insert(answer["instance"].as_str().unwrap_or_default().to_string());
+    }
+    assert!(seen.len() <= 3, "more than max_instances served: {seen:?}");
+    assert!(seen.len() >= 2, "the pool scaled up: {seen:?}");
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn a_hundred_concurrent_calls_scale_up_within_max_and_none_is_lost() {
+    let Some(d) = daemon(&["--max-concurrent-calls", "200"]).await else {
+        return;
+    };
+    deploy(
+        &d,
+        "web",
+        web(json!({"concurrency": 5, "max_instances": 4})),
+    )
+    .await;
+    let url = d.url.clone();
+    let watcher = tokio::spawn(async move {
+        let mut most = 0;
+        for _ in 0..40 {
+            let body: Value = reqwest::get(format!("{url}/v1/functions/web/instances"))
+                .await
+                .expect("instances")
+                .json()
+                .await
+                .expect("json");
+            most = most.max(body["instances"].as_array().map_or(0, Vec::len));
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        most
+    });
+    let calls = (0..100).map(|i| {
+        let url = format!("{}/fn/web/call/{i}?sleep_ms=200", d.url);
+        async move {
+            let response = reqwest::get(url).await.expect("call");
+            (
+                response.status(),
+                response.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    });
+    let answers = futures::future::join_all(calls).await;
+    let mut paths = HashSet::new();
+    let mut seen = HashSet::new();
+    for (status, answer) in &answers {
+        assert_eq!(*status, StatusCode::OK, "{answer}");
+        assert!(answer["in_flight"].as_u64().unwrap_or(99) <= 5, "{answer}");
+        paths.insert(answer["path"].as_str().unwrap_or_default().to_string());
+        seen.insert(answer["instance"].as_str().unwrap_or_default().to_string());
+    }
+    assert_eq!(paths.len(), 100, "each call answered once, to itself");
+    assert!(seen.len() > 1 && seen.len() <= 4, "{seen:?}");
+    let most = watcher.await.expect("watcher");
+    assert!(most <= 4, "at most max_instances at any time, saw {most}");
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn min_instances_are_warm_from_deploy_and_idle_ones_scale_to_zero() {
+    let Some(d) = daemon(&["--autoscale-window", "2s", "--keep-paused", "false"]).await else {
+        return;
+    };
+    deploy(
+        &d,
+        "web",
+        web(json!({"min_instances": 2, "idle_timeout": "1s"})),
+    )
+    .await;
+    wait_for("two ready instances", Duration::from_secs(20), async || {
+        let list = instances(&d, "web").await;
+        list.len() == 2 && list.iter().all(|i| i["state"] == "ready")
+    })
+    .await;
+    // Scaling to zero min: the idle instances go.
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/functions/web/scale", d.url))
+        .json(&json!({"min_instances": 0}))
+        .send()
+        .await
+        .expect("scale");
+    assert_eq!(response.status(), StatusCode::OK);
+    wait_for("no instance", Duration::from_secs(20), async || {
+        instances(&d, "web").await.is_empty()
+    })
+    .await;
+    wait_for("no container", Duration::from_secs(20), async || {
+        skiff_testing::containers_with_label("skiff.function=web")
+            .iter()
+            .all(|c| !d.containers().contains(c))
+    })
+    .await;
+    // And a call brings one back.
+    let response = get(&d, "/fn/web/").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["x-skiff-cold"], "true");
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn the_last_idle_instance_is_paused_and_resumes_fast() {
+    let Some(d) = daemon(&["--autoscale-window", "2s"]).await else {
+        return;
+    };
+    deploy(&d, "web", web(json!({"idle_timeout": "1s"}))).await;
+    let first: Value = get(&d, "/fn/web/").await.json().await.expect("json");
+    wait_for("a paused instance", Duration::from_secs(20), async || {
+        let list = instances(&d, "web").await;
+        list.len() == 1 && list[0]["state"] == "paused"
+    })
+    .await;
+    let started = Instant::now();
+    let response = get(&d, "/fn/web/").await;
+    let took = started.elapsed();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["x-skiff-cold"], "true");
+    let again: Value = response.json().await.expect("json");
+    assert_eq!(first["pid"], again["pid"], "the same process, resumed");
+    assert_eq!(first["instance"], again["instance"]);
+    eprintln!("resumed in {took:?}");
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn a_crashed_instance_fails_its_call_and_is_replaced() {
+    let Some(d) = daemon(&[]).await else { return };
+    deploy(&d, "web", web(json!({}))).await;
+    let before: Value = get(&d, "/fn/web/").await.json().await.expect("json");
+    let response = get(&d, "/fn/web/crash").await;
+    assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
+    let error: Value = response.json().await.expect("json");
+    assert_eq!(error["error"]["code"], "crashed", "{error}");
+    let response = get(&d, "/fn/web/").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let after: Value = response.json().await.expect("json");
+    assert_ne!(
+        before["instance"], after["instance"],
+        "a new instance serves"
+    );
+    wait_for("one instance left", Duration::from_secs(10), async || {
+        instances(&d, "web").await.len() == 1
+    })
+    .await;
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn an_image_that_never_listens_fails_clearly_and_leaves_no_container() {
+    let Some(d) = daemon(&[]).await else { return };
+    deploy(
+        &d,
+        "deaf",
+        web(json!({"env": {"NEVER_LISTEN": "1"}, "startup_timeout": "1s", "max_instances": 1})),
+    )
+    .await;
+    let response = get(&d, "/fn/deaf/").await;
+    assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
+    let error: Value = response.json().await.expect("json");
+    assert_eq!(error["error"]["code"], "start_failed", "{error}");
+    let message = error["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("did not become ready"), "{message}");
+    wait_for(
+        "no container of deaf",
+        Duration::from_secs(15),
+        async || {
+            let mine: HashSet<String> = d.containers().into_iter().collect();
+            skiff_testing::containers_with_label("skiff.function=deaf")
+                .iter()
+                .all(|c| !mine.contains(c))
+        },
+    )
+    .await;
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn a_redeploy_finishes_calls_in_flight_then_drains_the_old_instances() {
+    let Some(d) = daemon(&[]).await else { return };
+    deploy(&d, "web", web(json!({"env": {"GEN": "1"}}))).await;
+    let old: Value = get(&d, "/fn/web/").await.json().await.expect("json");
+    let url = format!("{}/fn/web/?sleep_ms=1500", d.url);
+    let slow = tokio::spawn(async move {
+        let response = reqwest::get(url).await.expect("slow call");
+        (
+            response.status(),
+            response.json::<Value>().await.unwrap_or(Value::Null),
+        )
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    deploy(&d, "web", web(json!({"env": {"GEN": "2"}}))).await;
+    let new: Value = get(&d, "/fn/web/").await.json().await.expect("json");
+    assert_ne!(
+        old["instance"], new["instance"],
+        "the new version runs in a new instance"
+    );
+    let (status, answer) = slow.await.expect("join");
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "the call in flight on the old version finished"
+    );
+    assert_eq!(answer["instance"], old["instance"]);
+    wait_for(
+        "the old instance gone",
+        Duration::from_secs(20),
+        async || {
+            let list = instances(&d, "web").await;
+            list.len() == 1 && list[0]["version"] == 2
+        },
+    )
+    .await;
+    d.stop().await;
+}
