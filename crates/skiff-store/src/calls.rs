@@ -62,11 +62,10 @@ macro_rules! select_calls {
     };
 }
 
-const UPSERT_CALL: &str = "INSERT INTO calls (id, function, trigger, status, attempt, \
-     received_at, started_at, finished_at, cold, instance, exit_code, error_type, \
-     error_message, request_size, response_size, duration_ms)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
-     ON CONFLICT (id) DO UPDATE SET
+/// Rows per multi-row statement (16 parameters each: well under SQLite's limit).
+const ROWS_PER_STATEMENT: usize = 500;
+
+const UPSERT_CALL_CONFLICT: &str = " ON CONFLICT (id) DO UPDATE SET
         function = excluded.function,
         trigger = excluded.trigger,
         status = excluded.status,
@@ -83,52 +82,86 @@ const UPSERT_CALL: &str = "INSERT INTO calls (id, function, trigger, status, att
         response_size = excluded.response_size,
         duration_ms = excluded.duration_ms";
 
-const UPSERT_LOGS: &str = "INSERT INTO call_logs (call_id, logs) VALUES ($1, $2)
-     ON CONFLICT (call_id) DO UPDATE SET logs = excluded.logs";
-
 impl Store {
     /// Writes a batch in one transaction: each record replaces the stored one with the
-    /// same id (or is inserted), and logs given as `Some` replace the call's logs.
+    /// same id (or is inserted), and logs given as `Some` replace the call's logs. When a
+    /// batch holds several writes of one call, the last record and the last logs win. Rows
+    /// go in multi-row statements, so a batch costs a few statements, not one per call.
     pub async fn write_calls(&self, batch: &[CallWrite]) -> Result<(), StoreError> {
         if batch.is_empty() {
             return Ok(());
+        }
+        // The last write of each call, in first-seen order.
+        let mut order: Vec<Uuid> = Vec::with_capacity(batch.len());
+        let mut records: std::collections::HashMap<Uuid, &CallRecord> =
+            std::collections::HashMap::with_capacity(batch.len());
+        let mut logs: std::collections::HashMap<Uuid, &[u8]> = std::collections::HashMap::new();
+        for write in batch {
+            let id = write.record.id;
+            if records.insert(id, &write.record).is_none() {
+                order.push(id);
+            }
+            if let Some(l) = &write.logs {
+                logs.insert(id, l.as_slice());
+            }
         }
         let mut tx = self
             .pool
             .begin()
             .await
             .map_err(query("begin a transaction"))?;
-        for write in batch {
-            let r = &write.record;
-            let id = r.id.hyphenated().to_string();
-            sqlx::query(UPSERT_CALL)
-                .bind(&id)
-                .bind(&r.function)
-                .bind(r.trigger.as_str())
-                .bind(r.status.as_str())
-                .bind(i64::from(r.attempt))
-                .bind(millis(r.received_at))
-                .bind(r.started_at.map(millis))
-                .bind(r.finished_at.map(millis))
-                .bind(r.cold)
-                .bind(r.instance.as_deref())
-                .bind(r.exit_code)
-                .bind(r.error_type.map(CallErrorType::as_str))
-                .bind(r.error_message.as_deref())
-                .bind(int(r.request_size))
-                .bind(r.response_size.map(int))
-                .bind(r.duration_ms.map(int))
+        for chunk in order.chunks(ROWS_PER_STATEMENT) {
+            let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "INSERT INTO calls (id, function, trigger, status, attempt, received_at, \
+                 started_at, finished_at, cold, instance, exit_code, error_type, error_message, \
+                 request_size, response_size, duration_ms) ",
+            );
+            insert.push_values(
+                chunk.iter().filter_map(|id| records.get(id)),
+                |mut row, r| {
+                    row.push_bind(r.id.hyphenated().to_string())
+                        .push_bind(r.function.clone())
+                        .push_bind(r.trigger.as_str())
+                        .push_bind(r.status.as_str())
+                        .push_bind(i64::from(r.attempt))
+                        .push_bind(millis(r.received_at))
+                        .push_bind(r.started_at.map(millis))
+                        .push_bind(r.finished_at.map(millis))
+                        .push_bind(r.cold)
+                        .push_bind(r.instance.clone())
+                        .push_bind(r.exit_code)
+                        .push_bind(r.error_type.map(CallErrorType::as_str))
+                        .push_bind(r.error_message.clone())
+                        .push_bind(int(r.request_size))
+                        .push_bind(r.response_size.map(int))
+                        .push_bind(r.duration_ms.map(int));
+                },
+            );
+            insert.push(UPSERT_CALL_CONFLICT);
+            insert
+                .build()
                 .execute(&mut *tx)
                 .await
-                .map_err(query("store a call"))?;
-            if let Some(logs) = &write.logs {
-                sqlx::query(UPSERT_LOGS)
-                    .bind(&id)
-                    .bind(logs.as_slice())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(query("store the logs of a call"))?;
-            }
+                .map_err(query("store calls"))?;
+        }
+        let with_logs: Vec<Uuid> = order
+            .iter()
+            .copied()
+            .filter(|id| logs.contains_key(id))
+            .collect();
+        for chunk in with_logs.chunks(ROWS_PER_STATEMENT) {
+            let mut insert =
+                sqlx::QueryBuilder::<sqlx::Sqlite>::new("INSERT INTO call_logs (call_id, logs) ");
+            insert.push_values(chunk, |mut row, id| {
+                row.push_bind(id.hyphenated().to_string())
+                    .push_bind(logs.get(id).copied().unwrap_or_default().to_vec());
+            });
+            insert.push(" ON CONFLICT (call_id) DO UPDATE SET logs = excluded.logs");
+            insert
+                .build()
+                .execute(&mut *tx)
+                .await
+                .map_err(query("store the logs of calls"))?;
         }
         tx.commit()
             .await
@@ -702,6 +735,102 @@ mod tests {
                     Err(StoreError::Corrupt { .. })
                 ),
                 "{damage}"
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod batch_tests {
+    use super::*;
+    use chrono::Utc;
+    use skiff_core::{CallStatus, Trigger};
+
+    fn record(id: Uuid, status: CallStatus) -> CallRecord {
+        CallRecord {
+            id,
+            function: "f".into(),
+            trigger: Trigger::Http,
+            status,
+            attempt: 1,
+            received_at: Utc::now(),
+            started_at: None,
+            finished_at: None,
+            cold: None,
+            instance: None,
+            exit_code: None,
+            error_type: None,
+            error_message: None,
+            request_size: 0,
+            response_size: None,
+            duration_ms: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn several_writes_of_one_call_in_a_batch_keep_the_last() {
+        let store = Store::open_in_memory().await.expect("store");
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        let batch: Vec<CallWrite> = vec![
+            CallWrite {
+                record: record(a, CallStatus::Running),
+                logs: None,
+            },
+            CallWrite {
+                record: record(b, CallStatus::Running),
+                logs: Some(b"first".to_vec()),
+            },
+            CallWrite {
+                record: record(a, CallStatus::Succeeded),
+                logs: Some(b"a log".to_vec()),
+            },
+            CallWrite {
+                record: record(b, CallStatus::Failed),
+                logs: None,
+            },
+        ];
+        store.write_calls(&batch).await.expect("write");
+        let got = |id| store.get_call(id);
+        assert_eq!(
+            got(a).await.expect("get").map(|r| r.status),
+            Some(CallStatus::Succeeded)
+        );
+        assert_eq!(
+            got(b).await.expect("get").map(|r| r.status),
+            Some(CallStatus::Failed)
+        );
+        assert_eq!(
+            store.call_logs(a).await.expect("logs"),
+            Some(b"a log".to_vec())
+        );
+        assert_eq!(
+            store.call_logs(b).await.expect("logs"),
+            Some(b"first".to_vec())
+        );
+    }
+
+    #[tokio::test]
+    async fn batches_larger_than_one_statement_are_written_whole() {
+        let store = Store::open_in_memory().await.expect("store");
+        let batch: Vec<CallWrite> = (0..1234)
+            .map(|_| CallWrite {
+                record: record(Uuid::now_v7(), CallStatus::Succeeded),
+                logs: Some(vec![1, 2]),
+            })
+            .collect();
+        store.write_calls(&batch).await.expect("write");
+        let all = store
+            .list_calls(&CallFilter {
+                limit: 1000,
+                ..Default::default()
+            })
+            .await
+            .expect("list");
+        assert_eq!(all.len(), 1000);
+        for w in &batch[..10] {
+            assert_eq!(
+                store.call_logs(w.record.id).await.expect("logs"),
+                Some(vec![1, 2])
             );
         }
     }
