@@ -29,6 +29,8 @@ struct FakeContainer {
     spec: ContainerSpec,
     running: bool,
     exit_code: Option<i64>,
+    /// Fires when the container stops or goes: a long-lived container's output ends then.
+    stopped: tokio::sync::watch::Sender<bool>,
 }
 
 /// The fake engine. Register images with [`FakeEngine::add_image`].
@@ -71,6 +73,23 @@ impl FakeEngine {
     /// Containers that exist now.
     pub fn container_count(&self) -> usize {
         lock(&self.containers).len()
+    }
+
+    /// Containers that exist now and are not stopped.
+    pub fn running_count(&self) -> usize {
+        lock(&self.containers)
+            .values()
+            .filter(|c| c.running)
+            .count()
+    }
+
+    /// Makes a running container exit, as a crash would.
+    pub fn crash(&self, id: &str) {
+        if let Some(c) = lock(&self.containers).get_mut(id) {
+            c.running = false;
+            c.exit_code = Some(3);
+            c.stopped.send_replace(true);
+        }
     }
 
     /// The operations seen so far.
@@ -127,6 +146,7 @@ impl ContainerEngine for FakeEngine {
                 spec: spec.clone(),
                 running: false,
                 exit_code: None,
+                stopped: tokio::sync::watch::channel(false).0,
             },
         );
         Ok(id)
@@ -142,9 +162,24 @@ impl ContainerEngine for FakeEngine {
         if !script.stdout.is_empty() {
             chunks.push(Ok(Output::Stdout(script.stdout)));
         }
+        let long_lived = lock(&self.containers)
+            .get(id)
+            .map(|c| (!c.spec.stdin).then(|| c.stopped.subscribe()));
+        let output = futures::stream::iter(chunks.into_iter().map(Some));
+        let output = match long_lived.flatten() {
+            // A server (no stdin): its output stays open until it stops, like a real one's.
+            Some(mut stopped) => output
+                .chain(futures::stream::once(async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                    None
+                }))
+                .filter_map(|x| async move { x })
+                .boxed(),
+            None => output.filter_map(|x| async move { x }).boxed(),
+        };
         Ok(Attachment {
             stdin: Box::pin(tokio::io::sink()),
-            output: futures::stream::iter(chunks).boxed(),
+            output,
         })
     }
 
@@ -185,6 +220,7 @@ impl ContainerEngine for FakeEngine {
         if let Some(c) = lock(&self.containers).get_mut(id) {
             c.running = false;
             c.exit_code.get_or_insert(137);
+            c.stopped.send_replace(true);
         }
         Ok(())
     }
@@ -194,6 +230,7 @@ impl ContainerEngine for FakeEngine {
         if let Some(c) = lock(&self.containers).get_mut(id) {
             c.running = false;
             c.exit_code.get_or_insert(0);
+            c.stopped.send_replace(true);
         }
         Ok(())
     }
@@ -216,7 +253,9 @@ impl ContainerEngine for FakeEngine {
 
     async fn remove(&self, id: &str) -> Result<(), EngineError> {
         self.note("remove");
-        lock(&self.containers).remove(id);
+        if let Some(c) = lock(&self.containers).remove(id) {
+            c.stopped.send_replace(true);
+        }
         Ok(())
     }
 
