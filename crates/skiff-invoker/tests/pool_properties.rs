@@ -3,7 +3,8 @@
 //! - no function ever has more running instances than `max_instances`;
 //! - no instance ever serves more calls at once than its concurrency;
 //! - every call gets exactly one answer (a lease), none is lost.
-//! (Behaviour on real containers is proven by the end-to-end tests.)
+//!
+//! Behaviour on real containers is proven by the end-to-end tests.
 
 use proptest::prelude::*;
 use skiff_core::{HttpSettings, Resources, Scaling};
