@@ -308,6 +308,10 @@ pub struct CallRecord {
     /// Milliseconds from received to finished.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration_ms: Option<u64>,
+    /// Milliseconds the call waited for a slot under the global limit and, for instance
+    /// contracts, for a free instance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait_ms: Option<u64>,
 }
 
 #[cfg(test)]

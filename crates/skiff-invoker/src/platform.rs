@@ -672,6 +672,7 @@ impl Platform {
                 }
             })?;
         let started_at = Utc::now();
+        let waited = clock.elapsed();
         let deadline = tokio::time::Instant::now() + timeout;
         let record = CallRecord {
             id: call_id,
@@ -690,6 +691,7 @@ impl Platform {
             request_size: 0,
             response_size: None,
             duration_ms: None,
+            wait_ms: Some(u64::try_from(waited.as_millis()).unwrap_or(u64::MAX)),
         };
         let call = CallContext {
             record,
@@ -875,6 +877,10 @@ impl Platform {
                 }
             };
             call.record.cold = Some(lease.cold);
+            call.record.wait_ms = Some(
+                call.record.wait_ms.unwrap_or(0)
+                    + u64::try_from(lease.waited.as_millis()).unwrap_or(u64::MAX),
+            );
             self.metrics.queue_waited(&function, lease.waited);
             call.record.instance = Some(lease.instance.clone());
             let this_body = match body.take() {

@@ -58,11 +58,11 @@ macro_rules! select_calls {
     () => {
         "SELECT id, function, trigger, status, attempt, received_at, started_at, finished_at, \
          cold, instance, exit_code, error_type, error_message, request_size, response_size, \
-         duration_ms FROM calls"
+         duration_ms, wait_ms FROM calls"
     };
 }
 
-/// Rows per multi-row statement (16 parameters each: well under SQLite's limit).
+/// Rows per multi-row statement (17 parameters each: well under SQLite's limit).
 const ROWS_PER_STATEMENT: usize = 500;
 
 const UPSERT_CALL_CONFLICT: &str = " ON CONFLICT (id) DO UPDATE SET
@@ -80,7 +80,8 @@ const UPSERT_CALL_CONFLICT: &str = " ON CONFLICT (id) DO UPDATE SET
         error_message = excluded.error_message,
         request_size = excluded.request_size,
         response_size = excluded.response_size,
-        duration_ms = excluded.duration_ms";
+        duration_ms = excluded.duration_ms,
+        wait_ms = excluded.wait_ms";
 
 impl Store {
     /// Writes a batch in one transaction: each record replaces the stored one with the
@@ -114,7 +115,7 @@ impl Store {
             let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
                 "INSERT INTO calls (id, function, trigger, status, attempt, received_at, \
                  started_at, finished_at, cold, instance, exit_code, error_type, error_message, \
-                 request_size, response_size, duration_ms) ",
+                 request_size, response_size, duration_ms, wait_ms) ",
             );
             insert.push_values(
                 chunk.iter().filter_map(|id| records.get(id)),
@@ -134,7 +135,8 @@ impl Store {
                         .push_bind(r.error_message.clone())
                         .push_bind(int(r.request_size))
                         .push_bind(r.response_size.map(int))
-                        .push_bind(r.duration_ms.map(int));
+                        .push_bind(r.duration_ms.map(int))
+                        .push_bind(r.wait_ms.map(int));
                 },
             );
             insert.push(UPSERT_CALL_CONFLICT);
@@ -281,6 +283,7 @@ fn decode(row: &SqliteRow) -> Result<CallRecord, StoreError> {
         request_size: r.unsigned("request_size")?,
         response_size: r.unsigned_opt("response_size")?,
         duration_ms: r.unsigned_opt("duration_ms")?,
+        wait_ms: r.unsigned_opt("wait_ms")?,
     })
 }
 
@@ -313,6 +316,7 @@ mod tests {
             request_size: 0,
             response_size: None,
             duration_ms: None,
+            wait_ms: None,
         }
     }
 
@@ -764,6 +768,7 @@ mod batch_tests {
             request_size: 0,
             response_size: None,
             duration_ms: None,
+            wait_ms: None,
         }
     }
 

@@ -198,6 +198,7 @@ mod tests {
             request_size: 5,
             response_size: Some(5),
             duration_ms: Some(12),
+            wait_ms: Some(1),
         };
         store
             .write_calls(&[CallWrite {

@@ -169,7 +169,11 @@ async fn the_second_call_reuses_the_warm_instance() {
     deploy(&d, "web", web(json!({}))).await;
     let first = get(&d, "/fn/web/").await;
     assert_eq!(first.headers()["x-skiff-cold"], "true");
+    let first_id = first.headers()["x-skiff-call-id"].to_str().expect("id").to_string();
     let first: Value = first.json().await.expect("json");
+    let record: Value = get(&d, &format!("/v1/calls/{first_id}")).await.json().await.expect("record");
+    assert!(record["wait_ms"].as_u64().unwrap_or(0) > 0, "the wait for the instance is recorded: {record}");
+    assert_eq!(record["cold"], true);
     let second = get(&d, "/fn/web/").await;
     assert_eq!(second.headers()["x-skiff-cold"], "false");
     let second: Value = second.json().await.expect("json");

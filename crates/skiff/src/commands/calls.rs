@@ -137,6 +137,9 @@ pub fn call_details(call: &CallRecord) -> String {
     if let Some(ms) = call.duration_ms {
         pairs.push(("duration", output::format_duration_ms(ms)));
     }
+    if let Some(ms) = call.wait_ms.filter(|ms| *ms > 0) {
+        pairs.push(("waited", output::format_duration_ms(ms)));
+    }
     if call.cold.is_some() {
         pairs.push(("cold", yes_no(call.cold)));
     }
@@ -241,6 +244,7 @@ mod tests {
             request_size: 5,
             response_size: Some(12),
             duration_ms: Some(1_234),
+            wait_ms: None,
         }
     }
 
