@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs skiff with the demo functions deployed, on a machine with Docker and a Rust toolchain:
 # builds skiff and the example images (FROM scratch, nothing is pulled), starts the daemon
-# on 127.0.0.1:8080 (SKIFF_LISTEN to change), deploys `hello` and `uppercase`, then stays in
+# on 127.0.0.1:8080 (SKIFF_LISTEN to change), deploys `hello`, `uppercase` (exec contract)
+# and `web` (http contract), then stays in
 # the foreground until Ctrl-C, which stops the daemon and removes its containers.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -30,14 +31,18 @@ done
 
 "$skiff" deploy hello --image skiff/hello:latest --memory 64Mi --timeout 10s
 "$skiff" deploy uppercase --image skiff/uppercase:latest --memory 64Mi --timeout 10s
+"$skiff" deploy web --image skiff/echo-http:latest --contract http --readiness-path /ready \
+  --memory 64Mi --concurrency 10 --max 3 --idle-timeout 2m
 
 cat <<TOUR
 
-skiff is running at $SKIFF_URL with two functions. Try, in another terminal:
+skiff is running at $SKIFF_URL with three functions. Try, in another terminal:
 
   export SKIFF_URL=$SKIFF_URL PATH=$root/target/release:\$PATH
   echo '{"name":"Ann"}' | skiff invoke hello      # Hello Ann!
   curl -d 'shout this' \$SKIFF_URL/fn/uppercase   # SHOUT THIS
+  curl \$SKIFF_URL/fn/web/hi?x=1                  # an http function: its JSON echo
+  skiff instances web                             # its warm instance
   skiff calls                                     # the calls, newest first
   skiff logs <call id>                            # what a call wrote to stderr
 
