@@ -2,8 +2,8 @@
 # Runs skiff with the demo functions deployed, on a machine with Docker and a Rust toolchain:
 # builds skiff and the example images (FROM scratch, nothing is pulled), starts the daemon
 # on 127.0.0.1:8080 (SKIFF_LISTEN to change), deploys `hello`, `uppercase` (exec contract)
-# and `web` (http contract), then stays in
-# the foreground until Ctrl-C, which stops the daemon and removes its containers.
+# and `web` (http contract), then stays in the foreground until Ctrl-C, which stops the
+# daemon and removes its containers.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
