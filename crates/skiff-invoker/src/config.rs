@@ -36,6 +36,8 @@ pub struct PlatformConfig {
     pub paused_ttl: Duration,
     /// The autoscaler's stable window (its panic window is a tenth of it).
     pub autoscale_window: Duration,
+    /// How often serving instances are health-checked.
+    pub health_interval: Duration,
 }
 
 impl PlatformConfig {
@@ -56,6 +58,7 @@ impl PlatformConfig {
             keep_paused: true,
             paused_ttl: Duration::from_secs(3600),
             autoscale_window: Duration::from_secs(60),
+            health_interval: Duration::from_secs(10),
         }
     }
 }

@@ -364,6 +364,7 @@ impl Platform {
         }
         platform.spawn_idle_reaper();
         platform.spawn_autoscaler();
+        platform.spawn_health_checks();
         Ok(platform)
     }
 
@@ -416,6 +417,22 @@ impl Platform {
                 tokio::select! {
                     _ = cancel.cancelled() => return,
                     _ = ticks.tick() => instances.tick(),
+                }
+            }
+        });
+    }
+
+    fn spawn_health_checks(self: &Arc<Self>) {
+        let instances = self.instances.clone();
+        let cancel = self.cancel.clone();
+        let period = self.config.health_interval.max(Duration::from_millis(100));
+        self.tracker.spawn(async move {
+            let mut ticks = tokio::time::interval(period);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = ticks.tick() => instances.check_health().await,
                 }
             }
         });

@@ -27,6 +27,8 @@ use tokio_util::task::TaskTracker;
 
 /// Most bytes of an instance's output kept (for the error of an instance that fails).
 const OUTPUT_TAIL_BYTES: usize = 4096;
+/// Health checks failed in a row after which an instance is replaced.
+pub const HEALTH_FAILURES: u32 = 3;
 /// How long a stopped instance has to finish its calls after SIGTERM.
 const STOP_GRACE: Duration = Duration::from_secs(10);
 
@@ -145,6 +147,8 @@ struct Instance {
     state: InstanceState,
     in_flight: u32,
     last_used: Instant,
+    /// Health checks failed in a row.
+    health_failures: u32,
 }
 
 struct Waiter {
@@ -617,6 +621,7 @@ impl InstanceManager {
                 state: InstanceState::Ready,
                 in_flight: 0,
                 last_used: Instant::now(),
+                health_failures: 0,
             }),
             Err(message) => {
                 if let Err(err) = self.engine.remove(&container).await {
@@ -864,6 +869,66 @@ impl InstanceManager {
         }
         for _ in 0..start {
             self.spawn_start(function);
+        }
+    }
+
+    /// Probes every serving instance (its readiness path, or a TCP connect); one that fails
+    /// [`HEALTH_FAILURES`] checks in a row is taken out of its pool and stopped, and calls
+    /// waiting for it are served by the others or by a replacement.
+    pub async fn check_health(self: &Arc<Self>) {
+        let probes: Vec<(String, String, SocketAddr, Option<String>)> = self
+            .pools()
+            .iter()
+            .flat_map(|(function, pool)| {
+                let path = pool.target.http.readiness_path.clone();
+                pool.instances
+                    .iter()
+                    .filter(|i| i.state.can_serve() || i.state == InstanceState::Busy)
+                    .filter_map(move |i| {
+                        Some((function.clone(), i.id.clone(), i.addr?, path.clone()))
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let client = &self.client;
+        let results = futures::future::join_all(probes.into_iter().map(
+            |(function, id, addr, path)| async move {
+                let healthy = crate::http::is_ready(client, addr, path.as_deref()).await;
+                (function, id, healthy)
+            },
+        ))
+        .await;
+        let mut unhealthy = Vec::new();
+        {
+            let mut pools = self.pools();
+            for (function, id, healthy) in results {
+                let Some(pool) = pools.get_mut(&function) else {
+                    continue;
+                };
+                let Some(index) = pool.instances.iter().position(|i| i.id == id) else {
+                    continue;
+                };
+                let instance = &mut pool.instances[index];
+                if healthy {
+                    instance.health_failures = 0;
+                    continue;
+                }
+                instance.health_failures += 1;
+                if instance.health_failures >= HEALTH_FAILURES {
+                    let instance = pool.instances.remove(index);
+                    tracing::warn!(
+                        function,
+                        instance = instance.id,
+                        "an instance failed its health checks; replacing it"
+                    );
+                    unhealthy.push((function.clone(), instance.container));
+                }
+            }
+        }
+        for (function, container) in unhealthy {
+            self.stop_container(container);
+            self.grow(&function);
+            self.scale(&function);
         }
     }
 

@@ -68,6 +68,10 @@ pub struct ServeArgs {
     /// The autoscaler's stable window; its panic window is a tenth of it [default: 60s].
     #[arg(long, env = "SKIFF_AUTOSCALE_WINDOW", value_name = "DURATION")]
     pub autoscale_window: Option<HumanDuration>,
+    /// How often serving http instances are health-checked; 3 failures in a row replace one
+    /// [default: 10s].
+    #[arg(long, env = "SKIFF_HEALTH_INTERVAL", value_name = "DURATION")]
+    pub health_interval: Option<HumanDuration>,
 }
 
 /// The config file: the same settings as the flags.
@@ -88,6 +92,7 @@ struct FileConfig {
     keep_paused: Option<bool>,
     paused_ttl: Option<HumanDuration>,
     autoscale_window: Option<HumanDuration>,
+    health_interval: Option<HumanDuration>,
 }
 
 /// Everything the daemon needs, resolved.
@@ -169,6 +174,13 @@ impl ServeArgs {
                 "autoscale-window must be at least 1s"
             );
             platform.autoscale_window = d.0;
+        }
+        if let Some(d) = self.health_interval.or(file.health_interval) {
+            anyhow::ensure!(
+                d.0 >= Duration::from_millis(100),
+                "health-interval must be at least 100ms"
+            );
+            platform.health_interval = d.0;
         }
         let gateway = GatewayConfig::default();
         Ok(Settings {

@@ -169,10 +169,20 @@ async fn the_second_call_reuses_the_warm_instance() {
     deploy(&d, "web", web(json!({}))).await;
     let first = get(&d, "/fn/web/").await;
     assert_eq!(first.headers()["x-skiff-cold"], "true");
-    let first_id = first.headers()["x-skiff-call-id"].to_str().expect("id").to_string();
+    let first_id = first.headers()["x-skiff-call-id"]
+        .to_str()
+        .expect("id")
+        .to_string();
     let first: Value = first.json().await.expect("json");
-    let record: Value = get(&d, &format!("/v1/calls/{first_id}")).await.json().await.expect("record");
-    assert!(record["wait_ms"].as_u64().unwrap_or(0) > 0, "the wait for the instance is recorded: {record}");
+    let record: Value = get(&d, &format!("/v1/calls/{first_id}"))
+        .await
+        .json()
+        .await
+        .expect("record");
+    assert!(
+        record["wait_ms"].as_u64().unwrap_or(0) > 0,
+        "the wait for the instance is recorded: {record}"
+    );
     assert_eq!(record["cold"], true);
     let second = get(&d, "/fn/web/").await;
     assert_eq!(second.headers()["x-skiff-cold"], "false");
@@ -418,6 +428,31 @@ async fn a_redeploy_finishes_calls_in_flight_then_drains_the_old_instances() {
         async || {
             let list = instances(&d, "web").await;
             list.len() == 1 && list[0]["version"] == 2
+        },
+    )
+    .await;
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn an_instance_that_fails_its_health_checks_is_replaced() {
+    let Some(d) = daemon(&["--health-interval", "300ms"]).await else {
+        return;
+    };
+    deploy(&d, "web", web(json!({}))).await;
+    let before: Value = get(&d, "/fn/web/").await.json().await.expect("json");
+    let response = get(&d, "/fn/web/sick").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let old = before["instance"].as_str().unwrap_or_default().to_string();
+    wait_for(
+        "the sick instance replaced",
+        Duration::from_secs(20),
+        async || {
+            let answer: Value = match get(&d, "/fn/web/").await.json().await {
+                Ok(v) => v,
+                Err(_) => return false,
+            };
+            answer["instance"].as_str().is_some_and(|i| i != old)
         },
     )
     .await;

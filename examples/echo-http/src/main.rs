@@ -5,7 +5,8 @@
 //!
 //! | request | answer |
 //! | --- | --- |
-//! | `GET /ready`, `GET /healthz` | 200 `ok` |
+//! | `GET /ready`, `GET /healthz` | 200 `ok`; 503 `sick` once `/sick` was called |
+//! | `/sick` | 200 `sick`: from now on the health checks fail (the process keeps serving) |
 //! | `/echo` | 200, the request body streamed back unchanged, with its `content-type` |
 //! | `/stream?chunks=N&interval_ms=M` | 200, N chunks `chunk 0\n` .. `chunk N-1\n`, M ms apart (defaults 3 and 100) |
 //! | `/status/NNN` | status NNN (200 to 599), body `status NNN` |
@@ -57,6 +58,8 @@ type ResBody = BoxBody<Bytes, hyper::Error>;
 
 /// Requests being served right now.
 static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
+/// Set by `/sick`: health checks fail from then on.
+static SICK: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 static CTX: OnceLock<Ctx> = OnceLock::new();
 
 /// What every answer may tell about this process.
@@ -232,6 +235,7 @@ impl Drop for InFlight {
 #[derive(Debug, PartialEq, Eq)]
 enum Route {
     Health,
+    Sick,
     Echo,
     Stream,
     Crash,
@@ -243,6 +247,7 @@ enum Route {
 fn route(method: &Method, path: &str) -> Route {
     match path {
         "/ready" | "/healthz" if method == Method::GET || method == Method::HEAD => Route::Health,
+        "/sick" => Route::Sick,
         "/echo" => Route::Echo,
         "/stream" => Route::Stream,
         "/crash" => Route::Crash,
@@ -287,14 +292,21 @@ async fn handle(req: Request<Incoming>) -> Result<Response<ResBody>, Infallible>
     let _in_flight = InFlight::enter();
     let route = route(req.method(), req.uri().path());
     if route == Route::Health {
+        if SICK.load(Ordering::Acquire) {
+            return Ok(text(StatusCode::SERVICE_UNAVAILABLE, "sick"));
+        }
         return Ok(text(StatusCode::OK, "ok"));
+    }
+    if route == Route::Sick {
+        SICK.store(true, Ordering::Release);
+        return Ok(text(StatusCode::OK, "sick"));
     }
     let params = parse_params(req.uri().query().unwrap_or(""));
     if let Some(ms) = params.sleep_ms {
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
     let response = match route {
-        Route::Health => text(StatusCode::OK, "ok"),
+        Route::Health | Route::Sick => text(StatusCode::OK, "ok"),
         Route::Echo => {
             let content_type = req.headers().get(CONTENT_TYPE).cloned();
             let mut response = Response::new(req.into_body().boxed());
@@ -481,6 +493,7 @@ mod tests {
         assert_eq!(route(&Method::POST, "/echo"), Route::Echo);
         assert_eq!(route(&Method::GET, "/stream"), Route::Stream);
         assert_eq!(route(&Method::GET, "/crash"), Route::Crash);
+        assert_eq!(route(&Method::GET, "/sick"), Route::Sick);
         assert_eq!(route(&Method::GET, "/"), Route::Describe);
         assert_eq!(route(&Method::GET, "/a/b"), Route::Describe);
         assert_eq!(
