@@ -74,6 +74,12 @@ pub struct FunctionView {
     /// Idle time before an extra instance is stopped (`http` contract).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idle_timeout: Option<String>,
+    /// The autoscaler's stable window, when set for this function (`http` contract).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscale_window: Option<String>,
+    /// Share of each instance's concurrency the autoscaler aims to use (`http` contract).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_utilization: Option<f64>,
     /// Version, starting at 1.
     pub version: u64,
     /// When the function was first deployed.
@@ -95,6 +101,11 @@ impl From<&Function> for FunctionView {
             min_instances: instances.then_some(scaling.min_instances),
             max_instances: instances.then_some(scaling.max_instances),
             idle_timeout: instances.then(|| HumanDuration(scaling.idle_timeout()).to_string()),
+            autoscale_window: scaling
+                .window_ms
+                .filter(|_| instances)
+                .map(|ms| HumanDuration(std::time::Duration::from_millis(ms)).to_string()),
+            target_utilization: instances.then_some(scaling.target_utilization),
             name: f.name.to_string(),
             image: f.config.image.clone(),
             image_digest: f.image_digest.clone(),

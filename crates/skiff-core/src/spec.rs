@@ -26,6 +26,8 @@ pub const DEFAULT_STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_CONCURRENCY: u32 = 10;
 /// Default most instances of a function.
 pub const DEFAULT_MAX_INSTANCES: u32 = 10;
+/// Default share of an instance's concurrency the autoscaler aims to use.
+pub const DEFAULT_TARGET_UTILIZATION: f64 = 0.7;
 /// Default idle time before an extra instance is stopped.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -174,6 +176,15 @@ pub struct FunctionSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>, example = "5m")]
     pub idle_timeout: Option<HumanDuration>,
+    /// The autoscaler's stable window for this function (`http` contract); its panic window
+    /// is a tenth of it. Default: the daemon's `--autoscale-window`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, example = "60s")]
+    pub autoscale_window: Option<HumanDuration>,
+    /// Share of each instance's concurrency the autoscaler aims to use, 0.1 to 1 (`http`
+    /// contract). Default 0.7.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_utilization: Option<f64>,
 }
 
 /// A spec that was refused: which field, and why.
@@ -261,7 +272,7 @@ impl HttpSettings {
 }
 
 /// How many instances of a function run, and how many calls each takes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Scaling {
     /// Calls one instance serves at once.
     pub concurrency: u32,
@@ -271,6 +282,16 @@ pub struct Scaling {
     pub max_instances: u32,
     /// Idle time after which an instance beyond the minimum is stopped, in milliseconds.
     pub idle_timeout_ms: u64,
+    /// The autoscaler's stable window in milliseconds; `None`: the daemon's default.
+    #[serde(default)]
+    pub window_ms: Option<u64>,
+    /// Share of each instance's concurrency the autoscaler aims to use.
+    #[serde(default = "default_target_utilization")]
+    pub target_utilization: f64,
+}
+
+fn default_target_utilization() -> f64 {
+    DEFAULT_TARGET_UTILIZATION
 }
 
 impl Default for Scaling {
@@ -280,6 +301,8 @@ impl Default for Scaling {
             min_instances: 0,
             max_instances: DEFAULT_MAX_INSTANCES,
             idle_timeout_ms: DEFAULT_IDLE_TIMEOUT.as_millis() as u64,
+            window_ms: None,
+            target_utilization: DEFAULT_TARGET_UTILIZATION,
         }
     }
 }
@@ -403,6 +426,8 @@ impl FunctionSpec {
                 ("min_instances", self.min_instances.is_some()),
                 ("max_instances", self.max_instances.is_some()),
                 ("idle_timeout", self.idle_timeout.is_some()),
+                ("autoscale_window", self.autoscale_window.is_some()),
+                ("target_utilization", self.target_utilization.is_some()),
             ];
             if let Some((field, _)) = given.iter().find(|(_, set)| *set) {
                 return Err(SpecError::new(
@@ -467,6 +492,24 @@ impl FunctionSpec {
                 ),
             ));
         }
+        let window = self.autoscale_window.map(|d| d.0);
+        if let Some(window) = window {
+            if window < Duration::from_secs(1) || window > Duration::from_secs(3600) {
+                return Err(SpecError::new(
+                    "autoscale_window",
+                    format!("{} is out of range: use 1s to 1h", HumanDuration(window)),
+                ));
+            }
+        }
+        let target = self
+            .target_utilization
+            .unwrap_or(DEFAULT_TARGET_UTILIZATION);
+        if !target.is_finite() || !(0.1..=1.0).contains(&target) {
+            return Err(SpecError::new(
+                "target_utilization",
+                format!("{target} is out of range: use 0.1 to 1"),
+            ));
+        }
         Ok((
             HttpSettings {
                 port,
@@ -478,6 +521,8 @@ impl FunctionSpec {
                 min_instances: min,
                 max_instances: max,
                 idle_timeout_ms: idle.as_millis() as u64,
+                window_ms: window.map(|w| w.as_millis() as u64),
+                target_utilization: target,
             },
         ))
     }
@@ -587,8 +632,34 @@ mod tests {
                 concurrency: 4,
                 min_instances: 1,
                 max_instances: 3,
-                idle_timeout_ms: 2000
+                idle_timeout_ms: 2000,
+                window_ms: None,
+                target_utilization: 0.7,
             }
+        );
+    }
+
+    #[test]
+    fn the_autoscaler_is_configurable_per_function() {
+        let config = spec(
+            r#"{"image":"x","contract":"http","autoscale_window":"10s","target_utilization":0.5}"#,
+        )
+        .expect("parses")
+        .validate()
+        .expect("valid");
+        assert_eq!(config.scaling.window_ms, Some(10_000));
+        assert_eq!(config.scaling.target_utilization, 0.5);
+        assert_eq!(
+            field_of(r#"{"image":"x","contract":"http","autoscale_window":"10ms"}"#),
+            "autoscale_window"
+        );
+        assert_eq!(
+            field_of(r#"{"image":"x","contract":"http","target_utilization":1.5}"#),
+            "target_utilization"
+        );
+        assert_eq!(
+            field_of(r#"{"image":"x","target_utilization":0.5}"#),
+            "target_utilization"
         );
     }
 

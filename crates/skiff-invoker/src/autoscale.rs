@@ -1,7 +1,8 @@
 //! How many instances a function should have, from its demand: in-flight plus waiting calls,
 //! averaged over a stable window and a short panic window, as Knative's autoscaler does.
 //!
-//! Each instance is targeted at 70% of its concurrency (at least one call). The stable
+//! Each instance is targeted at `target_utilization` (default 70%) of its concurrency (at
+//! least one call), over the function's own stable window or the daemon's. The stable
 //! average decides; when the panic-window average needs twice the instances there are, the
 //! autoscaler panics: it scales up on the short window and does not scale down until a
 //! whole stable window has passed without panic. The result is kept within
@@ -11,8 +12,6 @@ use skiff_core::Scaling;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-/// Share of an instance's concurrency the autoscaler aims to use.
-const TARGET_UTILIZATION: f64 = 0.7;
 /// Ratio of panic-window demand to capacity that starts a panic.
 const PANIC_THRESHOLD: f64 = 2.0;
 
@@ -63,7 +62,7 @@ impl Autoscaler {
         {
             self.samples.pop_front();
         }
-        let per_instance = (f64::from(scaling.concurrency) * TARGET_UTILIZATION).max(1.0);
+        let per_instance = (f64::from(scaling.concurrency) * scaling.target_utilization).max(1.0);
         let stable = average(&self.samples, now.checked_sub(window).unwrap_or(now));
         let burst = average(&self.samples, now.checked_sub(panic_window).unwrap_or(now));
         let want_stable = (stable / per_instance).ceil() as usize;
@@ -98,6 +97,8 @@ mod tests {
             min_instances: min,
             max_instances: max,
             idle_timeout_ms: 1000,
+            window_ms: None,
+            target_utilization: 0.7,
         }
     }
 

@@ -789,7 +789,9 @@ impl InstanceManager {
                 f64::from(demand),
                 active.len() + pool.starting,
                 &scaling,
-                self.settings.autoscale_window,
+                scaling
+                    .window_ms
+                    .map_or(self.settings.autoscale_window, Duration::from_millis),
             );
             let current = active.len() + pool.starting;
             if desired > current {

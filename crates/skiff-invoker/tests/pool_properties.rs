@@ -84,6 +84,8 @@ fn run(concurrency: u32, max: u32, holds: Vec<u64>) -> Result<(), TestCaseError>
                 min_instances: 0,
                 max_instances: max,
                 idle_timeout_ms: 60_000,
+                window_ms: None,
+                target_utilization: 0.7,
             },
         }));
 

@@ -321,10 +321,14 @@ async fn min_instances_are_warm_from_deploy_and_idle_ones_scale_to_zero() {
 
 #[tokio::test]
 async fn the_last_idle_instance_is_paused_and_resumes_fast() {
-    let Some(d) = daemon(&["--autoscale-window", "2s"]).await else {
-        return;
-    };
-    deploy(&d, "web", web(json!({"idle_timeout": "1s"}))).await;
+    // The function's own autoscaler window (the daemon's default is 60s).
+    let Some(d) = daemon(&[]).await else { return };
+    deploy(
+        &d,
+        "web",
+        web(json!({"idle_timeout": "1s", "autoscale_window": "2s"})),
+    )
+    .await;
     let first: Value = get(&d, "/fn/web/").await.json().await.expect("json");
     wait_for("a paused instance", Duration::from_secs(20), async || {
         let list = instances(&d, "web").await;

@@ -69,6 +69,14 @@ pub struct DeployArgs {
     /// contract) [default: 5m]
     #[arg(long, value_name = "DURATION")]
     pub idle_timeout: Option<HumanDuration>,
+    /// The autoscaler's stable window for this function, e.g. 30s (http contract)
+    /// [default: the daemon's --autoscale-window]
+    #[arg(long, value_name = "DURATION")]
+    pub autoscale_window: Option<HumanDuration>,
+    /// Share of each instance's concurrency the autoscaler aims to use, 0.1 to 1 (http
+    /// contract) [default: 0.7]
+    #[arg(long, value_name = "SHARE")]
+    pub target_utilization: Option<f64>,
     /// Folder holding the function's skiff.toml [default: the current folder]
     #[arg(long, value_name = "PATH")]
     pub dir: Option<PathBuf>,
@@ -114,6 +122,10 @@ pub struct Manifest {
     pub max_instances: Option<u32>,
     /// Idle time before an extra instance is stopped (`http` contract).
     pub idle_timeout: Option<HumanDuration>,
+    /// The autoscaler's stable window (`http` contract).
+    pub autoscale_window: Option<HumanDuration>,
+    /// The autoscaler's target share of concurrency (`http` contract).
+    pub target_utilization: Option<f64>,
 }
 
 fn contract_parser() -> impl TypedValueParser<Value = Contract> {
@@ -244,12 +256,14 @@ pub fn build_spec(args: &DeployArgs, manifest: Manifest) -> anyhow::Result<(Stri
         min_instances: args.min_instances.or(manifest.min_instances),
         max_instances: args.max_instances.or(manifest.max_instances),
         idle_timeout: args.idle_timeout.or(manifest.idle_timeout),
+        autoscale_window: args.autoscale_window.or(manifest.autoscale_window),
+        target_utilization: args.target_utilization.or(manifest.target_utilization),
     };
     Ok((name.to_string(), spec))
 }
 
 /// The fields of a spec that only long-lived instances (the `http` contract) take.
-const INSTANCE_FIELDS: [&str; 7] = [
+const INSTANCE_FIELDS: [&str; 9] = [
     "port",
     "readiness_path",
     "startup_timeout",
@@ -257,6 +271,8 @@ const INSTANCE_FIELDS: [&str; 7] = [
     "min_instances",
     "max_instances",
     "idle_timeout",
+    "autoscale_window",
+    "target_utilization",
 ];
 
 /// The line `skiff deploy` prints: `deployed web (version 1, image ... @ sha256:..., http on

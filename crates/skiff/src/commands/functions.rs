@@ -94,6 +94,8 @@ pub(crate) mod tests {
             min_instances: None,
             max_instances: None,
             idle_timeout: None,
+            autoscale_window: None,
+            target_utilization: None,
             version: 3,
             created_at: time,
             updated_at: time,
