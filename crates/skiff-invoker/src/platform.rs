@@ -185,13 +185,21 @@ fn limited(body: Body, limit: usize) -> Body {
     http_body_util::Limited::new(body, limit).boxed_unsync()
 }
 
-/// Whether the request declares a body over `limit` bytes.
-fn request_too_large(headers: &HeaderMap, limit: usize) -> bool {
+/// Bodies up to this size are read before an `http` call is sent, so that it can be sent
+/// again to another instance.
+const REPLAYABLE_BODY: u64 = 64 * 1024;
+
+/// The request's declared body length.
+fn content_length(headers: &HeaderMap) -> Option<u64> {
     headers
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok())
-        .is_some_and(|len| len > limit as u64)
+}
+
+/// Whether the request declares a body over `limit` bytes.
+fn request_too_large(headers: &HeaderMap, limit: usize) -> bool {
+    content_length(headers).is_some_and(|len| len > limit as u64)
 }
 
 /// The first error of type `E` in `err`'s chain of sources.
@@ -857,10 +865,27 @@ impl Platform {
         let deadline_text = (call.started_at
             + chrono::Duration::from_std(call.timeout).unwrap_or(chrono::Duration::MAX))
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-        // A body known to be empty can be sent again if an instance turns out to be dead
-        // before it took the request; a streamed body cannot.
-        let empty = http_body::Body::is_end_stream(&request.body);
-        let mut body = Some(limited(request.body, limit));
+        // A small body is read first, so that the call can be sent again to another instance
+        // if the first turns out to be gone before it took the request; a larger (or
+        // unsized) body streams through and cannot be replayed.
+        let small = http_body::Body::is_end_stream(&request.body)
+            || content_length(&request.headers).is_some_and(|n| n <= REPLAYABLE_BODY);
+        let (replay, mut body) = if small {
+            let bytes = match limited(request.body, limit).collect().await {
+                Ok(collected) => collected.to_bytes(),
+                Err(err) if err.is::<http_body_util::LengthLimitError>() => {
+                    return Err(PlatformError::PayloadTooLarge { limit })
+                }
+                Err(err) => {
+                    return Err(PlatformError::BadRequest {
+                        message: format!("cannot read the request body: {err}"),
+                    })
+                }
+            };
+            (Some(bytes), None)
+        } else {
+            (None, Some(limited(request.body, limit)))
+        };
         let mut attempts = 0;
         loop {
             attempts += 1;
@@ -900,9 +925,10 @@ impl Platform {
             );
             self.metrics.queue_waited(&function, lease.waited);
             call.record.instance = Some(lease.instance.clone());
-            let this_body = match body.take() {
-                Some(b) => b,
-                None => crate::http::full(Bytes::new()),
+            let this_body = match (&replay, body.take()) {
+                (Some(bytes), _) => crate::http::full(bytes.clone()),
+                (None, Some(streamed)) => streamed,
+                (None, None) => crate::http::full(Bytes::new()),
             };
             let outgoing = crate::http::instance_request(
                 lease.addr,
@@ -969,7 +995,7 @@ impl Platform {
             }
             lease.mark_broken();
             drop(lease);
-            if failure.is_connect() && empty && attempts < 3 {
+            if failure.is_connect() && replay.is_some() && attempts < 3 {
                 tracing::warn!(function, err = %failure, "an instance refused a call before taking it; retrying on another");
                 continue;
             }
