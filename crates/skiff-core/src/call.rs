@@ -207,10 +207,13 @@ pub enum CallErrorType {
     Interrupted,
     /// The container engine failed during the call.
     EngineError,
+    /// skiff refused the call after accepting it: its function's queue was full, or its
+    /// body went over the size limit while streaming.
+    Rejected,
 }
 
 impl CallErrorType {
-    const ALL: [CallErrorType; 8] = [
+    const ALL: [CallErrorType; 9] = [
         CallErrorType::FunctionError,
         CallErrorType::Crashed,
         CallErrorType::OutOfMemory,
@@ -219,6 +222,7 @@ impl CallErrorType {
         CallErrorType::StartFailed,
         CallErrorType::Interrupted,
         CallErrorType::EngineError,
+        CallErrorType::Rejected,
     ];
 
     /// The error type as stored and shown.
@@ -232,6 +236,7 @@ impl CallErrorType {
             CallErrorType::StartFailed => "start_failed",
             CallErrorType::Interrupted => "interrupted",
             CallErrorType::EngineError => "engine_error",
+            CallErrorType::Rejected => "rejected",
         }
     }
 

@@ -855,12 +855,6 @@ impl Platform {
         call.record.request_size = http_body::Body::size_hint(&request.body)
             .exact()
             .unwrap_or(0);
-        self.recorder
-            .record(CallWrite {
-                record: call.record.clone(),
-                logs: None,
-            })
-            .await;
         let call_id = call.record.id.to_string();
         let deadline_text = (call.started_at
             + chrono::Duration::from_std(call.timeout).unwrap_or(chrono::Duration::MAX))
@@ -886,6 +880,16 @@ impl Platform {
         } else {
             (None, Some(limited(request.body, limit)))
         };
+        if let Some(bytes) = &replay {
+            call.record.request_size = bytes.len() as u64;
+        }
+        // From here on, the call has a record, and every way out finishes it.
+        self.recorder
+            .record(CallWrite {
+                record: call.record.clone(),
+                logs: None,
+            })
+            .await;
         let mut attempts = 0;
         loop {
             attempts += 1;
@@ -894,10 +898,32 @@ impl Platform {
                 Err(err) => {
                     let (kind, message) = match err {
                         AcquireError::QueueFull { .. } => {
+                            let message = err.to_string();
+                            self.finish(
+                                &mut call,
+                                CallResult::Failed {
+                                    kind: CallErrorType::Rejected,
+                                    message,
+                                },
+                                None,
+                            )
+                            .await;
                             let (running, queued) = self.load();
                             return Err(PlatformError::Overloaded { running, queued });
                         }
-                        AcquireError::ShuttingDown => return Err(PlatformError::ShuttingDown),
+                        AcquireError::ShuttingDown => {
+                            let message = err.to_string();
+                            self.finish(
+                                &mut call,
+                                CallResult::Failed {
+                                    kind: CallErrorType::Interrupted,
+                                    message,
+                                },
+                                None,
+                            )
+                            .await;
+                            return Err(PlatformError::ShuttingDown);
+                        }
                         AcquireError::Timeout => (CallErrorType::Timeout, err.to_string()),
                         AcquireError::StartFailed(message) => (CallErrorType::StartFailed, message),
                     };
@@ -939,10 +965,23 @@ impl Platform {
                 &call_id,
                 &deadline_text,
                 this_body,
-            )
-            .map_err(|e| PlatformError::BadRequest {
-                message: format!("the request cannot be forwarded: {e}"),
-            })?;
+            );
+            let outgoing = match outgoing {
+                Ok(outgoing) => outgoing,
+                Err(err) => {
+                    let message = format!("the request cannot be forwarded: {err}");
+                    self.finish(
+                        &mut call,
+                        CallResult::Failed {
+                            kind: CallErrorType::Rejected,
+                            message: message.clone(),
+                        },
+                        None,
+                    )
+                    .await;
+                    return Err(PlatformError::BadRequest { message });
+                }
+            };
             let sent = tokio::time::timeout_at(call.deadline, self.client.request(outgoing)).await;
             let mut lease = lease;
             let failure = match sent {
@@ -989,8 +1028,17 @@ impl Platform {
                     });
                 }
             };
-            if let Some(limit_error) = find_source::<http_body_util::LengthLimitError>(&failure) {
-                let _ = limit_error;
+            if find_source::<http_body_util::LengthLimitError>(&failure).is_some() {
+                let message = format!("the request body is larger than the limit of {limit} bytes");
+                self.finish(
+                    &mut call,
+                    CallResult::Failed {
+                        kind: CallErrorType::Rejected,
+                        message,
+                    },
+                    None,
+                )
+                .await;
                 return Err(PlatformError::PayloadTooLarge { limit });
             }
             lease.mark_broken();

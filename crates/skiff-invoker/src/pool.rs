@@ -149,12 +149,13 @@ struct Instance {
     last_used: Instant,
     /// Health checks failed in a row.
     health_failures: u32,
+    /// When it last became ready: started, or resumed from pause.
+    ready_since: Instant,
 }
 
 struct Waiter {
     tx: oneshot::Sender<Result<Lease, AcquireError>>,
     since: Instant,
-    cold: bool,
 }
 
 struct Pool {
@@ -335,7 +336,7 @@ impl InstanceManager {
                     "function `{function}` has no instances"
                 )));
             };
-            if let Some(lease) = self.take_slot(function, pool, false, started) {
+            if let Some(lease) = self.take_slot(function, pool, started) {
                 return Ok(lease);
             }
             if pool.waiters.len() >= self.settings.max_queued {
@@ -345,11 +346,7 @@ impl InstanceManager {
                 });
             }
             let (tx, rx) = oneshot::channel();
-            pool.waiters.push_back(Waiter {
-                tx,
-                since: started,
-                cold: true,
-            });
+            pool.waiters.push_back(Waiter { tx, since: started });
             rx
         };
         // Room may come from a paused instance or a new one.
@@ -357,16 +354,21 @@ impl InstanceManager {
         match tokio::time::timeout_at(deadline, rx).await {
             Ok(Ok(result)) => result,
             Ok(Err(_closed)) => Err(AcquireError::ShuttingDown),
-            Err(_elapsed) => Err(AcquireError::Timeout),
+            // If starting instances kept failing, that is the better account of the wait.
+            Err(_elapsed) => Err(self
+                .pools()
+                .get(function)
+                .and_then(|pool| pool.last_failure.clone())
+                .map_or(AcquireError::Timeout, AcquireError::StartFailed)),
         }
     }
 
-    /// A slot on the least busy ready instance with room, if there is one.
+    /// A slot on the least busy ready instance with room, if there is one. The call is cold
+    /// when the instance became ready (started or resumed) after the call began waiting.
     fn take_slot(
         self: &Arc<Self>,
         function: &str,
         pool: &mut Pool,
-        cold: bool,
         since: Instant,
     ) -> Option<Lease> {
         let version = pool.target.version;
@@ -381,6 +383,7 @@ impl InstanceManager {
             .min_by_key(|i| i.in_flight)?;
         instance.in_flight += 1;
         instance.state = InstanceState::Busy;
+        let cold = instance.ready_since >= since;
         let addr = instance.addr?;
         Some(Lease {
             manager: self.clone(),
@@ -399,7 +402,7 @@ impl InstanceManager {
             if waiter.tx.is_closed() {
                 continue;
             }
-            match self.take_slot(function, pool, waiter.cold, waiter.since) {
+            match self.take_slot(function, pool, waiter.since) {
                 Some(lease) => {
                     // A waiter that gave up in the meantime returns the slot by dropping it.
                     let _ = waiter.tx.send(Ok(lease));
@@ -490,6 +493,16 @@ impl InstanceManager {
             }
         }
         if let Some((id, container)) = resume {
+            self.spawn_resume(function, id, container);
+        }
+        for _ in 0..start {
+            self.spawn_start(function);
+        }
+    }
+
+    /// Resumes a paused instance (already marked `Starting`) and serves waiting calls.
+    fn spawn_resume(self: &Arc<Self>, function: &str, id: String, container: String) {
+        {
             let manager = self.clone();
             let function = function.to_string();
             self.tracker.spawn(async move {
@@ -500,6 +513,7 @@ impl InstanceManager {
                         Ok(()) => {
                             if let Some(i) = pool.instances.iter_mut().find(|i| i.id == id) {
                                 i.state = InstanceState::Ready;
+                                i.ready_since = Instant::now();
                             }
                             manager.serve_waiters(&function, pool);
                         }
@@ -513,9 +527,6 @@ impl InstanceManager {
                     }
                 }
             });
-        }
-        for _ in 0..start {
-            self.spawn_start(function);
         }
     }
 
@@ -622,6 +633,7 @@ impl InstanceManager {
                 in_flight: 0,
                 last_used: Instant::now(),
                 health_failures: 0,
+                ready_since: Instant::now(),
             }),
             Err(message) => {
                 if let Err(err) = self.engine.remove(&container).await {
@@ -766,6 +778,7 @@ impl InstanceManager {
         let now = Instant::now();
         let mut to_stop = Vec::new();
         let mut to_pause = Vec::new();
+        let mut to_resume = Vec::new();
         let mut start = 0;
         {
             let mut pools = self.pools();
@@ -795,7 +808,21 @@ impl InstanceManager {
             );
             let current = active.len() + pool.starting;
             if desired > current {
-                start = desired - current;
+                // Paused instances count against max_instances: resume them first.
+                let mut wanted = desired - current;
+                for i in pool
+                    .instances
+                    .iter_mut()
+                    .filter(|i| i.version == target.version && i.state == InstanceState::Paused)
+                {
+                    if wanted == 0 {
+                        break;
+                    }
+                    wanted -= 1;
+                    i.state = InstanceState::Starting;
+                    to_resume.push((i.id.clone(), i.container.clone()));
+                }
+                start = wanted;
                 pool.starting += start;
             } else if desired < current && !panic {
                 let idle_for = scaling.idle_timeout();
@@ -849,6 +876,9 @@ impl InstanceManager {
             }
             pool.instances
                 .retain(|i| i.state != InstanceState::Stopping);
+        }
+        for (id, container) in to_resume {
+            self.spawn_resume(function, id, container);
         }
         for container in to_pause {
             let engine = self.engine.clone();

@@ -462,3 +462,61 @@ async fn an_instance_that_fails_its_health_checks_is_replaced() {
     .await;
     d.stop().await;
 }
+
+#[tokio::test]
+async fn calls_beyond_the_queue_get_429_and_no_record_is_left_running() {
+    let Some(d) = daemon(&["--max-queued-calls", "1"]).await else {
+        return;
+    };
+    deploy(
+        &d,
+        "web",
+        web(json!({"concurrency": 1, "max_instances": 1, "min_instances": 1})),
+    )
+    .await;
+    wait_for("a ready instance", Duration::from_secs(20), async || {
+        instances(&d, "web")
+            .await
+            .iter()
+            .any(|i| i["state"] == "ready")
+    })
+    .await;
+    let slow = |delay: u64| {
+        let url = format!("{}/fn/web/?sleep_ms=1500", d.url);
+        async move {
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+            reqwest::get(url).await.expect("call").status()
+        }
+    };
+    let (a, b, c) = tokio::join!(slow(0), slow(200), slow(400));
+    let mut statuses = vec![a, b, c];
+    statuses.sort();
+    assert_eq!(
+        statuses,
+        vec![
+            StatusCode::OK,
+            StatusCode::OK,
+            StatusCode::TOO_MANY_REQUESTS
+        ],
+        "one runs, one waits, the third is refused"
+    );
+    let page: Value = get(&d, "/v1/calls?function=web")
+        .await
+        .json()
+        .await
+        .expect("calls");
+    let calls = page["calls"].as_array().cloned().unwrap_or_default();
+    assert_eq!(calls.len(), 3, "{page}");
+    assert!(calls.iter().all(|c| c["status"] != "running"), "{page}");
+    assert!(
+        calls.iter().any(|c| c["error_type"] == "rejected"),
+        "{page}"
+    );
+    assert!(
+        calls
+            .iter()
+            .any(|c| c["wait_ms"].as_u64().unwrap_or(0) >= 1000),
+        "the queued call's wait is recorded: {page}"
+    );
+    d.stop().await;
+}
