@@ -2,10 +2,11 @@
 # Builds the example and test function images FROM scratch, with no registry and no pull:
 # each is one statically linked Rust binary. Idempotent; safe to run concurrently.
 #
-#   skiff/hello:latest      examples/hello      JSON {"name":...} in, "Hello <name>!" out
-#   skiff/uppercase:latest  examples/uppercase  text in, upper case out
-#   skiff/echo-http:latest  examples/echo-http  http contract: describes or echoes each request
-#   skiff/testfn:latest     testing/testfn      the end-to-end tests' function (see its docs)
+#   skiff/hello:latest         examples/hello         JSON {"name":...} in, "Hello <name>!" out
+#   skiff/uppercase:latest     examples/uppercase     text in, upper case out
+#   skiff/echo-http:latest     examples/echo-http     http contract: describes or echoes each request
+#   skiff/lambda-hello:latest  examples/lambda-hello  lambda contract (lambda_runtime): greets
+#   skiff/testfn:latest        testing/testfn         the end-to-end tests' function (see its docs)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -16,9 +17,9 @@ flock 9
 
 # An explicit --target keeps these flags off build scripts and proc macros.
 RUSTFLAGS="-C target-feature=+crt-static" cargo build --quiet --release --locked \
-  --target "$target" -p hello -p uppercase -p echo-http -p testfn
+  --target "$target" -p hello -p uppercase -p echo-http -p lambda-hello -p testfn
 
-for name in hello uppercase echo-http testfn; do
+for name in hello uppercase echo-http lambda-hello testfn; do
   ctx=$(mktemp -d)
   cp "target/$target/release/$name" "$ctx/$name"
   cat >"$ctx/Dockerfile" <<DOCKERFILE

@@ -80,6 +80,9 @@ pub struct FunctionView {
     /// Share of each instance's concurrency the autoscaler aims to use (`http` contract).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_utilization: Option<f64>,
+    /// The handler (`lambda` contract).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handler: Option<String>,
     /// Version, starting at 1.
     pub version: u64,
     /// When the function was first deployed.
@@ -93,9 +96,11 @@ impl From<&Function> for FunctionView {
         let r = &f.config.resources;
         let instances = f.config.contract != Contract::Exec;
         let (http, scaling) = (&f.config.http, &f.config.scaling);
+        let served_http = f.config.contract == Contract::Http;
         FunctionView {
-            port: instances.then_some(http.port),
-            readiness_path: http.readiness_path.clone().filter(|_| instances),
+            handler: f.config.handler.clone(),
+            port: served_http.then_some(http.port),
+            readiness_path: http.readiness_path.clone().filter(|_| served_http),
             startup_timeout: instances.then(|| HumanDuration(http.startup_timeout()).to_string()),
             concurrency: instances.then_some(scaling.concurrency),
             min_instances: instances.then_some(scaling.min_instances),

@@ -185,6 +185,10 @@ pub struct FunctionSpec {
     /// contract). Default 0.7.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_utilization: Option<f64>,
+    /// The handler (`lambda` contract): passed as `_HANDLER` and as the container's command,
+    /// as AWS does for images (e.g. `app.handler`). Default: the image's command.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handler: Option<String>,
 }
 
 /// A spec that was refused: which field, and why.
@@ -238,9 +242,12 @@ pub struct FunctionConfig {
     /// How instances are reached (`http` contract).
     #[serde(default)]
     pub http: HttpSettings,
-    /// How many instances run (`http` contract).
+    /// How many instances run (`http` and `lambda` contracts).
     #[serde(default)]
     pub scaling: Scaling,
+    /// The handler (`lambda` contract).
+    #[serde(default)]
+    pub handler: Option<String>,
 }
 
 /// How skiff reaches an `http` instance.
@@ -336,11 +343,41 @@ impl FunctionSpec {
             ));
         }
         let contract = self.contract.unwrap_or_default();
+        if let Some(handler) = &self.handler {
+            if contract != Contract::Lambda {
+                return Err(SpecError::new(
+                    "handler",
+                    "applies to the `lambda` contract only",
+                ));
+            }
+            if handler.is_empty()
+                || handler.len() > 256
+                || handler.chars().any(|c| c.is_whitespace() || c.is_control())
+            {
+                return Err(SpecError::new(
+                    "handler",
+                    format!("`{handler}` is not a handler name"),
+                ));
+            }
+        }
         if contract == Contract::Lambda {
-            return Err(SpecError::new(
-                "contract",
-                format!("the `{contract}` contract is not available in this version; use `exec` or `http`"),
-            ));
+            for (field, set) in [
+                ("port", self.port.is_some()),
+                ("readiness_path", self.readiness_path.is_some()),
+            ] {
+                if set {
+                    return Err(SpecError::new(
+                        field,
+                        "does not apply to the `lambda` contract: instances talk to skiff's Runtime API",
+                    ));
+                }
+            }
+            if self.concurrency.is_some_and(|c| c != 1) {
+                return Err(SpecError::new(
+                    "concurrency",
+                    "a `lambda` instance serves one event at a time: leave it unset or 1",
+                ));
+            }
         }
         let memory = self.memory.unwrap_or(DEFAULT_MEMORY);
         if memory < MIN_MEMORY || memory > MAX_MEMORY {
@@ -399,6 +436,7 @@ impl FunctionSpec {
         Ok(FunctionConfig {
             http,
             scaling,
+            handler: self.handler.clone(),
             image: image.to_string(),
             contract,
             resources: Resources {
@@ -461,7 +499,10 @@ impl FunctionSpec {
                 ),
             ));
         }
-        let concurrency = self.concurrency.unwrap_or(DEFAULT_CONCURRENCY);
+        let concurrency = match contract {
+            Contract::Lambda => 1,
+            _ => self.concurrency.unwrap_or(DEFAULT_CONCURRENCY),
+        };
         if !(1..=1000).contains(&concurrency) {
             return Err(SpecError::new(
                 "concurrency",
@@ -698,7 +739,18 @@ mod tests {
     fn each_invalid_field_is_named() {
         assert_eq!(field_of(r#"{"image":""}"#), "image");
         assert_eq!(field_of(r#"{"image":"a b"}"#), "image");
-        assert_eq!(field_of(r#"{"image":"x","contract":"lambda"}"#), "contract");
+        assert_eq!(
+            field_of(r#"{"image":"x","handler":"app.handler"}"#),
+            "handler"
+        );
+        assert_eq!(
+            field_of(r#"{"image":"x","contract":"lambda","port":8080}"#),
+            "port"
+        );
+        assert_eq!(
+            field_of(r#"{"image":"x","contract":"lambda","concurrency":4}"#),
+            "concurrency"
+        );
         assert_eq!(field_of(r#"{"image":"x","concurrency":4}"#), "concurrency");
         assert_eq!(
             field_of(r#"{"image":"x","contract":"http","port":0}"#),

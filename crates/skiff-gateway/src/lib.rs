@@ -13,6 +13,7 @@ mod api;
 mod error;
 mod openapi;
 mod public;
+pub mod runtime_api;
 
 pub use error::{ApiError, ErrorBody, ErrorDetail, CALL_ID_HEADER};
 pub use openapi::ApiDoc;

@@ -38,6 +38,10 @@ pub struct PlatformConfig {
     pub autoscale_window: Duration,
     /// How often serving instances are health-checked.
     pub health_interval: Duration,
+    /// The AWS region reported to Lambda functions and in ARNs.
+    pub region: String,
+    /// Port of the Lambda Runtime API on the functions' network gateway (0: any free one).
+    pub runtime_api_port: u16,
 }
 
 impl PlatformConfig {
@@ -59,6 +63,8 @@ impl PlatformConfig {
             paused_ttl: Duration::from_secs(3600),
             autoscale_window: Duration::from_secs(60),
             health_interval: Duration::from_secs(10),
+            region: "us-east-1".to_string(),
+            runtime_api_port: 0,
         }
     }
 }

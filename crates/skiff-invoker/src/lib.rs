@@ -15,6 +15,7 @@ pub mod config;
 mod error;
 pub mod exec;
 pub mod http;
+pub mod lambda;
 mod limiter;
 pub mod metrics;
 mod platform;

@@ -4,6 +4,7 @@ use crate::config::PlatformConfig;
 use crate::error::PlatformError;
 use crate::exec::{ExecDriver, ExecSettings, ExecTarget};
 use crate::http::Body;
+use crate::lambda::{LambdaRegistry, Outcome};
 use crate::limiter::{Limiter, Refused};
 use crate::pool::{
     AcquireError, InstanceManager, InstanceSettings, InstanceTarget, InstanceView, Lease,
@@ -20,6 +21,7 @@ use skiff_core::{
 use skiff_runtime::{ContainerEngine, EngineError};
 use skiff_store::{CallFilter, CallWrite, Store};
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -259,6 +261,9 @@ pub struct Platform {
     instances: Arc<InstanceManager>,
     client: crate::http::Client,
     metrics: crate::metrics::Metrics,
+    lambda: Arc<LambdaRegistry>,
+    runtime_api: SocketAddr,
+    runtime_listener: std::sync::Mutex<Option<tokio::net::TcpListener>>,
     tracker: TaskTracker,
     cancel: CancellationToken,
     accepting: AtomicBool,
@@ -333,6 +338,24 @@ impl Platform {
             cancel.clone(),
         );
         let client = crate::http::client();
+        // The Runtime API listens where function containers reach the host, and nowhere else.
+        let gateway = engine
+            .network_gateway(&network)
+            .await?
+            .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
+        let runtime_listener = tokio::net::TcpListener::bind((gateway, config.runtime_api_port))
+            .await
+            .map_err(|e| PlatformError::Setup {
+                what: "binding the Lambda Runtime API",
+                message: format!("{gateway}:{}: {e}", config.runtime_api_port),
+            })?;
+        let runtime_api = runtime_listener
+            .local_addr()
+            .map_err(|e| PlatformError::Setup {
+                what: "binding the Lambda Runtime API",
+                message: e.to_string(),
+            })?;
+        let lambda = LambdaRegistry::new();
         let instances = InstanceManager::new(
             engine.clone(),
             InstanceSettings {
@@ -346,6 +369,7 @@ impl Platform {
             },
             cancel.clone(),
             client.clone(),
+            lambda.clone(),
         );
         let platform = Arc::new(Platform {
             limiter: Limiter::new(config.max_concurrent_calls, config.max_queued_calls),
@@ -360,13 +384,16 @@ impl Platform {
             instances,
             client,
             metrics: crate::metrics::Metrics::new(),
+            lambda,
+            runtime_api,
+            runtime_listener: std::sync::Mutex::new(Some(runtime_listener)),
             tracker,
             cancel,
             accepting: AtomicBool::new(true),
             in_flight: InFlight::default(),
         });
         for entry in platform.all_entries() {
-            if let Some(target) = instance_target(&entry.function) {
+            if let Some(target) = platform.instance_target(&entry.function) {
                 platform.instances.set_target(Arc::new(target));
             }
         }
@@ -495,7 +522,7 @@ impl Platform {
         };
         self.store.put_function(&function).await?;
         let exec = Arc::new(exec_target(&function, image.command()));
-        let instances = instance_target(&function);
+        let instances = self.instance_target(&function);
         let was_instances = previous
             .as_ref()
             .is_some_and(|e| e.function.config.contract != Contract::Exec);
@@ -732,7 +759,19 @@ impl Platform {
                 drop(in_flight);
                 result
             }
-            _ => {
+            Contract::Lambda => {
+                self.invoke_lambda(
+                    &entry,
+                    request,
+                    call,
+                    Held {
+                        _slot: slot,
+                        _in_flight: in_flight,
+                    },
+                )
+                .await
+            }
+            Contract::Http => {
                 self.invoke_http(
                     &entry,
                     request,
@@ -840,6 +879,155 @@ impl Platform {
                 message,
                 exit_code: outcome.exit_code,
             }),
+        }
+    }
+
+    async fn invoke_lambda(
+        self: &Arc<Self>,
+        entry: &Entry,
+        request: InvokeRequest,
+        mut call: CallContext,
+        held: Held,
+    ) -> Result<InvokeOutcome, PlatformError> {
+        let limit = self.config.max_request_bytes;
+        let function = entry.function.name.to_string();
+        let payload = match limited(request.body, limit).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(err) if err.is::<http_body_util::LengthLimitError>() => {
+                return Err(PlatformError::PayloadTooLarge { limit })
+            }
+            Err(err) => {
+                return Err(PlatformError::BadRequest {
+                    message: format!("cannot read the request body: {err}"),
+                })
+            }
+        };
+        call.record.request_size = payload.len() as u64;
+        self.recorder
+            .record(CallWrite {
+                record: call.record.clone(),
+                logs: None,
+            })
+            .await;
+        let failed = |kind: CallErrorType, message: String| (kind, message);
+        let outcome = match self.instances.acquire(&function, call.deadline).await {
+            Err(AcquireError::QueueFull { .. }) => Err((
+                failed(
+                    CallErrorType::Rejected,
+                    "the function's queue is full".into(),
+                ),
+                Some(PlatformError::Overloaded {
+                    running: self.load().0,
+                    queued: self.load().1,
+                }),
+            )),
+            Err(AcquireError::ShuttingDown) => Err((
+                failed(CallErrorType::Interrupted, "skiff is shutting down".into()),
+                Some(PlatformError::ShuttingDown),
+            )),
+            Err(err @ AcquireError::Timeout) => {
+                Err((failed(CallErrorType::Timeout, err.to_string()), None))
+            }
+            Err(AcquireError::StartFailed(message)) => {
+                Err((failed(CallErrorType::StartFailed, message), None))
+            }
+            Ok(mut lease) => {
+                call.record.cold = Some(lease.cold);
+                call.record.instance = Some(lease.instance.clone());
+                call.record.wait_ms = Some(
+                    call.record.wait_ms.unwrap_or(0)
+                        + u64::try_from(lease.waited.as_millis()).unwrap_or(u64::MAX),
+                );
+                self.metrics.queue_waited(&function, lease.waited);
+                let deadline_ms = (call.started_at
+                    + chrono::Duration::from_std(call.timeout).unwrap_or(chrono::Duration::MAX))
+                .timestamp_millis();
+                let answer = tokio::time::timeout_at(
+                    call.deadline,
+                    self.lambda.invoke(
+                        lease.addr.ip(),
+                        call.record.id.to_string(),
+                        payload,
+                        deadline_ms,
+                        self.function_arn(&function),
+                    ),
+                )
+                .await;
+                match answer {
+                    Ok(Ok(Outcome::Response(body))) => Ok((body, lease.cold)),
+                    Ok(Ok(Outcome::Error { error_type, body })) => Err((
+                        failed(
+                            CallErrorType::FunctionError,
+                            format!("{error_type}: {}", String::from_utf8_lossy(&body)),
+                        ),
+                        None,
+                    )),
+                    Ok(Err(_gone)) => {
+                        lease.mark_broken();
+                        Err((
+                            failed(
+                                CallErrorType::Crashed,
+                                "the instance died while handling the event".into(),
+                            ),
+                            None,
+                        ))
+                    }
+                    Err(_elapsed) => {
+                        // The runtime is still busy with the event: the instance cannot take
+                        // another, so it goes.
+                        lease.mark_broken();
+                        Err((
+                            failed(
+                                CallErrorType::Timeout,
+                                "the call ran past its timeout and its instance was stopped".into(),
+                            ),
+                            None,
+                        ))
+                    }
+                }
+            }
+        };
+        drop(held);
+        match outcome {
+            Ok((body, cold)) => {
+                self.finish(
+                    &mut call,
+                    CallResult::Succeeded {
+                        response_size: body.len() as u64,
+                    },
+                    None,
+                )
+                .await;
+                let mut headers = HeaderMap::new();
+                headers.insert(
+                    http::header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
+                Ok(InvokeOutcome {
+                    call_id: call.record.id,
+                    cold,
+                    status: StatusCode::OK,
+                    headers,
+                    body: crate::http::full(body),
+                })
+            }
+            Err(((kind, message), refusal)) => {
+                self.finish(
+                    &mut call,
+                    CallResult::Failed {
+                        kind,
+                        message: message.clone(),
+                    },
+                    None,
+                )
+                .await;
+                Err(refusal.unwrap_or(PlatformError::CallFailed {
+                    call_id: call.record.id,
+                    error_type: kind,
+                    message,
+                    exit_code: None,
+                }))
+            }
         }
     }
 
@@ -1143,27 +1331,81 @@ async fn reap(engine: &dyn ContainerEngine, daemon_id: &str) -> Result<usize, En
 }
 
 /// What the instances of an `http` function run; `None` for `exec` functions.
-fn instance_target(function: &Function) -> Option<InstanceTarget> {
-    let config = &function.config;
-    if config.contract == Contract::Exec {
-        return None;
+impl Platform {
+    /// What the instances of an `http` or `lambda` function run; `None` for `exec`.
+    fn instance_target(&self, function: &Function) -> Option<InstanceTarget> {
+        let config = &function.config;
+        let mut env: Vec<String> = config
+            .env
+            .iter()
+            .chain(&config.secrets)
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let mut cmd = None;
+        match config.contract {
+            Contract::Exec => return None,
+            Contract::Http => env.push(format!("PORT={}", config.http.port)),
+            Contract::Lambda => {
+                let region = &self.config.region;
+                env.extend([
+                    format!("AWS_LAMBDA_RUNTIME_API={}", self.runtime_api),
+                    format!("AWS_LAMBDA_FUNCTION_NAME={}", function.name),
+                    format!(
+                        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE={}",
+                        config.resources.memory_bytes >> 20
+                    ),
+                    format!("AWS_LAMBDA_FUNCTION_VERSION={}", function.version),
+                    format!("AWS_REGION={region}"),
+                    format!("AWS_DEFAULT_REGION={region}"),
+                    "LAMBDA_TASK_ROOT=/var/task".to_string(),
+                    "LAMBDA_RUNTIME_DIR=/var/runtime".to_string(),
+                    format!("AWS_LAMBDA_LOG_GROUP_NAME=/aws/lambda/{}", function.name),
+                ]);
+                if let Some(handler) = &config.handler {
+                    env.push(format!("_HANDLER={handler}"));
+                    cmd = Some(vec![handler.clone()]);
+                }
+            }
+        }
+        Some(InstanceTarget {
+            function: function.name.to_string(),
+            version: function.version,
+            image: function.image_digest.clone(),
+            env,
+            resources: config.resources,
+            http: config.http.clone(),
+            scaling: config.scaling,
+            contract: config.contract,
+            cmd,
+        })
     }
-    let mut env: Vec<String> = config
-        .env
-        .iter()
-        .chain(&config.secrets)
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect();
-    env.push(format!("PORT={}", config.http.port));
-    Some(InstanceTarget {
-        function: function.name.to_string(),
-        version: function.version,
-        image: function.image_digest.clone(),
-        env,
-        resources: config.resources,
-        http: config.http.clone(),
-        scaling: config.scaling,
-    })
+
+    /// The ARN skiff gives a function, in AWS's shape.
+    pub fn function_arn(&self, name: &str) -> String {
+        format!(
+            "arn:aws:lambda:{}:000000000000:function:{name}",
+            self.config.region
+        )
+    }
+
+    /// The Runtime API's state, for the gateway's Runtime API routes.
+    pub fn lambda_registry(&self) -> &Arc<LambdaRegistry> {
+        &self.lambda
+    }
+
+    /// The listener for the Runtime API (on the functions' network gateway), once: the
+    /// caller serves it.
+    pub fn take_runtime_listener(&self) -> Option<tokio::net::TcpListener> {
+        self.runtime_listener
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+    }
+
+    /// Where instances reach the Runtime API.
+    pub fn runtime_api_address(&self) -> SocketAddr {
+        self.runtime_api
+    }
 }
 
 fn exec_target(function: &Function, command: Vec<String>) -> ExecTarget {

@@ -15,7 +15,7 @@
 use crate::autoscale::{Autoscaler, Decision};
 use bytes::Bytes;
 use futures::StreamExt;
-use skiff_core::{labels, HttpSettings, InstanceState, Resources, Scaling};
+use skiff_core::{labels, Contract, HttpSettings, InstanceState, Resources, Scaling};
 use skiff_runtime::{ContainerEngine, ContainerSpec, EngineError, Limits, Output};
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -49,6 +49,10 @@ pub struct InstanceTarget {
     pub http: HttpSettings,
     /// How many run.
     pub scaling: Scaling,
+    /// `http`: served on a port; `lambda`: speaks skiff's Runtime API.
+    pub contract: Contract,
+    /// Command override (a Lambda handler), `None` for the image's own.
+    pub cmd: Option<Vec<String>>,
 }
 
 /// Settings of the manager, from the platform's configuration.
@@ -177,6 +181,7 @@ pub struct InstanceManager {
     tracker: TaskTracker,
     cancel: CancellationToken,
     client: crate::http::Client,
+    lambda: Arc<crate::lambda::LambdaRegistry>,
 }
 
 impl std::fmt::Debug for Pool {
@@ -210,6 +215,7 @@ impl InstanceManager {
         settings: InstanceSettings,
         cancel: CancellationToken,
         client: crate::http::Client,
+        lambda: Arc<crate::lambda::LambdaRegistry>,
     ) -> Arc<Self> {
         Arc::new(InstanceManager {
             engine,
@@ -218,6 +224,7 @@ impl InstanceManager {
             tracker: TaskTracker::new(),
             cancel,
             client,
+            lambda,
         })
     }
 
@@ -596,7 +603,7 @@ impl InstanceManager {
             name: format!("skiff-{}-{id}", target.function),
             image: target.image.clone(),
             entrypoint: None,
-            cmd: None,
+            cmd: target.cmd.clone(),
             env: target.env.clone(),
             labels: HashMap::from([
                 (labels::MANAGED.to_string(), "true".to_string()),
@@ -682,6 +689,25 @@ impl InstanceManager {
             .ok_or_else(|| "the instance has no network address".to_string())?;
         let addr = SocketAddr::new(ip, target.http.port);
         let deadline = tokio::time::Instant::now() + target.http.startup_timeout();
+        if target.contract == Contract::Lambda {
+            // Ready when its runtime client first asks skiff's Runtime API for an event.
+            self.lambda.register(ip, container);
+            let outcome = tokio::select! {
+                ready = self.lambda.wait_ready(ip) => ready.map_err(|message| {
+                    format!("the function failed to initialise: {message}")
+                }),
+                _ = exited.wait_for(|e| *e) => Err("the instance exited before it was ready".to_string()),
+                _ = tokio::time::sleep_until(deadline) => Err(format!(
+                    "the instance's runtime did not ask for an event within {:?}",
+                    target.http.startup_timeout()
+                )),
+                _ = self.cancel.cancelled() => Err("skiff is shutting down".to_string()),
+            };
+            if outcome.is_err() {
+                self.lambda.unregister(container);
+            }
+            return outcome.map(|()| addr);
+        }
         let mut pause = Duration::from_millis(2);
         loop {
             if *exited.borrow() {
@@ -754,6 +780,8 @@ impl InstanceManager {
 
     /// Stops (SIGTERM, grace) and removes a container in the background.
     fn stop_container(&self, container: String) {
+        // Events in flight on a Lambda instance fail now rather than at its exit.
+        self.lambda.unregister(&container);
         let engine = self.engine.clone();
         self.tracker.spawn(async move {
             if let Err(err) = engine.stop(&container, STOP_GRACE).await {
@@ -911,6 +939,7 @@ impl InstanceManager {
         let probes: Vec<(String, String, SocketAddr, Option<String>)> = self
             .pools()
             .iter()
+            .filter(|(_, pool)| pool.target.contract == Contract::Http)
             .flat_map(|(function, pool)| {
                 let path = pool.target.http.readiness_path.clone();
                 pool.instances

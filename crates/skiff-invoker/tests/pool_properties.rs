@@ -61,6 +61,7 @@ fn run(concurrency: u32, max: u32, holds: Vec<u64>) -> Result<(), TestCaseError>
             },
             cancel.clone(),
             skiff_invoker::http::client(),
+            skiff_invoker::lambda::LambdaRegistry::new(),
         );
         let image = "web:1".to_string();
         manager.set_target(Arc::new(InstanceTarget {
@@ -87,6 +88,8 @@ fn run(concurrency: u32, max: u32, holds: Vec<u64>) -> Result<(), TestCaseError>
                 window_ms: None,
                 target_utilization: 0.7,
             },
+            contract: skiff_core::Contract::Http,
+            cmd: None,
         }));
 
         let done = Arc::new(AtomicBool::new(false));

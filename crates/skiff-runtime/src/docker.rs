@@ -181,6 +181,21 @@ impl ContainerEngine for DockerEngine {
             })
     }
 
+    async fn network_gateway(&self, id: &str) -> Result<Option<std::net::IpAddr>, EngineError> {
+        let network = self
+            .docker
+            .inspect_network(id, None)
+            .await
+            .map_err(|e| not_found_or(id, Op("inspect network"), e))?;
+        Ok(network
+            .ipam
+            .and_then(|ipam| ipam.config)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|config| config.gateway)
+            .find_map(|gateway| gateway.parse().ok()))
+    }
+
     async fn create(&self, spec: &ContainerSpec) -> Result<String, EngineError> {
         let limits = &spec.limits;
         let memory = i64::try_from(limits.memory_bytes).unwrap_or(i64::MAX);

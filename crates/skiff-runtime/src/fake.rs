@@ -132,6 +132,10 @@ impl ContainerEngine for FakeEngine {
         Ok(format!("net-{name}"))
     }
 
+    async fn network_gateway(&self, _id: &str) -> Result<Option<std::net::IpAddr>, EngineError> {
+        Ok(Some(std::net::IpAddr::from([127, 0, 0, 1])))
+    }
+
     async fn create(&self, spec: &ContainerSpec) -> Result<String, EngineError> {
         self.note("create");
         if !lock(&self.images).contains_key(&spec.image) {

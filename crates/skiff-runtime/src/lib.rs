@@ -154,6 +154,10 @@ pub trait ContainerEngine: Send + Sync + fmt::Debug + 'static {
         labels: &HashMap<String, String>,
     ) -> Result<String, EngineError>;
 
+    /// The address of the host on network `id` (its gateway): where containers on that
+    /// network reach services of the host.
+    async fn network_gateway(&self, id: &str) -> Result<Option<std::net::IpAddr>, EngineError>;
+
     /// Creates a container; returns its id.
     async fn create(&self, spec: &ContainerSpec) -> Result<String, EngineError>;
 

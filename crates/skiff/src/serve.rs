@@ -253,13 +253,29 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
 
     let (stop_tx, mut stop_rx) = watch::channel(false);
     let app = skiff_gateway::app(platform.clone(), settings.gateway.clone());
+    let mut runtime_stop = stop_rx.clone();
     let server = tokio::spawn(skiff_gateway::serve(listener, app, async move {
         let _ = stop_rx.wait_for(|stop| *stop).await;
     }));
+    // The Lambda Runtime API, on the functions' network gateway. Its long polls are cut at
+    // shutdown (the platform has stopped every instance by then).
+    let runtime = platform.take_runtime_listener().map(|listener| {
+        tracing::info!(address = %platform.runtime_api_address(), "Lambda Runtime API listening");
+        tokio::spawn(skiff_gateway::runtime_api::serve(
+            listener,
+            platform.clone(),
+            async move {
+                let _ = runtime_stop.wait_for(|stop| *stop).await;
+            },
+        ))
+    });
     termination().await;
     let _ = stop_tx.send(true);
     // Calls in flight get the grace period; the platform then removes every container.
     platform.shutdown(settings.shutdown_grace).await;
+    if let Some(runtime) = runtime {
+        runtime.abort();
+    }
     match tokio::time::timeout(Duration::from_secs(5), server).await {
         Ok(Ok(Ok(()))) => {}
         Ok(Ok(Err(err))) => tracing::error!(%err, "the HTTP server failed"),

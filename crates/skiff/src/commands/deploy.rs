@@ -77,6 +77,10 @@ pub struct DeployArgs {
     /// contract) [default: 0.7]
     #[arg(long, value_name = "SHARE")]
     pub target_utilization: Option<f64>,
+    /// The handler (lambda contract), e.g. app.handler: passed as _HANDLER and as the
+    /// container's command [default: the image's command]
+    #[arg(long, value_name = "NAME")]
+    pub handler: Option<String>,
     /// Folder holding the function's skiff.toml [default: the current folder]
     #[arg(long, value_name = "PATH")]
     pub dir: Option<PathBuf>,
@@ -126,6 +130,8 @@ pub struct Manifest {
     pub autoscale_window: Option<HumanDuration>,
     /// The autoscaler's target share of concurrency (`http` contract).
     pub target_utilization: Option<f64>,
+    /// The handler (`lambda` contract).
+    pub handler: Option<String>,
 }
 
 fn contract_parser() -> impl TypedValueParser<Value = Contract> {
@@ -258,6 +264,7 @@ pub fn build_spec(args: &DeployArgs, manifest: Manifest) -> anyhow::Result<(Stri
         idle_timeout: args.idle_timeout.or(manifest.idle_timeout),
         autoscale_window: args.autoscale_window.or(manifest.autoscale_window),
         target_utilization: args.target_utilization.or(manifest.target_utilization),
+        handler: args.handler.clone().or(manifest.handler),
     };
     Ok((name.to_string(), spec))
 }

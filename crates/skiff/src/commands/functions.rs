@@ -96,6 +96,7 @@ pub(crate) mod tests {
             idle_timeout: None,
             autoscale_window: None,
             target_utilization: None,
+            handler: None,
             version: 3,
             created_at: time,
             updated_at: time,
