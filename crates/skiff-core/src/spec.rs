@@ -322,6 +322,38 @@ impl Scaling {
 }
 
 impl FunctionConfig {
+    /// A spec that validates back to this configuration (every field set), to change one
+    /// setting and deploy again.
+    pub fn to_spec(&self) -> FunctionSpec {
+        let instances = self.contract != Contract::Exec;
+        let http = self.contract == Contract::Http;
+        FunctionSpec {
+            image: self.image.clone(),
+            contract: Some(self.contract),
+            memory: Some(ByteSize(self.resources.memory_bytes)),
+            cpus: Some(self.resources.cpus),
+            pids: Some(self.resources.pids),
+            tmp_size: Some(ByteSize(self.resources.tmp_bytes)),
+            timeout: Some(HumanDuration(self.timeout())),
+            env: self.env.clone(),
+            secrets: self.secrets.clone(),
+            port: http.then_some(self.http.port),
+            readiness_path: self.http.readiness_path.clone().filter(|_| http),
+            startup_timeout: instances.then(|| HumanDuration(self.http.startup_timeout())),
+            concurrency: http.then_some(self.scaling.concurrency),
+            min_instances: instances.then_some(self.scaling.min_instances),
+            max_instances: instances.then_some(self.scaling.max_instances),
+            idle_timeout: instances.then(|| HumanDuration(self.scaling.idle_timeout())),
+            autoscale_window: self
+                .scaling
+                .window_ms
+                .filter(|_| instances)
+                .map(|ms| HumanDuration(Duration::from_millis(ms))),
+            target_utilization: instances.then_some(self.scaling.target_utilization),
+            handler: self.handler.clone(),
+        }
+    }
+
     /// The call timeout.
     pub fn timeout(&self) -> Duration {
         Duration::from_millis(self.timeout_ms)
@@ -702,6 +734,22 @@ mod tests {
             field_of(r#"{"image":"x","target_utilization":0.5}"#),
             "target_utilization"
         );
+    }
+
+    #[test]
+    fn a_config_turns_back_into_the_same_config() {
+        for json in [
+            r#"{"image":"x","memory":"64Mi","env":{"A":"1"},"secrets":{"S":"2"}}"#,
+            r#"{"image":"x","contract":"http","port":9000,"readiness_path":"/r","concurrency":3,"autoscale_window":"5s"}"#,
+            r#"{"image":"x","contract":"lambda","handler":"app.handler","max_instances":4}"#,
+        ] {
+            let config = spec(json).expect("parses").validate().expect("valid");
+            assert_eq!(
+                config.to_spec().validate().expect("still valid"),
+                config,
+                "{json}"
+            );
+        }
     }
 
     #[test]

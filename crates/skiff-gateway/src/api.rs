@@ -162,6 +162,7 @@ pub async fn invoke(
                 query: String::new(),
                 headers,
                 body: stream(body),
+                call_id: None,
             },
         )
         .await?;

@@ -11,6 +11,7 @@
 
 mod api;
 mod error;
+mod lambda_api;
 mod openapi;
 mod public;
 pub mod runtime_api;
@@ -73,6 +74,7 @@ pub fn app(platform: Arc<Platform>, config: GatewayConfig) -> Router {
         .route("/v1/calls/{id}", get(api::get_call))
         .route("/v1/calls/{id}/logs", get(api::call_logs))
         .merge(invoke_routes)
+        .merge(lambda_api::routes())
         .fallback(|| async { ApiError::no_route() })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

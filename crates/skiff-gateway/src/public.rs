@@ -46,6 +46,7 @@ async fn run(
                 query: parts.uri.query().unwrap_or_default().to_string(),
                 headers: parts.headers,
                 body: stream(body),
+                call_id: None,
             },
         )
         .await?;

@@ -45,6 +45,8 @@ pub struct InvokeRequest {
     pub headers: HeaderMap,
     /// Request body, streamed; at most `max_request_bytes` of it are taken.
     pub body: Body,
+    /// The call id to use (a new one when `None`).
+    pub call_id: Option<Uuid>,
 }
 
 impl InvokeRequest {
@@ -57,6 +59,7 @@ impl InvokeRequest {
             query: String::new(),
             headers: HeaderMap::new(),
             body: crate::http::full(body),
+            call_id: None,
         }
     }
 }
@@ -185,6 +188,26 @@ fn finish_fields(call: &mut CallContext, result: CallResult) -> CallRecord {
 /// async code holding the result sees only the boxed type.)
 fn limited(body: Body, limit: usize) -> Body {
     http_body_util::Limited::new(body, limit).boxed_unsync()
+}
+
+/// How long after a `lambda` call its instance's output is read again for the call's log.
+const LATE_OUTPUT: Duration = Duration::from_millis(100);
+
+/// A `lambda` call's log as AWS writes it: START, the function's output, END, REPORT.
+fn lambda_log(id: Uuid, output: &[u8], took: Duration) -> Vec<u8> {
+    let mut log = format!("START RequestId: {id} Version: $LATEST\n").into_bytes();
+    log.extend_from_slice(output);
+    if !output.is_empty() && !output.ends_with(b"\n") {
+        log.push(b'\n');
+    }
+    log.extend_from_slice(
+        format!(
+            "END RequestId: {id}\nREPORT RequestId: {id}\tDuration: {:.2} ms\n",
+            took.as_secs_f64() * 1000.0
+        )
+        .as_bytes(),
+    );
+    log
 }
 
 /// Bodies up to this size are read before an `http` call is sent, so that it can be sent
@@ -550,6 +573,45 @@ impl Platform {
         Ok((view, previous.is_none()))
     }
 
+    /// One function, whole (its validated configuration included, secrets too: for
+    /// transports that must rebuild a spec, never to be shown as is).
+    pub fn function(&self, name: &str) -> Result<Function, PlatformError> {
+        self.entry(name).map(|e| e.function.clone()).ok_or_else(|| {
+            PlatformError::FunctionNotFound {
+                name: name.to_string(),
+            }
+        })
+    }
+
+    /// Starts a call in the background and returns its id at once; its record tells how it
+    /// ends. Not durable: a call not finished when the daemon stops is marked interrupted.
+    pub fn invoke_detached(
+        self: &Arc<Self>,
+        name: &str,
+        mut request: InvokeRequest,
+    ) -> Result<Uuid, PlatformError> {
+        if !self.is_accepting() {
+            return Err(PlatformError::ShuttingDown);
+        }
+        self.entry(name)
+            .ok_or_else(|| PlatformError::FunctionNotFound {
+                name: name.to_string(),
+            })?;
+        let id = *request.call_id.get_or_insert_with(Uuid::now_v7);
+        let platform = self.clone();
+        let name = name.to_string();
+        self.tracker.spawn(async move {
+            match platform.invoke(&name, request).await {
+                Ok(outcome) => {
+                    // Drain the response so that an http call's record is finished.
+                    let _ = outcome.body.collect().await;
+                }
+                Err(err) => tracing::debug!(%err, call = %id, "a background call failed"),
+            }
+        });
+        Ok(id)
+    }
+
     /// One function.
     pub fn get_function(&self, name: &str) -> Result<FunctionView, PlatformError> {
         self.entry(name)
@@ -710,7 +772,7 @@ impl Platform {
         }
         let function = &entry.function;
         let timeout = function.config.timeout();
-        let call_id = Uuid::now_v7();
+        let call_id = request.call_id.unwrap_or_else(Uuid::now_v7);
         let received_at = Utc::now();
         let clock = Instant::now();
 
@@ -910,6 +972,8 @@ impl Platform {
             })
             .await;
         let failed = |kind: CallErrorType, message: String| (kind, message);
+        let mut logs = Vec::new();
+        let mut source = None;
         let outcome = match self.instances.acquire(&function, call.deadline).await {
             Err(AcquireError::QueueFull { .. }) => Err((
                 failed(
@@ -939,6 +1003,11 @@ impl Platform {
                         + u64::try_from(lease.waited.as_millis()).unwrap_or(u64::MAX),
                 );
                 self.metrics.queue_waited(&function, lease.waited);
+                let mark = lease
+                    .output
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .mark();
                 let deadline_ms = (call.started_at
                     + chrono::Duration::from_std(call.timeout).unwrap_or(chrono::Duration::MAX))
                 .timestamp_millis();
@@ -953,6 +1022,13 @@ impl Platform {
                     ),
                 )
                 .await;
+                // One event at a time: what the instance wrote meanwhile is this call's log.
+                logs = lease
+                    .output
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .since(mark);
+                source = Some((lease.output.clone(), mark));
                 match answer {
                     Ok(Ok(Outcome::Response(body))) => Ok((body, lease.cold)),
                     Ok(Ok(Outcome::Error { error_type, body })) => Err((
@@ -988,6 +1064,32 @@ impl Platform {
             }
         };
         drop(held);
+        let id = call.record.id;
+        let logs = lambda_log(id, &logs, call.clock.elapsed());
+        if let Some((output, mark)) = source {
+            // Output reaches skiff a little after the answer: rewrite the log once it has.
+            let platform = self.clone();
+            let seen = logs.len();
+            let elapsed = call.clock.elapsed();
+            self.tracker.spawn(async move {
+                tokio::time::sleep(LATE_OUTPUT).await;
+                let late = output.lock().unwrap_or_else(|p| p.into_inner()).since(mark);
+                let logs = lambda_log(id, &late, elapsed);
+                if logs.len() > seen {
+                    // The final record was sent before this task woke; write it first.
+                    platform.recorder.flush().await;
+                    if let Ok(Some(record)) = platform.store.get_call(id).await {
+                        platform
+                            .recorder
+                            .record(CallWrite {
+                                record,
+                                logs: Some(logs),
+                            })
+                            .await;
+                    }
+                }
+            });
+        }
         match outcome {
             Ok((body, cold)) => {
                 self.finish(
@@ -995,7 +1097,7 @@ impl Platform {
                     CallResult::Succeeded {
                         response_size: body.len() as u64,
                     },
-                    None,
+                    Some(logs),
                 )
                 .await;
                 let mut headers = HeaderMap::new();
@@ -1018,7 +1120,7 @@ impl Platform {
                         kind,
                         message: message.clone(),
                     },
-                    None,
+                    Some(logs),
                 )
                 .await;
                 Err(refusal.unwrap_or(PlatformError::CallFailed {

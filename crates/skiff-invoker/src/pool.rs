@@ -25,8 +25,9 @@ use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// Most bytes of an instance's output kept (for the error of an instance that fails).
-const OUTPUT_TAIL_BYTES: usize = 4096;
+/// Most bytes of an instance's output kept: for the error of an instance that fails to
+/// start, and the logs of a call on a one-call-at-a-time (`lambda`) instance.
+const OUTPUT_TAIL_BYTES: usize = 64 * 1024;
 /// Health checks failed in a row after which an instance is replaced.
 pub const HEALTH_FAILURES: u32 = 3;
 /// How long a stopped instance has to finish its calls after SIGTERM.
@@ -109,6 +110,8 @@ pub struct Lease {
     pub cold: bool,
     /// How long the call waited for a slot.
     pub waited: Duration,
+    /// The instance's output (for the logs of a call on a one-call-at-a-time instance).
+    pub output: Arc<Mutex<OutputTail>>,
     broken: bool,
 }
 
@@ -155,6 +158,8 @@ struct Instance {
     health_failures: u32,
     /// When it last became ready: started, or resumed from pause.
     ready_since: Instant,
+    /// The end of its output.
+    output: Arc<Mutex<OutputTail>>,
 }
 
 struct Waiter {
@@ -195,16 +200,44 @@ impl std::fmt::Debug for Pool {
     }
 }
 
-fn push_tail(buffer: &Mutex<VecDeque<u8>>, bytes: &[u8]) {
-    let mut tail = buffer.lock().unwrap_or_else(|p| p.into_inner());
-    tail.extend(bytes.iter().rev().take(OUTPUT_TAIL_BYTES).rev());
-    let excess = tail.len().saturating_sub(OUTPUT_TAIL_BYTES);
-    tail.drain(..excess);
+/// The end of an instance's output, and how much it has written in all.
+#[derive(Debug, Default)]
+pub struct OutputTail {
+    bytes: VecDeque<u8>,
+    total: u64,
 }
 
-fn tail_text(buffer: &Mutex<VecDeque<u8>>) -> String {
+impl OutputTail {
+    /// How many bytes the instance has written so far.
+    pub fn mark(&self) -> u64 {
+        self.total
+    }
+
+    /// What the instance wrote since `mark` (as much of it as is still kept).
+    pub fn since(&self, mark: u64) -> Vec<u8> {
+        let new = usize::try_from(self.total.saturating_sub(mark)).unwrap_or(usize::MAX);
+        let kept = new.min(self.bytes.len());
+        self.bytes
+            .iter()
+            .skip(self.bytes.len() - kept)
+            .copied()
+            .collect()
+    }
+}
+
+fn push_tail(buffer: &Mutex<OutputTail>, bytes: &[u8]) {
+    let mut tail = buffer.lock().unwrap_or_else(|p| p.into_inner());
+    tail.total += bytes.len() as u64;
+    tail.bytes
+        .extend(bytes.iter().rev().take(OUTPUT_TAIL_BYTES).rev());
+    let excess = tail.bytes.len().saturating_sub(OUTPUT_TAIL_BYTES);
+    tail.bytes.drain(..excess);
+}
+
+fn tail_text(buffer: &Mutex<OutputTail>) -> String {
     let tail = buffer.lock().unwrap_or_else(|p| p.into_inner());
-    let bytes: Vec<u8> = tail.iter().copied().collect();
+    let skip = tail.bytes.len().saturating_sub(2048);
+    let bytes: Vec<u8> = tail.bytes.iter().skip(skip).copied().collect();
     String::from_utf8_lossy(&bytes).trim().to_string()
 }
 
@@ -399,6 +432,7 @@ impl InstanceManager {
             addr,
             cold,
             waited: since.elapsed(),
+            output: instance.output.clone(),
             broken: false,
         })
     }
@@ -628,7 +662,7 @@ impl InstanceManager {
             .create(&spec)
             .await
             .map_err(|e| format!("the instance could not be created: {e}"))?;
-        let output = Arc::new(Mutex::new(VecDeque::new()));
+        let output = Arc::new(Mutex::new(OutputTail::default()));
         let started = self.start_and_wait_ready(target, &container, &output).await;
         match started {
             Ok(addr) => Ok(Instance {
@@ -641,6 +675,7 @@ impl InstanceManager {
                 last_used: Instant::now(),
                 health_failures: 0,
                 ready_since: Instant::now(),
+                output,
             }),
             Err(message) => {
                 if let Err(err) = self.engine.remove(&container).await {
@@ -660,7 +695,7 @@ impl InstanceManager {
         self: &Arc<Self>,
         target: &InstanceTarget,
         container: &str,
-        output: &Arc<Mutex<VecDeque<u8>>>,
+        output: &Arc<Mutex<OutputTail>>,
     ) -> Result<SocketAddr, String> {
         let attachment = self
             .engine
@@ -740,7 +775,7 @@ impl InstanceManager {
         function: String,
         container: String,
         mut stream: futures::stream::BoxStream<'static, Result<Output, EngineError>>,
-        output: Arc<Mutex<VecDeque<u8>>>,
+        output: Arc<Mutex<OutputTail>>,
         exited: tokio::sync::watch::Sender<bool>,
     ) {
         let manager = self.clone();

@@ -1,0 +1,497 @@
+//! The AWS Lambda API subset (2015-03-31) that AWS clients (boto3, the AWS CLI) use with
+//! `--endpoint-url`: CreateFunction (PackageType Image), GetFunction,
+//! GetFunctionConfiguration, ListFunctions, UpdateFunctionCode,
+//! UpdateFunctionConfiguration, DeleteFunction and Invoke. Handlers translate AWS shapes to
+//! the same [`Platform`] operations as the rest of the API. Requests signed with Signature
+//! V4 are accepted without checking the signature (authentication comes later), as are
+//! unsigned ones. Errors use AWS's shape: the `x-amzn-ErrorType` header and a JSON body
+//! with the message.
+
+use crate::AppState;
+use axum::body::Body;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use base64::Engine;
+use http_body_util::BodyExt;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use skiff_core::{
+    ByteSize, CallErrorType, Contract, Function, FunctionSpec, HumanDuration, Trigger,
+};
+use skiff_invoker::{InvokeRequest, PlatformError};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// An error in AWS's shape.
+#[derive(Debug)]
+pub struct AwsError {
+    status: StatusCode,
+    kind: &'static str,
+    message: String,
+}
+
+impl AwsError {
+    fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
+        AwsError {
+            status,
+            kind,
+            message: message.into(),
+        }
+    }
+
+    fn invalid(message: impl Into<String>) -> Self {
+        AwsError::new(
+            StatusCode::BAD_REQUEST,
+            "InvalidParameterValueException",
+            message,
+        )
+    }
+}
+
+impl IntoResponse for AwsError {
+    fn into_response(self) -> Response {
+        let body = json!({"Type": "User", "Message": self.message, "message": self.message});
+        let mut response = (self.status, Json(body)).into_response();
+        response
+            .headers_mut()
+            .insert("x-amzn-errortype", HeaderValue::from_static(self.kind));
+        response
+    }
+}
+
+impl From<PlatformError> for AwsError {
+    fn from(err: PlatformError) -> Self {
+        match err {
+            PlatformError::FunctionNotFound { name } => AwsError::new(
+                StatusCode::NOT_FOUND,
+                "ResourceNotFoundException",
+                format!("Function not found: {name}"),
+            ),
+            err @ (PlatformError::InvalidSpec(_)
+            | PlatformError::ImageNotFound { .. }
+            | PlatformError::BadRequest { .. }) => AwsError::invalid(err.to_string()),
+            err @ PlatformError::PayloadTooLarge { .. } => AwsError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "RequestTooLargeException",
+                err.to_string(),
+            ),
+            err @ PlatformError::Overloaded { .. } => AwsError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "TooManyRequestsException",
+                err.to_string(),
+            ),
+            err @ PlatformError::ShuttingDown => AwsError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ServiceException",
+                err.to_string(),
+            ),
+            other => {
+                tracing::error!(err = %other, "Lambda API request failed");
+                AwsError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "ServiceException",
+                    "internal error; see the daemon's log",
+                )
+            }
+        }
+    }
+}
+
+/// A function name, a partial ARN or a full ARN (with an optional qualifier), as AWS
+/// accepts them: the plain name.
+fn function_name(raw: &str) -> String {
+    let name = raw.rsplit_once(":function:").map_or(raw, |(_, rest)| rest);
+    name.split(':').next().unwrap_or(name).to_string()
+}
+
+fn configuration(state: &AppState, f: &Function) -> Value {
+    let c = &f.config;
+    let env: BTreeMap<&String, &String> = c.env.iter().chain(&c.secrets).collect();
+    let mut image_config = serde_json::Map::new();
+    if let Some(handler) = &c.handler {
+        image_config.insert("Command".into(), json!([handler]));
+    }
+    json!({
+        "FunctionName": f.name.as_str(),
+        "FunctionArn": state.platform.function_arn(f.name.as_str()),
+        "Role": "arn:aws:iam::000000000000:role/skiff",
+        "PackageType": "Image",
+        "CodeSha256": f.image_digest.trim_start_matches("sha256:"),
+        "CodeSize": 0,
+        "Description": "",
+        "Timeout": c.timeout().as_secs().max(1),
+        "MemorySize": c.resources.memory_bytes >> 20,
+        "LastModified": f.updated_at.format("%Y-%m-%dT%H:%M:%S%.3f+0000").to_string(),
+        "Version": "$LATEST",
+        "State": "Active",
+        "LastUpdateStatus": "Successful",
+        "Environment": {"Variables": env},
+        "ImageConfigResponse": {"ImageConfig": image_config},
+        "Architectures": ["x86_64"],
+        "EphemeralStorage": {"Size": c.resources.tmp_bytes >> 20},
+        "TracingConfig": {"Mode": "PassThrough"},
+    })
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Code {
+    image_uri: Option<String>,
+    zip_file: Option<String>,
+    s3_bucket: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Environment {
+    #[serde(default)]
+    variables: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ImageConfig {
+    command: Option<Vec<String>>,
+}
+
+/// The fields of CreateFunction and UpdateFunctionConfiguration that skiff uses; the others
+/// (Role, Description, Tags, VpcConfig, ...) are accepted and ignored.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct FunctionInput {
+    function_name: Option<String>,
+    package_type: Option<String>,
+    code: Option<Code>,
+    memory_size: Option<u64>,
+    timeout: Option<u64>,
+    environment: Option<Environment>,
+    image_config: Option<ImageConfig>,
+    handler: Option<String>,
+}
+
+impl FunctionInput {
+    /// Applies the given fields to `spec`.
+    fn apply(self, spec: &mut FunctionSpec) {
+        if let Some(mb) = self.memory_size {
+            spec.memory = Some(ByteSize(mb << 20));
+        }
+        if let Some(seconds) = self.timeout {
+            spec.timeout = Some(HumanDuration(Duration::from_secs(seconds)));
+        }
+        if let Some(environment) = self.environment {
+            // Lambda has one set of variables; keep secrets that are not overridden.
+            spec.secrets
+                .retain(|k, _| !environment.variables.contains_key(k));
+            spec.env = environment.variables;
+        }
+        if let Some(command) = self
+            .image_config
+            .and_then(|c| c.command)
+            .and_then(|c| c.into_iter().next())
+        {
+            spec.handler = Some(command);
+        } else if let Some(handler) = self.handler {
+            spec.handler = Some(handler);
+        }
+    }
+}
+
+async fn parse(
+    body: Result<Json<FunctionInput>, JsonRejection>,
+) -> Result<FunctionInput, AwsError> {
+    body.map(|Json(input)| input)
+        .map_err(|rejection| AwsError::invalid(rejection.body_text()))
+}
+
+/// `POST /2015-03-31/functions` (CreateFunction).
+async fn create(
+    State(state): State<AppState>,
+    body: Result<Json<FunctionInput>, JsonRejection>,
+) -> Result<Response, AwsError> {
+    let mut input = parse(body).await?;
+    let name = function_name(
+        input
+            .function_name
+            .as_deref()
+            .ok_or_else(|| AwsError::invalid("FunctionName is required"))?,
+    );
+    if input.package_type.as_deref().is_some_and(|t| t != "Image") {
+        return Err(AwsError::invalid(
+            "only PackageType Image is supported: functions are container images",
+        ));
+    }
+    let code = input.code.take().unwrap_or_default();
+    if code.zip_file.is_some() || code.s3_bucket.is_some() {
+        return Err(AwsError::invalid(
+            "only container images (Code.ImageUri) are supported",
+        ));
+    }
+    let image = code
+        .image_uri
+        .ok_or_else(|| AwsError::invalid("Code.ImageUri is required"))?;
+    if state.platform.function(&name).is_ok() {
+        return Err(AwsError::new(
+            StatusCode::CONFLICT,
+            "ResourceConflictException",
+            format!("Function already exist: {name}"),
+        ));
+    }
+    let mut spec = FunctionSpec {
+        image,
+        contract: Some(Contract::Lambda),
+        timeout: Some(HumanDuration(Duration::from_secs(3))),
+        memory: Some(ByteSize::mib(128)),
+        ..Default::default()
+    };
+    input.apply(&mut spec);
+    state.platform.deploy(&name, &spec).await?;
+    let function = state.platform.function(&name)?;
+    Ok((StatusCode::CREATED, Json(configuration(&state, &function))).into_response())
+}
+
+/// `GET /2015-03-31/functions/` (ListFunctions).
+async fn list(State(state): State<AppState>) -> Result<Json<Value>, AwsError> {
+    let mut functions = Vec::new();
+    for view in state.platform.list_functions() {
+        if let Ok(f) = state.platform.function(&view.name) {
+            functions.push(configuration(&state, &f));
+        }
+    }
+    Ok(Json(json!({"Functions": functions})))
+}
+
+/// `GET /2015-03-31/functions/{name}` (GetFunction).
+async fn get_function(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, AwsError> {
+    let f = state.platform.function(&function_name(&name))?;
+    Ok(Json(json!({
+        "Configuration": configuration(&state, &f),
+        "Code": {"RepositoryType": "ECR", "ImageUri": f.config.image, "ResolvedImageUri": f.image_digest},
+    })))
+}
+
+/// `GET /2015-03-31/functions/{name}/configuration` (GetFunctionConfiguration).
+async fn get_configuration(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, AwsError> {
+    let f = state.platform.function(&function_name(&name))?;
+    Ok(Json(configuration(&state, &f)))
+}
+
+async fn redeploy(
+    state: &AppState,
+    name: &str,
+    change: impl FnOnce(&mut FunctionSpec),
+) -> Result<Json<Value>, AwsError> {
+    let current = state.platform.function(name)?;
+    let mut spec = current.config.to_spec();
+    change(&mut spec);
+    state.platform.deploy(name, &spec).await?;
+    let f = state.platform.function(name)?;
+    Ok(Json(configuration(state, &f)))
+}
+
+/// `PUT /2015-03-31/functions/{name}/code` (UpdateFunctionCode).
+async fn update_code(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    body: Result<Json<Value>, JsonRejection>,
+) -> Result<Json<Value>, AwsError> {
+    let Json(body) = body.map_err(|r| AwsError::invalid(r.body_text()))?;
+    let image = body["ImageUri"]
+        .as_str()
+        .ok_or_else(|| AwsError::invalid("ImageUri is required: functions are container images"))?
+        .to_string();
+    redeploy(&state, &function_name(&name), |spec| spec.image = image).await
+}
+
+/// `PUT /2015-03-31/functions/{name}/configuration` (UpdateFunctionConfiguration).
+async fn update_configuration(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    body: Result<Json<FunctionInput>, JsonRejection>,
+) -> Result<Json<Value>, AwsError> {
+    let input = parse(body).await?;
+    redeploy(&state, &function_name(&name), |spec| input.apply(spec)).await
+}
+
+/// `DELETE /2015-03-31/functions/{name}` (DeleteFunction).
+async fn delete(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, AwsError> {
+    state
+        .platform
+        .delete_function(&function_name(&name))
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /2015-03-31/functions/{name}/invocations` (Invoke).
+async fn invoke(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, AwsError> {
+    let name = function_name(&name);
+    let invocation_type = headers
+        .get("x-amz-invocation-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("RequestResponse");
+    let tail = headers
+        .get("x-amz-log-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("Tail"));
+    let request = InvokeRequest {
+        trigger: Trigger::LambdaApi,
+        method: Method::POST,
+        path: "/".to_string(),
+        query: String::new(),
+        headers: HeaderMap::new(),
+        body: crate::api::stream(body),
+        call_id: None,
+    };
+    match invocation_type {
+        "DryRun" => {
+            state.platform.function(&name)?;
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        "Event" => {
+            let mut request = request;
+            request.trigger = Trigger::Async;
+            let id = state.platform.invoke_detached(&name, request)?;
+            let mut response = StatusCode::ACCEPTED.into_response();
+            if let Ok(value) = HeaderValue::from_str(&id.to_string()) {
+                response.headers_mut().insert("x-amzn-requestid", value);
+            }
+            Ok(response)
+        }
+        "RequestResponse" => {
+            let (status, call_id, payload, function_error) =
+                match state.platform.invoke(&name, request).await {
+                    Ok(outcome) => {
+                        let payload = outcome
+                            .body
+                            .collect()
+                            .await
+                            .map(|c| c.to_bytes())
+                            .unwrap_or_default();
+                        (StatusCode::OK, outcome.call_id, payload, None)
+                    }
+                    Err(PlatformError::CallFailed {
+                        call_id,
+                        error_type,
+                        message,
+                        ..
+                    }) => {
+                        // A function error is a 200 with X-Amz-Function-Error, as on AWS.
+                        let (kind, error_type_name) = match error_type {
+                            CallErrorType::FunctionError => ("Unhandled", "Unhandled"),
+                            CallErrorType::Timeout => ("Unhandled", "Sandbox.Timedout"),
+                            CallErrorType::OutOfMemory => ("Unhandled", "Runtime.OutOfMemory"),
+                            CallErrorType::Crashed => ("Unhandled", "Runtime.ExitError"),
+                            _ => ("Unhandled", "Runtime.Unknown"),
+                        };
+                        let payload = function_error_payload(&message, error_type_name);
+                        (StatusCode::OK, call_id, payload, Some(kind))
+                    }
+                    Err(other) => return Err(other.into()),
+                };
+            let mut response = (status, payload).into_response();
+            let h = response.headers_mut();
+            h.insert("content-type", HeaderValue::from_static("application/json"));
+            h.insert(
+                "x-amz-executed-version",
+                HeaderValue::from_static("$LATEST"),
+            );
+            if let Ok(value) = HeaderValue::from_str(&call_id.to_string()) {
+                h.insert("x-amzn-requestid", value.clone());
+                h.insert(crate::CALL_ID_HEADER, value);
+            }
+            if let Some(kind) = function_error {
+                h.insert("x-amz-function-error", HeaderValue::from_static(kind));
+            }
+            if tail {
+                // The function's output trails its answer by a few milliseconds.
+                tokio::time::sleep(Duration::from_millis(150)).await;
+                let logs = state.platform.call_logs(call_id).await.unwrap_or_default();
+                let start = logs.len().saturating_sub(4096);
+                let encoded = base64::engine::general_purpose::STANDARD.encode(&logs[start..]);
+                if let Ok(value) = HeaderValue::from_str(&encoded) {
+                    h.insert("x-amz-log-result", value);
+                }
+            }
+            Ok(response)
+        }
+        other => Err(AwsError::invalid(format!(
+            "X-Amz-Invocation-Type must be RequestResponse, Event or DryRun, not {other}"
+        ))),
+    }
+}
+
+/// The error document of a failed call: the function's own (for `/error` reports, the
+/// message carries it after `type: `), else one in AWS's shape.
+fn function_error_payload(message: &str, error_type: &str) -> axum::body::Bytes {
+    if let Some((_, document)) = message.split_once(": ") {
+        if serde_json::from_str::<Value>(document).is_ok_and(|v| v.is_object()) {
+            return axum::body::Bytes::from(document.to_string());
+        }
+    }
+    axum::body::Bytes::from(json!({"errorMessage": message, "errorType": error_type}).to_string())
+}
+
+/// The Lambda API routes.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/2015-03-31/functions", post(create).get(list))
+        .route("/2015-03-31/functions/", get(list).post(create))
+        .route(
+            "/2015-03-31/functions/{name}",
+            get(get_function).delete(delete),
+        )
+        .route(
+            "/2015-03-31/functions/{name}/configuration",
+            get(get_configuration).put(update_configuration),
+        )
+        .route("/2015-03-31/functions/{name}/code", put(update_code))
+        .route("/2015-03-31/functions/{name}/invocations", post(invoke))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_arns_resolve_to_names() {
+        assert_eq!(function_name("hello"), "hello");
+        assert_eq!(
+            function_name("arn:aws:lambda:us-east-1:000000000000:function:hello"),
+            "hello"
+        );
+        assert_eq!(
+            function_name("arn:aws:lambda:us-east-1:000000000000:function:hello:$LATEST"),
+            "hello"
+        );
+        assert_eq!(function_name("hello:prod"), "hello");
+    }
+
+    #[test]
+    fn function_errors_keep_the_functions_own_document() {
+        let payload = function_error_payload(
+            r#"Unhandled: {"errorMessage":"boom","errorType":"E"}"#,
+            "Unhandled",
+        );
+        assert_eq!(&payload[..], br#"{"errorMessage":"boom","errorType":"E"}"#);
+        let payload = function_error_payload("the call ran past its timeout", "Sandbox.Timedout");
+        let v: Value = serde_json::from_slice(&payload).expect("json");
+        assert_eq!(v["errorType"], "Sandbox.Timedout");
+    }
+}
