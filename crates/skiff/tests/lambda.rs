@@ -112,6 +112,13 @@ async fn errors_timeouts_and_init_errors_are_reported() {
     assert_eq!(status, StatusCode::OK, "{answer}");
     assert_eq!(answer["message"], "Hello again!");
 
+    // An instance that dies in the middle of an event fails that call, and is replaced.
+    let (status, _, error) = call(&d, "greeter", json!({"exit": true})).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{error}");
+    assert_eq!(error["error"]["code"], "crashed", "{error}");
+    let (status, _, answer) = call(&d, "greeter", json!({"name": "after"})).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+
     let (status, _, error) = call(&d, "broken", json!({})).await;
     assert_eq!(status, StatusCode::BAD_GATEWAY, "{error}");
     assert_eq!(error["error"]["code"], "start_failed");

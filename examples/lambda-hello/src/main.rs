@@ -8,6 +8,7 @@
 //! - `{"fail":"some text"}` fails the invocation with that message (posted to `/error`).
 //! - `{"sleep_ms":N}` waits N milliseconds before answering.
 //! - `{"panic":true}` panics in the handler; the runtime reports it as an error.
+//! - `{"exit":true}` ends the process in the middle of the event (as a crash would).
 //!
 //! Every event writes `lambda-hello: event <request_id>` to stderr. With `FAIL_INIT` set, the
 //! program reports an init error to `POST /2018-06-01/runtime/init/error` and exits with an
@@ -55,6 +56,10 @@ async fn handler(event: LambdaEvent<Value>) -> Result<Value, Error> {
             None => text.to_string(),
         };
         return Err(message.into());
+    }
+    if payload.get("exit").and_then(Value::as_bool) == Some(true) {
+        eprintln!("lambda-hello: exiting in the middle of an event");
+        std::process::exit(3);
     }
     if payload.get("panic").and_then(Value::as_bool) == Some(true) {
         panic!("lambda-hello: panic requested by the event");
