@@ -2,8 +2,8 @@
 # Runs skiff with the demo functions deployed, on a machine with Docker and a Rust toolchain:
 # builds skiff and the example images (FROM scratch, nothing is pulled), starts the daemon
 # on 127.0.0.1:8080 (SKIFF_LISTEN to change), deploys `hello`, `uppercase` (exec contract)
-# and `web` (http contract), then stays in the foreground until Ctrl-C, which stops the
-# daemon and removes its containers.
+# `web` (http contract) and `greeter` (lambda contract), then stays in the foreground until
+# Ctrl-C, which stops the daemon and removes its containers.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -33,16 +33,21 @@ done
 "$skiff" deploy uppercase --image skiff/uppercase:latest --memory 64Mi --timeout 10s
 "$skiff" deploy web --image skiff/echo-http:latest --contract http --readiness-path /ready \
   --memory 64Mi --concurrency 10 --max 3 --idle-timeout 2m
+"$skiff" deploy greeter --image skiff/lambda-hello:latest --contract lambda --memory 64Mi \
+  --timeout 10s --max 3
 
 cat <<TOUR
 
-skiff is running at $SKIFF_URL with three functions. Try, in another terminal:
+skiff is running at $SKIFF_URL with four functions. Try, in another terminal:
 
   export SKIFF_URL=$SKIFF_URL PATH=$root/target/release:\$PATH
   echo '{"name":"Ann"}' | skiff invoke hello      # Hello Ann!
   curl -d 'shout this' \$SKIFF_URL/fn/uppercase   # SHOUT THIS
   curl \$SKIFF_URL/fn/web/hi?x=1                  # an http function: its JSON echo
   skiff instances web                             # its warm instance
+  curl -d '{"name":"Ann"}' \$SKIFF_URL/fn/greeter  # a Lambda function (lambda_runtime)
+  aws lambda invoke --endpoint-url \$SKIFF_URL --region us-east-1 --function-name greeter \\
+      --payload '{"name":"Ann"}' /dev/stdout      # the same through the Lambda API
   skiff calls                                     # the calls, newest first
   skiff logs <call id>                            # what a call wrote to stderr
 
