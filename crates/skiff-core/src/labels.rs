@@ -11,3 +11,20 @@ pub const INSTANCE: &str = "skiff.instance";
 pub const DAEMON: &str = "skiff.daemon";
 /// The contract the container speaks (`exec`, `http`, `lambda`).
 pub const CONTRACT: &str = "skiff.contract";
+
+/// Every label of a container of `function` (instance `instance`, daemon `daemon`,
+/// speaking `contract`).
+pub fn for_container(
+    function: &str,
+    instance: &str,
+    daemon: &str,
+    contract: crate::Contract,
+) -> std::collections::HashMap<String, String> {
+    std::collections::HashMap::from([
+        (MANAGED.to_string(), "true".to_string()),
+        (FUNCTION.to_string(), function.to_string()),
+        (INSTANCE.to_string(), instance.to_string()),
+        (DAEMON.to_string(), daemon.to_string()),
+        (CONTRACT.to_string(), contract.as_str().to_string()),
+    ])
+}

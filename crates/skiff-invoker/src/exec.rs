@@ -13,7 +13,7 @@
 
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
-use skiff_core::{labels, CallErrorType, Resources};
+use skiff_core::{labels, CallErrorType, Contract, Resources};
 use skiff_runtime::init::INIT_PATH_IN_CONTAINER;
 use skiff_runtime::{
     Attachment, BindMount, ContainerEngine, ContainerSpec, EngineError, Limits, Output,
@@ -219,13 +219,12 @@ impl ExecDriver {
             entrypoint: Some(vec![INIT_PATH_IN_CONTAINER.to_string()]),
             cmd: Some(target.command.clone()),
             env: target.env.clone(),
-            labels: HashMap::from([
-                (labels::MANAGED.to_string(), "true".to_string()),
-                (labels::FUNCTION.to_string(), target.function.clone()),
-                (labels::INSTANCE.to_string(), instance.to_string()),
-                (labels::DAEMON.to_string(), self.settings.daemon_id.clone()),
-                (labels::CONTRACT.to_string(), "exec".to_string()),
-            ]),
+            labels: labels::for_container(
+                &target.function,
+                instance,
+                &self.settings.daemon_id,
+                Contract::Exec,
+            ),
             limits: Limits {
                 memory_bytes: r.memory_bytes,
                 cpus: r.cpus,

@@ -446,53 +446,54 @@ impl Platform {
         (self.limiter.running(), self.limiter.queued())
     }
 
+    /// Runs `tick` every `period` on the platform's tracker until shutdown.
+    fn spawn_every<F, Fut>(&self, period: Duration, mut tick: F)
+    where
+        F: FnMut() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send,
+    {
+        let cancel = self.cancel.clone();
+        self.tracker.spawn(async move {
+            let mut ticks = tokio::time::interval(period);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = ticks.tick() => tick().await,
+                }
+            }
+        });
+    }
+
+    /// Removes the prepared containers of idle exec functions.
     fn spawn_idle_reaper(self: &Arc<Self>) {
         let exec = self.exec.clone();
-        let cancel = self.cancel.clone();
         let period = (self.config.exec_idle_timeout / 2)
             .clamp(Duration::from_millis(100), Duration::from_secs(30));
-        self.tracker.spawn(async move {
-            let mut ticks = tokio::time::interval(period);
-            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = cancel.cancelled() => return,
-                    _ = ticks.tick() => exec.expire_idle(),
-                }
-            }
+        self.spawn_every(period, move || {
+            exec.expire_idle();
+            std::future::ready(())
         });
     }
 
+    /// The autoscaler's ticks.
     fn spawn_autoscaler(self: &Arc<Self>) {
         let instances = self.instances.clone();
-        let cancel = self.cancel.clone();
         let period = (self.config.autoscale_window / 30)
             .clamp(Duration::from_millis(50), Duration::from_secs(2));
-        self.tracker.spawn(async move {
-            let mut ticks = tokio::time::interval(period);
-            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = cancel.cancelled() => return,
-                    _ = ticks.tick() => instances.tick(),
-                }
-            }
+        self.spawn_every(period, move || {
+            instances.tick();
+            std::future::ready(())
         });
     }
 
+    /// Health checks of serving instances.
     fn spawn_health_checks(self: &Arc<Self>) {
         let instances = self.instances.clone();
-        let cancel = self.cancel.clone();
         let period = self.config.health_interval.max(Duration::from_millis(100));
-        self.tracker.spawn(async move {
-            let mut ticks = tokio::time::interval(period);
-            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = cancel.cancelled() => return,
-                    _ = ticks.tick() => instances.check_health().await,
-                }
-            }
+        self.spawn_every(period, move || {
+            let instances = instances.clone();
+            async move { instances.check_health().await }
         });
     }
 

@@ -639,13 +639,12 @@ impl InstanceManager {
             entrypoint: None,
             cmd: target.cmd.clone(),
             env: target.env.clone(),
-            labels: HashMap::from([
-                (labels::MANAGED.to_string(), "true".to_string()),
-                (labels::FUNCTION.to_string(), target.function.clone()),
-                (labels::INSTANCE.to_string(), id.clone()),
-                (labels::DAEMON.to_string(), self.settings.daemon_id.clone()),
-                (labels::CONTRACT.to_string(), "http".to_string()),
-            ]),
+            labels: labels::for_container(
+                &target.function,
+                &id,
+                &self.settings.daemon_id,
+                target.contract,
+            ),
             limits: Limits {
                 memory_bytes: r.memory_bytes,
                 cpus: r.cpus,
