@@ -46,6 +46,7 @@ skiff is running at $SKIFF_URL with four functions. Try, in another terminal:
   curl \$SKIFF_URL/fn/web/hi?x=1                  # an http function: its JSON echo
   skiff instances web                             # its warm instance
   curl -d '{"name":"Ann"}' \$SKIFF_URL/fn/greeter  # a Lambda function (lambda_runtime)
+  export AWS_ACCESS_KEY_ID=any AWS_SECRET_ACCESS_KEY=any   # signatures are not checked
   aws lambda invoke --endpoint-url \$SKIFF_URL --region us-east-1 --function-name greeter \\
       --payload '{"name":"Ann"}' /dev/stdout      # the same through the Lambda API
   skiff calls                                     # the calls, newest first

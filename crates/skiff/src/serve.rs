@@ -198,12 +198,30 @@ impl ServeArgs {
     }
 }
 
+/// The daemon's log output: stderr, where a failed write (say, the reader of a pipe went
+/// away) loses that line and nothing else. A logging error must never stop a daemon in the
+/// middle of its shutdown, before it has removed its containers.
+struct LossyStderr;
+
+impl std::io::Write for LossyStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let _ = std::io::stderr().write_all(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let _ = std::io::stderr().flush();
+        Ok(())
+    }
+}
+
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SKIFF_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
+        .with_writer(|| LossyStderr)
         .try_init();
 }
 

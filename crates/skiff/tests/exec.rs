@@ -609,3 +609,74 @@ async fn the_openapi_document_describes_every_route() {
     assert!(doc["components"]["schemas"].get("FunctionSpec").is_some());
     d.stop().await;
 }
+
+#[tokio::test]
+async fn a_daemon_whose_log_pipe_is_gone_still_cleans_up_on_sigint() {
+    if !skiff_testing::ready() {
+        return;
+    }
+    // Output to a pipe whose reader went away (`skiff serve | tee` after Ctrl-C).
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port");
+    let mut child = std::process::Command::new(skiff())
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("skiff serve");
+    drop(child.stdout.take());
+    drop(child.stderr.take());
+    let url = format!("http://127.0.0.1:{port}");
+    let mut daemon_id = String::new();
+    for _ in 0..200 {
+        if let Ok(response) = reqwest::get(format!("{url}/healthz")).await {
+            let body: Value = response.json().await.expect("health");
+            daemon_id = body["daemon"].as_str().unwrap_or_default().to_string();
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(!daemon_id.is_empty(), "the daemon started");
+    let status = reqwest::Client::new()
+        .put(format!("{url}/v1/functions/hello"))
+        .json(&json!({"image": "skiff/hello:latest"}))
+        .send()
+        .await
+        .expect("deploy")
+        .status();
+    assert_eq!(status, StatusCode::CREATED);
+    let label = format!("skiff.daemon={daemon_id}");
+    for _ in 0..100 {
+        if !skiff_testing::containers_with_label(&label).is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        !skiff_testing::containers_with_label(&label).is_empty(),
+        "a prepared container"
+    );
+    let _ = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let exited = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .expect("join");
+    assert!(
+        exited.expect("wait").success(),
+        "a clean exit despite the closed pipe"
+    );
+    assert!(
+        skiff_testing::containers_with_label(&label).is_empty(),
+        "no container left"
+    );
+}
