@@ -222,6 +222,19 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
         .and_then(|v| v.parse::<u64>().ok())
 }
 
+/// The whole of a request body of at most `limit` bytes.
+async fn read_body(body: Body, limit: usize) -> Result<Bytes, PlatformError> {
+    match limited(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(err) if err.is::<http_body_util::LengthLimitError>() => {
+            Err(PlatformError::PayloadTooLarge { limit })
+        }
+        Err(err) => Err(PlatformError::BadRequest {
+            message: format!("cannot read the request body: {err}"),
+        }),
+    }
+}
+
 /// Whether the request declares a body over `limit` bytes.
 fn request_too_large(headers: &HeaderMap, limit: usize) -> bool {
     content_length(headers).is_some_and(|len| len > limit as u64)
@@ -862,17 +875,7 @@ impl Platform {
         mut call: CallContext,
     ) -> Result<InvokeOutcome, PlatformError> {
         let limit = self.config.max_request_bytes;
-        let body = match limited(request.body, limit).collect().await {
-            Ok(collected) => collected.to_bytes(),
-            Err(err) if err.is::<http_body_util::LengthLimitError>() => {
-                return Err(PlatformError::PayloadTooLarge { limit })
-            }
-            Err(err) => {
-                return Err(PlatformError::BadRequest {
-                    message: format!("cannot read the request body: {err}"),
-                })
-            }
-        };
+        let body = read_body(request.body, limit).await?;
         call.record.request_size = body.len() as u64;
         self.recorder
             .record(CallWrite {
@@ -954,17 +957,7 @@ impl Platform {
     ) -> Result<InvokeOutcome, PlatformError> {
         let limit = self.config.max_request_bytes;
         let function = entry.function.name.to_string();
-        let payload = match limited(request.body, limit).collect().await {
-            Ok(collected) => collected.to_bytes(),
-            Err(err) if err.is::<http_body_util::LengthLimitError>() => {
-                return Err(PlatformError::PayloadTooLarge { limit })
-            }
-            Err(err) => {
-                return Err(PlatformError::BadRequest {
-                    message: format!("cannot read the request body: {err}"),
-                })
-            }
-        };
+        let payload = read_body(request.body, limit).await?;
         call.record.request_size = payload.len() as u64;
         self.recorder
             .record(CallWrite {
@@ -1156,17 +1149,7 @@ impl Platform {
         let small = http_body::Body::is_end_stream(&request.body)
             || content_length(&request.headers).is_some_and(|n| n <= REPLAYABLE_BODY);
         let (replay, mut body) = if small {
-            let bytes = match limited(request.body, limit).collect().await {
-                Ok(collected) => collected.to_bytes(),
-                Err(err) if err.is::<http_body_util::LengthLimitError>() => {
-                    return Err(PlatformError::PayloadTooLarge { limit })
-                }
-                Err(err) => {
-                    return Err(PlatformError::BadRequest {
-                        message: format!("cannot read the request body: {err}"),
-                    })
-                }
-            };
+            let bytes = read_body(request.body, limit).await?;
             (Some(bytes), None)
         } else {
             (None, Some(limited(request.body, limit)))
