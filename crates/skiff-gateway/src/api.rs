@@ -151,22 +151,66 @@ pub async fn invoke(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let outcome = state
-        .platform
-        .invoke(
-            &name,
-            InvokeRequest {
-                trigger: Trigger::Api,
-                method: Method::POST,
-                path: "/".to_string(),
-                query: String::new(),
-                headers,
-                body: stream(body),
-                call_id: None,
-            },
-        )
-        .await?;
+    let asynchronous = wants_async(&headers);
+    let request = InvokeRequest {
+        trigger: Trigger::Api,
+        method: Method::POST,
+        path: "/".to_string(),
+        query: String::new(),
+        headers,
+        body: stream(body),
+        call_id: None,
+        attempt: 1,
+    };
+    if asynchronous {
+        return accepted(state.platform.enqueue(&name, request).await?);
+    }
+    let outcome = state.platform.invoke(&name, request).await?;
     Ok(invoke_response(outcome))
+}
+
+/// Whether the caller asked for an async call (`Prefer: respond-async`).
+pub(crate) fn wants_async(headers: &HeaderMap) -> bool {
+    headers
+        .get_all("prefer")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| {
+            v.split(',')
+                .any(|p| p.trim().eq_ignore_ascii_case("respond-async"))
+        })
+}
+
+/// The answer to an accepted async call: 202, its id, where to follow it.
+pub(crate) fn accepted(id: uuid::Uuid) -> Result<Response, ApiError> {
+    let mut response = (
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({"call_id": id, "status": "queued"})),
+    )
+        .into_response();
+    let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(&id.to_string()) {
+        headers.insert(CALL_ID_HEADER, value);
+    }
+    if let Ok(value) = HeaderValue::from_str(&format!("/v1/calls/{id}")) {
+        headers.insert(header::LOCATION, value);
+    }
+    headers.insert(
+        "preference-applied",
+        HeaderValue::from_static("respond-async"),
+    );
+    Ok(response)
+}
+
+/// `POST /v1/calls/{id}/redrive`: puts a dead call back in the queue.
+#[utoipa::path(post, path = "/v1/calls/{id}/redrive", tag = "calls",
+    params(("id" = String, Path, description = "Call id")),
+    responses((status = 200, body = CallRecord), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn redrive(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<CallRecord>, ApiError> {
+    Ok(Json(state.platform.redrive(parse_call_id(&id)?).await?))
 }
 
 /// A request body as the platform takes it.

@@ -358,6 +358,7 @@ async fn invoke(
         headers: HeaderMap::new(),
         body: crate::api::stream(body),
         call_id: None,
+        attempt: 1,
     };
     match invocation_type {
         "DryRun" => {
@@ -367,7 +368,7 @@ async fn invoke(
         "Event" => {
             let mut request = request;
             request.trigger = Trigger::Async;
-            let id = state.platform.invoke_detached(&name, request)?;
+            let id = state.platform.enqueue(&name, request).await?;
             let mut response = StatusCode::ACCEPTED.into_response();
             if let Ok(value) = HeaderValue::from_str(&id.to_string()) {
                 response.headers_mut().insert("x-amzn-requestid", value);

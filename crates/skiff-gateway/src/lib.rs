@@ -73,6 +73,7 @@ pub fn app(platform: Arc<Platform>, config: GatewayConfig) -> Router {
         .route("/v1/calls", get(api::list_calls))
         .route("/v1/calls/{id}", get(api::get_call))
         .route("/v1/calls/{id}/logs", get(api::call_logs))
+        .route("/v1/calls/{id}/redrive", post(api::redrive))
         .merge(invoke_routes)
         .merge(lambda_api::routes())
         .fallback(|| async { ApiError::no_route() })

@@ -22,6 +22,7 @@ use utoipa::OpenApi;
         api::list_calls,
         api::get_call,
         api::call_logs,
+        api::redrive,
     ),
     components(schemas(
         skiff_core::FunctionSpec,

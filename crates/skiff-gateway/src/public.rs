@@ -35,20 +35,20 @@ async fn run(
     request: Request<Body>,
 ) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
-    let outcome = state
-        .platform
-        .invoke(
-            &name,
-            InvokeRequest {
-                trigger: Trigger::Http,
-                method: parts.method,
-                path,
-                query: parts.uri.query().unwrap_or_default().to_string(),
-                headers: parts.headers,
-                body: stream(body),
-                call_id: None,
-            },
-        )
-        .await?;
+    let asynchronous = crate::api::wants_async(&parts.headers);
+    let request = InvokeRequest {
+        trigger: Trigger::Http,
+        method: parts.method,
+        path,
+        query: parts.uri.query().unwrap_or_default().to_string(),
+        headers: parts.headers,
+        body: stream(body),
+        call_id: None,
+        attempt: 1,
+    };
+    if asynchronous {
+        return crate::api::accepted(state.platform.enqueue(&name, request).await?);
+    }
+    let outcome = state.platform.invoke(&name, request).await?;
     Ok(invoke_response(outcome))
 }

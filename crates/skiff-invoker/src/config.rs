@@ -42,6 +42,12 @@ pub struct PlatformConfig {
     pub region: String,
     /// Port of the Lambda Runtime API on the functions' network gateway (0: any free one).
     pub runtime_api_port: u16,
+    /// Largest request body of an async call.
+    pub max_async_request_bytes: usize,
+    /// Attempts of an async call before it is dead (1 + retries).
+    pub async_max_attempts: u32,
+    /// Delay before the first retry of an async call (doubling after each).
+    pub async_retry_base: Duration,
 }
 
 impl PlatformConfig {
@@ -65,6 +71,9 @@ impl PlatformConfig {
             health_interval: Duration::from_secs(10),
             region: "us-east-1".to_string(),
             runtime_api_port: 0,
+            max_async_request_bytes: 256 << 10,
+            async_max_attempts: 3,
+            async_retry_base: Duration::from_secs(1),
         }
     }
 }

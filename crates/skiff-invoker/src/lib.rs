@@ -20,6 +20,7 @@ mod limiter;
 pub mod metrics;
 mod platform;
 pub mod pool;
+mod queue;
 mod recorder;
 
 pub use config::PlatformConfig;

@@ -47,6 +47,8 @@ pub struct InvokeRequest {
     pub body: Body,
     /// The call id to use (a new one when `None`).
     pub call_id: Option<Uuid>,
+    /// The attempt this is (1 for the first; more for retries of async calls).
+    pub attempt: u32,
 }
 
 impl InvokeRequest {
@@ -60,6 +62,7 @@ impl InvokeRequest {
             headers: HeaderMap::new(),
             body: crate::http::full(body),
             call_id: None,
+            attempt: 1,
         }
     }
 }
@@ -298,6 +301,7 @@ pub struct Platform {
     client: crate::http::Client,
     metrics: crate::metrics::Metrics,
     lambda: Arc<LambdaRegistry>,
+    queue_wakeup: Notify,
     runtime_api: SocketAddr,
     runtime_listener: std::sync::Mutex<Option<tokio::net::TcpListener>>,
     tracker: TaskTracker,
@@ -335,6 +339,13 @@ impl Platform {
             tracing::info!(reaped, "removed containers left by a previous run");
         }
         let interrupted = store.interrupt_unfinished_calls(Utc::now()).await?;
+        let requeued = store.requeue_interrupted().await?;
+        if requeued > 0 {
+            tracing::info!(
+                requeued,
+                "async calls in flight when the daemon last stopped are queued again"
+            );
+        }
         if interrupted > 0 {
             tracing::warn!(
                 interrupted,
@@ -421,6 +432,7 @@ impl Platform {
             client,
             metrics: crate::metrics::Metrics::new(),
             lambda,
+            queue_wakeup: Notify::new(),
             runtime_api,
             runtime_listener: std::sync::Mutex::new(Some(runtime_listener)),
             tracker,
@@ -436,6 +448,7 @@ impl Platform {
         platform.spawn_idle_reaper();
         platform.spawn_autoscaler();
         platform.spawn_health_checks();
+        platform.spawn_dispatcher();
         Ok(platform)
     }
 
@@ -587,6 +600,101 @@ impl Platform {
         Ok((view, previous.is_none()))
     }
 
+    /// Accepts an async call: once this returns, the call is durable in the store and will
+    /// run (at least once), retried on failure up to the configured attempts.
+    pub async fn enqueue(&self, name: &str, request: InvokeRequest) -> Result<Uuid, PlatformError> {
+        if !self.is_accepting() {
+            return Err(PlatformError::ShuttingDown);
+        }
+        let entry = self
+            .entry(name)
+            .ok_or_else(|| PlatformError::FunctionNotFound {
+                name: name.to_string(),
+            })?;
+        let limit = self.config.max_async_request_bytes;
+        if request_too_large(&request.headers, limit) {
+            return Err(PlatformError::PayloadTooLarge { limit });
+        }
+        let body = read_body(request.body, limit).await?;
+        let id = request.call_id.unwrap_or_else(Uuid::now_v7);
+        let record = CallRecord {
+            id,
+            function: entry.function.name.to_string(),
+            trigger: Trigger::Async,
+            status: CallStatus::Queued,
+            attempt: 1,
+            received_at: Utc::now(),
+            started_at: None,
+            finished_at: None,
+            cold: None,
+            instance: None,
+            exit_code: None,
+            error_type: None,
+            error_message: None,
+            request_size: body.len() as u64,
+            response_size: None,
+            duration_ms: None,
+            wait_ms: None,
+        };
+        let payload = skiff_store::Payload {
+            method: request.method.to_string(),
+            path: request.path,
+            query: request.query,
+            headers: request
+                .headers
+                .iter()
+                .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+                .collect(),
+            body: body.to_vec(),
+        };
+        self.store.enqueue(&record, &payload).await?;
+        self.queue_wakeup.notify_one();
+        Ok(id)
+    }
+
+    /// Puts a dead call back in the queue for a new round of attempts.
+    pub async fn redrive(&self, id: Uuid) -> Result<CallRecord, PlatformError> {
+        self.recorder.flush().await;
+        let record = self
+            .store
+            .get_call(id)
+            .await?
+            .ok_or(PlatformError::CallNotFound { id })?;
+        if !self.store.redrive(id).await? {
+            return Err(PlatformError::BadRequest {
+                message: format!(
+                    "call {id} is {}, not dead: only dead calls are redriven",
+                    record.status
+                ),
+            });
+        }
+        self.queue_wakeup.notify_one();
+        self.store
+            .get_call(id)
+            .await?
+            .ok_or(PlatformError::CallNotFound { id })
+    }
+
+    pub(crate) fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub(crate) fn background(&self) -> &TaskTracker {
+        &self.tracker
+    }
+
+    pub(crate) fn cancelled(&self) -> tokio_util::sync::WaitForCancellationFuture<'_> {
+        self.cancel.cancelled()
+    }
+
+    pub(crate) fn queue_wakeup(&self) -> tokio::sync::futures::Notified<'_> {
+        self.queue_wakeup.notified()
+    }
+
+    pub(crate) async fn flush_records(&self) {
+        self.recorder.flush().await;
+    }
+
     /// One function, whole (its validated configuration included, secrets too: for
     /// transports that must rebuild a spec, never to be shown as is).
     pub fn function(&self, name: &str) -> Result<Function, PlatformError> {
@@ -595,35 +703,6 @@ impl Platform {
                 name: name.to_string(),
             }
         })
-    }
-
-    /// Starts a call in the background and returns its id at once; its record tells how it
-    /// ends. Not durable: a call not finished when the daemon stops is marked interrupted.
-    pub fn invoke_detached(
-        self: &Arc<Self>,
-        name: &str,
-        mut request: InvokeRequest,
-    ) -> Result<Uuid, PlatformError> {
-        if !self.is_accepting() {
-            return Err(PlatformError::ShuttingDown);
-        }
-        self.entry(name)
-            .ok_or_else(|| PlatformError::FunctionNotFound {
-                name: name.to_string(),
-            })?;
-        let id = *request.call_id.get_or_insert_with(Uuid::now_v7);
-        let platform = self.clone();
-        let name = name.to_string();
-        self.tracker.spawn(async move {
-            match platform.invoke(&name, request).await {
-                Ok(outcome) => {
-                    // Drain the response so that an http call's record is finished.
-                    let _ = outcome.body.collect().await;
-                }
-                Err(err) => tracing::debug!(%err, call = %id, "a background call failed"),
-            }
-        });
-        Ok(id)
     }
 
     /// One function.
@@ -807,7 +886,7 @@ impl Platform {
             function: function.name.to_string(),
             trigger: request.trigger,
             status: CallStatus::Running,
-            attempt: 1,
+            attempt: request.attempt.max(1),
             received_at,
             started_at: Some(started_at),
             finished_at: None,

@@ -111,66 +111,118 @@ impl Store {
             .begin()
             .await
             .map_err(query("begin a transaction"))?;
-        for chunk in order.chunks(ROWS_PER_STATEMENT) {
-            let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-                "INSERT INTO calls (id, function, trigger, status, attempt, received_at, \
-                 started_at, finished_at, cold, instance, exit_code, error_type, error_message, \
-                 request_size, response_size, duration_ms, wait_ms) ",
-            );
-            insert.push_values(
-                chunk.iter().filter_map(|id| records.get(id)),
-                |mut row, r| {
-                    row.push_bind(r.id.hyphenated().to_string())
-                        .push_bind(r.function.clone())
-                        .push_bind(r.trigger.as_str())
-                        .push_bind(r.status.as_str())
-                        .push_bind(i64::from(r.attempt))
-                        .push_bind(millis(r.received_at))
-                        .push_bind(r.started_at.map(millis))
-                        .push_bind(r.finished_at.map(millis))
-                        .push_bind(r.cold)
-                        .push_bind(r.instance.clone())
-                        .push_bind(r.exit_code)
-                        .push_bind(r.error_type.map(CallErrorType::as_str))
-                        .push_bind(r.error_message.clone())
-                        .push_bind(int(r.request_size))
-                        .push_bind(r.response_size.map(int))
-                        .push_bind(r.duration_ms.map(int))
-                        .push_bind(r.wait_ms.map(int));
-                },
-            );
-            insert.push(UPSERT_CALL_CONFLICT);
-            insert
-                .build()
-                .execute(&mut *tx)
-                .await
-                .map_err(query("store calls"))?;
-        }
-        let with_logs: Vec<Uuid> = order
-            .iter()
-            .copied()
-            .filter(|id| logs.contains_key(id))
-            .collect();
-        for chunk in with_logs.chunks(ROWS_PER_STATEMENT) {
-            let mut insert =
-                sqlx::QueryBuilder::<sqlx::Sqlite>::new("INSERT INTO call_logs (call_id, logs) ");
-            insert.push_values(chunk, |mut row, id| {
-                row.push_bind(id.hyphenated().to_string())
-                    .push_bind(logs.get(id).copied().unwrap_or_default().to_vec());
-            });
-            insert.push(" ON CONFLICT (call_id) DO UPDATE SET logs = excluded.logs");
-            insert
-                .build()
-                .execute(&mut *tx)
-                .await
-                .map_err(query("store the logs of calls"))?;
-        }
+        write_rows(&mut tx, &order, &records, &logs).await?;
         tx.commit()
             .await
             .map_err(query("commit a batch of calls"))?;
         Ok(())
     }
 
+    /// [`Store::write_calls`] inside a transaction of the caller's.
+    pub(crate) async fn write_calls_in(
+        &self,
+        tx: &mut sqlx::Transaction<'_, Sqlite>,
+        batch: &[CallWrite],
+    ) -> Result<(), StoreError> {
+        let mut order = Vec::new();
+        let mut records = std::collections::HashMap::new();
+        let mut logs: std::collections::HashMap<Uuid, &[u8]> = std::collections::HashMap::new();
+        for write in batch {
+            if records.insert(write.record.id, &write.record).is_none() {
+                order.push(write.record.id);
+            }
+            if let Some(l) = &write.logs {
+                logs.insert(write.record.id, l.as_slice());
+            }
+        }
+        write_rows(tx, &order, &records, &logs).await
+    }
+
+    /// The record of call `id` inside a transaction of the caller's.
+    pub(crate) async fn get_call_in(
+        &self,
+        tx: &mut sqlx::Transaction<'_, Sqlite>,
+        id: Uuid,
+    ) -> Result<Option<CallRecord>, StoreError> {
+        let row = sqlx::query(concat!(select_calls!(), " WHERE id = $1"))
+            .bind(id.hyphenated().to_string())
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(query("get a call"))?;
+        row.as_ref().map(decode).transpose()
+    }
+}
+
+/// Writes the records (and logs) of `order` in multi-row statements.
+async fn write_rows(
+    tx: &mut sqlx::Transaction<'_, Sqlite>,
+    order: &[Uuid],
+    records: &std::collections::HashMap<Uuid, &CallRecord>,
+    logs: &std::collections::HashMap<Uuid, &[u8]>,
+) -> Result<(), StoreError> {
+    {
+        {
+            for chunk in order.chunks(ROWS_PER_STATEMENT) {
+                let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                    "INSERT INTO calls (id, function, trigger, status, attempt, received_at, \
+                 started_at, finished_at, cold, instance, exit_code, error_type, error_message, \
+                 request_size, response_size, duration_ms, wait_ms) ",
+                );
+                insert.push_values(
+                    chunk.iter().filter_map(|id| records.get(id)),
+                    |mut row, r| {
+                        row.push_bind(r.id.hyphenated().to_string())
+                            .push_bind(r.function.clone())
+                            .push_bind(r.trigger.as_str())
+                            .push_bind(r.status.as_str())
+                            .push_bind(i64::from(r.attempt))
+                            .push_bind(millis(r.received_at))
+                            .push_bind(r.started_at.map(millis))
+                            .push_bind(r.finished_at.map(millis))
+                            .push_bind(r.cold)
+                            .push_bind(r.instance.clone())
+                            .push_bind(r.exit_code)
+                            .push_bind(r.error_type.map(CallErrorType::as_str))
+                            .push_bind(r.error_message.clone())
+                            .push_bind(int(r.request_size))
+                            .push_bind(r.response_size.map(int))
+                            .push_bind(r.duration_ms.map(int))
+                            .push_bind(r.wait_ms.map(int));
+                    },
+                );
+                insert.push(UPSERT_CALL_CONFLICT);
+                insert
+                    .build()
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(query("store calls"))?;
+            }
+            let with_logs: Vec<Uuid> = order
+                .iter()
+                .copied()
+                .filter(|id| logs.contains_key(id))
+                .collect();
+            for chunk in with_logs.chunks(ROWS_PER_STATEMENT) {
+                let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                    "INSERT INTO call_logs (call_id, logs) ",
+                );
+                insert.push_values(chunk, |mut row, id| {
+                    row.push_bind(id.hyphenated().to_string())
+                        .push_bind(logs.get(id).copied().unwrap_or_default().to_vec());
+                });
+                insert.push(" ON CONFLICT (call_id) DO UPDATE SET logs = excluded.logs");
+                insert
+                    .build()
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(query("store the logs of calls"))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+impl Store {
     /// The record of call `id`, if there is one.
     pub async fn get_call(&self, id: Uuid) -> Result<Option<CallRecord>, StoreError> {
         let row = sqlx::query(concat!(select_calls!(), " WHERE id = $1"))

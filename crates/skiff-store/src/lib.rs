@@ -13,9 +13,11 @@ mod calls;
 mod codec;
 mod error;
 mod functions;
+mod queue;
 
 pub use calls::{CallFilter, CallWrite, DEFAULT_CALL_LIMIT, INTERRUPTED_MESSAGE, MAX_CALL_LIMIT};
 pub use error::StoreError;
+pub use queue::{Claimed, Payload};
 
 use error::query;
 use sqlx::migrate::Migrator;

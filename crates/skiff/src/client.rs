@@ -336,6 +336,32 @@ impl ApiClient {
         })
     }
 
+    /// `POST /v1/functions/{name}/invoke` with `Prefer: respond-async`: the call is queued
+    /// durably; returns its id.
+    pub async fn invoke_async(&self, name: &str, body: Vec<u8>) -> Result<Uuid, ClientError> {
+        let request = self
+            .request(Method::POST, &["v1", "functions", name, "invoke"])
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .header("prefer", "respond-async")
+            .timeout(REQUEST_TIMEOUT)
+            .body(body);
+        #[derive(serde::Deserialize)]
+        struct Accepted {
+            call_id: Uuid,
+        }
+        let accepted: Accepted = self.json(self.send(request).await?).await?;
+        Ok(accepted.call_id)
+    }
+
+    /// `POST /v1/calls/{id}/redrive`: puts a dead call back in the queue.
+    pub async fn redrive(&self, id: Uuid) -> Result<CallRecord, ClientError> {
+        let id = id.to_string();
+        let request = self
+            .request(Method::POST, &["v1", "calls", &id, "redrive"])
+            .timeout(REQUEST_TIMEOUT);
+        self.json(self.send(request).await?).await
+    }
+
     /// `GET /v1/calls`: one page of calls, newest first.
     pub async fn list_calls(&self, query: &CallsQuery) -> Result<CallsPage, ClientError> {
         let mut url = self.url_of(&["v1", "calls"]);

@@ -72,6 +72,12 @@ pub struct ServeArgs {
     /// [default: 10s].
     #[arg(long, env = "SKIFF_HEALTH_INTERVAL", value_name = "DURATION")]
     pub health_interval: Option<HumanDuration>,
+    /// Attempts of an async call before it is dead (1 + retries) [default: 3].
+    #[arg(long, env = "SKIFF_ASYNC_MAX_ATTEMPTS", value_name = "N")]
+    pub async_max_attempts: Option<u32>,
+    /// Delay before the first retry of an async call; it doubles after each [default: 1s].
+    #[arg(long, env = "SKIFF_ASYNC_RETRY_DELAY", value_name = "DURATION")]
+    pub async_retry_delay: Option<HumanDuration>,
 }
 
 /// The config file: the same settings as the flags.
@@ -93,6 +99,8 @@ struct FileConfig {
     paused_ttl: Option<HumanDuration>,
     autoscale_window: Option<HumanDuration>,
     health_interval: Option<HumanDuration>,
+    async_max_attempts: Option<u32>,
+    async_retry_delay: Option<HumanDuration>,
 }
 
 /// Everything the daemon needs, resolved.
@@ -181,6 +189,13 @@ impl ServeArgs {
                 "health-interval must be at least 100ms"
             );
             platform.health_interval = d.0;
+        }
+        if let Some(n) = self.async_max_attempts.or(file.async_max_attempts) {
+            anyhow::ensure!(n >= 1, "async-max-attempts must be at least 1");
+            platform.async_max_attempts = n;
+        }
+        if let Some(d) = self.async_retry_delay.or(file.async_retry_delay) {
+            platform.async_retry_base = d.0;
         }
         let gateway = GatewayConfig::default();
         Ok(Settings {

@@ -110,6 +110,35 @@ async fn deploy_invoke_list_calls_logs_and_remove() {
         text(&out.stdout)
     );
 
+    // An async call: the id at once, the result later.
+    let out = skiff(
+        &d,
+        &[
+            "invoke",
+            "hello",
+            "--async",
+            "--data",
+            r#"{"name":"Later"}"#,
+        ],
+        b"",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let queued = text(&out.stdout).trim().to_string();
+    assert_eq!(queued.len(), 36, "a call id: {queued}");
+    let mut status = String::new();
+    for _ in 0..100 {
+        let out = skiff(&d, &["calls", "get", &queued, "--json"], b"");
+        let record: Value = serde_json::from_slice(&out.stdout).expect("json");
+        status = record["status"].as_str().unwrap_or_default().to_string();
+        if status == "succeeded" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, "succeeded");
+    let out = skiff(&d, &["calls", "redrive", &queued], b"");
+    assert_one_error_line(&out);
+
     let out = skiff(&d, &["rm", "hello"], b"");
     assert!(out.status.success(), "{}", text(&out.stderr));
     let out = skiff(&d, &["invoke", "hello"], b"");

@@ -30,6 +30,11 @@ pub enum CallsCommand {
         /// The call's id
         id: Uuid,
     },
+    /// Put a dead async call back in the queue for a new round of attempts
+    Redrive {
+        /// The call's id
+        id: Uuid,
+    },
 }
 
 /// Filters of `skiff calls`.
@@ -165,6 +170,14 @@ pub fn call_details(call: &CallRecord) -> String {
 /// Runs `skiff calls` and `skiff calls get`.
 pub async fn run(client: &ApiClient, args: CallsArgs, json: bool) -> anyhow::Result<ExitCode> {
     match args.command {
+        Some(CallsCommand::Redrive { id }) => {
+            let call = client.redrive(id).await?;
+            if json {
+                output::print_json(&call)?;
+            } else {
+                output::print_text(&format!("redriven {id}: {}\n", call.status))?;
+            }
+        }
         Some(CallsCommand::Get { id }) => {
             let call = client.get_call(id).await?;
             if json {

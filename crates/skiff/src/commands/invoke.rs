@@ -17,6 +17,9 @@ pub struct InvokeArgs {
     /// Read the request body from this file (`-` for stdin)
     #[arg(long, short = 'f', value_name = "PATH")]
     pub file: Option<PathBuf>,
+    /// Queue the call and print its id at once; follow it with `skiff calls get ID`
+    #[arg(long = "async")]
+    pub asynchronous: bool,
 }
 
 /// Where the request body comes from.
@@ -78,6 +81,15 @@ pub fn failure_line(message: &str, code: &str, call_id: Option<&str>) -> String 
 pub async fn run(client: &ApiClient, args: InvokeArgs, json: bool) -> anyhow::Result<ExitCode> {
     let source = body_source(args.data, args.file, std::io::stdin().is_terminal());
     let body = read_body(source, std::io::stdin().lock())?;
+    if args.asynchronous {
+        let id = client.invoke_async(&args.name, body).await?;
+        if json {
+            output::print_json(&serde_json::json!({"call_id": id, "status": "queued"}))?;
+        } else {
+            output::print_text(&format!("{id}\n"))?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     match client.invoke(&args.name, body).await {
         Ok(invoked) => {
             if json {

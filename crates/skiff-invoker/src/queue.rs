@@ -1,0 +1,178 @@
+//! Async calls: accepted into the store's durable queue, run by a dispatcher under the
+//! global call limit, retried with exponential backoff and jitter, dead after the last
+//! attempt. Delivery is at least once: a call running when the daemon was killed runs again
+//! after the restart.
+
+use crate::error::PlatformError;
+use crate::platform::{InvokeRequest, Platform};
+use chrono::Utc;
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
+use http_body_util::BodyExt;
+use skiff_core::CallErrorType;
+use skiff_store::Claimed;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
+use uuid::Uuid;
+
+/// Most calls claimed from the store at once.
+const CLAIM_BATCH: u32 = 256;
+/// How often the dispatcher looks at the queue when nothing wakes it.
+const POLL: Duration = Duration::from_millis(200);
+
+/// The delay before attempt `attempt + 1`: `base * 2^(attempt - 1)`, at most 5 minutes,
+/// with up to 20% of jitter either way.
+pub(crate) fn backoff(base: Duration, attempt: u32) -> Duration {
+    let exp = base.saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
+    let capped = exp.min(Duration::from_secs(300));
+    let noise = (Uuid::new_v4().as_u128() % 4001) as f64 / 10_000.0 - 0.2;
+    capped.mul_f64(1.0 + noise)
+}
+
+impl Platform {
+    /// Runs the dispatcher until shutdown.
+    pub(crate) fn spawn_dispatcher(self: &Arc<Self>) {
+        let platform = self.clone();
+        let slots = Arc::new(Semaphore::new(self.config().max_concurrent_calls.max(1)));
+        self.background().spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = platform.cancelled() => return,
+                    _ = platform.queue_wakeup() => {}
+                    _ = tokio::time::sleep(POLL) => {}
+                }
+                let free = u32::try_from(slots.available_permits()).unwrap_or(u32::MAX);
+                if free == 0 || !platform.is_accepting() {
+                    continue;
+                }
+                let claimed = match platform
+                    .store()
+                    .claim(Utc::now(), free.min(CLAIM_BATCH))
+                    .await
+                {
+                    Ok(claimed) => claimed,
+                    Err(err) => {
+                        tracing::error!(%err, "cannot read the call queue");
+                        continue;
+                    }
+                };
+                for call in claimed {
+                    let Ok(permit) = slots.clone().acquire_owned().await else {
+                        return;
+                    };
+                    let platform = platform.clone();
+                    platform.background().clone().spawn(async move {
+                        platform.run_queued(call).await;
+                        drop(permit);
+                    });
+                }
+            }
+        });
+    }
+
+    async fn run_queued(self: &Arc<Self>, call: Claimed) {
+        let Claimed { record, payload } = call;
+        let id = record.id;
+        let attempt = record.attempt.max(1);
+        let mut headers = HeaderMap::new();
+        for (name, value) in &payload.headers {
+            if let (Ok(name), Ok(value)) = (
+                HeaderName::try_from(name.as_str()),
+                HeaderValue::from_str(value),
+            ) {
+                headers.append(name, value);
+            }
+        }
+        let request = InvokeRequest {
+            trigger: record.trigger,
+            method: Method::from_bytes(payload.method.as_bytes()).unwrap_or(Method::POST),
+            path: payload.path,
+            query: payload.query,
+            headers,
+            body: crate::http::full(payload.body),
+            call_id: Some(id),
+            attempt,
+        };
+        let failure = match self.invoke(&record.function, request).await {
+            Ok(outcome) => {
+                // An http call's record ends with its body.
+                let _ = outcome.body.collect().await;
+                return;
+            }
+            Err(PlatformError::CallFailed {
+                error_type,
+                message,
+                ..
+            }) => Some((error_type, message)),
+            Err(PlatformError::FunctionNotFound { name }) => {
+                self.flush_records().await;
+                let message = format!("function `{name}` does not exist any more");
+                self.end_dead(id, attempt, CallErrorType::Rejected, message)
+                    .await;
+                return;
+            }
+            Err(PlatformError::Overloaded { .. }) | Err(PlatformError::ShuttingDown) => {
+                // Not an attempt: run it again later.
+                self.requeue_call(id, attempt, Duration::from_millis(500), None)
+                    .await;
+                return;
+            }
+            Err(other) => Some((CallErrorType::EngineError, other.to_string())),
+        };
+        self.flush_records().await;
+        if attempt < self.config().async_max_attempts {
+            let delay = backoff(self.config().async_retry_base, attempt);
+            self.requeue_call(id, attempt + 1, delay, failure).await;
+        } else if let Err(err) = self.store().kill_call(id).await {
+            tracing::error!(%err, call = %id, "cannot mark a call dead");
+        }
+    }
+
+    async fn requeue_call(
+        &self,
+        id: Uuid,
+        attempt: u32,
+        delay: Duration,
+        error: Option<(CallErrorType, String)>,
+    ) {
+        let not_before =
+            Utc::now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
+        if let Err(err) = self.store().requeue(id, attempt, not_before, error).await {
+            tracing::error!(%err, call = %id, "cannot put a call back in the queue");
+        }
+    }
+
+    async fn end_dead(&self, id: Uuid, attempt: u32, kind: CallErrorType, message: String) {
+        if let Ok(Some(mut record)) = self.store().get_call(id).await {
+            record.status = skiff_core::CallStatus::Failed;
+            record.attempt = attempt;
+            record.error_type = Some(kind);
+            record.error_message = Some(message);
+            record.finished_at = Some(Utc::now());
+            let _ = self
+                .store()
+                .write_calls(&[skiff_store::CallWrite { record, logs: None }])
+                .await;
+        }
+        if let Err(err) = self.store().kill_call(id).await {
+            tracing::error!(%err, call = %id, "cannot mark a call dead");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_jitter_and_is_capped() {
+        let base = Duration::from_secs(1);
+        for (attempt, expected) in [(1, 1.0), (2, 2.0), (3, 4.0), (10, 300.0), (40, 300.0)] {
+            let d = backoff(base, attempt).as_secs_f64();
+            assert!(
+                d >= expected * 0.8 - 1e-9 && d <= expected * 1.2 + 1e-9,
+                "attempt {attempt}: {d}"
+            );
+        }
+    }
+}
