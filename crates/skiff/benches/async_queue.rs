@@ -1,0 +1,161 @@
+//! Async calls, measured in one run: durable enqueue throughput (202s per second with many
+//! clients), dispatch throughput to a warm http instance, and end-to-end latency of a lone
+//! async call (accepted -> final status seen by polling).
+//!
+//! Run: `cargo bench -p skiff --bench async_queue` (CALLS=n to change the enqueue count).
+
+use serde_json::{json, Value};
+use skiff_testing::Daemon;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+#[tokio::main]
+async fn main() {
+    assert!(
+        skiff_testing::ready(),
+        "the benchmark needs the Docker engine"
+    );
+    let calls: usize = std::env::var("CALLS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5000);
+    let d = Daemon::start(
+        Path::new(env!("CARGO_BIN_EXE_skiff")),
+        &["--max-concurrent-calls", "256"],
+    )
+    .await;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(128)
+        .build()
+        .expect("client");
+    let response = client
+        .put(format!("{}/v1/functions/web", d.url))
+        .json(&json!({"image": "skiff/echo-http:latest", "contract": "http", "readiness_path": "/ready",
+                      "memory": "64Mi", "concurrency": 128, "min_instances": 1, "max_instances": 2}))
+        .send()
+        .await
+        .expect("deploy");
+    assert!(response.status().is_success());
+    let url = format!("{}/fn/web/", d.url);
+    // Warm up.
+    for _ in 0..20 {
+        client
+            .get(&url)
+            .send()
+            .await
+            .expect("warm")
+            .bytes()
+            .await
+            .expect("body");
+    }
+
+    // Enqueue throughput: 64 clients.
+    let started = Instant::now();
+    let mut pending = futures::stream::FuturesUnordered::new();
+    use futures::StreamExt;
+    let mut accepted = 0;
+    for _ in 0..calls {
+        let client = client.clone();
+        let url = url.clone();
+        pending.push(async move {
+            client
+                .post(url)
+                .header("Prefer", "respond-async")
+                .body("x")
+                .send()
+                .await
+                .map(|r| r.status().as_u16() == 202)
+                .unwrap_or(false)
+        });
+        if pending.len() >= 64 && pending.next().await == Some(true) {
+            accepted += 1;
+        }
+    }
+    while let Some(ok) = pending.next().await {
+        accepted += usize::from(ok);
+    }
+    let enqueue_time = started.elapsed();
+    assert_eq!(accepted, calls);
+
+    // Dispatch throughput: until the queue is empty.
+    loop {
+        let page: Value = client
+            .get(format!(
+                "{}/v1/calls?function=web&status=queued&limit=1",
+                d.url
+            ))
+            .send()
+            .await
+            .expect("queued")
+            .json()
+            .await
+            .expect("json");
+        let running: Value = client
+            .get(format!(
+                "{}/v1/calls?function=web&status=running&limit=1",
+                d.url
+            ))
+            .send()
+            .await
+            .expect("running")
+            .json()
+            .await
+            .expect("json");
+        let empty = |v: &Value| v["calls"].as_array().is_none_or(Vec::is_empty);
+        if empty(&page) && empty(&running) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let drain_time = started.elapsed();
+
+    // End-to-end latency of one async call at a time.
+    let mut latencies = Vec::new();
+    for _ in 0..50 {
+        let started = Instant::now();
+        let response = client
+            .post(&url)
+            .header("Prefer", "respond-async")
+            .body("x")
+            .send()
+            .await
+            .expect("enqueue");
+        let id = response.headers()["x-skiff-call-id"]
+            .to_str()
+            .expect("id")
+            .to_string();
+        loop {
+            let record: Value = client
+                .get(format!("{}/v1/calls/{id}", d.url))
+                .send()
+                .await
+                .expect("get")
+                .json()
+                .await
+                .expect("json");
+            if record["status"] == "succeeded" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        latencies.push(started.elapsed());
+    }
+    latencies.sort();
+    d.stop().await;
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!("| measure | result | target |");
+    println!("| --- | --- | --- |");
+    println!(
+        "| durable enqueue ({calls} calls, 64 clients) | {:.0} calls/s | >= 10,000 calls/s |",
+        calls as f64 / enqueue_time.as_secs_f64()
+    );
+    println!(
+        "| enqueue + dispatch to a warm http instance, until the queue is empty | {:.0} calls/s | - |",
+        calls as f64 / drain_time.as_secs_f64()
+    );
+    println!(
+        "| end-to-end async latency (accepted -> succeeded seen by polling), p50 / p99 | {:.2} / {:.2} ms | - |",
+        ms(latencies[latencies.len() / 2]),
+        ms(latencies[(latencies.len() - 1) * 99 / 100])
+    );
+}
