@@ -302,6 +302,7 @@ pub struct Platform {
     metrics: crate::metrics::Metrics,
     lambda: Arc<LambdaRegistry>,
     queue_wakeup: Notify,
+    enqueuer: crate::queue::Enqueuer,
     runtime_api: SocketAddr,
     runtime_listener: std::sync::Mutex<Option<tokio::net::TcpListener>>,
     tracker: TaskTracker,
@@ -418,6 +419,7 @@ impl Platform {
             client.clone(),
             lambda.clone(),
         );
+        let enqueuer = crate::queue::Enqueuer::start(store.clone(), &tracker, cancel.clone());
         let platform = Arc::new(Platform {
             limiter: Limiter::new(config.max_concurrent_calls, config.max_queued_calls),
             recorder: Recorder::start(store.clone(), &tracker),
@@ -433,6 +435,7 @@ impl Platform {
             metrics: crate::metrics::Metrics::new(),
             lambda,
             queue_wakeup: Notify::new(),
+            enqueuer,
             runtime_api,
             runtime_listener: std::sync::Mutex::new(Some(runtime_listener)),
             tracker,
@@ -647,7 +650,7 @@ impl Platform {
                 .collect(),
             body: body.to_vec(),
         };
-        self.store.enqueue(&record, &payload).await?;
+        self.enqueuer.enqueue(record, payload).await?;
         self.queue_wakeup.notify_one();
         Ok(id)
     }

@@ -20,6 +20,87 @@ const CLAIM_BATCH: u32 = 256;
 /// How often the dispatcher looks at the queue when nothing wakes it.
 const POLL: Duration = Duration::from_millis(200);
 
+/// Most calls committed in one enqueue transaction.
+const ENQUEUE_BATCH: usize = 512;
+
+/// One call waiting to be made durable, and who waits for it.
+#[derive(Debug)]
+struct Pending {
+    record: skiff_core::CallRecord,
+    payload: skiff_store::Payload,
+    done: tokio::sync::oneshot::Sender<Result<(), String>>,
+}
+
+/// Group commit of accepted async calls: callers hand their call to one writer, which
+/// stores whatever is waiting in one transaction and answers each caller once it is
+/// committed. Bounded channel; the writer stops at shutdown (cancel).
+#[derive(Debug, Clone)]
+pub(crate) struct Enqueuer {
+    tx: tokio::sync::mpsc::Sender<Pending>,
+}
+
+impl Enqueuer {
+    pub(crate) fn start(
+        store: skiff_store::Store,
+        tracker: &tokio_util::task::TaskTracker,
+        cancel: tokio_util::sync::CancellationToken,
+    ) -> Enqueuer {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Pending>(4 * ENQUEUE_BATCH);
+        tracker.spawn(async move {
+            loop {
+                let first = tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    first = rx.recv() => match first {
+                        Some(first) => first,
+                        None => return,
+                    },
+                };
+                let mut batch = vec![first];
+                while batch.len() < ENQUEUE_BATCH {
+                    match rx.try_recv() {
+                        Ok(next) => batch.push(next),
+                        Err(_) => break,
+                    }
+                }
+                let calls: Vec<(skiff_core::CallRecord, skiff_store::Payload)> = batch
+                    .iter()
+                    .map(|p| (p.record.clone(), p.payload.clone()))
+                    .collect();
+                let result = store.enqueue_all(&calls).await.map_err(|e| e.to_string());
+                for pending in batch {
+                    let _ = pending.done.send(result.clone());
+                }
+            }
+        });
+        Enqueuer { tx }
+    }
+
+    /// Makes one call durable; returns once it is committed.
+    pub(crate) async fn enqueue(
+        &self,
+        record: skiff_core::CallRecord,
+        payload: skiff_store::Payload,
+    ) -> Result<(), PlatformError> {
+        let (done, wait) = tokio::sync::oneshot::channel();
+        self.tx
+            .send(Pending {
+                record,
+                payload,
+                done,
+            })
+            .await
+            .map_err(|_| PlatformError::ShuttingDown)?;
+        match wait.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(message)) => Err(PlatformError::Setup {
+                what: "storing an async call",
+                message,
+            }),
+            Err(_) => Err(PlatformError::ShuttingDown),
+        }
+    }
+}
+
 /// The delay before attempt `attempt + 1`: `base * 2^(attempt - 1)`, at most 5 minutes,
 /// with up to 20% of jitter either way.
 pub(crate) fn backoff(base: Duration, attempt: u32) -> Duration {

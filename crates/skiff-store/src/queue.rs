@@ -39,38 +39,44 @@ impl Store {
     /// Stores a `queued` call and its payload in one transaction: once this returns, the
     /// call survives any crash of the daemon.
     pub async fn enqueue(&self, record: &CallRecord, payload: &Payload) -> Result<(), StoreError> {
+        self.enqueue_all(&[(record.clone(), payload.clone())]).await
+    }
+
+    /// Stores several `queued` calls and their payloads in one transaction (group commit):
+    /// once this returns, all of them survive a crash; on error, none was stored.
+    pub async fn enqueue_all(&self, calls: &[(CallRecord, Payload)]) -> Result<(), StoreError> {
         let mut tx = self
             .pool
             .begin()
             .await
             .map_err(query("begin a transaction"))?;
-        self.write_calls_in(
-            &mut tx,
-            std::slice::from_ref(&crate::CallWrite {
+        let writes: Vec<crate::CallWrite> = calls
+            .iter()
+            .map(|(record, _)| crate::CallWrite {
                 record: record.clone(),
                 logs: None,
-            }),
-        )
-        .await?;
-        let headers = serde_json::to_string(&payload.headers).unwrap_or_else(|_| "[]".into());
-        sqlx::query(
-            "INSERT INTO call_payloads (call_id, method, path, query, headers, body)
-             VALUES ($1, $2, $3, $4, $5, $6)
-             ON CONFLICT (call_id) DO UPDATE SET method = excluded.method, path = excluded.path,
-                query = excluded.query, headers = excluded.headers, body = excluded.body",
-        )
-        .bind(record.id.hyphenated().to_string())
-        .bind(&payload.method)
-        .bind(&payload.path)
-        .bind(&payload.query)
-        .bind(headers)
-        .bind(&payload.body)
-        .execute(&mut *tx)
-        .await
-        .map_err(query("store a call's payload"))?;
-        tx.commit()
+            })
+            .collect();
+        self.write_calls_in(&mut tx, &writes).await?;
+        for (record, payload) in calls {
+            let headers = serde_json::to_string(&payload.headers).unwrap_or_else(|_| "[]".into());
+            sqlx::query(
+                "INSERT INTO call_payloads (call_id, method, path, query, headers, body)
+                 VALUES ($1, $2, $3, $4, $5, $6)
+                 ON CONFLICT (call_id) DO UPDATE SET method = excluded.method, path = excluded.path,
+                    query = excluded.query, headers = excluded.headers, body = excluded.body",
+            )
+            .bind(record.id.hyphenated().to_string())
+            .bind(&payload.method)
+            .bind(&payload.path)
+            .bind(&payload.query)
+            .bind(headers)
+            .bind(&payload.body)
+            .execute(&mut *tx)
             .await
-            .map_err(query("commit an enqueued call"))?;
+            .map_err(query("store a call's payload"))?;
+        }
+        tx.commit().await.map_err(query("commit enqueued calls"))?;
         Ok(())
     }
 

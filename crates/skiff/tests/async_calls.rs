@@ -152,7 +152,7 @@ async fn a_failing_async_call_is_retried_then_dead_then_redriven() {
 
 #[tokio::test]
 async fn ten_thousand_accepted_async_calls_survive_sigkill() {
-    let Some(mut d) = daemon(&["--max-concurrent-calls", "128"]).await else {
+    let Some(mut d) = daemon(&["--max-concurrent-calls", "64"]).await else {
         return;
     };
     deploy(
@@ -166,8 +166,9 @@ async fn ten_thousand_accepted_async_calls_survive_sigkill() {
         .pool_max_idle_per_host(64)
         .build()
         .expect("client");
-    // Each call takes 50 ms, so that the queue still holds work when the daemon is killed.
-    let url = format!("{}/fn/web/?sleep_ms=50", d.url);
+    // Each call takes 100 ms and at most 64 run at once (about 16 s for all), so that the
+    // queue still holds work when the daemon is killed, however fast the enqueueing.
+    let url = format!("{}/fn/web/?sleep_ms=100", d.url);
     let total = 10_000;
     let mut ids = HashSet::with_capacity(total);
     let mut pending = futures::stream::FuturesUnordered::new();
