@@ -319,6 +319,37 @@ pub struct CallRecord {
     pub wait_ms: Option<u64>,
 }
 
+impl CallRecord {
+    /// A new call's record: attempt 1, nothing run or measured yet.
+    pub fn new(
+        id: Uuid,
+        function: impl Into<String>,
+        trigger: Trigger,
+        status: CallStatus,
+        received_at: DateTime<Utc>,
+    ) -> Self {
+        CallRecord {
+            id,
+            function: function.into(),
+            trigger,
+            status,
+            attempt: 1,
+            received_at,
+            started_at: None,
+            finished_at: None,
+            cold: None,
+            instance: None,
+            exit_code: None,
+            error_type: None,
+            error_message: None,
+            request_size: 0,
+            response_size: None,
+            duration_ms: None,
+            wait_ms: None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -621,23 +621,14 @@ impl Platform {
         let body = read_body(request.body, limit).await?;
         let id = request.call_id.unwrap_or_else(Uuid::now_v7);
         let record = CallRecord {
-            id,
-            function: entry.function.name.to_string(),
-            trigger: Trigger::Async,
-            status: CallStatus::Queued,
-            attempt: 1,
-            received_at: Utc::now(),
-            started_at: None,
-            finished_at: None,
-            cold: None,
-            instance: None,
-            exit_code: None,
-            error_type: None,
-            error_message: None,
             request_size: body.len() as u64,
-            response_size: None,
-            duration_ms: None,
-            wait_ms: None,
+            ..CallRecord::new(
+                id,
+                entry.function.name.as_str(),
+                Trigger::Async,
+                CallStatus::Queued,
+                Utc::now(),
+            )
         };
         let payload = skiff_store::Payload {
             method: request.method.to_string(),
@@ -885,23 +876,16 @@ impl Platform {
         let waited = clock.elapsed();
         let deadline = tokio::time::Instant::now() + timeout;
         let record = CallRecord {
-            id: call_id,
-            function: function.name.to_string(),
-            trigger: request.trigger,
-            status: CallStatus::Running,
             attempt: request.attempt.max(1),
-            received_at,
             started_at: Some(started_at),
-            finished_at: None,
-            cold: None,
-            instance: None,
-            exit_code: None,
-            error_type: None,
-            error_message: None,
-            request_size: 0,
-            response_size: None,
-            duration_ms: None,
             wait_ms: Some(u64::try_from(waited.as_millis()).unwrap_or(u64::MAX)),
+            ..CallRecord::new(
+                call_id,
+                function.name.as_str(),
+                request.trigger,
+                CallStatus::Running,
+                received_at,
+            )
         };
         let call = CallContext {
             record,
