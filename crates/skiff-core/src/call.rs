@@ -210,10 +210,13 @@ pub enum CallErrorType {
     /// skiff refused the call after accepting it: its function's queue was full, or its
     /// body went over the size limit while streaming.
     Rejected,
+    /// An async call got older than its function's `max_event_age` before it could
+    /// succeed: it was not attempted again.
+    Expired,
 }
 
 impl CallErrorType {
-    const ALL: [CallErrorType; 9] = [
+    const ALL: [CallErrorType; 10] = [
         CallErrorType::FunctionError,
         CallErrorType::Crashed,
         CallErrorType::OutOfMemory,
@@ -223,6 +226,7 @@ impl CallErrorType {
         CallErrorType::Interrupted,
         CallErrorType::EngineError,
         CallErrorType::Rejected,
+        CallErrorType::Expired,
     ];
 
     /// The error type as stored and shown.
@@ -237,6 +241,7 @@ impl CallErrorType {
             CallErrorType::Interrupted => "interrupted",
             CallErrorType::EngineError => "engine_error",
             CallErrorType::Rejected => "rejected",
+            CallErrorType::Expired => "expired",
         }
     }
 
@@ -350,6 +355,86 @@ impl CallRecord {
     }
 }
 
+/// What an async call answered, kept so that its caller can read it later (size-capped).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CallOutput {
+    /// The response status (200 for a successful `exec` or `lambda` call).
+    pub status_code: u16,
+    /// The response's content type, when the function gave one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+    /// How `body` is written: `utf8` when the kept bytes are text, else `base64`.
+    pub encoding: BodyEncoding,
+    /// The response body (at most the daemon's `--async-result-bytes` of it).
+    pub body: String,
+    /// Size of the whole response body in bytes.
+    pub size: u64,
+    /// Whether `body` holds only the first part of the response.
+    pub truncated: bool,
+}
+
+impl CallOutput {
+    /// The result of a call that answered `status_code` with `kept`, the first bytes of a
+    /// body of `size` bytes.
+    pub fn new(status_code: u16, content_type: Option<String>, kept: &[u8], size: u64) -> Self {
+        use base64::Engine as _;
+        let truncated = (kept.len() as u64) < size;
+        let (encoding, body) = match std::str::from_utf8(kept) {
+            Ok(text) => (BodyEncoding::Utf8, text.to_string()),
+            // Text cut in the middle of a character by the cap.
+            Err(e) if truncated && e.error_len().is_none() => (
+                BodyEncoding::Utf8,
+                String::from_utf8_lossy(&kept[..e.valid_up_to()]).into_owned(),
+            ),
+            Err(_) => (
+                BodyEncoding::Base64,
+                base64::engine::general_purpose::STANDARD.encode(kept),
+            ),
+        };
+        CallOutput {
+            status_code,
+            content_type,
+            encoding,
+            body,
+            size,
+            truncated,
+        }
+    }
+
+    /// The kept body's bytes.
+    pub fn bytes(&self) -> Vec<u8> {
+        use base64::Engine as _;
+        match self.encoding {
+            BodyEncoding::Utf8 => self.body.as_bytes().to_vec(),
+            BodyEncoding::Base64 => base64::engine::general_purpose::STANDARD
+                .decode(&self.body)
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// How a kept body is written in JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum BodyEncoding {
+    /// The bytes are UTF-8 text, written as is.
+    Utf8,
+    /// The bytes are written in standard base64.
+    Base64,
+}
+
+/// A call's record and, for an async call that answered, its result:
+/// `GET /v1/calls/{id}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct CallDetails {
+    /// The call's record.
+    #[serde(flatten)]
+    pub record: CallRecord,
+    /// What the call answered (async calls; the last attempt's answer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<CallOutput>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -408,6 +493,20 @@ mod tests {
             assert_eq!(json, format!("\"{}\"", e.as_str()));
         }
         assert!("nope".parse::<CallStatus>().is_err());
+    }
+
+    #[test]
+    fn results_keep_text_as_text_and_bytes_as_base64() {
+        let text = CallOutput::new(200, None, "héllo".as_bytes(), 6);
+        assert_eq!(text.encoding, BodyEncoding::Utf8);
+        assert_eq!(text.body, "héllo");
+        assert!(!text.truncated);
+        let cut = CallOutput::new(200, None, &"héllo".as_bytes()[..2], 6);
+        assert_eq!((cut.encoding, cut.body.as_str()), (BodyEncoding::Utf8, "h"));
+        assert!(cut.truncated);
+        let binary = CallOutput::new(200, None, &[0xff, 0x00, 0xfe], 3);
+        assert_eq!(binary.encoding, BodyEncoding::Base64);
+        assert_eq!(binary.bytes(), vec![0xff, 0x00, 0xfe]);
     }
 
     #[test]

@@ -83,6 +83,12 @@ pub struct FunctionView {
     /// The handler (`lambda` contract).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub handler: Option<String>,
+    /// Retries of a failed async call, when the function sets them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retries: Option<u32>,
+    /// Oldest an async call may get, when the function sets it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_event_age: Option<String>,
     /// Version, starting at 1.
     pub version: u64,
     /// When the function was first deployed.
@@ -99,6 +105,11 @@ impl From<&Function> for FunctionView {
         let served_http = f.config.contract == Contract::Http;
         FunctionView {
             handler: f.config.handler.clone(),
+            retries: f.config.retries,
+            max_event_age: f
+                .config
+                .max_event_age_ms
+                .map(|ms| HumanDuration(std::time::Duration::from_millis(ms)).to_string()),
             port: served_http.then_some(http.port),
             readiness_path: http.readiness_path.clone().filter(|_| served_http),
             startup_timeout: instances.then(|| HumanDuration(http.startup_timeout()).to_string()),

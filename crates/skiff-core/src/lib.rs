@@ -15,7 +15,9 @@ pub mod labels;
 pub mod spec;
 pub mod units;
 
-pub use call::{CallErrorType, CallRecord, CallStatus, Trigger};
+pub use call::{
+    BodyEncoding, CallDetails, CallErrorType, CallOutput, CallRecord, CallStatus, Trigger,
+};
 pub use function::{Function, FunctionView};
 pub use instance::InstanceState;
 pub use spec::{

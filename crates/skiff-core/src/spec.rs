@@ -35,6 +35,11 @@ const MIN_MEMORY: ByteSize = ByteSize::mib(6);
 const MAX_MEMORY: ByteSize = ByteSize(64 << 30);
 const MAX_CPUS: f64 = 256.0;
 const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
+/// Most retries of a failed async call.
+const MAX_RETRIES: u32 = 10;
+/// Range of the oldest an async call may get.
+const MIN_EVENT_AGE: Duration = Duration::from_secs(1);
+const MAX_EVENT_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
 const MAX_ENV_ENTRIES: usize = 256;
 const MAX_ENV_VALUE: usize = 32 * 1024;
 
@@ -189,6 +194,16 @@ pub struct FunctionSpec {
     /// as AWS does for images (e.g. `app.handler`). Default: the image's command.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub handler: Option<String>,
+    /// Retries of a failed async call after its first attempt, 0 to 10, with exponential
+    /// backoff and jitter. Default: the daemon's `--async-max-attempts` less one (2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retries: Option<u32>,
+    /// Oldest an async call may get, counted from when it was accepted: past it, the call
+    /// is not attempted again and is `dead` with error type `expired`. 1s to 7d. Default:
+    /// the daemon's `--async-max-event-age` (6h).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, example = "1h")]
+    pub max_event_age: Option<HumanDuration>,
 }
 
 /// A spec that was refused: which field, and why.
@@ -248,6 +263,12 @@ pub struct FunctionConfig {
     /// The handler (`lambda` contract).
     #[serde(default)]
     pub handler: Option<String>,
+    /// Retries of a failed async call; `None`: the daemon's default.
+    #[serde(default)]
+    pub retries: Option<u32>,
+    /// Oldest an async call may get, in milliseconds; `None`: the daemon's default.
+    #[serde(default)]
+    pub max_event_age_ms: Option<u64>,
 }
 
 /// How skiff reaches an `http` instance.
@@ -351,6 +372,10 @@ impl FunctionConfig {
                 .map(|ms| HumanDuration(Duration::from_millis(ms))),
             target_utilization: instances.then_some(self.scaling.target_utilization),
             handler: self.handler.clone(),
+            retries: self.retries,
+            max_event_age: self
+                .max_event_age_ms
+                .map(|ms| HumanDuration(Duration::from_millis(ms))),
         }
     }
 
@@ -465,7 +490,23 @@ impl FunctionSpec {
             ));
         }
         let (http, scaling) = self.validate_instances(contract)?;
+        if let Some(retries) = self.retries.filter(|r| *r > MAX_RETRIES) {
+            return Err(SpecError::new(
+                "retries",
+                format!("{retries} is out of range: use 0 to {MAX_RETRIES}"),
+            ));
+        }
+        let max_event_age = self.max_event_age.map(|d| d.0);
+        if let Some(age) = max_event_age.filter(|a| *a < MIN_EVENT_AGE || *a > MAX_EVENT_AGE) {
+            return Err(SpecError::new(
+                "max_event_age",
+                format!("{} is out of range: use 1s to 7d", HumanDuration(age)),
+            ));
+        }
         Ok(FunctionConfig {
+            retries: self.retries,
+            max_event_age_ms: max_event_age
+                .map(|a| u64::try_from(a.as_millis()).unwrap_or(u64::MAX)),
             http,
             scaling,
             handler: self.handler.clone(),
@@ -858,5 +899,30 @@ mod tests {
             let err = FunctionName::parse(bad).expect_err(bad);
             assert_eq!(err.field, "name");
         }
+    }
+
+    #[test]
+    fn the_async_retry_policy_is_checked_and_round_trips() {
+        let config = spec(r#"{"image":"x","retries":0,"max_event_age":"90s"}"#)
+            .expect("parses")
+            .validate()
+            .expect("valid");
+        assert_eq!(config.retries, Some(0));
+        assert_eq!(config.max_event_age_ms, Some(90_000));
+        assert_eq!(config.to_spec().validate().expect("valid again"), config);
+        let defaults = spec(r#"{"image":"x"}"#)
+            .expect("parses")
+            .validate()
+            .expect("valid");
+        assert_eq!((defaults.retries, defaults.max_event_age_ms), (None, None));
+        assert_eq!(field_of(r#"{"image":"x","retries":11}"#), "retries");
+        assert_eq!(
+            field_of(r#"{"image":"x","max_event_age":"500ms"}"#),
+            "max_event_age"
+        );
+        assert_eq!(
+            field_of(r#"{"image":"x","max_event_age":"8d"}"#),
+            "max_event_age"
+        );
     }
 }

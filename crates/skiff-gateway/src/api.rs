@@ -11,7 +11,7 @@ use axum::Json;
 use http::Method;
 use http_body_util::BodyExt;
 use serde::{Deserialize, Serialize};
-use skiff_core::{CallRecord, CallStatus, FunctionSpec, FunctionView, Trigger};
+use skiff_core::{CallDetails, CallRecord, CallStatus, FunctionSpec, FunctionView, Trigger};
 use skiff_invoker::InstanceView;
 use skiff_invoker::{InvokeOutcome, InvokeRequest};
 use skiff_store::CallFilter;
@@ -133,9 +133,11 @@ pub async fn delete_function(
 }
 
 /// `POST /v1/functions/{name}/invoke`: runs the function with the body as input and answers
-/// with its output.
+/// with its output; with `Prefer: respond-async`, stores the call and answers 202 at once.
 #[utoipa::path(post, path = "/v1/functions/{name}/invoke", tag = "calls",
-    params(("name" = String, Path, description = "Function name")),
+    params(("name" = String, Path, description = "Function name"),
+        ("Prefer" = Option<String>, Header, description = "`respond-async`: accept the call durably, answer 202 with its id, run it in the background (retried on failure)"),
+        ("X-Skiff-Callback-Url" = Option<String>, Header, description = "Async calls: an http:// URL that receives the call's result once it is final")),
     request_body(content = Vec<u8>, content_type = "application/octet-stream"),
     responses(
         (status = 200, description = "The function's output; `X-Skiff-Call-Id` names the call",
@@ -316,12 +318,14 @@ fn parse_call_id(id: &str) -> Result<Uuid, ApiError> {
 /// `GET /v1/calls/{id}`
 #[utoipa::path(get, path = "/v1/calls/{id}", tag = "calls",
     params(("id" = String, Path, description = "Call id")),
-    responses((status = 200, body = CallRecord), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = CallDetails), (status = 404, body = ErrorBody)))]
 pub async fn get_call(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<CallRecord>, ApiError> {
-    Ok(Json(state.platform.get_call(parse_call_id(&id)?).await?))
+) -> Result<Json<CallDetails>, ApiError> {
+    Ok(Json(
+        state.platform.call_details(parse_call_id(&id)?).await?,
+    ))
 }
 
 /// `GET /v1/calls/{id}/logs`: what the function wrote to stderr during the call (capped).

@@ -48,6 +48,11 @@ pub struct PlatformConfig {
     pub async_max_attempts: u32,
     /// Delay before the first retry of an async call (doubling after each).
     pub async_retry_base: Duration,
+    /// Oldest an async call may get before it is given up, for functions that set no
+    /// `max_event_age`.
+    pub async_max_event_age: Duration,
+    /// Most bytes of an async call's response kept as its result.
+    pub async_result_bytes: usize,
 }
 
 impl PlatformConfig {
@@ -74,6 +79,8 @@ impl PlatformConfig {
             max_async_request_bytes: 256 << 10,
             async_max_attempts: 3,
             async_retry_base: Duration::from_secs(1),
+            async_max_event_age: Duration::from_secs(6 * 3600),
+            async_result_bytes: 256 << 10,
         }
     }
 }

@@ -11,6 +11,7 @@
 //!   each with an owner, a bound and a shutdown path.
 
 mod autoscale;
+pub mod callback;
 pub mod config;
 mod error;
 pub mod exec;
@@ -26,5 +27,5 @@ mod recorder;
 pub use config::PlatformConfig;
 pub use error::PlatformError;
 pub use http::{Body, BoxError};
-pub use platform::{InvokeOutcome, InvokeRequest, Platform};
+pub use platform::{InvokeOutcome, InvokeRequest, Platform, CALLBACK_HEADER};
 pub use pool::InstanceView;

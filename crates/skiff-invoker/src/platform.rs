@@ -196,6 +196,13 @@ fn limited(body: Body, limit: usize) -> Body {
 /// How long after a `lambda` call its instance's output is read again for the call's log.
 const LATE_OUTPUT: Duration = Duration::from_millis(100);
 
+/// The request header naming an async call's callback URL (not passed to the function).
+pub const CALLBACK_HEADER: &str = "x-skiff-callback-url";
+
+fn to_chrono(d: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}
+
 /// A `lambda` call's log as AWS writes it: START, the function's output, END, REPORT.
 fn lambda_log(id: Uuid, output: &[u8], took: Duration) -> Vec<u8> {
     let mut log = format!("START RequestId: {id} Version: $LATEST\n").into_bytes();
@@ -303,6 +310,7 @@ pub struct Platform {
     lambda: Arc<LambdaRegistry>,
     queue_wakeup: Notify,
     enqueuer: crate::queue::Enqueuer,
+    callbacks: crate::callback::Callbacks,
     runtime_api: SocketAddr,
     runtime_listener: std::sync::Mutex<Option<tokio::net::TcpListener>>,
     tracker: TaskTracker,
@@ -420,6 +428,12 @@ impl Platform {
             lambda.clone(),
         );
         let enqueuer = crate::queue::Enqueuer::start(store.clone(), &tracker, cancel.clone());
+        let callbacks = crate::callback::Callbacks::start(
+            store.clone(),
+            client.clone(),
+            &tracker,
+            cancel.clone(),
+        );
         let platform = Arc::new(Platform {
             limiter: Limiter::new(config.max_concurrent_calls, config.max_queued_calls),
             recorder: Recorder::start(store.clone(), &tracker),
@@ -436,6 +450,7 @@ impl Platform {
             lambda,
             queue_wakeup: Notify::new(),
             enqueuer,
+            callbacks,
             runtime_api,
             runtime_listener: std::sync::Mutex::new(Some(runtime_listener)),
             tracker,
@@ -618,8 +633,21 @@ impl Platform {
         if request_too_large(&request.headers, limit) {
             return Err(PlatformError::PayloadTooLarge { limit });
         }
+        let callback_url = match request.headers.get(CALLBACK_HEADER) {
+            Some(value) => {
+                let url = value.to_str().map_err(|_| PlatformError::BadRequest {
+                    message: format!("{CALLBACK_HEADER} is not a URL"),
+                })?;
+                crate::callback::check_url(url).map_err(|e| PlatformError::BadRequest {
+                    message: format!("{CALLBACK_HEADER}: {e}"),
+                })?;
+                Some(url.to_string())
+            }
+            None => None,
+        };
         let body = read_body(request.body, limit).await?;
         let id = request.call_id.unwrap_or_else(Uuid::now_v7);
+        let now = Utc::now();
         let record = CallRecord {
             request_size: body.len() as u64,
             ..CallRecord::new(
@@ -627,7 +655,7 @@ impl Platform {
                 entry.function.name.as_str(),
                 Trigger::Async,
                 CallStatus::Queued,
-                Utc::now(),
+                now,
             )
         };
         let payload = skiff_store::Payload {
@@ -637,9 +665,12 @@ impl Platform {
             headers: request
                 .headers
                 .iter()
+                .filter(|(k, _)| k.as_str() != CALLBACK_HEADER)
                 .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
                 .collect(),
             body: body.to_vec(),
+            expires_at: Some(now + self.max_event_age(&entry.function)),
+            callback_url,
         };
         self.enqueuer.enqueue(record, payload).await?;
         self.queue_wakeup.notify_one();
@@ -654,7 +685,12 @@ impl Platform {
             .get_call(id)
             .await?
             .ok_or(PlatformError::CallNotFound { id })?;
-        if !self.store.redrive(id).await? {
+        // A new round of attempts gets a new event age.
+        let age = match self.entry(&record.function) {
+            Some(entry) => self.max_event_age(&entry.function),
+            None => to_chrono(self.config.async_max_event_age),
+        };
+        if !self.store.redrive(id, Some(Utc::now() + age)).await? {
             return Err(PlatformError::BadRequest {
                 message: format!(
                     "call {id} is {}, not dead: only dead calls are redriven",
@@ -667,6 +703,29 @@ impl Platform {
             .get_call(id)
             .await?
             .ok_or(PlatformError::CallNotFound { id })
+    }
+
+    /// How old an async call of `function` may get.
+    pub(crate) fn max_event_age(&self, function: &Function) -> chrono::Duration {
+        to_chrono(
+            function
+                .config
+                .max_event_age_ms
+                .map_or(self.config.async_max_event_age, Duration::from_millis),
+        )
+    }
+
+    /// Attempts an async call of `function` gets (1 + retries).
+    pub(crate) fn max_attempts(&self, function: &Function) -> u32 {
+        function
+            .config
+            .retries
+            .map_or(self.config.async_max_attempts, |r| r.saturating_add(1))
+            .max(1)
+    }
+
+    pub(crate) fn callbacks(&self) -> &crate::callback::Callbacks {
+        &self.callbacks
     }
 
     pub(crate) fn store(&self) -> &Store {
@@ -1413,6 +1472,16 @@ impl Platform {
             .get_call(id)
             .await?
             .ok_or(PlatformError::CallNotFound { id })
+    }
+
+    /// A call's record and, for an async call that answered, its (size-capped) result.
+    pub async fn call_details(&self, id: Uuid) -> Result<skiff_core::CallDetails, PlatformError> {
+        let record = self.get_call(id).await?;
+        let result =
+            self.store.get_result(id).await?.map(|r| {
+                skiff_core::CallOutput::new(r.status_code, r.content_type, &r.body, r.size)
+            });
+        Ok(skiff_core::CallDetails { record, result })
     }
 
     /// Call records, newest first.

@@ -101,6 +101,22 @@ impl Enqueuer {
     }
 }
 
+/// Reads a body to its end, keeping at most `cap` bytes of it; returns them and the
+/// body's whole size.
+async fn read_capped(mut body: crate::http::Body, cap: usize) -> (Vec<u8>, u64) {
+    let mut kept = Vec::new();
+    let mut size = 0u64;
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else { break };
+        if let Ok(data) = frame.into_data() {
+            size += data.len() as u64;
+            let room = cap.saturating_sub(kept.len());
+            kept.extend_from_slice(&data[..data.len().min(room)]);
+        }
+    }
+    (kept, size)
+}
+
 /// The delay before attempt `attempt + 1`: `base * 2^(attempt - 1)`, at most 5 minutes,
 /// with up to 20% of jitter either way.
 pub(crate) fn backoff(base: Duration, attempt: u32) -> Duration {
@@ -155,6 +171,20 @@ impl Platform {
         let Claimed { record, payload } = call;
         let id = record.id;
         let attempt = record.attempt.max(1);
+        let has_callback = payload.callback_url.is_some();
+        let expires_at = payload.expires_at;
+        if expires_at.is_some_and(|at| at <= Utc::now()) {
+            let message = match &record.error_message {
+                Some(last) => format!("older than its max_event_age; last error: {last}"),
+                None => "older than its max_event_age before it could run".to_string(),
+            };
+            self.end_dead(id, attempt, CallErrorType::Expired, message)
+                .await;
+            if has_callback {
+                self.callbacks().notify(id).await;
+            }
+            return;
+        }
         let mut headers = HeaderMap::new();
         for (name, value) in &payload.headers {
             if let (Ok(name), Ok(value)) = (
@@ -176,8 +206,27 @@ impl Platform {
         };
         let failure = match self.invoke(&record.function, request).await {
             Ok(outcome) => {
+                let content_type = outcome
+                    .headers
+                    .get(http::header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string);
                 // An http call's record ends with its body.
-                let _ = outcome.body.collect().await;
+                let (kept, size) =
+                    read_capped(outcome.body, self.config().async_result_bytes).await;
+                let result = skiff_store::StoredResult {
+                    status_code: outcome.status.as_u16(),
+                    content_type,
+                    size,
+                    body: kept,
+                };
+                if let Err(err) = self.store().put_result(id, &result).await {
+                    tracing::error!(%err, call = %id, "cannot store a call's result");
+                }
+                if has_callback {
+                    self.flush_records().await;
+                    self.callbacks().notify(id).await;
+                }
                 return;
             }
             Err(PlatformError::CallFailed {
@@ -190,6 +239,9 @@ impl Platform {
                 let message = format!("function `{name}` does not exist any more");
                 self.end_dead(id, attempt, CallErrorType::Rejected, message)
                     .await;
+                if has_callback {
+                    self.callbacks().notify(id).await;
+                }
                 return;
             }
             Err(PlatformError::Overloaded { .. }) | Err(PlatformError::ShuttingDown) => {
@@ -201,11 +253,21 @@ impl Platform {
             Err(other) => Some((CallErrorType::EngineError, other.to_string())),
         };
         self.flush_records().await;
-        if attempt < self.config().async_max_attempts {
-            let delay = backoff(self.config().async_retry_base, attempt);
+        let max_attempts = self
+            .function(&record.function)
+            .map_or(self.config().async_max_attempts, |f| self.max_attempts(&f));
+        let delay = backoff(self.config().async_retry_base, attempt);
+        let retry_at =
+            Utc::now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
+        if attempt < max_attempts && expires_at.is_none_or(|at| retry_at < at) {
             self.requeue_call(id, attempt + 1, delay, failure).await;
-        } else if let Err(err) = self.store().kill_call(id).await {
+            return;
+        }
+        if let Err(err) = self.store().kill_call(id).await {
             tracing::error!(%err, call = %id, "cannot mark a call dead");
+        }
+        if has_callback {
+            self.callbacks().notify(id).await;
         }
     }
 

@@ -54,6 +54,15 @@ impl CallFilter {
 }
 
 /// `SELECT <every column> FROM calls`, as a literal for `concat!`.
+macro_rules! call_columns {
+    () => {
+        "id, function, trigger, status, attempt, received_at, started_at, finished_at, \
+         cold, instance, exit_code, error_type, error_message, request_size, response_size, \
+         duration_ms, wait_ms"
+    };
+}
+pub(crate) use call_columns;
+
 macro_rules! select_calls {
     () => {
         "SELECT id, function, trigger, status, attempt, received_at, started_at, finished_at, \
@@ -136,20 +145,6 @@ impl Store {
             }
         }
         write_rows(tx, &order, &records, &logs).await
-    }
-
-    /// The record of call `id` inside a transaction of the caller's.
-    pub(crate) async fn get_call_in(
-        &self,
-        tx: &mut sqlx::Transaction<'_, Sqlite>,
-        id: Uuid,
-    ) -> Result<Option<CallRecord>, StoreError> {
-        let row = sqlx::query(concat!(select_calls!(), " WHERE id = $1"))
-            .bind(id.hyphenated().to_string())
-            .fetch_optional(&mut **tx)
-            .await
-            .map_err(query("get a call"))?;
-        row.as_ref().map(decode).transpose()
     }
 }
 
@@ -283,9 +278,10 @@ impl Store {
         }
     }
 
-    /// Marks every call still `queued` or `running` whose trigger is not `async` as `failed`
-    /// with error type `interrupted`, finished at `now` (its duration set from its receipt),
-    /// and returns how many. Async calls are left for their queue to resume.
+    /// Marks every call still `queued` or `running` that did not come through the durable
+    /// queue as `failed` with error type `interrupted`, finished at `now` (its duration set
+    /// from its receipt), and returns how many. Queued calls (async, cron, ...) are left for
+    /// their queue to resume.
     pub async fn interrupt_unfinished_calls(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
         let done = sqlx::query(
             "UPDATE calls SET
@@ -294,7 +290,7 @@ impl Store {
                 error_message = $3,
                 finished_at = $4,
                 duration_ms = CASE WHEN $4 > received_at THEN $4 - received_at ELSE 0 END
-             WHERE status IN ($5, $6) AND trigger <> $7",
+             WHERE status IN ($5, $6) AND id NOT IN (SELECT call_id FROM call_payloads)",
         )
         .bind(CallStatus::Failed.as_str())
         .bind(CallErrorType::Interrupted.as_str())
@@ -302,7 +298,6 @@ impl Store {
         .bind(millis(now))
         .bind(CallStatus::Queued.as_str())
         .bind(CallStatus::Running.as_str())
-        .bind(Trigger::Async.as_str())
         .execute(&self.pool)
         .await
         .map_err(query("interrupt unfinished calls"))?;
@@ -310,7 +305,7 @@ impl Store {
     }
 }
 
-fn decode(row: &SqliteRow) -> Result<CallRecord, StoreError> {
+pub(crate) fn decode(row: &SqliteRow) -> Result<CallRecord, StoreError> {
     let id: String = row
         .try_get("id")
         .map_err(|e| corrupt("call", format!("id: {e}")))?;

@@ -17,7 +17,7 @@ mod queue;
 
 pub use calls::{CallFilter, CallWrite, DEFAULT_CALL_LIMIT, INTERRUPTED_MESSAGE, MAX_CALL_LIMIT};
 pub use error::StoreError;
-pub use queue::{Claimed, Payload};
+pub use queue::{Claimed, Payload, PendingCallback, StoredResult};
 
 use error::query;
 use sqlx::migrate::Migrator;

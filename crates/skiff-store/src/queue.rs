@@ -4,11 +4,12 @@
 //! attempt, or dies. A call `running` when the daemon stopped goes back to the queue at the
 //! next start: delivery is at least once.
 
+use crate::calls::call_columns;
 use crate::codec::millis;
 use crate::error::query;
 use crate::{Store, StoreError};
 use chrono::{DateTime, Utc};
-use skiff_core::{CallErrorType, CallRecord, CallStatus, Trigger};
+use skiff_core::{CallErrorType, CallRecord, CallStatus};
 use uuid::Uuid;
 
 /// What a queued call carries.
@@ -24,6 +25,10 @@ pub struct Payload {
     pub headers: Vec<(String, String)>,
     /// Request body.
     pub body: Vec<u8>,
+    /// Past this time the call is not attempted again (its function's `max_event_age`).
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Where the call's result is sent once it is final.
+    pub callback_url: Option<String>,
 }
 
 /// A call claimed from the queue.
@@ -33,6 +38,68 @@ pub struct Claimed {
     pub record: CallRecord,
     /// What it carries.
     pub payload: Payload,
+}
+
+/// A result to send to a call's callback URL.
+#[derive(Debug, Clone)]
+pub struct PendingCallback {
+    /// The call's final record.
+    pub record: CallRecord,
+    /// Where to send it.
+    pub url: String,
+    /// What the call answered, if it answered.
+    pub result: Option<StoredResult>,
+}
+
+/// What an async call answered, as stored (the body capped by the caller).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredResult {
+    /// Response status.
+    pub status_code: u16,
+    /// Response content type.
+    pub content_type: Option<String>,
+    /// Size of the whole response body.
+    pub size: u64,
+    /// The kept part of the body.
+    pub body: Vec<u8>,
+}
+
+/// A `call_payloads` row, in `PAYLOAD_COLUMNS` order.
+type PayloadRow = (
+    String,
+    String,
+    String,
+    String,
+    Vec<u8>,
+    Option<i64>,
+    Option<String>,
+    String,
+);
+
+fn payload_of(row: PayloadRow) -> Payload {
+    let (method, path, query, headers, body, expires_at, callback_url, _) = row;
+    Payload {
+        method,
+        path,
+        query,
+        headers: serde_json::from_str(&headers).unwrap_or_default(),
+        body,
+        expires_at: expires_at.and_then(DateTime::from_timestamp_millis),
+        callback_url,
+    }
+}
+
+const CALLBACK_PENDING: &str = "pending";
+const CALLBACK_SENT: &str = "sent";
+const CALLBACK_FAILED: &str = "failed";
+
+/// Payload rows per multi-row statement (9 parameters each).
+const PAYLOAD_ROWS: usize = 1000;
+
+macro_rules! payload_columns {
+    () => {
+        "method, path, query, headers, body, expires_at, callback_url, call_id"
+    };
 }
 
 impl Store {
@@ -58,23 +125,36 @@ impl Store {
             })
             .collect();
         self.write_calls_in(&mut tx, &writes).await?;
-        for (record, payload) in calls {
-            let headers = serde_json::to_string(&payload.headers).unwrap_or_else(|_| "[]".into());
-            sqlx::query(
-                "INSERT INTO call_payloads (call_id, method, path, query, headers, body)
-                 VALUES ($1, $2, $3, $4, $5, $6)
-                 ON CONFLICT (call_id) DO UPDATE SET method = excluded.method, path = excluded.path,
-                    query = excluded.query, headers = excluded.headers, body = excluded.body",
-            )
-            .bind(record.id.hyphenated().to_string())
-            .bind(&payload.method)
-            .bind(&payload.path)
-            .bind(&payload.query)
-            .bind(headers)
-            .bind(&payload.body)
-            .execute(&mut *tx)
-            .await
-            .map_err(query("store a call's payload"))?;
+        for chunk in calls.chunks(PAYLOAD_ROWS) {
+            let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(concat!(
+                "INSERT INTO call_payloads (",
+                payload_columns!(),
+                ", callback_state) "
+            ));
+            insert.push_values(chunk, |mut row, (record, payload)| {
+                let headers =
+                    serde_json::to_string(&payload.headers).unwrap_or_else(|_| "[]".into());
+                row.push_bind(payload.method.clone())
+                    .push_bind(payload.path.clone())
+                    .push_bind(payload.query.clone())
+                    .push_bind(headers)
+                    .push_bind(payload.body.clone())
+                    .push_bind(payload.expires_at.map(millis))
+                    .push_bind(payload.callback_url.clone())
+                    .push_bind(record.id.hyphenated().to_string())
+                    .push_bind(payload.callback_url.as_ref().map(|_| CALLBACK_PENDING));
+            });
+            insert.push(
+                " ON CONFLICT (call_id) DO UPDATE SET method = excluded.method, \
+                 path = excluded.path, query = excluded.query, headers = excluded.headers, \
+                 body = excluded.body, expires_at = excluded.expires_at, \
+                 callback_url = excluded.callback_url, callback_state = excluded.callback_state",
+            );
+            insert
+                .build()
+                .execute(&mut *tx)
+                .await
+                .map_err(query("store calls' payloads"))?;
         }
         tx.commit().await.map_err(query("commit enqueued calls"))?;
         Ok(())
@@ -87,58 +167,62 @@ impl Store {
             .begin()
             .await
             .map_err(query("begin a transaction"))?;
-        let ids: Vec<String> = sqlx::query_scalar(
-            "SELECT id FROM calls WHERE status = $1 AND (not_before IS NULL OR not_before <= $2)
-             ORDER BY id LIMIT $3",
-        )
-        .bind(CallStatus::Queued.as_str())
+        let rows = sqlx::query(concat!(
+            "UPDATE calls SET status = $1, started_at = $2 WHERE id IN (
+                SELECT id FROM calls WHERE status = $3
+                    AND (not_before IS NULL OR not_before <= $2)
+                ORDER BY id LIMIT $4)
+             RETURNING ",
+            call_columns!()
+        ))
+        .bind(CallStatus::Running.as_str())
         .bind(millis(now))
+        .bind(CallStatus::Queued.as_str())
         .bind(i64::from(limit))
         .fetch_all(&mut *tx)
         .await
-        .map_err(query("find due calls"))?;
-        let mut claimed = Vec::with_capacity(ids.len());
-        for id in ids {
-            sqlx::query("UPDATE calls SET status = $1, started_at = $2 WHERE id = $3")
-                .bind(CallStatus::Running.as_str())
-                .bind(millis(now))
-                .bind(&id)
-                .execute(&mut *tx)
-                .await
-                .map_err(query("claim a call"))?;
-            let row: Option<(String, String, String, String, Vec<u8>)> = sqlx::query_as(
-                "SELECT method, path, query, headers, body FROM call_payloads WHERE call_id = $1",
-            )
-            .bind(&id)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(query("read a call's payload"))?;
-            let uuid = Uuid::parse_str(&id)
-                .map_err(|e| crate::error::corrupt("call", format!("id {id}: {e}")))?;
-            let record = self
-                .get_call_in(&mut tx, uuid)
-                .await?
-                .ok_or_else(|| crate::error::corrupt("call", format!("{id} vanished")))?;
-            let payload = match row {
-                Some((method, path, query, headers, body)) => Payload {
-                    method,
-                    path,
-                    query,
-                    headers: serde_json::from_str(&headers).unwrap_or_default(),
-                    body,
-                },
-                None => Payload {
-                    method: "POST".into(),
-                    path: "/".into(),
-                    query: String::new(),
-                    headers: Vec::new(),
-                    body: Vec::new(),
-                },
-            };
-            claimed.push(Claimed { record, payload });
-        }
+        .map_err(query("claim due calls"))?;
+        let mut records = rows
+            .iter()
+            .map(crate::calls::decode)
+            .collect::<Result<Vec<CallRecord>, StoreError>>()?;
+        records.sort_by_key(|r| r.id);
+        let ids: Vec<String> = records
+            .iter()
+            .map(|r| r.id.hyphenated().to_string())
+            .collect();
+        let ids = serde_json::to_string(&ids).unwrap_or_else(|_| "[]".into());
+        let payloads: Vec<PayloadRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            payload_columns!(),
+            " FROM call_payloads WHERE call_id IN (SELECT value FROM json_each($1))"
+        ))
+        .bind(ids)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(query("read calls' payloads"))?;
         tx.commit().await.map_err(query("commit claimed calls"))?;
-        Ok(claimed)
+        let mut payloads: std::collections::HashMap<String, Payload> = payloads
+            .into_iter()
+            .map(|row| (row.7.clone(), payload_of(row)))
+            .collect();
+        Ok(records
+            .into_iter()
+            .map(|record| {
+                let payload = payloads
+                    .remove(&record.id.hyphenated().to_string())
+                    .unwrap_or_else(|| Payload {
+                        method: "POST".into(),
+                        path: "/".into(),
+                        query: String::new(),
+                        headers: Vec::new(),
+                        body: Vec::new(),
+                        expires_at: None,
+                        callback_url: None,
+                    });
+                Claimed { record, payload }
+            })
+            .collect())
     }
 
     /// Puts a call back in the queue for attempt `attempt`, not before `not_before`, keeping
@@ -183,8 +267,18 @@ impl Store {
         Ok(())
     }
 
-    /// Re-queues a `dead` call for a new round of attempts; false if it was not dead.
-    pub async fn redrive(&self, id: Uuid) -> Result<bool, StoreError> {
+    /// Re-queues a `dead` call for a new round of attempts, to expire at `expires_at`
+    /// (its callback, if any, is sent again at the end); false if it was not dead.
+    pub async fn redrive(
+        &self,
+        id: Uuid,
+        expires_at: Option<DateTime<Utc>>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(query("begin a transaction"))?;
         let done = sqlx::query(
             "UPDATE calls SET status = $1, attempt = 1, not_before = NULL, finished_at = NULL
              WHERE id = $2 AND status = $3",
@@ -192,22 +286,119 @@ impl Store {
         .bind(CallStatus::Queued.as_str())
         .bind(id.hyphenated().to_string())
         .bind(CallStatus::Dead.as_str())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(query("redrive a call"))?;
+        sqlx::query(
+            "UPDATE call_payloads SET expires_at = $1,
+                callback_state = CASE WHEN callback_url IS NULL THEN NULL ELSE $2 END
+             WHERE call_id = $3",
+        )
+        .bind(expires_at.map(millis))
+        .bind(CALLBACK_PENDING)
+        .bind(id.hyphenated().to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(query("redrive a call"))?;
+        tx.commit().await.map_err(query("commit a redrive"))?;
         Ok(done.rows_affected() == 1)
     }
 
-    /// At start-up: async calls left `running` by a stopped daemon go back to the queue.
+    /// At start-up: calls that came through the queue (async, cron, ...) and were left
+    /// `running` by a stopped daemon go back to the queue.
     pub async fn requeue_interrupted(&self) -> Result<u64, StoreError> {
-        let done = sqlx::query("UPDATE calls SET status = $1 WHERE status = $2 AND trigger = $3")
-            .bind(CallStatus::Queued.as_str())
-            .bind(CallStatus::Running.as_str())
-            .bind(Trigger::Async.as_str())
+        let done = sqlx::query(
+            "UPDATE calls SET status = $1
+             WHERE status = $2 AND id IN (SELECT call_id FROM call_payloads)",
+        )
+        .bind(CallStatus::Queued.as_str())
+        .bind(CallStatus::Running.as_str())
+        .execute(&self.pool)
+        .await
+        .map_err(query("requeue interrupted calls"))?;
+        Ok(done.rows_affected())
+    }
+
+    /// Keeps what an async call answered (the last attempt's answer replaces earlier ones).
+    pub async fn put_result(&self, id: Uuid, result: &StoredResult) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO call_results (call_id, status_code, content_type, size, body)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (call_id) DO UPDATE SET status_code = excluded.status_code,
+                content_type = excluded.content_type, size = excluded.size, body = excluded.body",
+        )
+        .bind(id.hyphenated().to_string())
+        .bind(i64::from(result.status_code))
+        .bind(&result.content_type)
+        .bind(crate::codec::int(result.size))
+        .bind(&result.body)
+        .execute(&self.pool)
+        .await
+        .map_err(query("store a call's result"))?;
+        Ok(())
+    }
+
+    /// What an async call answered, if it answered.
+    pub async fn get_result(&self, id: Uuid) -> Result<Option<StoredResult>, StoreError> {
+        let row: Option<(i64, Option<String>, i64, Vec<u8>)> = sqlx::query_as(
+            "SELECT status_code, content_type, size, body FROM call_results WHERE call_id = $1",
+        )
+        .bind(id.hyphenated().to_string())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(query("read a call's result"))?;
+        Ok(row.map(|(status, content_type, size, body)| StoredResult {
+            status_code: u16::try_from(status).unwrap_or(0),
+            content_type,
+            size: u64::try_from(size).unwrap_or(0),
+            body,
+        }))
+    }
+
+    /// Callbacks still to send for calls that reached a final status (`succeeded`, `dead`):
+    /// those of `id` only, or all of them (at start-up, after a crash).
+    pub async fn pending_callbacks(
+        &self,
+        id: Option<Uuid>,
+    ) -> Result<Vec<PendingCallback>, StoreError> {
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT p.call_id, p.callback_url FROM call_payloads p JOIN calls c ON c.id = p.call_id
+             WHERE p.callback_state = $1 AND c.status IN ($2, $3)
+                AND ($4 IS NULL OR p.call_id = $4)
+             ORDER BY p.call_id",
+        )
+        .bind(CALLBACK_PENDING)
+        .bind(CallStatus::Succeeded.as_str())
+        .bind(CallStatus::Dead.as_str())
+        .bind(id.map(|id| id.hyphenated().to_string()))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query("find pending callbacks"))?;
+        let mut pending = Vec::with_capacity(rows.len());
+        for (id, url) in rows {
+            let id = Uuid::parse_str(&id)
+                .map_err(|e| crate::error::corrupt("call", format!("id {id}: {e}")))?;
+            if let Some(record) = self.get_call(id).await? {
+                let result = self.get_result(id).await?;
+                pending.push(PendingCallback {
+                    record,
+                    url,
+                    result,
+                });
+            }
+        }
+        Ok(pending)
+    }
+
+    /// Records how a call's callback ended: sent, or given up after its attempts.
+    pub async fn finish_callback(&self, id: Uuid, sent: bool) -> Result<(), StoreError> {
+        sqlx::query("UPDATE call_payloads SET callback_state = $1 WHERE call_id = $2")
+            .bind(if sent { CALLBACK_SENT } else { CALLBACK_FAILED })
+            .bind(id.hyphenated().to_string())
             .execute(&self.pool)
             .await
-            .map_err(query("requeue interrupted calls"))?;
-        Ok(done.rows_affected())
+            .map_err(query("record a callback"))?;
+        Ok(())
     }
 }
 
@@ -215,6 +406,7 @@ impl Store {
 mod tests {
     use super::*;
     use chrono::Duration;
+    use skiff_core::Trigger;
 
     fn queued(id: Uuid) -> CallRecord {
         CallRecord {
@@ -245,6 +437,8 @@ mod tests {
             query: "a=1".into(),
             headers: vec![("x-h".into(), "v".into())],
             body: b"abc".to_vec(),
+            expires_at: None,
+            callback_url: None,
         }
     }
 
@@ -308,9 +502,9 @@ mod tests {
             store.get_call(a).await.expect("get").map(|r| r.status),
             Some(CallStatus::Dead)
         );
-        assert!(store.redrive(a).await.expect("redrive"));
+        assert!(store.redrive(a, None).await.expect("redrive"));
         assert!(
-            !store.redrive(a).await.expect("redrive twice"),
+            !store.redrive(a, None).await.expect("redrive twice"),
             "only dead calls are redriven"
         );
         assert_eq!(
@@ -326,5 +520,93 @@ mod tests {
         let mut expected = vec![a, b];
         expected.sort();
         assert_eq!(ids, expected);
+    }
+
+    #[tokio::test]
+    async fn payload_settings_results_and_callbacks_are_kept() {
+        let store = Store::open_in_memory().await.expect("store");
+        let (a, b, sync) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        let expires = Utc::now() + Duration::seconds(30);
+        let mut with_callback = payload();
+        with_callback.expires_at = Some(expires);
+        with_callback.callback_url = Some("http://127.0.0.1:1/hook".into());
+        let mut cron = queued(b);
+        cron.trigger = Trigger::Cron;
+        store
+            .enqueue_all(&[(queued(a), with_callback.clone()), (cron, payload())])
+            .await
+            .expect("enqueue");
+        let mut running = queued(sync);
+        running.trigger = Trigger::Http;
+        running.status = CallStatus::Running;
+        store
+            .write_calls(&[crate::CallWrite {
+                record: running,
+                logs: None,
+            }])
+            .await
+            .expect("write");
+
+        let claimed = store.claim(Utc::now(), 10).await.expect("claim");
+        assert_eq!(claimed.len(), 2);
+        let first = claimed.iter().find(|c| c.record.id == a).expect("a");
+        assert_eq!(
+            first.payload.expires_at.map(|t| t.timestamp_millis()),
+            Some(expires.timestamp_millis())
+        );
+        assert_eq!(first.payload.callback_url, with_callback.callback_url);
+
+        // Every call that came through the queue goes back to it after a crash, whatever
+        // its trigger; a sync call does not.
+        assert_eq!(store.requeue_interrupted().await.expect("requeue"), 2);
+        assert_eq!(
+            store.get_call(sync).await.expect("get").map(|r| r.status),
+            Some(CallStatus::Running)
+        );
+
+        // A callback is pending until its call is final, then until it is sent.
+        assert!(store
+            .pending_callbacks(None)
+            .await
+            .expect("pending")
+            .is_empty());
+        let result = StoredResult {
+            status_code: 200,
+            content_type: Some("text/plain".into()),
+            size: 10,
+            body: b"0123".to_vec(),
+        };
+        store.put_result(a, &result).await.expect("result");
+        assert_eq!(
+            store.get_result(a).await.expect("get"),
+            Some(result.clone())
+        );
+        let mut done = queued(a);
+        done.status = CallStatus::Succeeded;
+        store
+            .write_calls(&[crate::CallWrite {
+                record: done,
+                logs: None,
+            }])
+            .await
+            .expect("write");
+        let pending = store.pending_callbacks(None).await.expect("pending");
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].record.id, a);
+        assert_eq!(pending[0].result, Some(result));
+        assert_eq!(
+            store
+                .pending_callbacks(Some(b))
+                .await
+                .expect("pending")
+                .len(),
+            0
+        );
+        store.finish_callback(a, true).await.expect("finish");
+        assert!(store
+            .pending_callbacks(None)
+            .await
+            .expect("pending")
+            .is_empty());
     }
 }

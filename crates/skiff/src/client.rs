@@ -4,7 +4,7 @@
 use reqwest::{Method, RequestBuilder, Response, StatusCode, Url};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use skiff_core::{CallRecord, CallStatus, FunctionSpec, FunctionView, Trigger};
+use skiff_core::{CallDetails, CallRecord, CallStatus, FunctionSpec, FunctionView, Trigger};
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -338,13 +338,21 @@ impl ApiClient {
 
     /// `POST /v1/functions/{name}/invoke` with `Prefer: respond-async`: the call is queued
     /// durably; returns its id.
-    pub async fn invoke_async(&self, name: &str, body: Vec<u8>) -> Result<Uuid, ClientError> {
-        let request = self
+    pub async fn invoke_async(
+        &self,
+        name: &str,
+        body: Vec<u8>,
+        callback: Option<&str>,
+    ) -> Result<Uuid, ClientError> {
+        let mut request = self
             .request(Method::POST, &["v1", "functions", name, "invoke"])
             .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
             .header("prefer", "respond-async")
             .timeout(REQUEST_TIMEOUT)
             .body(body);
+        if let Some(url) = callback {
+            request = request.header("x-skiff-callback-url", url);
+        }
         #[derive(serde::Deserialize)]
         struct Accepted {
             call_id: Uuid,
@@ -390,8 +398,9 @@ impl ApiClient {
         self.json(self.send(request).await?).await
     }
 
-    /// `GET /v1/calls/{id}`: one call's record.
-    pub async fn get_call(&self, id: Uuid) -> Result<CallRecord, ClientError> {
+    /// `GET /v1/calls/{id}`: one call's record, and its result if it is an async call that
+    /// answered.
+    pub async fn get_call(&self, id: Uuid) -> Result<CallDetails, ClientError> {
         let id = id.to_string();
         let request = self
             .request(Method::GET, &["v1", "calls", &id])

@@ -78,6 +78,13 @@ pub struct ServeArgs {
     /// Delay before the first retry of an async call; it doubles after each [default: 1s].
     #[arg(long, env = "SKIFF_ASYNC_RETRY_DELAY", value_name = "DURATION")]
     pub async_retry_delay: Option<HumanDuration>,
+    /// Oldest an async call may get before it is given up (`dead`, error type `expired`),
+    /// for functions that set no `max_event_age` [default: 6h].
+    #[arg(long, env = "SKIFF_ASYNC_MAX_EVENT_AGE", value_name = "DURATION")]
+    pub async_max_event_age: Option<HumanDuration>,
+    /// Most bytes of an async call's response kept as its result [default: 256Ki].
+    #[arg(long, env = "SKIFF_ASYNC_RESULT_BYTES", value_name = "SIZE")]
+    pub async_result_bytes: Option<ByteSize>,
 }
 
 /// The config file: the same settings as the flags.
@@ -101,6 +108,8 @@ struct FileConfig {
     health_interval: Option<HumanDuration>,
     async_max_attempts: Option<u32>,
     async_retry_delay: Option<HumanDuration>,
+    async_max_event_age: Option<HumanDuration>,
+    async_result_bytes: Option<ByteSize>,
 }
 
 /// Everything the daemon needs, resolved.
@@ -196,6 +205,16 @@ impl ServeArgs {
         }
         if let Some(d) = self.async_retry_delay.or(file.async_retry_delay) {
             platform.async_retry_base = d.0;
+        }
+        if let Some(d) = self.async_max_event_age.or(file.async_max_event_age) {
+            anyhow::ensure!(
+                d.0 >= Duration::from_secs(1),
+                "async-max-event-age must be at least 1s"
+            );
+            platform.async_max_event_age = d.0;
+        }
+        if let Some(n) = self.async_result_bytes.or(file.async_result_bytes) {
+            platform.async_result_bytes = usize::try_from(n.bytes()).unwrap_or(usize::MAX);
         }
         let gateway = GatewayConfig::default();
         Ok(Settings {

@@ -243,3 +243,219 @@ async fn ten_thousand_accepted_async_calls_survive_sigkill() {
     }
     d.stop().await;
 }
+
+/// One callback as the receiver got it.
+#[derive(Debug)]
+struct Hook {
+    headers: reqwest::header::HeaderMap,
+    body: Vec<u8>,
+}
+
+/// A callback receiver on a free local port: answers 503 to its first `refuse` requests,
+/// then 204; hands every request it accepted to the returned channel.
+async fn receiver(refuse: usize) -> (String, tokio::sync::mpsc::UnboundedReceiver<Hook>) {
+    use axum::body::Bytes;
+    use axum::http::{HeaderMap, StatusCode as AxumStatus};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let seen = Arc::new(AtomicUsize::new(0));
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: HeaderMap, body: Bytes| {
+            let (tx, seen) = (tx.clone(), seen.clone());
+            async move {
+                if seen.fetch_add(1, Ordering::SeqCst) < refuse {
+                    return AxumStatus::SERVICE_UNAVAILABLE;
+                }
+                let mut copy = reqwest::header::HeaderMap::new();
+                for (name, value) in &headers {
+                    if let (Ok(name), Ok(value)) = (
+                        reqwest::header::HeaderName::from_bytes(name.as_str().as_bytes()),
+                        reqwest::header::HeaderValue::from_bytes(value.as_bytes()),
+                    ) {
+                        copy.insert(name, value);
+                    }
+                }
+                let _ = tx.send(Hook {
+                    headers: copy,
+                    body: body.to_vec(),
+                });
+                AxumStatus::NO_CONTENT
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (url, rx)
+}
+
+async fn next_hook(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Hook>) -> Hook {
+    tokio::time::timeout(Duration::from_secs(60), rx.recv())
+        .await
+        .expect("a callback within 60 s")
+        .expect("receiver open")
+}
+
+fn header<'a>(hook: &'a Hook, name: &str) -> &'a str {
+    hook.headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn an_async_call_keeps_its_result_and_sends_it_to_its_callback() {
+    let Some(d) = daemon(&["--async-retry-delay", "100ms", "--async-result-bytes", "16"]).await
+    else {
+        return;
+    };
+    deploy(&d, "echo", json!({"image": "skiff/testfn:latest"})).await;
+    deploy(
+        &d,
+        "fail",
+        json!({"image": "skiff/testfn:latest", "env": {"MODE": "exit"}, "retries": 1}),
+    )
+    .await;
+    // The receiver refuses the first try: the callback is tried again.
+    let (hook_url, mut hooks) = receiver(1).await;
+    let client = reqwest::Client::new();
+    let accepted = client
+        .post(format!("{}/v1/functions/echo/invoke", d.url))
+        .header("Prefer", "respond-async")
+        .header("X-Skiff-Callback-Url", &hook_url)
+        .body("hello, callback")
+        .send()
+        .await
+        .expect("enqueue");
+    assert_eq!(accepted.status(), StatusCode::ACCEPTED);
+    let id = accepted.headers()["x-skiff-call-id"]
+        .to_str()
+        .expect("id")
+        .to_string();
+    let hook = next_hook(&mut hooks).await;
+    assert_eq!(header(&hook, "x-skiff-call-id"), id);
+    assert_eq!(header(&hook, "x-skiff-function"), "echo");
+    assert_eq!(header(&hook, "x-skiff-status"), "succeeded");
+    assert_eq!(header(&hook, "x-skiff-status-code"), "200");
+    assert_eq!(
+        hook.body, b"hello, callback",
+        "the function's output, whole: the cap is 16 bytes"
+    );
+    // The callback header is skiff's, not the function's: the echo shows no trace of it.
+    let record = wait_status(&d, &id, "succeeded", Duration::from_secs(30)).await;
+    assert_eq!(record["result"]["status_code"], 200);
+    assert_eq!(record["result"]["encoding"], "utf8");
+    assert_eq!(record["result"]["body"], "hello, callback");
+    assert_eq!(record["result"]["truncated"], false);
+
+    // Over the cap, the result keeps the first bytes and says so.
+    let id = enqueue(
+        &client,
+        &format!("{}/v1/functions/echo/invoke", d.url),
+        "0123456789abcdefXYZ",
+    )
+    .await;
+    let record = wait_status(&d, &id, "succeeded", Duration::from_secs(30)).await;
+    assert_eq!(record["result"]["body"], "0123456789abcdef");
+    assert_eq!(record["result"]["size"], 19);
+    assert_eq!(record["result"]["truncated"], true);
+
+    // A call that dies sends its last error.
+    let accepted = client
+        .post(format!("{}/v1/functions/fail/invoke", d.url))
+        .header("Prefer", "respond-async")
+        .header("X-Skiff-Callback-Url", &hook_url)
+        .send()
+        .await
+        .expect("enqueue");
+    assert_eq!(accepted.status(), StatusCode::ACCEPTED);
+    let hook = next_hook(&mut hooks).await;
+    assert_eq!(header(&hook, "x-skiff-status"), "dead");
+    assert_eq!(header(&hook, "x-skiff-attempt"), "2", "1 attempt + 1 retry");
+    let error: Value = serde_json::from_slice(&hook.body).expect("json");
+    assert_eq!(error["error"]["code"], "function_error");
+
+    // Bad callback URLs are refused before anything is stored.
+    for bad in ["https://example.com/hook", "not a url", "/relative"] {
+        let refused = client
+            .post(format!("{}/v1/functions/echo/invoke", d.url))
+            .header("Prefer", "respond-async")
+            .header("X-Skiff-Callback-Url", bad)
+            .send()
+            .await
+            .expect("enqueue");
+        assert_eq!(refused.status(), StatusCode::BAD_REQUEST, "{bad}");
+        let body: Value = refused.json().await.expect("json");
+        assert_eq!(body["error"]["code"], "invalid_request", "{body}");
+    }
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn async_calls_older_than_their_max_event_age_are_given_up() {
+    let Some(d) = daemon(&["--async-retry-delay", "300ms"]).await else {
+        return;
+    };
+    // Retries stop once the next one would come after the call's max event age.
+    deploy(
+        &d,
+        "fail",
+        json!({"image": "skiff/testfn:latest", "env": {"MODE": "exit"},
+               "retries": 10, "max_event_age": "5s"}),
+    )
+    .await;
+    deploy(
+        &d,
+        "echo",
+        json!({"image": "skiff/testfn:latest", "max_event_age": "1s"}),
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let failing = enqueue(&client, &format!("{}/v1/functions/fail/invoke", d.url), "").await;
+    let dead = wait_status(&d, &failing, "dead", Duration::from_secs(60)).await;
+    let attempts = dead["attempt"].as_u64().expect("attempt");
+    assert!(
+        (2..=10).contains(&attempts),
+        "retried, but not 10 times within 5s: {dead}"
+    );
+    assert_eq!(dead["error_type"], "function_error", "{dead}");
+
+    d.stop().await;
+
+    // A call still queued when its age runs out never runs: with one call at a time, a
+    // slow call holds the only slot for 3 s while a call with a 1 s age waits.
+    let Some(d) = daemon(&["--max-concurrent-calls", "1"]).await else {
+        return;
+    };
+    deploy(
+        &d,
+        "slow",
+        json!({"image": "skiff/testfn:latest", "env": {"MODE": "sleep", "SLEEP_MS": "3000"}}),
+    )
+    .await;
+    deploy(
+        &d,
+        "echo",
+        json!({"image": "skiff/testfn:latest", "max_event_age": "1s"}),
+    )
+    .await;
+    let slow = enqueue(&client, &format!("{}/v1/functions/slow/invoke", d.url), "").await;
+    wait_status(&d, &slow, "running", Duration::from_secs(30)).await;
+    let late = enqueue(
+        &client,
+        &format!("{}/v1/functions/echo/invoke", d.url),
+        "late",
+    )
+    .await;
+    let dead = wait_status(&d, &late, "dead", Duration::from_secs(60)).await;
+    assert_eq!(dead["error_type"], "expired", "{dead}");
+    assert!(dead.get("result").is_none(), "it never ran: {dead}");
+    wait_status(&d, &slow, "succeeded", Duration::from_secs(30)).await;
+    d.stop().await;
+}

@@ -3,7 +3,7 @@
 use crate::client::{ApiClient, CallsPage, CallsQuery};
 use crate::output::{self, Table};
 use clap::builder::{PossibleValuesParser, TypedValueParser};
-use skiff_core::{CallRecord, CallStatus, Trigger};
+use skiff_core::{BodyEncoding, CallOutput, CallRecord, CallStatus, Trigger};
 use std::process::ExitCode;
 use uuid::Uuid;
 
@@ -167,6 +167,27 @@ pub fn call_details(call: &CallRecord) -> String {
     output::key_values(&pairs)
 }
 
+/// An async call's result: a `result:` line, then its body when it is text.
+pub fn result_details(result: &CallOutput) -> String {
+    let mut line = format!("result: {}", result.status_code);
+    if let Some(content_type) = &result.content_type {
+        line.push_str(&format!(" {content_type}"));
+    }
+    line.push_str(&format!(", {} bytes", result.size));
+    if result.truncated {
+        line.push_str(&format!(" (first {} kept)", result.bytes().len()));
+    }
+    line.push('\n');
+    if result.encoding == BodyEncoding::Utf8 && !result.body.is_empty() {
+        line.push('\n');
+        line.push_str(&result.body);
+        if !result.body.ends_with('\n') {
+            line.push('\n');
+        }
+    }
+    line
+}
+
 /// Runs `skiff calls` and `skiff calls get`.
 pub async fn run(client: &ApiClient, args: CallsArgs, json: bool) -> anyhow::Result<ExitCode> {
     match args.command {
@@ -183,7 +204,10 @@ pub async fn run(client: &ApiClient, args: CallsArgs, json: bool) -> anyhow::Res
             if json {
                 output::print_json(&call)?;
             } else {
-                output::print_text(&call_details(&call))?;
+                output::print_text(&call_details(&call.record))?;
+                if let Some(result) = &call.result {
+                    output::print_text(&result_details(result))?;
+                }
             }
         }
         None => {

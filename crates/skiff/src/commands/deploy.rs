@@ -81,6 +81,13 @@ pub struct DeployArgs {
     /// container's command [default: the image's command]
     #[arg(long, value_name = "NAME")]
     pub handler: Option<String>,
+    /// Retries of a failed async call, 0 to 10 [default: the daemon's, 2]
+    #[arg(long, value_name = "N")]
+    pub retries: Option<u32>,
+    /// Oldest an async call may get before it is given up, e.g. 1h [default: the
+    /// daemon's --async-max-event-age, 6h]
+    #[arg(long, value_name = "DURATION")]
+    pub max_event_age: Option<HumanDuration>,
     /// Folder holding the function's skiff.toml [default: the current folder]
     #[arg(long, value_name = "PATH")]
     pub dir: Option<PathBuf>,
@@ -132,6 +139,10 @@ pub struct Manifest {
     pub target_utilization: Option<f64>,
     /// The handler (`lambda` contract).
     pub handler: Option<String>,
+    /// Retries of a failed async call.
+    pub retries: Option<u32>,
+    /// Oldest an async call may get.
+    pub max_event_age: Option<HumanDuration>,
 }
 
 fn contract_parser() -> impl TypedValueParser<Value = Contract> {
@@ -265,6 +276,8 @@ pub fn build_spec(args: &DeployArgs, manifest: Manifest) -> anyhow::Result<(Stri
         autoscale_window: args.autoscale_window.or(manifest.autoscale_window),
         target_utilization: args.target_utilization.or(manifest.target_utilization),
         handler: args.handler.clone().or(manifest.handler),
+        retries: args.retries.or(manifest.retries),
+        max_event_age: args.max_event_age.or(manifest.max_event_age),
     };
     Ok((name.to_string(), spec))
 }

@@ -97,6 +97,8 @@ pub(crate) mod tests {
             autoscale_window: None,
             target_utilization: None,
             handler: None,
+            retries: None,
+            max_event_age: None,
             version: 3,
             created_at: time,
             updated_at: time,

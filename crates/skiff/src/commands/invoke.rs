@@ -20,6 +20,9 @@ pub struct InvokeArgs {
     /// Queue the call and print its id at once; follow it with `skiff calls get ID`
     #[arg(long = "async")]
     pub asynchronous: bool,
+    /// With --async: an http:// URL that receives the call's result once it is final
+    #[arg(long, value_name = "URL", requires = "asynchronous")]
+    pub callback: Option<String>,
 }
 
 /// Where the request body comes from.
@@ -82,7 +85,9 @@ pub async fn run(client: &ApiClient, args: InvokeArgs, json: bool) -> anyhow::Re
     let source = body_source(args.data, args.file, std::io::stdin().is_terminal());
     let body = read_body(source, std::io::stdin().lock())?;
     if args.asynchronous {
-        let id = client.invoke_async(&args.name, body).await?;
+        let id = client
+            .invoke_async(&args.name, body, args.callback.as_deref())
+            .await?;
         if json {
             output::print_json(&serde_json::json!({"call_id": id, "status": "queued"}))?;
         } else {
