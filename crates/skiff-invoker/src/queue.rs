@@ -223,11 +223,19 @@ impl Platform {
                 if let Err(err) = self.store().put_result(id, &result).await {
                     tracing::error!(%err, call = %id, "cannot store a call's result");
                 }
-                if has_callback {
-                    self.flush_records().await;
-                    self.callbacks().notify(id).await;
+                if outcome.status.is_server_error() {
+                    // Recorded as a function error: retried like one.
+                    Some((
+                        CallErrorType::FunctionError,
+                        format!("the function answered {}", outcome.status),
+                    ))
+                } else {
+                    if has_callback {
+                        self.flush_records().await;
+                        self.callbacks().notify(id).await;
+                    }
+                    return;
                 }
-                return;
             }
             Err(PlatformError::CallFailed {
                 error_type,

@@ -459,3 +459,30 @@ async fn async_calls_older_than_their_max_event_age_are_given_up() {
     wait_status(&d, &slow, "succeeded", Duration::from_secs(30)).await;
     d.stop().await;
 }
+
+#[tokio::test]
+async fn an_http_function_answering_5xx_is_retried_and_its_answers_kept() {
+    let Some(d) = daemon(&["--async-retry-delay", "100ms"]).await else {
+        return;
+    };
+    deploy(
+        &d,
+        "web",
+        json!({"image": "skiff/echo-http:latest", "contract": "http", "readiness_path": "/ready",
+               "memory": "64Mi", "retries": 1}),
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let failing = enqueue(&client, &format!("{}/fn/web/status/503", d.url), "").await;
+    let dead = wait_status(&d, &failing, "dead", Duration::from_secs(60)).await;
+    assert_eq!(dead["attempt"], 2, "1 attempt + 1 retry: {dead}");
+    assert_eq!(dead["error_type"], "function_error");
+    assert_eq!(dead["result"]["status_code"], 503, "{dead}");
+    assert_eq!(dead["result"]["body"], "status 503");
+    // 4xx is the function's answer, not a failure to retry.
+    let refused = enqueue(&client, &format!("{}/fn/web/status/404", d.url), "").await;
+    let done = wait_status(&d, &refused, "succeeded", Duration::from_secs(60)).await;
+    assert_eq!(done["attempt"], 1);
+    assert_eq!(done["result"]["status_code"], 404);
+    d.stop().await;
+}
