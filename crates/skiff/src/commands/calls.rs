@@ -352,4 +352,25 @@ mod tests {
             "{text}"
         );
     }
+
+    #[test]
+    fn a_result_shows_its_status_size_and_text() {
+        let text = result_details(&CallOutput::new(
+            200,
+            Some("text/plain".into()),
+            b"hello",
+            5,
+        ));
+        assert_eq!(text, "result: 200 text/plain, 5 bytes\n\nhello\n");
+        let cut = result_details(&CallOutput::new(200, None, b"0123", 10));
+        assert!(
+            cut.starts_with("result: 200, 10 bytes (first 4 kept)\n"),
+            "{cut}"
+        );
+        let binary = result_details(&CallOutput::new(200, None, &[0xff, 0xfe], 2));
+        assert_eq!(
+            binary, "result: 200, 2 bytes\n",
+            "binary bodies are not printed"
+        );
+    }
 }
