@@ -83,6 +83,9 @@ pub struct FunctionView {
     /// The handler (`lambda` contract).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub handler: Option<String>,
+    /// Named volumes mounted in the function's containers, `NAME:/path[:ro]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<String>,
     /// Version, starting at 1.
     pub version: u64,
     /// When the function was first deployed.
@@ -99,6 +102,7 @@ impl From<&Function> for FunctionView {
         let served_http = f.config.contract == Contract::Http;
         FunctionView {
             handler: f.config.handler.clone(),
+            volumes: f.config.volumes.iter().map(ToString::to_string).collect(),
             port: served_http.then_some(http.port),
             readiness_path: http.readiness_path.clone().filter(|_| served_http),
             startup_timeout: instances.then(|| HumanDuration(http.startup_timeout()).to_string()),

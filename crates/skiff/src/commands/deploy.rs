@@ -5,7 +5,9 @@ use crate::output;
 use anyhow::{anyhow, bail};
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use serde::Deserialize;
-use skiff_core::{ByteSize, Contract, FunctionName, FunctionSpec, FunctionView, HumanDuration};
+use skiff_core::{
+    ByteSize, Contract, FunctionName, FunctionSpec, FunctionView, HumanDuration, VolumeMount,
+};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -81,6 +83,10 @@ pub struct DeployArgs {
     /// container's command [default: the image's command]
     #[arg(long, value_name = "NAME")]
     pub handler: Option<String>,
+    /// Docker named volume to mount, NAME:/path or NAME:/path:ro (repeatable; replaces a
+    /// skiff.toml volume on the same path); created if missing, never removed by skiff
+    #[arg(long = "volume", short = 'v', value_name = "NAME:/PATH[:ro]", value_parser = parse_volume)]
+    pub volumes: Vec<String>,
     /// Folder holding the function's skiff.toml [default: the current folder]
     #[arg(long, value_name = "PATH")]
     pub dir: Option<PathBuf>,
@@ -132,6 +138,9 @@ pub struct Manifest {
     pub target_utilization: Option<f64>,
     /// The handler (`lambda` contract).
     pub handler: Option<String>,
+    /// Named volumes, `NAME:/path[:ro]`.
+    #[serde(default)]
+    pub volumes: Vec<String>,
 }
 
 fn contract_parser() -> impl TypedValueParser<Value = Contract> {
@@ -161,6 +170,24 @@ fn parse_env(text: &str) -> Result<(String, String), String> {
         Some((key, value)) if !key.is_empty() => Ok((key.to_string(), value.to_string())),
         _ => Err(format!("`{text}` is not KEY=VALUE")),
     }
+}
+
+fn parse_volume(text: &str) -> Result<String, String> {
+    VolumeMount::parse(text.trim()).map(|v| v.to_string())
+}
+
+/// The manifest's volumes, then the flags' (a flag replaces a volume on the same path).
+fn merge_volumes(manifest: Vec<String>, flags: &[String]) -> Vec<String> {
+    let target = |text: &str| VolumeMount::parse(text.trim()).ok().map(|v| v.target);
+    let mut volumes: Vec<String> = manifest
+        .into_iter()
+        .filter(|m| {
+            let path = target(m);
+            path.is_none() || !flags.iter().any(|f| target(f) == path)
+        })
+        .collect();
+    volumes.extend(flags.iter().cloned());
+    volumes
 }
 
 fn parse_secret(text: &str) -> Result<(String, String), String> {
@@ -265,6 +292,7 @@ pub fn build_spec(args: &DeployArgs, manifest: Manifest) -> anyhow::Result<(Stri
         autoscale_window: args.autoscale_window.or(manifest.autoscale_window),
         target_utilization: args.target_utilization.or(manifest.target_utilization),
         handler: args.handler.clone().or(manifest.handler),
+        volumes: merge_volumes(manifest.volumes, &args.volumes),
     };
     Ok((name.to_string(), spec))
 }
@@ -500,6 +528,23 @@ idle_timeout = "2m"
             },
             "unset settings stay unset"
         );
+    }
+
+    #[test]
+    fn volumes_come_from_the_manifest_and_the_flags() {
+        let m =
+            manifest("name = \"w\"\nimage = \"i\"\nvolumes = [\"data:/data\", \"cache:/cache\"]")
+                .expect("valid");
+        let a = args(&["--volume", "other:/data:ro", "-v", "logs:/logs"]);
+        let (_, spec) = build_spec(&a, m).expect("builds");
+        assert_eq!(
+            spec.volumes,
+            vec!["cache:/cache", "other:/data:ro", "logs:/logs"],
+            "a flag replaces the file's volume on the same path"
+        );
+        let argv = ["deploy", "--volume", "/srv/data:/data"];
+        let err = Cli::try_parse_from(argv).expect_err("a host path");
+        assert!(err.to_string().contains("host path"), "{err}");
     }
 
     #[test]

@@ -97,6 +97,7 @@ pub(crate) mod tests {
             autoscale_window: None,
             target_utilization: None,
             handler: None,
+            volumes: Vec::new(),
             version: 3,
             created_at: time,
             updated_at: time,
