@@ -321,3 +321,16 @@ async fn volumes_are_created_with_labels_mounted_and_shown() {
     assert_eq!(status, StatusCode::NO_CONTENT);
     assert!(h.engine.volumes().contains_key("tally"));
 }
+
+#[tokio::test]
+async fn the_openapi_document_describes_volumes_and_the_function_api() {
+    let h = harness().await;
+    let (status, doc, _) = send(&h.api, "GET", "/v1/openapi.json", None, &[], "").await;
+    assert_eq!(status, StatusCode::OK);
+    let spec = &doc["components"]["schemas"]["FunctionSpec"]["properties"];
+    assert_eq!(spec["volumes"]["type"], "array", "{spec}");
+    let view = &doc["components"]["schemas"]["FunctionView"]["properties"];
+    assert!(view.get("volumes").is_some(), "{view}");
+    let description = doc["info"]["description"].as_str().unwrap_or_default();
+    assert!(description.contains("SKIFF_API_URL"), "{description}");
+}
