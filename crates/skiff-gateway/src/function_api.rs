@@ -10,7 +10,9 @@
 //! - `GET /v1/calls/{id}`, to follow an async call.
 //!
 //! Every request carries `Authorization: Bearer <token>`, the caller's `SKIFF_TOKEN`; a
-//! missing or invalid token is 401 `unauthorized`. Management routes (deploy, delete,
+//! missing or invalid token is 401 `unauthorized`. The header is taken off the request
+//! once checked: the called function never sees the caller's token, and an async call
+//! never stores it. Management routes (deploy, delete,
 //! scale, ...) do not exist here (404): a token only lets a function invoke.
 
 use crate::error::ApiError;
@@ -61,6 +63,7 @@ async fn authenticate(
             "call from a function"
         )
     });
+    request.headers_mut().remove(header::AUTHORIZATION);
     request.extensions_mut().insert(Caller(caller));
     Ok(next.run(request).instrument(span).await)
 }

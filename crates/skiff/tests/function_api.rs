@@ -222,6 +222,21 @@ async fn the_function_api_needs_a_valid_token_and_only_invokes() {
         .expect("call record");
     assert_eq!(record.status(), StatusCode::OK);
 
+    // The token is not passed on to the function called.
+    let response = client
+        .post(format!("{api}/fn/envfn"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("call");
+    assert_eq!(response.status(), StatusCode::OK);
+    let called = env_lines(&response.text().await.expect("text"));
+    assert!(called.contains_key("SKIFF_METHOD"), "{called:?}");
+    assert!(
+        !called.contains_key("SKIFF_HEADER_AUTHORIZATION"),
+        "{called:?}"
+    );
+
     // Management routes do not exist there, token or not.
     for (method, path) in [
         ("PUT", "/v1/functions/evil"),
