@@ -89,6 +89,9 @@ pub struct FunctionView {
     /// Oldest an async call may get, when the function sets it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_event_age: Option<String>,
+    /// Named volumes mounted in the function's containers, `NAME:/path[:ro]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<String>,
     /// Version, starting at 1.
     pub version: u64,
     /// When the function was first deployed.
@@ -110,6 +113,7 @@ impl From<&Function> for FunctionView {
                 .config
                 .max_event_age_ms
                 .map(|ms| HumanDuration(std::time::Duration::from_millis(ms)).to_string()),
+            volumes: f.config.volumes.iter().map(ToString::to_string).collect(),
             port: served_http.then_some(http.port),
             readiness_path: http.readiness_path.clone().filter(|_| served_http),
             startup_timeout: instances.then(|| HumanDuration(http.startup_timeout()).to_string()),

@@ -22,6 +22,6 @@ pub use function::{Function, FunctionView};
 pub use instance::InstanceState;
 pub use spec::{
     Contract, FunctionConfig, FunctionName, FunctionSpec, HttpSettings, Resources, Scaling,
-    SpecError,
+    SpecError, VolumeMount,
 };
 pub use units::{ByteSize, HumanDuration};

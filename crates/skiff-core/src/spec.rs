@@ -42,6 +42,9 @@ const MIN_EVENT_AGE: Duration = Duration::from_secs(1);
 const MAX_EVENT_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
 const MAX_ENV_ENTRIES: usize = 256;
 const MAX_ENV_VALUE: usize = 32 * 1024;
+const MAX_VOLUMES: usize = 16;
+/// Paths a volume may not be mounted on, nor below: the sandbox's own mounts.
+const RESERVED_MOUNT_PATHS: [&str; 5] = ["/tmp", "/proc", "/dev", "/sys", "/.skiff"];
 
 /// A validated function name: 1 to 64 ASCII letters, digits, `-` or `_`, starting with a
 /// letter or digit.
@@ -204,6 +207,102 @@ pub struct FunctionSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>, example = "1h")]
     pub max_event_age: Option<HumanDuration>,
+    /// Docker named volumes to mount, `NAME:/path` (read-write) or `NAME:/path:ro`. skiff
+    /// creates a missing volume (labelled `skiff.managed=true`, `skiff.volume=NAME`) and
+    /// never removes one. Host paths are refused, and so are `/`, `/tmp`, `/proc`, `/dev`
+    /// and `/sys` as targets.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(example = json!(["voting-data:/data"]))]
+    pub volumes: Vec<String>,
+}
+
+/// A named volume mounted in a function's containers: `name:/target` or `name:/target:ro`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct VolumeMount {
+    /// The Docker volume's name.
+    pub name: String,
+    /// Where it is mounted in the container (an absolute path).
+    pub target: String,
+    /// Whether it is mounted read-only.
+    pub read_only: bool,
+}
+
+impl fmt::Display for VolumeMount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.name, self.target)?;
+        if self.read_only {
+            f.write_str(":ro")?;
+        }
+        Ok(())
+    }
+}
+
+impl VolumeMount {
+    /// Reads `NAME:/path[:ro|:rw]`; the error says what is wrong.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let parts: Vec<&str> = text.split(':').collect();
+        let (name, target, mode) = match parts.as_slice() {
+            [name, target] => (*name, *target, None),
+            [name, target, mode] => (*name, *target, Some(*mode)),
+            _ => {
+                return Err(format!(
+                    "`{text}` is not a volume: use NAME:/path or NAME:/path:ro"
+                ))
+            }
+        };
+        if name.starts_with(['/', '.', '~']) || name.contains('/') {
+            return Err(format!(
+                "`{name}` is a host path: only Docker named volumes can be mounted"
+            ));
+        }
+        let valid_name = (2..=128).contains(&name.len())
+            && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+        if !valid_name {
+            return Err(format!(
+                "`{name}` is not a volume name: use 2 to 128 letters, digits, `_`, `.` or `-`, starting with a letter or digit"
+            ));
+        }
+        let valid_path = target.starts_with('/')
+            && target.len() <= 512
+            && !target.chars().any(|c| c.is_whitespace() || c.is_control())
+            && (target == "/"
+                || target[1..]
+                    .split('/')
+                    .all(|part| !matches!(part, "" | "." | "..")));
+        if !valid_path {
+            return Err(format!(
+                "`{target}` is not a mount path: use an absolute path such as /data, without `.`, `..` or `//`"
+            ));
+        }
+        if target == "/" {
+            return Err("a volume cannot be mounted over `/`".to_string());
+        }
+        if let Some(reserved) = RESERVED_MOUNT_PATHS
+            .iter()
+            .find(|r| target == **r || target.starts_with(&format!("{r}/")))
+        {
+            return Err(format!(
+                "`{target}` is reserved: a volume cannot be mounted on or below {reserved}"
+            ));
+        }
+        let read_only = match mode {
+            None | Some("rw") => false,
+            Some("ro") => true,
+            Some(other) => {
+                return Err(format!(
+                    "`{other}` is not a mount mode: use ro (read-only) or rw (the default)"
+                ))
+            }
+        };
+        Ok(VolumeMount {
+            name: name.to_string(),
+            target: target.to_string(),
+            read_only,
+        })
+    }
 }
 
 /// A spec that was refused: which field, and why.
@@ -269,6 +368,9 @@ pub struct FunctionConfig {
     /// Oldest an async call may get, in milliseconds; `None`: the daemon's default.
     #[serde(default)]
     pub max_event_age_ms: Option<u64>,
+    /// Named volumes mounted in every container.
+    #[serde(default)]
+    pub volumes: Vec<VolumeMount>,
 }
 
 /// How skiff reaches an `http` instance.
@@ -376,6 +478,7 @@ impl FunctionConfig {
             max_event_age: self
                 .max_event_age_ms
                 .map(|ms| HumanDuration(Duration::from_millis(ms))),
+            volumes: self.volumes.iter().map(ToString::to_string).collect(),
         }
     }
 
@@ -503,12 +606,14 @@ impl FunctionSpec {
                 format!("{} is out of range: use 1s to 7d", HumanDuration(age)),
             ));
         }
+        let volumes = self.validate_volumes()?;
         Ok(FunctionConfig {
             retries: self.retries,
             max_event_age_ms: max_event_age
                 .map(|a| u64::try_from(a.as_millis()).unwrap_or(u64::MAX)),
             http,
             scaling,
+            volumes,
             handler: self.handler.clone(),
             image: image.to_string(),
             contract,
@@ -526,6 +631,29 @@ impl FunctionSpec {
 }
 
 impl FunctionSpec {
+    /// The named volumes, checked: at most 16, one per mount path.
+    fn validate_volumes(&self) -> Result<Vec<VolumeMount>, SpecError> {
+        if self.volumes.len() > MAX_VOLUMES {
+            return Err(SpecError::new(
+                "volumes",
+                format!("too many volumes: at most {MAX_VOLUMES}"),
+            ));
+        }
+        let mut volumes: Vec<VolumeMount> = Vec::with_capacity(self.volumes.len());
+        for (i, text) in self.volumes.iter().enumerate() {
+            let field = format!("volumes[{i}]");
+            let volume = VolumeMount::parse(text.trim()).map_err(|m| SpecError::new(&field, m))?;
+            if volumes.iter().any(|v| v.target == volume.target) {
+                return Err(SpecError::new(
+                    field,
+                    format!("{} is already mounted by another volume", volume.target),
+                ));
+            }
+            volumes.push(volume);
+        }
+        Ok(volumes)
+    }
+
     /// The settings of long-lived instances; refused on contracts that have none.
     fn validate_instances(&self, contract: Contract) -> Result<(HttpSettings, Scaling), SpecError> {
         if contract == Contract::Exec {
@@ -889,6 +1017,105 @@ mod tests {
             field_of(r#"{"image":"x","env":{"A":"v"},"secrets":{"A":"w"}}"#),
             "secrets.A"
         );
+    }
+
+    #[test]
+    fn named_volumes_are_read_with_their_mode() {
+        let config = spec(r#"{"image":"x","volumes":["voting-data:/data","cache.v1:/var/cache/app:ro","logs:/logs:rw"]}"#)
+            .expect("parses")
+            .validate()
+            .expect("valid");
+        assert_eq!(
+            config.volumes,
+            vec![
+                VolumeMount {
+                    name: "voting-data".into(),
+                    target: "/data".into(),
+                    read_only: false
+                },
+                VolumeMount {
+                    name: "cache.v1".into(),
+                    target: "/var/cache/app".into(),
+                    read_only: true
+                },
+                VolumeMount {
+                    name: "logs".into(),
+                    target: "/logs".into(),
+                    read_only: false
+                },
+            ]
+        );
+        assert_eq!(
+            config.to_spec().volumes,
+            vec![
+                "voting-data:/data",
+                "cache.v1:/var/cache/app:ro",
+                "logs:/logs"
+            ]
+        );
+        assert_eq!(config.to_spec().validate().expect("valid"), config);
+    }
+
+    #[test]
+    fn host_paths_reserved_targets_and_bad_modes_are_refused() {
+        let message_of = |volume: &str| {
+            let err = FunctionSpec {
+                image: "x".into(),
+                volumes: vec![volume.to_string()],
+                ..Default::default()
+            }
+            .validate()
+            .expect_err(volume);
+            assert_eq!(err.field, "volumes[0]", "{volume}");
+            err.message
+        };
+        for path in [
+            "/srv/data:/data",
+            "./data:/data",
+            "~/data:/data",
+            "a/b:/data",
+        ] {
+            assert!(message_of(path).contains("host path"), "{path}");
+        }
+        for reserved in [
+            "v1:/",
+            "v1:/tmp",
+            "v1:/tmp/x",
+            "v1:/proc",
+            "v1:/dev/shm",
+            "v1:/sys",
+            "v1:/.skiff",
+        ] {
+            let message = message_of(reserved);
+            assert!(
+                message.contains("reserved") || message.contains("over `/`"),
+                "{reserved}: {message}"
+            );
+        }
+        assert!(message_of("v1:/data:rx").contains("mount mode"));
+        assert!(message_of("v1:/data:ro:x").contains("not a volume"));
+        assert!(message_of("v1").contains("not a volume"));
+        assert!(message_of("v1:data").contains("mount path"));
+        assert!(message_of("v1:/a/../b").contains("mount path"));
+        assert!(message_of("v1:/a//b").contains("mount path"));
+        assert!(message_of("x:/data").contains("volume name"));
+        assert!(message_of("-x:/data").contains("volume name"));
+        // One mount per path.
+        let err = spec(r#"{"image":"x","volumes":["a1:/data","b1:/data:ro"]}"#)
+            .expect("parses")
+            .validate()
+            .expect_err("twice /data");
+        assert_eq!(err.field, "volumes[1]");
+        // /tmp's neighbours are fine.
+        assert!(VolumeMount::parse("v1:/tmpdata").is_ok());
+    }
+
+    #[test]
+    fn configs_stored_before_volumes_existed_still_read() {
+        let old = r#"{"image":"x","contract":"exec","resources":{"memory_bytes":1,"cpus":1.0,"pids":8,"tmp_bytes":1},
+                     "timeout_ms":1000,"env":{},"secrets":{}}"#;
+        let config: FunctionConfig = serde_json::from_str(old).expect("old config");
+        assert!(config.volumes.is_empty());
     }
 
     #[test]

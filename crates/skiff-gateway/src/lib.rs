@@ -3,7 +3,9 @@
 //! - the management API under `/v1` (functions, invoke, calls, logs), described by the
 //!   OpenAPI document at `/v1/openapi.json`, generated from this code;
 //! - the public invocation route `ANY /fn/{name}/{*path}`;
-//! - `/healthz` and `/readyz`.
+//! - `/healthz` and `/readyz`;
+//! - on the functions' network only, the function API ([`function_api`]) and the Lambda
+//!   Runtime API ([`runtime_api`]).
 //!
 //! Handlers only parse and dispatch: each one turns a request into a call on
 //! [`skiff_invoker::Platform`] and its answer (or [`PlatformError`](skiff_invoker::PlatformError))
@@ -11,6 +13,7 @@
 
 mod api;
 mod error;
+pub mod function_api;
 mod lambda_api;
 mod openapi;
 mod public;
@@ -77,23 +80,36 @@ pub fn app(platform: Arc<Platform>, config: GatewayConfig) -> Router {
         .merge(invoke_routes)
         .merge(lambda_api::routes())
         .fallback(|| async { ApiError::no_route() })
-        .method_not_allowed_fallback(|| async {
-            ApiError::new(
-                http::StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                "this route does not take that method",
-            )
-        })
+        .method_not_allowed_fallback(|| async { method_not_allowed() })
         .with_state(state)
-        .layer(CatchPanicLayer::custom(|_panic| {
-            axum::response::IntoResponse::into_response(ApiError::new(
-                http::StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "internal error; see the daemon's log",
-            ))
-        }))
+        .layer(catch_panic())
         .layer(TraceLayer::new_for_http())
 }
+
+/// The 405 of every router.
+pub(crate) fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        http::StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not take that method",
+    )
+}
+
+/// A handler that panics answers a JSON 500 `internal`.
+fn on_panic(_panic: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {
+    axum::response::IntoResponse::into_response(ApiError::new(
+        http::StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "internal error; see the daemon's log",
+    ))
+}
+
+/// The layer that turns a handler's panic into that request's 500.
+pub(crate) fn catch_panic() -> CatchPanicLayer<OnPanic> {
+    CatchPanicLayer::custom(on_panic as OnPanic)
+}
+
+type OnPanic = fn(Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response;
 
 /// Serves `app` on `listener` until `shutdown` resolves, then stops accepting connections
 /// and returns once the requests in flight are answered.

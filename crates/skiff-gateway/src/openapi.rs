@@ -7,7 +7,10 @@ use utoipa::OpenApi;
 /// The OpenAPI description of skiff's HTTP API.
 #[derive(Debug, OpenApi)]
 #[openapi(
-    info(title = "skiff", description = "Run functions packaged as container images on demand."),
+    info(
+        title = "skiff",
+        description = "Run functions packaged as container images on demand.\n\nFunction containers reach the invoke routes (`POST /v1/functions/{name}/invoke`, `/fn/{name}/{*path}`) and `GET /v1/calls/{id}` at `$SKIFF_API_URL`, the function API on the functions' network, with `Authorization: Bearer $SKIFF_TOKEN` (401 `unauthorized` without a valid token); it has no other route."
+    ),
     paths(
         api::healthz,
         api::readyz,

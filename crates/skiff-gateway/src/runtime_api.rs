@@ -1,7 +1,8 @@
 //! The AWS Lambda Runtime API (2018-06-01) that `lambda` instances talk to. It listens on
 //! the functions' network gateway only (see `Platform::take_runtime_listener`). Each request
 //! is matched to its instance by the peer address; the handlers only translate to and from
-//! [`skiff_invoker::lambda::LambdaRegistry`].
+//! [`skiff_invoker::lambda::LambdaRegistry`]. The same listener serves the function API
+//! ([`crate::function_api`]).
 
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Path, State};
@@ -147,15 +148,16 @@ pub fn router(platform: Arc<Platform>) -> Router {
         .with_state(platform)
 }
 
-/// Serves the Runtime API on `listener` until `shutdown` resolves.
+/// Serves the Runtime API and the function API on `listener` until `shutdown` resolves.
 pub async fn serve(
     listener: TcpListener,
     platform: Arc<Platform>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let app = crate::function_api::router(platform.clone()).merge(router(platform));
     axum::serve(
         listener,
-        router(platform).into_make_service_with_connect_info::<SocketAddr>(),
+        app.into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown)
     .await

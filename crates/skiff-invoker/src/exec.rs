@@ -13,7 +13,7 @@
 
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
-use skiff_core::{labels, CallErrorType, Contract, Resources};
+use skiff_core::{labels, CallErrorType, Contract, Resources, VolumeMount};
 use skiff_runtime::init::INIT_PATH_IN_CONTAINER;
 use skiff_runtime::{
     Attachment, BindMount, ContainerEngine, ContainerSpec, EngineError, Limits, Output,
@@ -26,6 +26,18 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+/// The engine's form of a function's volumes.
+pub(crate) fn named_volumes(volumes: &[VolumeMount]) -> Vec<skiff_runtime::NamedVolume> {
+    volumes
+        .iter()
+        .map(|v| skiff_runtime::NamedVolume {
+            name: v.name.clone(),
+            target: v.target.clone(),
+            read_only: v.read_only,
+        })
+        .collect()
+}
 
 /// Containers removed at once in the background.
 const REMOVAL_SLOTS: usize = 4;
@@ -47,6 +59,8 @@ pub struct ExecTarget {
     pub env: Vec<String>,
     /// Resource limits.
     pub resources: Resources,
+    /// Named volumes to mount.
+    pub volumes: Vec<VolumeMount>,
 }
 
 /// How the driver runs, from the platform's configuration.
@@ -238,6 +252,7 @@ impl ExecDriver {
                 source: self.settings.init_path.clone(),
                 target: INIT_PATH_IN_CONTAINER.to_string(),
             }],
+            volumes: named_volumes(&target.volumes),
         }
     }
 

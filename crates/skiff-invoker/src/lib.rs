@@ -23,9 +23,11 @@ mod platform;
 pub mod pool;
 mod queue;
 mod recorder;
+pub mod token;
 
 pub use config::PlatformConfig;
 pub use error::PlatformError;
 pub use http::{Body, BoxError};
 pub use platform::{InvokeOutcome, InvokeRequest, Platform, CALLBACK_HEADER};
 pub use pool::InstanceView;
+pub use token::{TokenError, TokenKey};

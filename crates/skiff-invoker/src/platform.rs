@@ -312,6 +312,7 @@ pub struct Platform {
     enqueuer: crate::queue::Enqueuer,
     callbacks: crate::callback::Callbacks,
     runtime_api: SocketAddr,
+    tokens: crate::token::TokenKey,
     runtime_listener: std::sync::Mutex<Option<tokio::net::TcpListener>>,
     tracker: TaskTracker,
     cancel: CancellationToken,
@@ -361,9 +362,14 @@ impl Platform {
                 "calls in flight when the daemon last stopped were marked failed"
             );
         }
-        let functions = store
-            .list_functions()
-            .await?
+        let functions = store.list_functions().await?;
+        for function in &functions {
+            // Volumes removed by hand since the last run are created again, with labels.
+            if let Err(err) = ensure_volumes(&*engine, &function.config.volumes).await {
+                tracing::warn!(%err, function = %function.name, "cannot create the function's volumes");
+            }
+        }
+        let functions = functions
             .into_iter()
             .map(|function| {
                 (
@@ -411,6 +417,10 @@ impl Platform {
                 what: "binding the Lambda Runtime API",
                 message: e.to_string(),
             })?;
+        let tokens = crate::token::TokenKey::generate().map_err(|e| PlatformError::Setup {
+            what: "drawing the key of invoke tokens",
+            message: e.to_string(),
+        })?;
         let lambda = LambdaRegistry::new();
         let instances = InstanceManager::new(
             engine.clone(),
@@ -452,6 +462,7 @@ impl Platform {
             enqueuer,
             callbacks,
             runtime_api,
+            tokens,
             runtime_listener: std::sync::Mutex::new(Some(runtime_listener)),
             tracker,
             cancel,
@@ -577,6 +588,7 @@ impl Platform {
                 }
                 other => PlatformError::Engine(other),
             })?;
+        ensure_volumes(&*self.engine, &config.volumes).await?;
         let _serialized = self.deploys.lock().await;
         let now = Utc::now();
         let previous = self.entry(name.as_str());
@@ -589,7 +601,11 @@ impl Platform {
             updated_at: now,
         };
         self.store.put_function(&function).await?;
-        let exec = Arc::new(exec_target(&function, image.command()));
+        let exec = Arc::new(exec_target(
+            &function,
+            image.command(),
+            self.calling_env(&function),
+        ));
         let instances = self.instance_target(&function);
         let was_instances = previous
             .as_ref()
@@ -891,7 +907,11 @@ impl Platform {
                     .engine
                     .inspect_image(&entry.function.image_digest)
                     .await?;
-                Ok(Arc::new(exec_target(&entry.function, image.command())))
+                Ok(Arc::new(exec_target(
+                    &entry.function,
+                    image.command(),
+                    self.calling_env(&entry.function),
+                )))
             })
             .await
             .cloned()
@@ -1539,6 +1559,19 @@ impl Platform {
 }
 
 /// Removes every container of this daemon; returns how many there were.
+/// Creates the volumes a function mounts that do not exist yet, labelled as skiff's.
+async fn ensure_volumes(
+    engine: &dyn ContainerEngine,
+    volumes: &[skiff_core::VolumeMount],
+) -> Result<(), EngineError> {
+    for volume in volumes {
+        engine
+            .ensure_volume(&volume.name, &labels::for_volume(&volume.name))
+            .await?;
+    }
+    Ok(())
+}
+
 async fn reap(engine: &dyn ContainerEngine, daemon_id: &str) -> Result<usize, EngineError> {
     let containers = engine
         .list(&[(labels::MANAGED, "true"), (labels::DAEMON, daemon_id)])
@@ -1561,6 +1594,7 @@ impl Platform {
             .iter()
             .chain(&config.secrets)
             .map(|(k, v)| format!("{k}={v}"))
+            .chain(self.calling_env(function))
             .collect();
         let mut cmd = None;
         match config.contract {
@@ -1598,6 +1632,7 @@ impl Platform {
             scaling: config.scaling,
             contract: config.contract,
             cmd,
+            volumes: config.volumes.clone(),
         })
     }
 
@@ -1627,9 +1662,30 @@ impl Platform {
     pub fn runtime_api_address(&self) -> SocketAddr {
         self.runtime_api
     }
+
+    /// The URL of the function API, as function containers reach it (`SKIFF_API_URL`): the
+    /// Runtime API's listener, on the functions' network gateway.
+    pub fn function_api_url(&self) -> String {
+        format!("http://{}", self.runtime_api)
+    }
+
+    /// The function a bearer token of the function API was minted for.
+    pub fn verify_token(&self, token: &str) -> Result<FunctionName, crate::token::TokenError> {
+        self.tokens.verify(token)
+    }
+
+    /// The variables that let a function's containers call other functions:
+    /// `SKIFF_API_URL` and `SKIFF_TOKEN` (the function's own invoke token).
+    fn calling_env(&self, function: &Function) -> [String; 2] {
+        [
+            format!("SKIFF_API_URL={}", self.function_api_url()),
+            format!("SKIFF_TOKEN={}", self.tokens.mint(&function.name)),
+        ]
+    }
 }
 
-fn exec_target(function: &Function, command: Vec<String>) -> ExecTarget {
+/// What an `exec` function's containers run; `calling` is [`Platform::calling_env`].
+fn exec_target(function: &Function, command: Vec<String>, calling: [String; 2]) -> ExecTarget {
     let config = &function.config;
     ExecTarget {
         function: function.name.to_string(),
@@ -1641,8 +1697,10 @@ fn exec_target(function: &Function, command: Vec<String>) -> ExecTarget {
             .iter()
             .chain(&config.secrets)
             .map(|(k, v)| format!("{k}={v}"))
+            .chain(calling)
             .collect(),
         resources: config.resources,
+        volumes: config.volumes.clone(),
     }
 }
 

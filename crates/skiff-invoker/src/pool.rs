@@ -54,6 +54,8 @@ pub struct InstanceTarget {
     pub contract: Contract,
     /// Command override (a Lambda handler), `None` for the image's own.
     pub cmd: Option<Vec<String>>,
+    /// Named volumes to mount.
+    pub volumes: Vec<skiff_core::VolumeMount>,
 }
 
 /// Settings of the manager, from the platform's configuration.
@@ -655,6 +657,7 @@ impl InstanceManager {
             stdin: false,
             network: self.settings.network.clone(),
             mounts: Vec::new(),
+            volumes: crate::exec::named_volumes(&target.volumes),
         };
         let container = self
             .engine

@@ -90,6 +90,7 @@ fn run(concurrency: u32, max: u32, holds: Vec<u64>) -> Result<(), TestCaseError>
             },
             contract: skiff_core::Contract::Http,
             cmd: None,
+            volumes: Vec::new(),
         }));
 
         let done = Arc::new(AtomicBool::new(false));

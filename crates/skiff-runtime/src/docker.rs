@@ -10,7 +10,7 @@ use bollard::container::LogOutput;
 use bollard::errors::Error as BollardError;
 use bollard::models::{
     ContainerCreateBody, ContainerSummaryStateEnum, HostConfig, HostConfigLogConfig, Mount,
-    MountType, NetworkCreateRequest, ResourcesUlimits,
+    MountType, NetworkCreateRequest, ResourcesUlimits, VolumeCreateRequest,
 };
 use bollard::query_parameters::{
     AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, KillContainerOptionsBuilder,
@@ -196,6 +196,31 @@ impl ContainerEngine for DockerEngine {
             .find_map(|gateway| gateway.parse().ok()))
     }
 
+    async fn ensure_volume(
+        &self,
+        name: &str,
+        labels: &HashMap<String, String>,
+    ) -> Result<(), EngineError> {
+        match self.docker.inspect_volume(name).await {
+            Ok(_) => return Ok(()),
+            Err(BollardError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => {}
+            Err(other) => return Err(classify(Op("inspect volume"), other)),
+        }
+        // Creating a volume that exists (one made since the inspect) is not an error.
+        let request = VolumeCreateRequest {
+            name: Some(name.to_string()),
+            labels: Some(labels.clone()),
+            ..Default::default()
+        };
+        self.docker
+            .create_volume(request)
+            .await
+            .map(|_| ())
+            .map_err(|e| classify(Op("create volume"), e))
+    }
+
     async fn create(&self, spec: &ContainerSpec) -> Result<String, EngineError> {
         let limits = &spec.limits;
         let memory = i64::try_from(limits.memory_bytes).unwrap_or(i64::MAX);
@@ -228,6 +253,13 @@ impl ContainerEngine for DockerEngine {
                         read_only: Some(true),
                         ..Default::default()
                     })
+                    .chain(spec.volumes.iter().map(|v| Mount {
+                        source: Some(v.name.clone()),
+                        target: Some(v.target.clone()),
+                        typ: Some(MountType::VOLUME),
+                        read_only: Some(v.read_only),
+                        ..Default::default()
+                    }))
                     .collect(),
             ),
             network_mode: Some(spec.network.clone().unwrap_or_else(|| "none".to_string())),

@@ -39,6 +39,10 @@ pub struct FakeEngine {
     images: Mutex<HashMap<String, (ImageInfo, Script)>>,
     containers: Mutex<HashMap<String, FakeContainer>>,
     next_id: AtomicU64,
+    /// Volumes by name, with their labels.
+    volumes: Mutex<HashMap<String, HashMap<String, String>>>,
+    /// The spec of every container created so far, in order.
+    created: Mutex<Vec<ContainerSpec>>,
     /// Every operation, in order (`create`, `start`, `remove`, ...), for assertions.
     log: Mutex<Vec<String>>,
 }
@@ -92,6 +96,16 @@ impl FakeEngine {
         }
     }
 
+    /// The volumes that exist, with their labels.
+    pub fn volumes(&self) -> HashMap<String, HashMap<String, String>> {
+        lock(&self.volumes).clone()
+    }
+
+    /// The spec of every container created so far, in order (removed ones included).
+    pub fn created_specs(&self) -> Vec<ContainerSpec> {
+        lock(&self.created).clone()
+    }
+
     /// The operations seen so far.
     pub fn operations(&self) -> Vec<String> {
         lock(&self.log).clone()
@@ -136,6 +150,18 @@ impl ContainerEngine for FakeEngine {
         Ok(Some(std::net::IpAddr::from([127, 0, 0, 1])))
     }
 
+    async fn ensure_volume(
+        &self,
+        name: &str,
+        labels: &HashMap<String, String>,
+    ) -> Result<(), EngineError> {
+        self.note("ensure_volume");
+        lock(&self.volumes)
+            .entry(name.to_string())
+            .or_insert_with(|| labels.clone());
+        Ok(())
+    }
+
     async fn create(&self, spec: &ContainerSpec) -> Result<String, EngineError> {
         self.note("create");
         if !lock(&self.images).contains_key(&spec.image) {
@@ -143,6 +169,7 @@ impl ContainerEngine for FakeEngine {
                 reference: spec.image.clone(),
             });
         }
+        lock(&self.created).push(spec.clone());
         let id = format!("fake{:08}", self.next_id.fetch_add(1, Ordering::Relaxed));
         lock(&self.containers).insert(
             id.clone(),

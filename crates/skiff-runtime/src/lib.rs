@@ -66,6 +66,17 @@ pub struct BindMount {
     pub target: String,
 }
 
+/// A Docker named volume mounted in a container (never a host path).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamedVolume {
+    /// The volume's name on the engine.
+    pub name: String,
+    /// Path in the container.
+    pub target: String,
+    /// Mounted read-only.
+    pub read_only: bool,
+}
+
 /// Everything needed to create a container. The sandbox is not optional: every container
 /// gets a read-only root file system, a tmpfs `/tmp`, no capabilities, `no-new-privileges`
 /// and the limits given here.
@@ -91,6 +102,8 @@ pub struct ContainerSpec {
     pub network: Option<String>,
     /// Read-only bind mounts.
     pub mounts: Vec<BindMount>,
+    /// Named volumes (created beforehand with [`ContainerEngine::ensure_volume`]).
+    pub volumes: Vec<NamedVolume>,
 }
 
 /// A chunk of a container's output.
@@ -157,6 +170,14 @@ pub trait ContainerEngine: Send + Sync + fmt::Debug + 'static {
     /// The address of the host on network `id` (its gateway): where containers on that
     /// network reach services of the host.
     async fn network_gateway(&self, id: &str) -> Result<Option<std::net::IpAddr>, EngineError>;
+
+    /// Creates the named volume `name` with `labels` unless it exists. An existing volume is
+    /// used as it is. Volumes hold user data: skiff never removes them.
+    async fn ensure_volume(
+        &self,
+        name: &str,
+        labels: &HashMap<String, String>,
+    ) -> Result<(), EngineError>;
 
     /// Creates a container; returns its id.
     async fn create(&self, spec: &ContainerSpec) -> Result<String, EngineError>;

@@ -33,6 +33,7 @@ fn spec(name: &str, image: &str, env: Vec<String>, init_path: &std::path::Path) 
             source: init_path.to_path_buf(),
             target: INIT_PATH_IN_CONTAINER.to_string(),
         }],
+        volumes: Vec::new(),
     }
 }
 

@@ -309,10 +309,13 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
     let server = tokio::spawn(skiff_gateway::serve(listener, app, async move {
         let _ = stop_rx.wait_for(|stop| *stop).await;
     }));
-    // The Lambda Runtime API, on the functions' network gateway. Its long polls are cut at
-    // shutdown (the platform has stopped every instance by then).
+    // The Lambda Runtime API and the function API, on the functions' network gateway. Its
+    // long polls are cut at shutdown (the platform has stopped every instance by then).
     let runtime = platform.take_runtime_listener().map(|listener| {
-        tracing::info!(address = %platform.runtime_api_address(), "Lambda Runtime API listening");
+        tracing::info!(
+            address = %platform.runtime_api_address(),
+            "Lambda Runtime API and function API listening"
+        );
         tokio::spawn(skiff_gateway::runtime_api::serve(
             listener,
             platform.clone(),

@@ -11,6 +11,7 @@
 //! | `/stream?chunks=N&interval_ms=M` | 200, N chunks `chunk 0\n` .. `chunk N-1\n`, M ms apart (defaults 3 and 100) |
 //! | `/status/NNN` | status NNN (200 to 599), body `status NNN` |
 //! | `/crash` | writes `crashing on purpose` to stderr and exits with code 3, unanswered |
+//! | `/env` | 200, the process's environment as a JSON object |
 //! | anything else | 200, JSON describing the request (below), header `x-echo-instance` |
 //!
 //! The JSON is `{"method", "path", "query", "headers": {lower-case name: value}, "body_bytes",
@@ -239,6 +240,7 @@ enum Route {
     Echo,
     Stream,
     Crash,
+    Env,
     /// `/status/NNN`; `None` when NNN is not a status code from 200 to 599.
     Status(Option<StatusCode>),
     Describe,
@@ -251,6 +253,7 @@ fn route(method: &Method, path: &str) -> Route {
         "/echo" => Route::Echo,
         "/stream" => Route::Stream,
         "/crash" => Route::Crash,
+        "/env" => Route::Env,
         _ => match path.strip_prefix("/status/") {
             Some(code) => Route::Status(
                 code.parse::<u16>()
@@ -331,6 +334,14 @@ async fn handle(req: Request<Incoming>) -> Result<Response<ResBody>, Infallible>
         Route::Crash => {
             eprintln!("crashing on purpose");
             std::process::exit(3);
+        }
+        Route::Env => {
+            let env: BTreeMap<String, String> = std::env::vars().collect();
+            let mut response = text(StatusCode::OK, serde_json::to_vec(&env).unwrap_or_default());
+            response
+                .headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            response
         }
         Route::Status(Some(status)) => text(status, format!("status {}", status.as_u16())),
         Route::Status(None) => text(StatusCode::BAD_REQUEST, "not a status code from 200 to 599"),

@@ -158,6 +158,26 @@ impl Daemon {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 
+    /// What the daemon has logged so far, without its colours (ANSI escape sequences).
+    pub fn plain_log(&self) -> String {
+        let log = self.log();
+        let mut plain = String::with_capacity(log.len());
+        let mut chars = log.chars();
+        while let Some(c) = chars.next() {
+            if c == '\u{1b}' {
+                // `ESC [ ... m`
+                for c in chars.by_ref() {
+                    if c == 'm' {
+                        break;
+                    }
+                }
+            } else {
+                plain.push(c);
+            }
+        }
+        plain
+    }
+
     /// The process id of the running daemon.
     pub fn pid(&self) -> u32 {
         self.child
@@ -253,4 +273,62 @@ pub fn containers_with_label(label: &str) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// A Docker named volume for one test, with a name no other run uses. Dropping it removes
+/// the volume (declare it before the [`Daemon`], so the daemon and its containers go
+/// first).
+#[derive(Debug)]
+pub struct TestVolume {
+    /// The volume's name.
+    pub name: String,
+}
+
+impl TestVolume {
+    /// A unique name starting with `prefix`; the volume itself is made by whoever mounts it.
+    pub fn new(prefix: &str) -> TestVolume {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        TestVolume {
+            name: format!("{prefix}-{}-{nanos:x}-{n}", std::process::id()),
+        }
+    }
+
+    /// Whether the volume exists on the engine.
+    pub fn exists(&self) -> bool {
+        Command::new("docker")
+            .args(["volume", "inspect", &self.name])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    }
+
+    /// The volume's labels (empty when it does not exist).
+    pub fn labels(&self) -> std::collections::HashMap<String, String> {
+        Command::new("docker")
+            .args([
+                "volume",
+                "inspect",
+                "--format",
+                "{{json .Labels}}",
+                &self.name,
+            ])
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .and_then(|o| serde_json::from_slice(&o.stdout).ok())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for TestVolume {
+    fn drop(&mut self) {
+        let _ = Command::new("docker")
+            .args(["volume", "rm", "-f", &self.name])
+            .output();
+    }
 }

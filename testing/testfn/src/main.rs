@@ -13,6 +13,8 @@
 //! | `oom` | allocates and touches memory until the kernel kills it |
 //! | `flood` | writes to stdout without end |
 //! | `isolation` | reports what the sandbox allows, one `key=value` line each |
+//! | `call` | calls function `TARGET` through `$SKIFF_API_URL` with `$SKIFF_TOKEN`, stdin as the body; prints the answer (exit 1 unless 2xx) |
+//! | `volume` | for `VOLUME_DIR` (default `/data`): appends stdin to `log`, renames a file, prints `log` |
 
 use std::io::{self, Read, Write};
 use std::process::ExitCode;
@@ -63,6 +65,8 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         "isolation" => isolation(),
+        "call" => call(),
+        "volume" => volume(),
         other => {
             eprintln!("testfn: unknown MODE {other}");
             ExitCode::from(64)
@@ -75,6 +79,119 @@ fn echo() -> ExitCode {
         Ok(_) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("testfn: echo failed: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `POST $SKIFF_API_URL/v1/functions/$TARGET/invoke` over plain HTTP/1.1, stdin as the body.
+fn call() -> ExitCode {
+    let (Ok(url), Ok(token), Ok(target)) = (
+        std::env::var("SKIFF_API_URL"),
+        std::env::var("SKIFF_TOKEN"),
+        std::env::var("TARGET"),
+    ) else {
+        eprintln!("testfn: call needs SKIFF_API_URL, SKIFF_TOKEN and TARGET");
+        return ExitCode::from(2);
+    };
+    let mut body = Vec::new();
+    if let Err(err) = io::stdin().read_to_end(&mut body) {
+        eprintln!("testfn: cannot read stdin: {err}");
+        return ExitCode::FAILURE;
+    }
+    let host = url.trim_start_matches("http://").trim_end_matches('/');
+    let answer = (|| -> io::Result<Vec<u8>> {
+        let mut stream = std::net::TcpStream::connect(host)?;
+        let head = format!(
+            "POST /v1/functions/{target}/invoke HTTP/1.1\r\nHost: {host}\r\n\
+             Authorization: Bearer {token}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        stream.write_all(head.as_bytes())?;
+        stream.write_all(&body)?;
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer)?;
+        Ok(answer)
+    })();
+    let answer = match answer {
+        Ok(answer) => answer,
+        Err(err) => {
+            eprintln!("testfn: cannot call {url}: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let split = answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(answer.len());
+    let head = String::from_utf8_lossy(&answer[..split]).to_string();
+    let mut body = answer.get(split + 4..).unwrap_or_default().to_vec();
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        body = dechunk(&body);
+    }
+    let status = head.split(' ').nth(1).unwrap_or("").to_string();
+    if status.starts_with('2') {
+        let _ = io::stdout().write_all(&body);
+        ExitCode::SUCCESS
+    } else {
+        eprintln!(
+            "testfn: {target} answered {status}: {}",
+            String::from_utf8_lossy(&body)
+        );
+        ExitCode::FAILURE
+    }
+}
+
+/// The payload of a chunked HTTP/1.1 body.
+fn dechunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(end) = data.windows(2).position(|w| w == b"\r\n") {
+        let size = std::str::from_utf8(&data[..end])
+            .ok()
+            .and_then(|s| usize::from_str_radix(s.split(';').next().unwrap_or("").trim(), 16).ok())
+            .unwrap_or(0);
+        data = &data[end + 2..];
+        if size == 0 || data.len() < size {
+            break;
+        }
+        out.extend_from_slice(&data[..size]);
+        data = data.get(size + 2..).unwrap_or_default();
+    }
+    out
+}
+
+/// Writes in a volume: appends stdin to `log` (through a renamed temporary file), then
+/// prints the whole `log`. A read-only mount fails with the error on stderr.
+fn volume() -> ExitCode {
+    let dir =
+        std::path::PathBuf::from(std::env::var("VOLUME_DIR").unwrap_or_else(|_| "/data".into()));
+    let mut input = Vec::new();
+    let _ = io::stdin().read_to_end(&mut input);
+    let log = dir.join("log");
+    let result = (|| -> io::Result<Vec<u8>> {
+        let mut content = match std::fs::read(&log) {
+            Ok(content) => content,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => Vec::new(),
+            Err(err) => return Err(err),
+        };
+        if !input.is_empty() {
+            content.extend_from_slice(&input);
+            let temp = dir.join(format!("log.{}.tmp", std::process::id()));
+            std::fs::write(&temp, &content)?;
+            std::fs::rename(&temp, &log)?;
+        }
+        Ok(content)
+    })();
+    match result {
+        Ok(content) => {
+            let _ = io::stdout().write_all(&content);
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("testfn: volume: {err}");
             ExitCode::FAILURE
         }
     }

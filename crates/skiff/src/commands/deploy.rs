@@ -5,7 +5,9 @@ use crate::output;
 use anyhow::{anyhow, bail};
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use serde::Deserialize;
-use skiff_core::{ByteSize, Contract, FunctionName, FunctionSpec, FunctionView, HumanDuration};
+use skiff_core::{
+    ByteSize, Contract, FunctionName, FunctionSpec, FunctionView, HumanDuration, VolumeMount,
+};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -88,6 +90,10 @@ pub struct DeployArgs {
     /// daemon's --async-max-event-age, 6h]
     #[arg(long, value_name = "DURATION")]
     pub max_event_age: Option<HumanDuration>,
+    /// Docker named volume to mount, NAME:/path or NAME:/path:ro (repeatable; replaces a
+    /// skiff.toml volume on the same path); created if missing, never removed by skiff
+    #[arg(long = "volume", short = 'v', value_name = "NAME:/PATH[:ro]", value_parser = parse_volume)]
+    pub volumes: Vec<String>,
     /// Folder holding the function's skiff.toml [default: the current folder]
     #[arg(long, value_name = "PATH")]
     pub dir: Option<PathBuf>,
@@ -143,6 +149,9 @@ pub struct Manifest {
     pub retries: Option<u32>,
     /// Oldest an async call may get.
     pub max_event_age: Option<HumanDuration>,
+    /// Named volumes, `NAME:/path[:ro]`.
+    #[serde(default)]
+    pub volumes: Vec<String>,
 }
 
 fn contract_parser() -> impl TypedValueParser<Value = Contract> {
@@ -172,6 +181,24 @@ fn parse_env(text: &str) -> Result<(String, String), String> {
         Some((key, value)) if !key.is_empty() => Ok((key.to_string(), value.to_string())),
         _ => Err(format!("`{text}` is not KEY=VALUE")),
     }
+}
+
+fn parse_volume(text: &str) -> Result<String, String> {
+    VolumeMount::parse(text.trim()).map(|v| v.to_string())
+}
+
+/// The manifest's volumes, then the flags' (a flag replaces a volume on the same path).
+fn merge_volumes(manifest: Vec<String>, flags: &[String]) -> Vec<String> {
+    let target = |text: &str| VolumeMount::parse(text.trim()).ok().map(|v| v.target);
+    let mut volumes: Vec<String> = manifest
+        .into_iter()
+        .filter(|m| {
+            let path = target(m);
+            path.is_none() || !flags.iter().any(|f| target(f) == path)
+        })
+        .collect();
+    volumes.extend(flags.iter().cloned());
+    volumes
 }
 
 fn parse_secret(text: &str) -> Result<(String, String), String> {
@@ -278,6 +305,7 @@ pub fn build_spec(args: &DeployArgs, manifest: Manifest) -> anyhow::Result<(Stri
         handler: args.handler.clone().or(manifest.handler),
         retries: args.retries.or(manifest.retries),
         max_event_age: args.max_event_age.or(manifest.max_event_age),
+        volumes: merge_volumes(manifest.volumes, &args.volumes),
     };
     Ok((name.to_string(), spec))
 }
@@ -513,6 +541,23 @@ idle_timeout = "2m"
             },
             "unset settings stay unset"
         );
+    }
+
+    #[test]
+    fn volumes_come_from_the_manifest_and_the_flags() {
+        let m =
+            manifest("name = \"w\"\nimage = \"i\"\nvolumes = [\"data:/data\", \"cache:/cache\"]")
+                .expect("valid");
+        let a = args(&["--volume", "other:/data:ro", "-v", "logs:/logs"]);
+        let (_, spec) = build_spec(&a, m).expect("builds");
+        assert_eq!(
+            spec.volumes,
+            vec!["cache:/cache", "other:/data:ro", "logs:/logs"],
+            "a flag replaces the file's volume on the same path"
+        );
+        let argv = ["deploy", "--volume", "/srv/data:/data"];
+        let err = Cli::try_parse_from(argv).expect_err("a host path");
+        assert!(err.to_string().contains("host path"), "{err}");
     }
 
     #[test]

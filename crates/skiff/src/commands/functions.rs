@@ -99,6 +99,7 @@ pub(crate) mod tests {
             handler: None,
             retries: None,
             max_event_age: None,
+            volumes: Vec::new(),
             version: 3,
             created_at: time,
             updated_at: time,

@@ -1,0 +1,263 @@
+//! Functions calling functions on the real engine: the variables every function container
+//! gets, a synchronous call from one function to another through the function API, and
+//! that API refusing calls without a valid token and having no management routes.
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use skiff_testing::Daemon;
+use std::collections::HashMap;
+use std::path::Path;
+
+fn skiff() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_skiff"))
+}
+
+async fn daemon() -> Option<Daemon> {
+    if !skiff_testing::ready() {
+        return None;
+    }
+    Some(Daemon::start(skiff(), &[]).await)
+}
+
+async fn deploy(d: &Daemon, name: &str, spec: Value) {
+    let response = reqwest::Client::new()
+        .put(format!("{}/v1/functions/{name}", d.url))
+        .json(&spec)
+        .send()
+        .await
+        .expect("deploy");
+    assert!(
+        response.status().is_success(),
+        "{:?}",
+        response.text().await
+    );
+}
+
+/// `KEY=VALUE` lines as a map.
+fn env_lines(text: &str) -> HashMap<String, String> {
+    text.lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// The environment of an exec function's container (testfn `MODE=env`).
+async fn exec_env(d: &Daemon, name: &str) -> HashMap<String, String> {
+    deploy(
+        d,
+        name,
+        json!({"image": "skiff/testfn:latest", "env": {"MODE": "env"}}),
+    )
+    .await;
+    let response = reqwest::Client::new()
+        .post(format!("{}/fn/{name}", d.url))
+        .send()
+        .await
+        .expect("invoke");
+    assert_eq!(response.status(), StatusCode::OK);
+    env_lines(&response.text().await.expect("text"))
+}
+
+#[tokio::test]
+async fn exec_and_http_containers_get_the_api_url_and_their_own_token() {
+    let Some(d) = daemon().await else { return };
+    let env = exec_env(&d, "envfn").await;
+    let url = env.get("SKIFF_API_URL").expect("SKIFF_API_URL in exec");
+    assert!(url.starts_with("http://"), "{url}");
+    assert!(
+        !url.contains("127.0.0.1"),
+        "containers cannot reach the host's loopback: {url}"
+    );
+    assert!(env["SKIFF_TOKEN"].starts_with("skf1.envfn."), "{env:?}");
+
+    deploy(
+        &d,
+        "web",
+        json!({"image": "skiff/echo-http:latest", "contract": "http"}),
+    )
+    .await;
+    let http: HashMap<String, String> = reqwest::get(format!("{}/fn/web/env", d.url))
+        .await
+        .expect("env")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(http.get("SKIFF_API_URL"), Some(url));
+    assert!(http["SKIFF_TOKEN"].starts_with("skf1.web."), "{http:?}");
+    // The daemon never logs a token.
+    assert!(!d.log().contains(&env["SKIFF_TOKEN"]));
+    assert!(!d.log().contains(&http["SKIFF_TOKEN"]));
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn a_function_calls_another_synchronously() {
+    let Some(d) = daemon().await else { return };
+    deploy(&d, "target", json!({"image": "skiff/testfn:latest"})).await;
+    deploy(
+        &d,
+        "caller",
+        json!({"image": "skiff/testfn:latest", "env": {"MODE": "call", "TARGET": "target"}}),
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let response = client
+        .post(format!("{}/fn/caller", d.url))
+        .body("ping through two functions")
+        .send()
+        .await
+        .expect("invoke");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.text().await.expect("text"),
+        "ping through two functions"
+    );
+    let page: Value = client
+        .get(format!("{}/v1/calls?function=target", d.url))
+        .send()
+        .await
+        .expect("calls")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(page["calls"][0]["status"], "succeeded", "{page}");
+    assert_eq!(page["calls"][0]["trigger"], "api");
+    assert!(
+        d.plain_log().contains("function_api{caller=caller}"),
+        "the caller is logged"
+    );
+
+    // A call to a function that does not exist fails the caller, with the answer in its log.
+    deploy(
+        &d,
+        "lost",
+        json!({"image": "skiff/testfn:latest", "env": {"MODE": "call", "TARGET": "nobody"}}),
+    )
+    .await;
+    let response = client
+        .post(format!("{}/fn/lost", d.url))
+        .send()
+        .await
+        .expect("invoke");
+    assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
+    let id = response.headers()["x-skiff-call-id"]
+        .to_str()
+        .expect("id")
+        .to_string();
+    let logs = client
+        .get(format!("{}/v1/calls/{id}/logs", d.url))
+        .send()
+        .await
+        .expect("logs")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        logs.contains("404") && logs.contains("function_not_found"),
+        "{logs}"
+    );
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn the_function_api_needs_a_valid_token_and_only_invokes() {
+    let Some(d) = daemon().await else { return };
+    let env = exec_env(&d, "envfn").await;
+    deploy(&d, "target", json!({"image": "skiff/testfn:latest"})).await;
+    let api = &env["SKIFF_API_URL"];
+    let token = &env["SKIFF_TOKEN"];
+    let client = reqwest::Client::new();
+    let invoke = format!("{api}/v1/functions/target/invoke");
+
+    let mac = token.rsplit('.').next().expect("mac");
+    let forged = format!("skf1.target.{mac}");
+    let mut tampered = token.clone();
+    let last = tampered.pop().expect("a char");
+    tampered.push(if last == 'A' { 'B' } else { 'A' });
+    for (token, what) in [
+        (None, "no token"),
+        (Some("skf1.target.AAAA"), "a made-up MAC"),
+        (
+            Some(forged.as_str()),
+            "another function's name with envfn's MAC",
+        ),
+        (Some(tampered.as_str()), "a tampered MAC"),
+    ] {
+        let mut request = client.post(&invoke).body("x");
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("call");
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{what}");
+        let body: Value = response.json().await.expect("json");
+        assert_eq!(body["error"]["code"], "unauthorized", "{what}");
+    }
+
+    // With the function's token: sync, async, and following the async call.
+    let response = client
+        .post(&invoke)
+        .bearer_auth(token)
+        .body("hello")
+        .send()
+        .await
+        .expect("call");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.text().await.expect("text"), "hello");
+    let response = client
+        .post(&invoke)
+        .bearer_auth(token)
+        .header("Prefer", "respond-async")
+        .body("later")
+        .send()
+        .await
+        .expect("call");
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let accepted: Value = response.json().await.expect("json");
+    let id = accepted["call_id"].as_str().expect("id");
+    let record = client
+        .get(format!("{api}/v1/calls/{id}"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("call record");
+    assert_eq!(record.status(), StatusCode::OK);
+
+    // The token is not passed on to the function called.
+    let response = client
+        .post(format!("{api}/fn/envfn"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("call");
+    assert_eq!(response.status(), StatusCode::OK);
+    let called = env_lines(&response.text().await.expect("text"));
+    assert!(called.contains_key("SKIFF_METHOD"), "{called:?}");
+    assert!(
+        !called.contains_key("SKIFF_HEADER_AUTHORIZATION"),
+        "{called:?}"
+    );
+
+    // Management routes do not exist there, token or not.
+    for (method, path) in [
+        ("PUT", "/v1/functions/evil"),
+        ("DELETE", "/v1/functions/target"),
+        ("GET", "/v1/functions"),
+        ("POST", "/v1/functions/target/scale"),
+        ("GET", "/v1/calls"),
+        ("GET", "/metrics"),
+    ] {
+        let response = client
+            .request(method.parse().expect("method"), format!("{api}{path}"))
+            .bearer_auth(token)
+            .json(&json!({"image": "skiff/testfn:latest"}))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), StatusCode::NOT_FOUND, "{method} {path}");
+    }
+    let target = reqwest::get(format!("{}/v1/functions/target", d.url))
+        .await
+        .expect("get");
+    assert_eq!(target.status(), StatusCode::OK, "still deployed");
+    d.stop().await;
+}

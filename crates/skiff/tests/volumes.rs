@@ -1,0 +1,185 @@
+//! Named volumes on the real engine: created with skiff's labels, writable by a function
+//! running as root with every capability dropped, read-only when asked, and kept across
+//! `skiff rm`, a redeploy and the daemon's shutdown.
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use skiff_testing::{Daemon, TestVolume};
+use std::path::Path;
+
+fn skiff() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_skiff"))
+}
+
+async fn deploy(d: &Daemon, name: &str, spec: Value) -> Value {
+    let response = reqwest::Client::new()
+        .put(format!("{}/v1/functions/{name}", d.url))
+        .json(&spec)
+        .send()
+        .await
+        .expect("deploy");
+    let status = response.status();
+    let body: Value = response.json().await.expect("json");
+    assert!(status.is_success(), "{body}");
+    body
+}
+
+async fn invoke(d: &Daemon, name: &str, body: &'static str) -> (StatusCode, String) {
+    let response = reqwest::Client::new()
+        .post(format!("{}/fn/{name}", d.url))
+        .body(body)
+        .send()
+        .await
+        .expect("invoke");
+    let status = response.status();
+    let text = response.text().await.expect("text");
+    (status, text)
+}
+
+async fn logs_of_last_call(d: &Daemon, function: &str) -> String {
+    let page: Value = reqwest::get(format!("{}/v1/calls?function={function}&limit=1", d.url))
+        .await
+        .expect("calls")
+        .json()
+        .await
+        .expect("json");
+    let id = page["calls"][0]["id"].as_str().expect("a call").to_string();
+    reqwest::get(format!("{}/v1/calls/{id}/logs", d.url))
+        .await
+        .expect("logs")
+        .text()
+        .await
+        .expect("text")
+}
+
+#[tokio::test]
+async fn a_volume_is_labelled_writable_read_only_on_demand_and_outlives_its_functions() {
+    if !skiff_testing::ready() {
+        return;
+    }
+    // Declared first, dropped last: the daemon and its containers go before the volume.
+    let volume = TestVolume::new("skiff-test-volume");
+    let mut d = Daemon::start(skiff(), &[]).await;
+    assert!(!volume.exists());
+    let writable = format!("{}:/data", volume.name);
+    let view = deploy(
+        &d,
+        "store",
+        json!({"image": "skiff/testfn:latest", "env": {"MODE": "volume"}, "volumes": [writable]}),
+    )
+    .await;
+    assert_eq!(view["volumes"], json!([writable]));
+    let labels = volume.labels();
+    assert_eq!(
+        labels.get("skiff.managed").map(String::as_str),
+        Some("true")
+    );
+    assert_eq!(
+        labels.get("skiff.volume").map(String::as_str),
+        Some(volume.name.as_str())
+    );
+
+    // The function (root, no capabilities, read-only root) creates and renames files in it.
+    assert_eq!(
+        invoke(&d, "store", "one\n").await,
+        (StatusCode::OK, "one\n".to_string())
+    );
+    assert_eq!(
+        invoke(&d, "store", "two\n").await,
+        (StatusCode::OK, "one\ntwo\n".to_string())
+    );
+
+    // Mounted read-only, it reads but cannot be written.
+    let read_only = format!("{}:/data:ro", volume.name);
+    deploy(
+        &d,
+        "reader",
+        json!({"image": "skiff/testfn:latest", "env": {"MODE": "volume"}, "volumes": [read_only]}),
+    )
+    .await;
+    assert_eq!(
+        invoke(&d, "reader", "").await,
+        (StatusCode::OK, "one\ntwo\n".to_string())
+    );
+    let (status, body) = invoke(&d, "reader", "three\n").await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    let logs = logs_of_last_call(&d, "reader").await;
+    assert!(logs.contains("Read-only file system"), "{logs}");
+
+    // `skiff rm` keeps the volume; the function deployed again finds its data.
+    let rm = std::process::Command::new(skiff())
+        .args(["rm", "store", "--url", &d.url])
+        .output()
+        .expect("skiff rm");
+    assert!(rm.status.success(), "{rm:?}");
+    assert!(volume.exists(), "skiff rm removes no volume");
+    deploy(
+        &d,
+        "store",
+        json!({"image": "skiff/testfn:latest", "env": {"MODE": "volume"}, "volumes": [writable]}),
+    )
+    .await;
+    assert_eq!(
+        invoke(&d, "store", "three\n").await,
+        (StatusCode::OK, "one\ntwo\nthree\n".to_string())
+    );
+
+    // Nor does a restart or a stop of the daemon.
+    assert!(d.terminate().await, "clean exit:\n{}", d.log());
+    assert!(volume.exists(), "a stopped daemon removes no volume");
+    d.restart().await;
+    assert_eq!(
+        invoke(&d, "store", "").await,
+        (StatusCode::OK, "one\ntwo\nthree\n".to_string())
+    );
+    d.stop().await;
+    assert!(volume.exists());
+}
+
+#[tokio::test]
+async fn host_paths_and_reserved_targets_are_refused() {
+    let Some(d) = (if skiff_testing::ready() {
+        Some(Daemon::start(skiff(), &[]).await)
+    } else {
+        None
+    }) else {
+        return;
+    };
+    for (volume, says) in [
+        ("/etc:/data", "host path"),
+        ("data1:/tmp", "reserved"),
+        ("data1:/", "over `/`"),
+        ("data1:/data:rwx", "mount mode"),
+    ] {
+        let response = reqwest::Client::new()
+            .put(format!("{}/v1/functions/bad", d.url))
+            .json(&json!({"image": "skiff/testfn:latest", "volumes": [volume]}))
+            .send()
+            .await
+            .expect("deploy");
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{volume}");
+        let body: Value = response.json().await.expect("json");
+        assert_eq!(body["error"]["code"], "invalid_spec");
+        assert_eq!(body["error"]["field"], "volumes[0]");
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(says), "{volume}: {message}");
+    }
+    // The CLI refuses a host path before asking the daemon, in one line.
+    let out = std::process::Command::new(skiff())
+        .args([
+            "deploy",
+            "bad",
+            "--image",
+            "skiff/testfn:latest",
+            "--volume",
+            "/etc:/data",
+            "--url",
+            &d.url,
+        ])
+        .output()
+        .expect("skiff deploy");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("host path"), "{stderr}");
+    d.stop().await;
+}
