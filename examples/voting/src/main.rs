@@ -56,7 +56,7 @@ pub fn parse_ballot(body: &[u8], choices: &[String]) -> Result<Ballot, String> {
             }
         }
     };
-    if choices.iter().any(|c| *c == ballot.choice) {
+    if choices.contains(&ballot.choice) {
         Ok(ballot)
     } else {
         Err(format!(
