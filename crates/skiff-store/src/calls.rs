@@ -285,7 +285,8 @@ impl Store {
 
     /// Marks every call still `queued` or `running` whose trigger is not `async` as `failed`
     /// with error type `interrupted`, finished at `now` (its duration set from its receipt),
-    /// and returns how many. Async calls are left for their queue to resume.
+    /// and returns how many. Async calls are left for their queue to resume, and so are
+    /// `queued` calls of any trigger that carry a payload (cron ticks): they never started.
     pub async fn interrupt_unfinished_calls(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
         let done = sqlx::query(
             "UPDATE calls SET
@@ -294,7 +295,8 @@ impl Store {
                 error_message = $3,
                 finished_at = $4,
                 duration_ms = CASE WHEN $4 > received_at THEN $4 - received_at ELSE 0 END
-             WHERE status IN ($5, $6) AND trigger <> $7",
+             WHERE status IN ($5, $6) AND trigger <> $7
+                AND NOT (status = $5 AND id IN (SELECT call_id FROM call_payloads))",
         )
         .bind(CallStatus::Failed.as_str())
         .bind(CallErrorType::Interrupted.as_str())
