@@ -303,6 +303,7 @@ pub struct Platform {
     lambda: Arc<LambdaRegistry>,
     queue_wakeup: Notify,
     enqueuer: crate::queue::Enqueuer,
+    triggers: crate::triggers::Triggers,
     runtime_api: SocketAddr,
     runtime_listener: std::sync::Mutex<Option<tokio::net::TcpListener>>,
     tracker: TaskTracker,
@@ -436,6 +437,7 @@ impl Platform {
             lambda,
             queue_wakeup: Notify::new(),
             enqueuer,
+            triggers: crate::triggers::Triggers::new(),
             runtime_api,
             runtime_listener: std::sync::Mutex::new(Some(runtime_listener)),
             tracker,
@@ -452,6 +454,7 @@ impl Platform {
         platform.spawn_autoscaler();
         platform.spawn_health_checks();
         platform.spawn_dispatcher();
+        platform.start_triggers().await?;
         Ok(platform)
     }
 
@@ -685,6 +688,24 @@ impl Platform {
         self.queue_wakeup.notified()
     }
 
+    pub(crate) fn wake_dispatcher(&self) {
+        self.queue_wakeup.notify_one();
+    }
+
+    pub(crate) fn triggers(&self) -> &crate::triggers::Triggers {
+        &self.triggers
+    }
+
+    /// A token cancelled at shutdown, or earlier by its holder.
+    pub(crate) fn child_token(&self) -> CancellationToken {
+        self.cancel.child_token()
+    }
+
+    /// Serializes deploys, deletes and trigger changes.
+    pub(crate) async fn deploy_lock(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.deploys.lock().await
+    }
+
     pub(crate) async fn flush_records(&self) {
         self.recorder.flush().await;
     }
@@ -722,7 +743,8 @@ impl Platform {
         views
     }
 
-    /// Deletes a function. Calls in flight finish; its prepared containers are removed.
+    /// Deletes a function and its triggers. Calls in flight finish; its prepared containers
+    /// are removed.
     pub async fn delete_function(&self, name: &str) -> Result<(), PlatformError> {
         let _serialized = self.deploys.lock().await;
         if self.entry(name).is_none() {
@@ -730,6 +752,7 @@ impl Platform {
                 name: name.to_string(),
             });
         }
+        self.delete_triggers_of(name).await?;
         self.store.delete_function(name).await?;
         self.functions
             .write()

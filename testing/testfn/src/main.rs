@@ -13,6 +13,7 @@
 //! | `oom` | allocates and touches memory until the kernel kills it |
 //! | `flood` | writes to stdout without end |
 //! | `isolation` | reports what the sandbox allows, one `key=value` line each |
+//! | `report` | writes `body=<stdin>` and its `SKIFF_HEADER_*` variables to stderr, then echoes; exits 1 if the body holds `fail-always`, or `fail-once` on delivery 1 (`X-Skiff-Delivery`) |
 
 use std::io::{self, Read, Write};
 use std::process::ExitCode;
@@ -63,6 +64,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         "isolation" => isolation(),
+        "report" => report(),
         other => {
             eprintln!("testfn: unknown MODE {other}");
             ExitCode::from(64)
@@ -78,6 +80,30 @@ fn echo() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn report() -> ExitCode {
+    let mut body = Vec::new();
+    if let Err(err) = io::stdin().lock().read_to_end(&mut body) {
+        eprintln!("testfn: cannot read stdin: {err}");
+        return ExitCode::FAILURE;
+    }
+    let text = String::from_utf8_lossy(&body);
+    eprintln!("body={text}");
+    let mut headers: Vec<(String, String)> = std::env::vars()
+        .filter(|(k, _)| k.starts_with("SKIFF_HEADER_"))
+        .collect();
+    headers.sort();
+    for (key, value) in &headers {
+        eprintln!("{key}={value}");
+    }
+    let delivery = std::env::var("SKIFF_HEADER_X_SKIFF_DELIVERY").unwrap_or_default();
+    if text.contains("fail-always") || (text.contains("fail-once") && delivery == "1") {
+        eprintln!("failing on purpose");
+        return ExitCode::from(1);
+    }
+    let _ = io::stdout().lock().write_all(&body);
+    ExitCode::SUCCESS
 }
 
 fn isolation() -> ExitCode {
