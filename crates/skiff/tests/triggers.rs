@@ -239,8 +239,18 @@ async fn no_tick_fires_twice_across_sigkill() {
     let ticks: Vec<_> = all.iter().map(tick_of).collect();
     let unique: HashSet<_> = ticks.iter().collect();
     assert_eq!(unique.len(), ticks.len(), "one call per tick: {ticks:?}");
+    // The call running at the kill may end `interrupted` (running calls are resumed only
+    // by the queue's at-least-once restart rule); every other one succeeded, once.
+    let interrupted = all
+        .iter()
+        .filter(|c| c["status"] == "failed" && c["error_type"] == "interrupted")
+        .count();
+    assert!(interrupted <= 1, "{all:#?}");
     for call in &all {
-        assert_eq!(call["status"], "succeeded", "{call}");
+        assert!(
+            call["status"] == "succeeded" || call["error_type"] == "interrupted",
+            "{call}"
+        );
         assert_eq!(call["attempt"], 1, "no tick ran twice: {call}");
     }
     d.stop().await;
