@@ -692,6 +692,10 @@ impl Platform {
         self.queue_wakeup.notify_one();
     }
 
+    pub(crate) fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.metrics
+    }
+
     pub(crate) fn triggers(&self) -> &crate::triggers::Triggers {
         &self.triggers
     }

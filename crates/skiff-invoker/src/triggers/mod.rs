@@ -338,11 +338,13 @@ impl Platform {
                     .advanced(&record.name, record.generation, tick);
                 if call.is_some() && outcome == TickOutcome::Fired {
                     tracing::debug!(trigger = %record.name, %tick, "cron tick fired");
+                    self.metrics().trigger_fired(&record.name, "fired");
                     self.wake_dispatcher();
                 } else if fire {
                     tracing::info!(trigger = %record.name, %tick, "cron tick not fired");
                 } else {
                     tracing::info!(trigger = %record.name, %tick, "ticks missed while the daemon was down are skipped");
+                    self.metrics().trigger_fired(&record.name, "skipped");
                 }
             }
             TickOutcome::Stale => {

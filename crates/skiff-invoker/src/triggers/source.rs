@@ -294,16 +294,17 @@ impl Platform {
             Err(PlatformError::Overloaded { .. }) | Err(PlatformError::ShuttingDown) => Err(None),
             Err(err) => Err(Some(err.to_string())),
         };
-        let answered = match result {
-            Ok(()) => acker.ack().await,
+        let (answered, counted) = match result {
+            Ok(()) => (acker.ack().await, "acked"),
             // Refused, not run: back soon, whatever the count.
-            Err(None) => acker.nack(REFUSED_DELAY).await,
+            Err(None) => (acker.nack(REFUSED_DELAY).await, "refused"),
             Err(Some(message)) if delivery >= max_deliver => {
                 tracing::warn!(%trigger, delivery, %message, "the last delivery of a message failed; it is given up");
-                acker.term().await
+                (acker.term().await, "given_up")
             }
-            Err(Some(_)) => acker.nack(redelivery_delay(delivery)).await,
+            Err(Some(_)) => (acker.nack(redelivery_delay(delivery)).await, "retried"),
         };
+        self.metrics().trigger_fired(trigger, counted);
         if let Err(err) = answered {
             tracing::warn!(%trigger, %err, "cannot answer the broker; it will deliver the message again");
         }
