@@ -203,6 +203,10 @@ impl Platform {
             sub.status.set(TriggerState::Connected, None);
             tracing::info!(trigger = %sub.trigger, "broker trigger connected");
             loop {
+                if !self.is_accepting() {
+                    // Shutting down: leave the messages to the broker for the next start.
+                    break 'connect;
+                }
                 let permit = tokio::select! {
                     _ = sub.stop.cancelled() => break 'connect,
                     permit = slots.clone().acquire_owned() => match permit {
@@ -268,7 +272,10 @@ impl Platform {
                 HeaderName::try_from(name.as_str()),
                 HeaderValue::from_str(value),
             ) {
-                headers.append(name, value);
+                // The body's framing is skiff's, not the message's.
+                if name != http::header::CONTENT_LENGTH && name != http::header::TRANSFER_ENCODING {
+                    headers.append(name, value);
+                }
             }
         }
         if let Ok(value) = HeaderValue::from_str(trigger) {
