@@ -5,6 +5,7 @@
 //! - [`function`]: a deployed function as the platform stores it.
 //! - [`call`]: one invocation, its explicit status machine and its error types.
 //! - [`instance`]: the lifecycle of one container serving a function.
+//! - [`trigger`]: cron schedules and broker subscriptions that start calls.
 //! - [`units`]: byte sizes (`128Mi`) and durations (`10s`) as users write them.
 //! - [`labels`]: the labels on every container skiff starts.
 
@@ -13,6 +14,7 @@ pub mod function;
 pub mod instance;
 pub mod labels;
 pub mod spec;
+pub mod trigger;
 pub mod units;
 
 pub use call::{
@@ -23,5 +25,9 @@ pub use instance::InstanceState;
 pub use spec::{
     Contract, FunctionConfig, FunctionName, FunctionSpec, HttpSettings, Resources, Scaling,
     SpecError, VolumeMount,
+};
+pub use trigger::{
+    CronSpec, MissedTicks, NatsSpec, Schedule, TriggerKind, TriggerRecord, TriggerSpec,
+    TriggerState, TriggerView,
 };
 pub use units::{ByteSize, HumanDuration};

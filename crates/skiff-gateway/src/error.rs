@@ -107,6 +107,18 @@ impl From<PlatformError> for ApiError {
                     call_id: None,
                 },
             },
+            PlatformError::InvalidTrigger(spec) => ApiError {
+                status: StatusCode::BAD_REQUEST,
+                detail: ErrorDetail {
+                    code: "invalid_trigger".to_string(),
+                    message: spec.to_string(),
+                    field: Some(spec.field),
+                    call_id: None,
+                },
+            },
+            err @ PlatformError::TriggerNotFound { .. } => {
+                ApiError::new(StatusCode::NOT_FOUND, "trigger_not_found", err.to_string())
+            }
             err @ PlatformError::FunctionNotFound { .. } => {
                 ApiError::new(StatusCode::NOT_FOUND, "function_not_found", err.to_string())
             }

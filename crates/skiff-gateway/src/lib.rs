@@ -1,6 +1,6 @@
 //! skiff-gateway: skiff's HTTP surface.
 //!
-//! - the management API under `/v1` (functions, invoke, calls, logs), described by the
+//! - the management API under `/v1` (functions, invoke, calls, logs, triggers), described by the
 //!   OpenAPI document at `/v1/openapi.json`, generated from this code;
 //! - the public invocation route `ANY /fn/{name}/{*path}`;
 //! - `/healthz` and `/readyz`;
@@ -18,6 +18,7 @@ mod lambda_api;
 mod openapi;
 mod public;
 pub mod runtime_api;
+mod triggers_api;
 
 pub use error::{ApiError, ErrorBody, ErrorDetail, CALL_ID_HEADER};
 pub use openapi::ApiDoc;
@@ -77,6 +78,13 @@ pub fn app(platform: Arc<Platform>, config: GatewayConfig) -> Router {
         .route("/v1/calls/{id}", get(api::get_call))
         .route("/v1/calls/{id}/logs", get(api::call_logs))
         .route("/v1/calls/{id}/redrive", post(api::redrive))
+        .route("/v1/triggers", get(triggers_api::list_triggers))
+        .route(
+            "/v1/triggers/{name}",
+            get(triggers_api::get_trigger)
+                .put(triggers_api::put_trigger)
+                .delete(triggers_api::delete_trigger),
+        )
         .merge(invoke_routes)
         .merge(lambda_api::routes())
         .fallback(|| async { ApiError::no_route() })

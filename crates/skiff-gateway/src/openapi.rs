@@ -1,6 +1,6 @@
 //! The OpenAPI document of the API, generated from the handlers' annotations.
 
-use crate::api;
+use crate::{api, triggers_api};
 use axum::Json;
 use utoipa::OpenApi;
 
@@ -26,6 +26,10 @@ use utoipa::OpenApi;
         api::get_call,
         api::call_logs,
         api::redrive,
+        triggers_api::list_triggers,
+        triggers_api::get_trigger,
+        triggers_api::put_trigger,
+        triggers_api::delete_trigger,
     ),
     components(schemas(
         skiff_core::FunctionSpec,
@@ -47,10 +51,19 @@ use utoipa::OpenApi;
         api::ScaleRequest,
         skiff_invoker::InstanceView,
         skiff_core::InstanceState,
+        skiff_core::TriggerSpec,
+        skiff_core::TriggerView,
+        skiff_core::TriggerKind,
+        skiff_core::TriggerState,
+        skiff_core::CronSpec,
+        skiff_core::NatsSpec,
+        skiff_core::MissedTicks,
+        triggers_api::TriggerList,
     )),
     tags(
         (name = "functions", description = "Deploy and manage functions"),
         (name = "calls", description = "Invoke functions and inspect calls"),
+        (name = "triggers", description = "Cron schedules and broker subscriptions that start calls"),
         (name = "health", description = "Liveness and readiness"),
     )
 )]

@@ -17,6 +17,15 @@ pub enum PlatformError {
         /// The name asked for.
         name: String,
     },
+    /// The trigger spec (or name) is invalid.
+    #[error("invalid trigger: {0}")]
+    InvalidTrigger(SpecError),
+    /// No trigger by that name.
+    #[error("trigger `{name}` does not exist")]
+    TriggerNotFound {
+        /// The name asked for.
+        name: String,
+    },
     /// No call with that id.
     #[error("call {id} does not exist")]
     CallNotFound {

@@ -8,7 +8,8 @@
 //!   [`http`]: calls proxied to long-lived instances, managed per function by [`pool`]);
 //! - the call recorder (call records written in batches, off the call's path);
 //! - the background tasks (preparing containers, removing used ones, expiring idle ones),
-//!   each with an owner, a bound and a shutdown path.
+//!   each with an owner, a bound and a shutdown path;
+//! - the [`triggers`]: cron schedules and broker subscriptions that start calls.
 
 mod autoscale;
 pub mod callback;
@@ -24,6 +25,7 @@ pub mod pool;
 mod queue;
 mod recorder;
 pub mod token;
+pub mod triggers;
 
 pub use config::PlatformConfig;
 pub use error::PlatformError;

@@ -58,6 +58,16 @@ pub struct StateLabels {
     pub state: String,
 }
 
+/// Labels of the trigger firings counter.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TriggerLabels {
+    /// The trigger.
+    pub trigger: String,
+    /// What came of it: `fired`, `skipped` (cron); `acked`, `retried`, `given_up`,
+    /// `refused` (broker).
+    pub result: String,
+}
+
 #[derive(Debug, Clone)]
 struct LatencyBuckets;
 
@@ -79,6 +89,7 @@ pub struct Metrics {
     instances: Family<StateLabels, Gauge>,
     calls_running: Gauge,
     calls_queued: Gauge,
+    trigger_firings: Family<TriggerLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -125,7 +136,14 @@ impl Metrics {
             "Calls waiting for a slot under the global limit",
             calls_queued.clone(),
         );
+        let trigger_firings = Family::<TriggerLabels, Counter>::default();
+        registry.register(
+            "trigger_firings",
+            "Cron ticks and broker messages handled by triggers, by trigger and result",
+            trigger_firings.clone(),
+        );
         Metrics {
+            trigger_firings,
             registry,
             calls,
             call_duration,
@@ -159,6 +177,16 @@ impl Metrics {
         if cold {
             self.cold_starts.get_or_create(&labels).inc();
         }
+    }
+
+    /// Counts one cron tick or broker message handled by `trigger`.
+    pub fn trigger_fired(&self, trigger: &str, result: &str) {
+        self.trigger_firings
+            .get_or_create(&TriggerLabels {
+                trigger: trigger.to_string(),
+                result: result.to_string(),
+            })
+            .inc();
     }
 
     /// Records how long a call waited for an instance.

@@ -311,6 +311,7 @@ pub struct Platform {
     queue_wakeup: Notify,
     enqueuer: crate::queue::Enqueuer,
     callbacks: crate::callback::Callbacks,
+    triggers: crate::triggers::Triggers,
     runtime_api: SocketAddr,
     tokens: crate::token::TokenKey,
     runtime_listener: std::sync::Mutex<Option<tokio::net::TcpListener>>,
@@ -461,6 +462,7 @@ impl Platform {
             queue_wakeup: Notify::new(),
             enqueuer,
             callbacks,
+            triggers: crate::triggers::Triggers::new(),
             runtime_api,
             tokens,
             runtime_listener: std::sync::Mutex::new(Some(runtime_listener)),
@@ -478,6 +480,7 @@ impl Platform {
         platform.spawn_autoscaler();
         platform.spawn_health_checks();
         platform.spawn_dispatcher();
+        platform.start_triggers().await?;
         Ok(platform)
     }
 
@@ -760,6 +763,28 @@ impl Platform {
         self.queue_wakeup.notified()
     }
 
+    pub(crate) fn wake_dispatcher(&self) {
+        self.queue_wakeup.notify_one();
+    }
+
+    pub(crate) fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.metrics
+    }
+
+    pub(crate) fn triggers(&self) -> &crate::triggers::Triggers {
+        &self.triggers
+    }
+
+    /// A token cancelled at shutdown, or earlier by its holder.
+    pub(crate) fn child_token(&self) -> CancellationToken {
+        self.cancel.child_token()
+    }
+
+    /// Serializes deploys, deletes and trigger changes.
+    pub(crate) async fn deploy_lock(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.deploys.lock().await
+    }
+
     pub(crate) async fn flush_records(&self) {
         self.recorder.flush().await;
     }
@@ -797,7 +822,8 @@ impl Platform {
         views
     }
 
-    /// Deletes a function. Calls in flight finish; its prepared containers are removed.
+    /// Deletes a function and its triggers. Calls in flight finish; its prepared containers
+    /// are removed.
     pub async fn delete_function(&self, name: &str) -> Result<(), PlatformError> {
         let _serialized = self.deploys.lock().await;
         if self.entry(name).is_none() {
@@ -805,6 +831,7 @@ impl Platform {
                 name: name.to_string(),
             });
         }
+        self.delete_triggers_of(name).await?;
         self.store.delete_function(name).await?;
         self.functions
             .write()

@@ -2,7 +2,8 @@
 //!
 //! - the daemon's identity ([`Store::daemon_id`]), in the `meta` table;
 //! - deployed functions ([`Store::put_function`], ...), their configuration as JSON;
-//! - call records and their logs ([`Store::write_calls`], [`Store::list_calls`], ...).
+//! - call records and their logs ([`Store::write_calls`], [`Store::list_calls`], ...);
+//! - triggers and the firing of cron ticks ([`Store::put_trigger`], [`Store::fire_tick`]).
 //!
 //! Timestamps are stored as unix milliseconds (sub-millisecond precision is dropped), enums
 //! by their `as_str()` names, call ids as hyphenated lowercase UUIDv7 text (so they sort by
@@ -14,10 +15,12 @@ mod codec;
 mod error;
 mod functions;
 mod queue;
+mod triggers;
 
 pub use calls::{CallFilter, CallWrite, DEFAULT_CALL_LIMIT, INTERRUPTED_MESSAGE, MAX_CALL_LIMIT};
 pub use error::StoreError;
 pub use queue::{Claimed, Payload, PendingCallback, StoredResult};
+pub use triggers::TickOutcome;
 
 use error::query;
 use sqlx::migrate::Migrator;

@@ -4,7 +4,10 @@
 use reqwest::{Method, RequestBuilder, Response, StatusCode, Url};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use skiff_core::{CallDetails, CallRecord, CallStatus, FunctionSpec, FunctionView, Trigger};
+use skiff_core::{
+    CallDetails, CallRecord, CallStatus, FunctionSpec, FunctionView, Trigger, TriggerSpec,
+    TriggerView,
+};
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -415,6 +418,51 @@ impl ApiClient {
             .request(Method::GET, &["v1", "calls", &id, "logs"])
             .timeout(REQUEST_TIMEOUT);
         self.bytes(self.send(request).await?).await
+    }
+
+    /// `PUT /v1/triggers/{name}`: creates or replaces a trigger; true if it was created.
+    pub async fn put_trigger(
+        &self,
+        name: &str,
+        spec: &TriggerSpec,
+    ) -> Result<(TriggerView, bool), ClientError> {
+        let request = self
+            .request(Method::PUT, &["v1", "triggers", name])
+            .timeout(REQUEST_TIMEOUT)
+            .json(spec);
+        let response = self.send(request).await?;
+        let created = response.status() == StatusCode::CREATED;
+        Ok((self.json(response).await?, created))
+    }
+
+    /// `GET /v1/triggers`: every trigger.
+    pub async fn list_triggers(&self) -> Result<Vec<TriggerView>, ClientError> {
+        #[derive(Deserialize)]
+        struct TriggerList {
+            triggers: Vec<TriggerView>,
+        }
+        let request = self
+            .request(Method::GET, &["v1", "triggers"])
+            .timeout(REQUEST_TIMEOUT);
+        let list: TriggerList = self.json(self.send(request).await?).await?;
+        Ok(list.triggers)
+    }
+
+    /// `GET /v1/triggers/{name}`: one trigger and its state.
+    pub async fn get_trigger(&self, name: &str) -> Result<TriggerView, ClientError> {
+        let request = self
+            .request(Method::GET, &["v1", "triggers", name])
+            .timeout(REQUEST_TIMEOUT);
+        self.json(self.send(request).await?).await
+    }
+
+    /// `DELETE /v1/triggers/{name}`: removes a trigger.
+    pub async fn delete_trigger(&self, name: &str) -> Result<(), ClientError> {
+        let request = self
+            .request(Method::DELETE, &["v1", "triggers", name])
+            .timeout(REQUEST_TIMEOUT);
+        self.send(request).await?;
+        Ok(())
     }
 
     /// `GET /healthz`: succeeds when the daemon is up.

@@ -15,6 +15,7 @@
 //! | `isolation` | reports what the sandbox allows, one `key=value` line each |
 //! | `call` | calls function `TARGET` through `$SKIFF_API_URL` with `$SKIFF_TOKEN`, stdin as the body; prints the answer (exit 1 unless 2xx) |
 //! | `volume` | for `VOLUME_DIR` (default `/data`): appends stdin to `log`, renames a file, prints `log` |
+//! | `report` | writes `body=<stdin>` and its `SKIFF_HEADER_*` variables to stderr, then echoes; exits 1 if the body holds `fail-always`, or `fail-once` on delivery 1 (`X-Skiff-Delivery`) |
 
 use std::io::{self, Read, Write};
 use std::process::ExitCode;
@@ -67,6 +68,7 @@ fn main() -> ExitCode {
         "isolation" => isolation(),
         "call" => call(),
         "volume" => volume(),
+        "report" => report(),
         other => {
             eprintln!("testfn: unknown MODE {other}");
             ExitCode::from(64)
@@ -195,6 +197,31 @@ fn volume() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Reports the call on stderr, then echoes (see the table above).
+fn report() -> ExitCode {
+    let mut body = Vec::new();
+    if let Err(err) = io::stdin().lock().read_to_end(&mut body) {
+        eprintln!("testfn: cannot read stdin: {err}");
+        return ExitCode::FAILURE;
+    }
+    let text = String::from_utf8_lossy(&body);
+    eprintln!("body={text}");
+    let mut headers: Vec<(String, String)> = std::env::vars()
+        .filter(|(k, _)| k.starts_with("SKIFF_HEADER_"))
+        .collect();
+    headers.sort();
+    for (key, value) in &headers {
+        eprintln!("{key}={value}");
+    }
+    let delivery = std::env::var("SKIFF_HEADER_X_SKIFF_DELIVERY").unwrap_or_default();
+    if text.contains("fail-always") || (text.contains("fail-once") && delivery == "1") {
+        eprintln!("failing on purpose");
+        return ExitCode::from(1);
+    }
+    let _ = io::stdout().lock().write_all(&body);
+    ExitCode::SUCCESS
 }
 
 fn isolation() -> ExitCode {

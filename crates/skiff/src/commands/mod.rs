@@ -10,6 +10,7 @@ mod deploy;
 mod functions;
 mod instances;
 mod invoke;
+mod triggers;
 
 use crate::client::ApiClient;
 use std::process::ExitCode;
@@ -49,6 +50,8 @@ pub enum ClientCommand {
     Calls(calls::CallsArgs),
     /// Print the log (stderr) a call wrote
     Logs(calls::LogsArgs),
+    /// List the triggers (cron schedules, NATS subscriptions), or manage one
+    Triggers(triggers::TriggersArgs),
     /// Print shell completions for skiff
     Completions {
         /// The shell to complete for
@@ -78,6 +81,7 @@ pub async fn run(
         ClientCommand::Scale(args) => instances::scale(&client, args, global.json).await,
         ClientCommand::Calls(args) => calls::run(&client, args, global.json).await,
         ClientCommand::Logs(args) => calls::logs(&client, args, global.json).await,
+        ClientCommand::Triggers(args) => triggers::run(&client, args, global.json).await,
         ClientCommand::Completions { .. } => Ok(ExitCode::SUCCESS),
     }
 }

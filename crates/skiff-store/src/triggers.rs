@@ -1,0 +1,412 @@
+//! Triggers (cron schedules, broker subscriptions) and the firing of cron ticks.
+//!
+//! A tick fires in one transaction that both advances the trigger's `last_tick` (only if it
+//! is still the generation and last tick the runner read) and inserts the queued call and
+//! its payload if no call has that id yet. The call id is derived from the trigger's
+//! generation and the tick, so a crash at any point can neither fire a tick twice nor lose
+//! it: either both writes happened, or neither did.
+
+use crate::codec::{millis, RowReader};
+use crate::error::{corrupt, query};
+use crate::queue::Payload;
+use crate::{Store, StoreError};
+use chrono::{DateTime, Utc};
+use skiff_core::{CallRecord, TriggerRecord, TriggerSpec};
+use sqlx::sqlite::SqliteRow;
+use sqlx::Row;
+use uuid::Uuid;
+
+/// What became of a tick handed to [`Store::fire_tick`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TickOutcome {
+    /// The call was queued and the trigger's last tick advanced.
+    Fired,
+    /// The last tick advanced, but a call with that id was already there (not queued again).
+    AlreadyFired,
+    /// The trigger was replaced, deleted or advanced by someone else: nothing was written.
+    Stale,
+}
+
+impl Store {
+    /// Inserts a trigger, or replaces every column of the trigger of that name.
+    pub async fn put_trigger(&self, t: &TriggerRecord) -> Result<(), StoreError> {
+        let spec = serde_json::to_string(&t.spec).map_err(|e| {
+            corrupt(
+                format!("trigger {}", t.name),
+                format!("cannot encode the spec: {e}"),
+            )
+        })?;
+        sqlx::query(
+            "INSERT INTO triggers (name, function, kind, spec, generation, created_at, last_tick)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
+             ON CONFLICT (name) DO UPDATE SET
+                function = excluded.function,
+                kind = excluded.kind,
+                spec = excluded.spec,
+                generation = excluded.generation,
+                created_at = excluded.created_at,
+                last_tick = excluded.last_tick",
+        )
+        .bind(&t.name)
+        .bind(&t.spec.function)
+        .bind(t.spec.kind().as_str())
+        .bind(spec)
+        .bind(t.generation.hyphenated().to_string())
+        .bind(millis(t.created_at))
+        .bind(t.last_tick.map(millis))
+        .execute(&self.pool)
+        .await
+        .map_err(query("store a trigger"))?;
+        Ok(())
+    }
+
+    /// The trigger called `name`, if there is one.
+    pub async fn get_trigger(&self, name: &str) -> Result<Option<TriggerRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT name, spec, generation, created_at, last_tick FROM triggers WHERE name = $1",
+        )
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(query("get a trigger"))?;
+        row.as_ref().map(decode).transpose()
+    }
+
+    /// Every trigger, sorted by name.
+    pub async fn list_triggers(&self) -> Result<Vec<TriggerRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT name, spec, generation, created_at, last_tick FROM triggers ORDER BY name",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query("list triggers"))?;
+        rows.iter().map(decode).collect()
+    }
+
+    /// Deletes the trigger called `name`; true if it existed.
+    pub async fn delete_trigger(&self, name: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM triggers WHERE name = $1")
+            .bind(name)
+            .execute(&self.pool)
+            .await
+            .map_err(query("delete a trigger"))?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Deletes every trigger of function `function`; returns their names.
+    pub async fn delete_triggers_of(&self, function: &str) -> Result<Vec<String>, StoreError> {
+        let mut names: Vec<String> =
+            sqlx::query_scalar("DELETE FROM triggers WHERE function = $1 RETURNING name")
+                .bind(function)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(query("delete the triggers of a function"))?;
+        names.sort();
+        Ok(names)
+    }
+
+    /// Fires one tick of trigger `name`, in one transaction: advances its `last_tick` from
+    /// `previous` to `tick` (only if its generation is still `generation` and its last tick
+    /// still `previous`), and, when `call` is given, inserts that `queued` call and its
+    /// payload unless a call with that id exists. With `call` `None` the tick is skipped.
+    pub async fn fire_tick(
+        &self,
+        name: &str,
+        generation: Uuid,
+        previous: Option<DateTime<Utc>>,
+        tick: DateTime<Utc>,
+        call: Option<(&CallRecord, &Payload)>,
+    ) -> Result<TickOutcome, StoreError> {
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(query("begin a transaction"))?;
+        let advanced = sqlx::query(
+            "UPDATE triggers SET last_tick = $1
+             WHERE name = $2 AND generation = $3 AND last_tick IS $4",
+        )
+        .bind(millis(tick))
+        .bind(name)
+        .bind(generation.hyphenated().to_string())
+        .bind(previous.map(millis))
+        .execute(&mut *tx)
+        .await
+        .map_err(query("advance a trigger's last tick"))?;
+        if advanced.rows_affected() != 1 {
+            tx.rollback()
+                .await
+                .map_err(query("roll back a stale tick"))?;
+            return Ok(TickOutcome::Stale);
+        }
+        let mut outcome = TickOutcome::Fired;
+        if let Some((record, payload)) = call {
+            let id = record.id.hyphenated().to_string();
+            let inserted = sqlx::query(
+                "INSERT INTO calls (id, function, trigger, status, attempt, received_at,
+                    request_size)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)
+                 ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(&id)
+            .bind(&record.function)
+            .bind(record.trigger.as_str())
+            .bind(record.status.as_str())
+            .bind(i64::from(record.attempt))
+            .bind(millis(record.received_at))
+            .bind(i64::try_from(record.request_size).unwrap_or(i64::MAX))
+            .execute(&mut *tx)
+            .await
+            .map_err(query("queue a tick's call"))?;
+            if inserted.rows_affected() == 1 {
+                let headers =
+                    serde_json::to_string(&payload.headers).unwrap_or_else(|_| "[]".into());
+                sqlx::query(
+                    "INSERT INTO call_payloads (call_id, method, path, query, headers, body)
+                     VALUES ($1, $2, $3, $4, $5, $6)
+                     ON CONFLICT (call_id) DO NOTHING",
+                )
+                .bind(&id)
+                .bind(&payload.method)
+                .bind(&payload.path)
+                .bind(&payload.query)
+                .bind(headers)
+                .bind(&payload.body)
+                .execute(&mut *tx)
+                .await
+                .map_err(query("store a tick's payload"))?;
+            } else {
+                outcome = TickOutcome::AlreadyFired;
+            }
+        }
+        tx.commit().await.map_err(query("commit a tick"))?;
+        Ok(outcome)
+    }
+}
+
+fn decode(row: &SqliteRow) -> Result<TriggerRecord, StoreError> {
+    let name: String = row
+        .try_get("name")
+        .map_err(|e| corrupt("trigger", format!("name: {e}")))?;
+    let r = RowReader {
+        row,
+        what: format!("trigger {name}"),
+    };
+    let spec: TriggerSpec = r.json("spec")?;
+    Ok(TriggerRecord {
+        name,
+        spec,
+        generation: r.parse("generation")?,
+        created_at: r.time("created_at")?,
+        last_tick: r.time_opt("last_tick")?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use skiff_core::{CallStatus, CronSpec, Trigger};
+
+    fn at(ms: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp_millis(ms).expect("valid time")
+    }
+
+    fn trigger(name: &str, function: &str, generation: u128) -> TriggerRecord {
+        TriggerRecord {
+            name: name.into(),
+            spec: TriggerSpec {
+                function: function.into(),
+                cron: Some(CronSpec {
+                    schedule: "* * * * * *".into(),
+                    timezone: Some("UTC".into()),
+                    missed: None,
+                }),
+                nats: None,
+                payload: Some(serde_json::json!({"n": 1})),
+                body: None,
+            },
+            generation: Uuid::from_u128(generation),
+            created_at: at(1_000),
+            last_tick: Some(at(1_000)),
+        }
+    }
+
+    fn payload() -> Payload {
+        Payload {
+            method: "POST".into(),
+            path: "/".into(),
+            query: String::new(),
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: br#"{"n":1}"#.to_vec(),
+            expires_at: None,
+            callback_url: None,
+        }
+    }
+
+    fn queued(id: Uuid, tick: DateTime<Utc>) -> CallRecord {
+        CallRecord {
+            request_size: 7,
+            ..CallRecord::new(id, "f", Trigger::Cron, CallStatus::Queued, tick)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_queued_tick_survives_the_start_up_interruption_of_sync_calls() {
+        let store = Store::open_in_memory().await.expect("store");
+        let t = trigger("t", "f", 1);
+        store.put_trigger(&t).await.expect("put");
+        let tick = at(2_000);
+        let id = skiff_core::trigger::tick_call_id(&t.name, t.generation, tick);
+        store
+            .fire_tick(
+                &t.name,
+                t.generation,
+                t.last_tick,
+                tick,
+                Some((&queued(id, tick), &payload())),
+            )
+            .await
+            .expect("fire");
+        let sync = CallRecord::new(Uuid::now_v7(), "f", Trigger::Http, CallStatus::Queued, tick);
+        store
+            .write_calls(&[crate::CallWrite {
+                record: sync.clone(),
+                logs: None,
+            }])
+            .await
+            .expect("write");
+        assert_eq!(
+            store
+                .interrupt_unfinished_calls(Utc::now())
+                .await
+                .expect("interrupt"),
+            1
+        );
+        assert_eq!(
+            store.get_call(id).await.expect("get").map(|r| r.status),
+            Some(CallStatus::Queued)
+        );
+        assert_eq!(
+            store
+                .get_call(sync.id)
+                .await
+                .expect("get")
+                .map(|r| r.status),
+            Some(CallStatus::Failed)
+        );
+    }
+
+    #[tokio::test]
+    async fn triggers_round_trip_and_go_with_their_function() {
+        let store = Store::open_in_memory().await.expect("store");
+        let a = trigger("a", "f", 1);
+        let b = trigger("b", "g", 2);
+        store.put_trigger(&b).await.expect("put");
+        store.put_trigger(&a).await.expect("put");
+        assert_eq!(store.get_trigger("a").await.expect("get"), Some(a.clone()));
+        assert_eq!(
+            store.list_triggers().await.expect("list"),
+            vec![a.clone(), b.clone()]
+        );
+        let mut replaced = trigger("a", "g", 3);
+        replaced.last_tick = None;
+        store.put_trigger(&replaced).await.expect("replace");
+        assert_eq!(store.get_trigger("a").await.expect("get"), Some(replaced));
+        assert_eq!(
+            store.delete_triggers_of("g").await.expect("delete"),
+            vec!["a".to_string(), "b".to_string()]
+        );
+        assert!(store.list_triggers().await.expect("list").is_empty());
+        assert!(!store.delete_trigger("a").await.expect("delete"));
+    }
+
+    #[tokio::test]
+    async fn a_tick_fires_once_and_a_stale_runner_writes_nothing() {
+        let store = Store::open_in_memory().await.expect("store");
+        let t = trigger("every-second", "f", 1);
+        store.put_trigger(&t).await.expect("put");
+        let tick = at(2_000);
+        let id = skiff_core::trigger::tick_call_id(&t.name, t.generation, tick);
+        let record = queued(id, tick);
+        let outcome = store
+            .fire_tick(
+                &t.name,
+                t.generation,
+                t.last_tick,
+                tick,
+                Some((&record, &payload())),
+            )
+            .await
+            .expect("fire");
+        assert_eq!(outcome, TickOutcome::Fired);
+        let stored = store.get_call(id).await.expect("get").expect("queued");
+        assert_eq!(stored.status, CallStatus::Queued);
+        assert_eq!(stored.trigger, Trigger::Cron);
+        // The same tick again, from the last tick read before: refused, nothing written.
+        assert_eq!(
+            store
+                .fire_tick(
+                    &t.name,
+                    t.generation,
+                    t.last_tick,
+                    tick,
+                    Some((&record, &payload()))
+                )
+                .await
+                .expect("again"),
+            TickOutcome::Stale
+        );
+        // A runner of an older generation cannot fire either.
+        assert_eq!(
+            store
+                .fire_tick(
+                    &t.name,
+                    Uuid::from_u128(99),
+                    Some(tick),
+                    at(3_000),
+                    Some((&record, &payload()))
+                )
+                .await
+                .expect("old generation"),
+            TickOutcome::Stale
+        );
+        // Had the call been written already (by the same tick), it is not queued twice.
+        let claimed = store.claim(Utc::now(), 10).await.expect("claim");
+        assert_eq!(claimed.len(), 1);
+        assert_eq!(claimed[0].payload, payload());
+        assert_eq!(
+            store
+                .fire_tick(
+                    &t.name,
+                    t.generation,
+                    Some(tick),
+                    at(2_500),
+                    Some((&record, &payload()))
+                )
+                .await
+                .expect("same id"),
+            TickOutcome::AlreadyFired
+        );
+        assert_eq!(
+            store.get_call(id).await.expect("get").map(|r| r.status),
+            Some(CallStatus::Running),
+            "the running call was not reset to queued"
+        );
+        // A skipped tick only advances.
+        assert_eq!(
+            store
+                .fire_tick(&t.name, t.generation, Some(at(2_500)), at(9_000), None)
+                .await
+                .expect("skip"),
+            TickOutcome::Fired
+        );
+        assert_eq!(
+            store
+                .get_trigger(&t.name)
+                .await
+                .expect("get")
+                .and_then(|t| t.last_tick),
+            Some(at(9_000))
+        );
+    }
+}
