@@ -668,7 +668,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn interrupting_fails_only_sync_calls_in_flight() {
+    async fn interrupting_fails_only_calls_in_flight_that_did_not_come_through_the_queue() {
         let store = Store::open_in_memory().await.expect("store");
         let queued = call("hello", Trigger::Http, 0);
         let mut running = call("hello", Trigger::Api, 10);
@@ -693,6 +693,23 @@ mod tests {
         ];
         let batch: Vec<CallWrite> = all.iter().map(|r| write(r, None)).collect();
         store.write_calls(&batch).await.expect("write");
+        // The async calls came through the durable queue: they have payloads.
+        let payload = crate::Payload {
+            method: "POST".into(),
+            path: "/".into(),
+            query: String::new(),
+            headers: Vec::new(),
+            body: Vec::new(),
+            expires_at: None,
+            callback_url: None,
+        };
+        store
+            .enqueue_all(&[
+                (running_async.clone(), payload.clone()),
+                (queued_async.clone(), payload),
+            ])
+            .await
+            .expect("enqueue");
 
         let now = at(T0 + 1000);
         let n = store
