@@ -92,11 +92,15 @@ impl Callbacks {
         let slots = Arc::new(Semaphore::new(IN_FLIGHT));
         let inner = tracker.clone();
         tracker.spawn(async move {
-            match store.pending_callbacks(None).await {
-                Ok(pending) => {
-                    for callback in pending {
+            // Sends `callbacks`, each in its own task once a slot is free; false once the
+            // slots are closed.
+            let send_all = |callbacks: Vec<PendingCallback>| {
+                let (slots, inner) = (slots.clone(), inner.clone());
+                let (store, client, cancel) = (store.clone(), client.clone(), cancel.clone());
+                async move {
+                    for callback in callbacks {
                         let Ok(permit) = slots.clone().acquire_owned().await else {
-                            return;
+                            return false;
                         };
                         let (store, client, cancel) =
                             (store.clone(), client.clone(), cancel.clone());
@@ -104,6 +108,14 @@ impl Callbacks {
                             deliver(&store, &client, callback, &cancel).await;
                             drop(permit);
                         });
+                    }
+                    true
+                }
+            };
+            match store.pending_callbacks(None).await {
+                Ok(pending) => {
+                    if !send_all(pending).await {
+                        return;
                     }
                 }
                 Err(err) => tracing::error!(%err, "cannot read pending callbacks"),
@@ -123,15 +135,8 @@ impl Callbacks {
                         continue;
                     }
                 };
-                for callback in pending {
-                    let Ok(permit) = slots.clone().acquire_owned().await else {
-                        return;
-                    };
-                    let (store, client, cancel) = (store.clone(), client.clone(), cancel.clone());
-                    inner.spawn(async move {
-                        deliver(&store, &client, callback, &cancel).await;
-                        drop(permit);
-                    });
+                if !send_all(pending).await {
+                    return;
                 }
             }
         });
