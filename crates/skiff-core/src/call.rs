@@ -213,10 +213,13 @@ pub enum CallErrorType {
     /// An async call got older than its function's `max_event_age` before it could
     /// succeed: it was not attempted again.
     Expired,
+    /// The caller of a sync call went away before the call ended; skiff stopped the call
+    /// (an `exec` container is killed, an `http` request to the instance is cancelled).
+    ClientDisconnected,
 }
 
 impl CallErrorType {
-    const ALL: [CallErrorType; 10] = [
+    const ALL: [CallErrorType; 11] = [
         CallErrorType::FunctionError,
         CallErrorType::Crashed,
         CallErrorType::OutOfMemory,
@@ -227,6 +230,7 @@ impl CallErrorType {
         CallErrorType::EngineError,
         CallErrorType::Rejected,
         CallErrorType::Expired,
+        CallErrorType::ClientDisconnected,
     ];
 
     /// The error type as stored and shown.
@@ -242,6 +246,7 @@ impl CallErrorType {
             CallErrorType::EngineError => "engine_error",
             CallErrorType::Rejected => "rejected",
             CallErrorType::Expired => "expired",
+            CallErrorType::ClientDisconnected => "client_disconnected",
         }
     }
 
@@ -322,6 +327,15 @@ pub struct CallRecord {
     /// contracts, for a free instance.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wait_ms: Option<u64>,
+    /// The function whose container made this call through the function API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caller: Option<String>,
+    /// The call during which that container made this one (when skiff could tell).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<Uuid>,
+    /// How many function-to-function hops led to this call (0: called from outside).
+    #[serde(default)]
+    pub depth: u32,
 }
 
 impl CallRecord {
@@ -351,6 +365,9 @@ impl CallRecord {
             response_size: None,
             duration_ms: None,
             wait_ms: None,
+            caller: None,
+            parent: None,
+            depth: 0,
         }
     }
 }

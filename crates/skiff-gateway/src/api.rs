@@ -7,13 +7,14 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use axum::Json;
 use http::Method;
 use http_body_util::BodyExt;
 use serde::{Deserialize, Serialize};
 use skiff_core::{CallDetails, CallRecord, CallStatus, FunctionSpec, FunctionView, Trigger};
 use skiff_invoker::InstanceView;
-use skiff_invoker::{InvokeOutcome, InvokeRequest};
+use skiff_invoker::{Caller, InvokeOutcome, InvokeRequest};
 use skiff_store::CallFilter;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -24,10 +25,13 @@ pub const COLD_HEADER: &str = "x-skiff-cold";
 /// Health of the process.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Health {
-    /// `ok`, or `ready` / `shutting_down` for readiness.
+    /// `ok`, or for readiness `ready`, `shutting_down` or `engine_unavailable`.
     pub status: &'static str,
     /// The daemon's id, as on the `skiff.daemon` label of its containers.
     pub daemon: String,
+    /// Why the daemon is not ready, when it is not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// `GET /healthz`: the process is up.
@@ -36,31 +40,35 @@ pub async fn healthz(State(state): State<AppState>) -> Json<Health> {
     Json(Health {
         status: "ok",
         daemon: state.platform.daemon_id().to_string(),
+        message: None,
     })
 }
 
-/// `GET /readyz`: the daemon takes calls (503 while shutting down).
+/// `GET /readyz`: the daemon takes calls (503 while shutting down, or while the container
+/// engine does not answer).
 #[utoipa::path(get, path = "/readyz", tag = "health", responses(
     (status = 200, body = Health), (status = 503, body = Health)))]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
     let daemon = state.platform.daemon_id().to_string();
-    if state.platform.is_accepting() {
-        (
-            StatusCode::OK,
-            Json(Health {
-                status: "ready",
-                daemon,
-            }),
-        )
-    } else {
+    let (code, status, message) = if !state.platform.is_accepting() {
+        (StatusCode::SERVICE_UNAVAILABLE, "shutting_down", None)
+    } else if let Some(problem) = state.platform.engine_problem() {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(Health {
-                status: "shutting_down",
-                daemon,
-            }),
+            "engine_unavailable",
+            Some(problem),
         )
-    }
+    } else {
+        (StatusCode::OK, "ready", None)
+    };
+    (
+        code,
+        Json(Health {
+            status,
+            daemon,
+            message,
+        }),
+    )
 }
 
 /// A list of functions.
@@ -146,10 +154,12 @@ pub async fn delete_function(
         (status = 413, description = "Body over the limit", body = ErrorBody),
         (status = 429, description = "Too many calls", body = ErrorBody),
         (status = 502, description = "The function failed (code: function_error, crashed, out_of_memory, output_too_large, start_failed)", body = ErrorBody),
-        (status = 504, description = "The function timed out", body = ErrorBody)))]
+        (status = 504, description = "The function timed out", body = ErrorBody),
+        (status = 508, description = "Too deep a chain of functions calling functions (`loop_detected`)", body = ErrorBody)))]
 pub async fn invoke(
     State(state): State<AppState>,
     Path(name): Path<String>,
+    caller: Option<Extension<Caller>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -163,6 +173,7 @@ pub async fn invoke(
         body: stream(body),
         call_id: None,
         attempt: 1,
+        caller: caller.map(|Extension(c)| c),
     };
     if asynchronous {
         return accepted(state.platform.enqueue(&name, request).await?);
@@ -322,10 +333,15 @@ fn parse_call_id(id: &str) -> Result<Uuid, ApiError> {
 pub async fn get_call(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    caller: Option<Extension<Caller>>,
 ) -> Result<Json<CallDetails>, ApiError> {
-    Ok(Json(
-        state.platform.call_details(parse_call_id(&id)?).await?,
-    ))
+    let id = parse_call_id(&id)?;
+    // On the function API, a function reads only the calls it made.
+    let details = match caller {
+        Some(Extension(caller)) => state.platform.call_details_for(&caller, id).await?,
+        None => state.platform.call_details(id).await?,
+    };
+    Ok(Json(details))
 }
 
 /// `GET /v1/calls/{id}/logs`: what the function wrote to stderr during the call (capped).

@@ -1,7 +1,7 @@
 //! [`ApiError`]: every failure the HTTP API reports, as `{"error": {"code", "message"}}`
 //! with the right status. Internal details (store, engine) are logged, not sent.
 
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
@@ -155,6 +155,9 @@ impl From<PlatformError> for ApiError {
             },
             PlatformError::PayloadTooLarge { limit } => ApiError::payload_too_large(limit),
             PlatformError::BadRequest { message } => ApiError::bad_request(message),
+            err @ PlatformError::LoopDetected { .. } => {
+                ApiError::new(StatusCode::LOOP_DETECTED, "loop_detected", err.to_string())
+            }
             err @ PlatformError::ShuttingDown => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "shutting_down",
@@ -188,10 +191,19 @@ impl From<PlatformError> for ApiError {
     }
 }
 
+/// Seconds a refused caller is told to wait before it tries again (`Retry-After` on 429).
+const RETRY_AFTER_SECS: u64 = 1;
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let call_id = self.detail.call_id;
+        let status = self.status;
         let mut response = (self.status, Json(ErrorBody { error: self.detail })).into_response();
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+        }
         if let Some(id) = call_id {
             if let Ok(value) = HeaderValue::from_str(&id.to_string()) {
                 response.headers_mut().insert(CALL_ID_HEADER, value);

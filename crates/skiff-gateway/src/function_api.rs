@@ -7,7 +7,8 @@
 //! - `POST /v1/functions/{name}/invoke` (sync; `Prefer: respond-async` answers 202 and a
 //!   call id);
 //! - `ANY /fn/{name}/{*path}`;
-//! - `GET /v1/calls/{id}`, to follow an async call.
+//! - `GET /v1/calls/{id}`, to follow a call the calling function made (an async one, say);
+//!   any other call is 404.
 //!
 //! Every request carries `Authorization: Bearer <token>`, the caller's `SKIFF_TOKEN`; a
 //! missing or invalid token is 401 `unauthorized`. The header is taken off the request
@@ -24,14 +25,9 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{any, get, post};
 use axum::Router;
-use skiff_core::FunctionName;
 use skiff_invoker::{Platform, TokenError};
 use std::sync::Arc;
 use tracing::Instrument;
-
-/// The function that made a request, as its token says (a request extension).
-#[derive(Debug, Clone)]
-pub struct Caller(pub FunctionName);
 
 /// The bearer token of a request.
 fn bearer(headers: &HeaderMap) -> Result<&str, TokenError> {
@@ -55,7 +51,11 @@ async fn authenticate(
     let caller = bearer(request.headers())
         .and_then(|token| platform.verify_token(token))
         .map_err(|err| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", err.to_string()))?;
-    let span = tracing::info_span!("function_api", caller = %caller);
+    let span = tracing::info_span!(
+        "function_api",
+        caller = %caller.function,
+        instance = %caller.instance
+    );
     span.in_scope(|| {
         tracing::info!(
             method = %request.method(),
@@ -64,7 +64,8 @@ async fn authenticate(
         )
     });
     request.headers_mut().remove(header::AUTHORIZATION);
-    request.extensions_mut().insert(Caller(caller));
+    // The handlers find the caller here: its calls carry it, and it reads only its own.
+    request.extensions_mut().insert(caller);
     Ok(next.run(request).instrument(span).await)
 }
 
@@ -96,13 +97,16 @@ mod tests {
     fn the_bearer_token_is_read() {
         let mut headers = HeaderMap::new();
         assert_eq!(bearer(&headers), Err(TokenError::Missing));
-        headers.insert(header::AUTHORIZATION, "Bearer skf1.a.b".parse().expect("v"));
-        assert_eq!(bearer(&headers), Ok("skf1.a.b"));
         headers.insert(
             header::AUTHORIZATION,
-            "bearer  skf1.a.b ".parse().expect("v"),
+            "Bearer skf2.a.b.c".parse().expect("v"),
         );
-        assert_eq!(bearer(&headers), Ok("skf1.a.b"));
+        assert_eq!(bearer(&headers), Ok("skf2.a.b.c"));
+        headers.insert(
+            header::AUTHORIZATION,
+            "bearer  skf2.a.b.c ".parse().expect("v"),
+        );
+        assert_eq!(bearer(&headers), Ok("skf2.a.b.c"));
         headers.insert(header::AUTHORIZATION, "Basic abc".parse().expect("v"));
         assert_eq!(bearer(&headers), Err(TokenError::Malformed));
     }

@@ -359,6 +359,7 @@ async fn invoke(
         body: crate::api::stream(body),
         call_id: None,
         attempt: 1,
+        caller: None,
     };
     match invocation_type {
         "DryRun" => {

@@ -45,6 +45,7 @@ async fn run(
         body: stream(body),
         call_id: None,
         attempt: 1,
+        caller: parts.extensions.get::<skiff_invoker::Caller>().cloned(),
     };
     if asynchronous {
         return crate::api::accepted(state.platform.enqueue(&name, request).await?);

@@ -76,7 +76,8 @@ async fn send(
     (status, value, headers)
 }
 
-/// Deploys `name` on `hello:1` and returns the variables its containers get.
+/// Deploys `name` on `hello:1` and returns the variables its containers get (and, as
+/// `INSTANCE`, the instance id of the container they were read from).
 async fn deploy(h: &Harness, name: &str) -> std::collections::HashMap<String, String> {
     let spec = json!({"image": "hello:1"}).to_string();
     let (status, _, _) = send(
@@ -98,11 +99,14 @@ async fn deploy(h: &Harness, name: &str) -> std::collections::HashMap<String, St
         .rev()
         .find(|s| s.labels.get("skiff.function").map(String::as_str) == Some(name))
         .expect("a container of the function");
-    spec.env
+    let mut env: std::collections::HashMap<String, String> = spec
+        .env
         .iter()
         .filter_map(|e| e.split_once('='))
         .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+        .collect();
+    env.insert("INSTANCE".into(), spec.labels["skiff.instance"].clone());
+    env
 }
 
 #[tokio::test]
@@ -111,10 +115,15 @@ async fn containers_get_the_function_api_url_and_their_own_token() {
     let env = deploy(&h, "vote").await;
     let url = &env["SKIFF_API_URL"];
     assert!(url.starts_with("http://127.0.0.1:"), "{url}");
-    assert!(env["SKIFF_TOKEN"].starts_with("skf1.vote."), "{env:?}");
+    // Each container's token names its function and the container itself.
+    let prefix = format!("skf2.vote.{}.", env["INSTANCE"]);
+    assert!(env["SKIFF_TOKEN"].starts_with(&prefix), "{env:?}");
     let other = deploy(&h, "worker").await;
-    assert!(other["SKIFF_TOKEN"].starts_with("skf1.worker."));
+    assert!(other["SKIFF_TOKEN"].starts_with("skf2.worker."));
     assert_ne!(env["SKIFF_TOKEN"], other["SKIFF_TOKEN"]);
+    let again = deploy(&h, "vote").await;
+    assert_ne!(env["INSTANCE"], again["INSTANCE"]);
+    assert_ne!(env["SKIFF_TOKEN"], again["SKIFF_TOKEN"]);
 }
 
 #[tokio::test]
@@ -166,6 +175,47 @@ async fn a_valid_token_invokes_sync_async_and_follows_the_call() {
     .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(record["function"], "worker");
+    assert_eq!(record["caller"], "vote");
+    // Another function's token does not read vote's call, nor vote's token a call made
+    // from outside: both are "not found".
+    let worker = deploy(&h, "worker").await["SKIFF_TOKEN"].clone();
+    let (status, body, _) = send(
+        &h.functions,
+        "GET",
+        &format!("/v1/calls/{id}"),
+        Some(&worker),
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body["error"]["code"], "call_not_found");
+    let (_, _, headers) = send(&h.api, "POST", "/fn/worker", None, &[], "").await;
+    let outside = headers["x-skiff-call-id"].to_str().expect("id").to_string();
+    let (status, _, _) = send(
+        &h.functions,
+        "GET",
+        &format!("/v1/calls/{outside}"),
+        Some(&token),
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _, _) = send(
+        &h.api,
+        "GET",
+        &format!("/v1/calls/{outside}"),
+        None,
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "the management API reads every call"
+    );
     let (status, body, _) = send(
         &h.functions,
         "POST",
@@ -182,13 +232,14 @@ async fn a_valid_token_invokes_sync_async_and_follows_the_call() {
 #[tokio::test]
 async fn missing_forged_and_tampered_tokens_are_refused() {
     let h = harness().await;
-    let token = deploy(&h, "vote").await["SKIFF_TOKEN"].clone();
+    let vote = deploy(&h, "vote").await;
+    let token = vote["SKIFF_TOKEN"].clone();
     deploy(&h, "worker").await;
     let mac = token.rsplit('.').next().expect("mac");
     let mut tampered = token.clone();
     let last = tampered.pop().expect("a char");
     tampered.push(if last == 'A' { 'B' } else { 'A' });
-    let forged = format!("skf1.worker.{mac}");
+    let forged = format!("skf2.worker.{}.{mac}", vote["INSTANCE"]);
     let cases: [(Option<&str>, &str); 5] = [
         (None, "no token"),
         (Some(""), "empty"),

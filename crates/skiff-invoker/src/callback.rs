@@ -11,8 +11,12 @@
 //! type; `{"error":{"code","message"}}` for a dead call. Headers: `X-Skiff-Call-Id`,
 //! `X-Skiff-Function`, `X-Skiff-Status` (`succeeded` or `dead`), `X-Skiff-Attempt` and, when
 //! the function answered, `X-Skiff-Status-Code`.
+//!
+//! Where: only where [`CallbackPolicy`] lets callbacks go, checked on the address the name
+//! resolves to, right before connecting (each try connects anew, to that address).
 
-use crate::http::{full, Client};
+use crate::destinations::CallbackPolicy;
+use crate::http::full;
 use http::{header, Method, Request, Uri};
 use skiff_core::CallStatus;
 use skiff_store::{PendingCallback, Store};
@@ -49,6 +53,54 @@ pub enum CallbackUrlError {
         /// The URL as given.
         url: String,
     },
+    /// A destination callbacks may not reach.
+    #[error("`{url}`: {message}")]
+    Refused {
+        /// The URL as given.
+        url: String,
+        /// Why.
+        message: String,
+    },
+}
+
+/// How long resolving a callback's host may take.
+const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The addresses `uri`'s host resolves to, at its port (80 by default).
+async fn resolve(uri: &Uri) -> Result<Vec<std::net::SocketAddr>, String> {
+    let host = uri
+        .host()
+        .ok_or("it has no host")?
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let port = uri.port_u16().unwrap_or(80);
+    match tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host((host, port))).await {
+        Ok(Ok(addrs)) => Ok(addrs.collect()),
+        Ok(Err(err)) => Err(format!("cannot resolve `{host}`: {err}")),
+        Err(_) => Err(format!(
+            "cannot resolve `{host}` within {RESOLVE_TIMEOUT:?}"
+        )),
+    }
+}
+
+/// Checks a callback URL as [`check_url`] does, and that it does not lead where callbacks
+/// may not go (see [`CallbackPolicy`]). A host that does not resolve now is let through: it
+/// is checked again when the callback is sent.
+pub async fn check_destination(url: &str, policy: &CallbackPolicy) -> Result<(), CallbackUrlError> {
+    check_url(url)?;
+    let Ok(uri) = url.parse::<Uri>() else {
+        return Ok(());
+    };
+    match resolve(&uri).await {
+        Ok(addrs) => policy
+            .pick(addrs)
+            .map(|_| ())
+            .map_err(|message| CallbackUrlError::Refused {
+                url: url.to_string(),
+                message,
+            }),
+        Err(_unresolved) => Ok(()),
+    }
 }
 
 /// Checks a callback URL: absolute, `http`, with a host.
@@ -84,7 +136,7 @@ impl Callbacks {
     /// Starts the sender and queues the callbacks a previous run left pending.
     pub(crate) fn start(
         store: Store,
-        client: Client,
+        policy: Arc<CallbackPolicy>,
         tracker: &TaskTracker,
         cancel: CancellationToken,
     ) -> Callbacks {
@@ -96,16 +148,16 @@ impl Callbacks {
             // slots are closed.
             let send_all = |callbacks: Vec<PendingCallback>| {
                 let (slots, inner) = (slots.clone(), inner.clone());
-                let (store, client, cancel) = (store.clone(), client.clone(), cancel.clone());
+                let (store, policy, cancel) = (store.clone(), policy.clone(), cancel.clone());
                 async move {
                     for callback in callbacks {
                         let Ok(permit) = slots.clone().acquire_owned().await else {
                             return false;
                         };
-                        let (store, client, cancel) =
-                            (store.clone(), client.clone(), cancel.clone());
+                        let (store, policy, cancel) =
+                            (store.clone(), policy.clone(), cancel.clone());
                         inner.spawn(async move {
-                            deliver(&store, &client, callback, &cancel).await;
+                            deliver(&store, &policy, callback, &cancel).await;
                             drop(permit);
                         });
                     }
@@ -153,14 +205,14 @@ impl Callbacks {
 /// Tries to deliver one callback, with backoff between tries; records how it ended.
 async fn deliver(
     store: &Store,
-    client: &Client,
+    policy: &CallbackPolicy,
     callback: PendingCallback,
     cancel: &CancellationToken,
 ) {
     let id = callback.record.id;
     let mut delay = Duration::from_secs(1);
     for attempt in 1..=ATTEMPTS {
-        match send(client, &callback).await {
+        match send(policy, &callback).await {
             Ok(()) => {
                 if let Err(err) = store.finish_callback(id, true).await {
                     tracing::error!(%err, call = %id, "cannot record a sent callback");
@@ -185,12 +237,25 @@ async fn deliver(
     }
 }
 
-/// One try: a 2xx answer is a delivery.
-async fn send(client: &Client, callback: &PendingCallback) -> Result<(), String> {
+/// One try: a 2xx answer is a delivery. Connects to the first address of the URL's host
+/// that the policy allows, and to nothing else.
+async fn send(policy: &CallbackPolicy, callback: &PendingCallback) -> Result<(), String> {
     let record = &callback.record;
+    let uri: Uri = callback.url.parse().map_err(|e| format!("{e}"))?;
+    let addr = policy.pick(resolve(&uri).await?)?;
+    let host = match (uri.host(), uri.port()) {
+        (Some(host), Some(port)) => format!("{host}:{port}"),
+        (Some(host), None) => host.to_string(),
+        (None, _) => return Err("the callback URL has no host".to_string()),
+    };
+    let target = uri
+        .path_and_query()
+        .map_or("/", |pq| pq.as_str())
+        .to_string();
     let mut request = Request::builder()
         .method(Method::POST)
-        .uri(&callback.url)
+        .uri(target)
+        .header(header::HOST, host)
         .header("x-skiff-call-id", record.id.hyphenated().to_string())
         .header("x-skiff-function", &record.function)
         .header("x-skiff-attempt", record.attempt.to_string());
@@ -221,10 +286,26 @@ async fn send(client: &Client, callback: &PendingCallback) -> Result<(), String>
         .into_bytes()
     };
     let request = request.body(full(body)).map_err(|e| e.to_string())?;
-    match tokio::time::timeout(TRY_TIMEOUT, client.request(request)).await {
+    let exchange = async {
+        let stream = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .map_err(|e| e.to_string())?;
+        tokio::select! {
+            response = sender.send_request(request) => response.map_err(|e| e.to_string()),
+            closed = connection => Err(match closed {
+                Ok(()) => "the receiver closed the connection".to_string(),
+                Err(err) => err.to_string(),
+            }),
+        }
+    };
+    match tokio::time::timeout(TRY_TIMEOUT, exchange).await {
         Ok(Ok(response)) if response.status().is_success() => Ok(()),
         Ok(Ok(response)) => Err(format!("the receiver answered {}", response.status())),
-        Ok(Err(err)) => Err(err.to_string()),
+        Ok(Err(err)) => Err(err),
         Err(_) => Err(format!("no answer within {}s", TRY_TIMEOUT.as_secs())),
     }
 }

@@ -53,6 +53,13 @@ pub struct PlatformConfig {
     pub async_max_event_age: Duration,
     /// Most bytes of an async call's response kept as its result.
     pub async_result_bytes: usize,
+    /// Most function-to-function hops a call may be from an outside call (then 508).
+    pub max_call_depth: u32,
+    /// Address ranges callbacks may reach even though they are refused by default
+    /// (loopback, link-local, the functions' network, the daemon's own listeners).
+    pub callback_allow: Vec<ipnet::IpNet>,
+    /// The addresses the daemon's API listens on (callbacks may not reach them).
+    pub listeners: Vec<std::net::SocketAddr>,
 }
 
 impl PlatformConfig {
@@ -81,6 +88,9 @@ impl PlatformConfig {
             async_retry_base: Duration::from_secs(1),
             async_max_event_age: Duration::from_secs(6 * 3600),
             async_result_bytes: 256 << 10,
+            max_call_depth: 16,
+            callback_allow: Vec::new(),
+            listeners: Vec::new(),
         }
     }
 }

@@ -70,6 +70,21 @@ pub enum PlatformError {
         /// What is wrong.
         message: String,
     },
+    /// The call would be deeper than the daemon's `max_call_depth` hops of functions calling
+    /// functions: a loop, most likely.
+    #[error("call refused: it would be {depth} function-to-function hops deep, more than the limit of {max} (a function calling itself without end?)")]
+    LoopDetected {
+        /// The depth the call would have.
+        depth: u32,
+        /// The limit.
+        max: u32,
+    },
+    /// Something skiff did not expect; the daemon's log says more.
+    #[error("{message}")]
+    Internal {
+        /// What happened.
+        message: String,
+    },
     /// The platform is shutting down and takes no new calls.
     #[error("skiff is shutting down")]
     ShuttingDown,

@@ -8,9 +8,17 @@
 //!
 //! Per function, [`ExecDriver`] keeps up to `prewarm` prepared containers of the function's
 //! current version. A call takes one if there is one (a warm start of a fresh container) or
-//! prepares its own (a cold start), and a replacement is prepared in the background. A
-//! function not called for `idle_timeout` has its prepared containers removed.
+//! prepares its own (a cold start); the platform then has a replacement prepared in the
+//! background ([`ExecDriver::refill`]). A function not called for `idle_timeout` has its
+//! prepared containers removed.
+//!
+//! A call ends by its deadline, or as soon as it is stopped (its caller went away, its
+//! function was deleted, the daemon is stopping): its container is killed then. The used
+//! container is handed back in the outcome; the platform removes it
+//! ([`ExecDriver::remove_used`]) while the call still holds its slot, so that containers
+//! alive stay bounded by the calls in flight and the prepared ones.
 
+use crate::running::CallGuard;
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use skiff_core::{labels, CallErrorType, Contract, Resources, VolumeMount};
@@ -49,8 +57,12 @@ const ERROR_TAIL_BYTES: usize = 1024;
 pub struct ExecTarget {
     /// Function name.
     pub function: String,
-    /// Function version: prepared containers of another version are never used.
+    /// Function version.
     pub version: u64,
+    /// Unique to this deploy of the function in this process (a deleted and re-created
+    /// function starts again at version 1; its generation is new): prepared containers of
+    /// another generation are never used.
+    pub generation: u64,
     /// Image id to run.
     pub image: String,
     /// The image's command (entrypoint and cmd), run by `skiff-init`.
@@ -84,6 +96,8 @@ pub struct ExecSettings {
     pub max_response_bytes: usize,
     /// Most log bytes kept.
     pub max_log_bytes: usize,
+    /// The key that signs each container's `SKIFF_TOKEN`.
+    pub tokens: Arc<crate::token::TokenKey>,
 }
 
 /// A container created, attached and started, waiting for its call.
@@ -96,7 +110,7 @@ struct Prepared {
 /// One function's prepared containers.
 #[derive(Default)]
 struct Pool {
-    version: u64,
+    generation: u64,
     ready: VecDeque<Prepared>,
     preparing: usize,
     last_used: Option<Instant>,
@@ -117,6 +131,8 @@ pub struct ExecOutcome {
     pub exit_code: Option<i64>,
     /// Why it failed, if it did.
     pub error: Option<(CallErrorType, String)>,
+    /// The container the call used, to remove ([`ExecDriver::remove_used`]).
+    pub container: Option<String>,
 }
 
 /// Runs `exec` calls; owns the prepared containers and the tasks that make and remove them.
@@ -134,7 +150,7 @@ pub struct ExecDriver {
 impl std::fmt::Debug for Pool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pool")
-            .field("version", &self.version)
+            .field("generation", &self.generation)
             .field("ready", &self.ready.len())
             .field("preparing", &self.preparing)
             .finish()
@@ -227,12 +243,17 @@ impl ExecDriver {
 
     fn container_spec(&self, target: &ExecTarget, instance: &str) -> ContainerSpec {
         let r = &target.resources;
+        let mut env = target.env.clone();
+        env.push(format!(
+            "SKIFF_TOKEN={}",
+            self.settings.tokens.mint(&target.function, instance)
+        ));
         ContainerSpec {
             name: format!("skiff-{}-{instance}", target.function),
             image: target.image.clone(),
             entrypoint: Some(vec![INIT_PATH_IN_CONTAINER.to_string()]),
             cmd: Some(target.command.clone()),
-            env: target.env.clone(),
+            env,
             labels: labels::for_container(
                 &target.function,
                 instance,
@@ -260,7 +281,15 @@ impl ExecDriver {
     async fn prepare(&self, target: &ExecTarget) -> Result<Prepared, EngineError> {
         let instance = instance_id();
         let spec = self.container_spec(target, &instance);
-        let container = self.engine.create(&spec).await?;
+        let container = match self.engine.create(&spec).await {
+            Ok(container) => container,
+            Err(err @ EngineError::TimedOut { .. }) => {
+                // The engine may make it still: remove it by name, not to leave it behind.
+                self.discard(spec.name);
+                return Err(err);
+            }
+            Err(err) => return Err(err),
+        };
         let attached = async {
             let attachment = self.engine.attach(&container).await?;
             self.engine.start(&container).await?;
@@ -292,13 +321,21 @@ impl ExecDriver {
         });
     }
 
-    /// Takes a ready container of `target`'s version, dropping those of other versions.
+    /// Removes a container a call used, now (the call waits for it).
+    pub async fn remove_used(&self, container: &str) {
+        if let Err(err) = self.engine.remove(container).await {
+            tracing::warn!(%err, container, "could not remove a function container");
+        }
+    }
+
+    /// Takes a ready container of `target`'s generation, dropping those of others.
+    /// A function with no pool (never called, or deleted) has none.
     fn take_ready(&self, target: &ExecTarget) -> Option<Prepared> {
         let mut pools = self.pools();
-        let pool = pools.entry(target.function.clone()).or_default();
+        let pool = pools.get_mut(&target.function)?;
         pool.last_used = Some(Instant::now());
-        if pool.version != target.version {
-            pool.version = target.version;
+        if pool.generation != target.generation {
+            pool.generation = target.generation;
             for stale in pool.ready.drain(..) {
                 self.discard(stale.container);
             }
@@ -306,7 +343,9 @@ impl ExecDriver {
         pool.ready.pop_front()
     }
 
-    /// Prepares containers in the background until `target` has `prewarm` of them.
+    /// Prepares containers in the background until `target` has `prewarm` of them. The
+    /// caller makes sure that the function still exists (a pool created here after
+    /// [`ExecDriver::forget`] would outlive its function).
     pub fn refill(self: &Arc<Self>, target: &Arc<ExecTarget>) {
         if self.cancel.is_cancelled() {
             return;
@@ -314,8 +353,8 @@ impl ExecDriver {
         let missing = {
             let mut pools = self.pools();
             let pool = pools.entry(target.function.clone()).or_default();
-            if pool.version != target.version {
-                pool.version = target.version;
+            if pool.generation != target.generation {
+                pool.generation = target.generation;
                 for stale in pool.ready.drain(..) {
                     self.discard(stale.container);
                 }
@@ -351,7 +390,7 @@ impl ExecDriver {
                     match prepared {
                         Some(Ok(prepared)) => match pool {
                             Some(pool)
-                                if pool.version == target.version && !driver.cancel.is_cancelled() =>
+                                if pool.generation == target.generation && !driver.cancel.is_cancelled() =>
                             {
                                 pool.ready.push_back(prepared);
                                 None
@@ -437,42 +476,31 @@ impl ExecDriver {
     }
 
     /// Runs one call: `frame` (the call's metadata for `skiff-init`) then `body` on stdin,
-    /// until `deadline`.
-    pub async fn run(
+    /// until `deadline` or until `call` is stopped. The container used comes back in the
+    /// outcome, for the caller to remove.
+    pub(crate) async fn run(
         self: &Arc<Self>,
         target: &Arc<ExecTarget>,
         frame: Vec<u8>,
         body: Bytes,
         deadline: tokio::time::Instant,
+        call: &CallGuard,
     ) -> ExecOutcome {
-        let mut outcome = match self.take_ready(target) {
-            Some(prepared) => {
-                let instance = prepared.instance.clone();
-                let outcome = self.drive(prepared, &frame, &body, deadline, false).await;
-                match outcome {
-                    // The prepared container was gone before the call reached it (killed
-                    // from outside, say): nothing was sent, so a fresh container may run it.
-                    Err(NotDelivered(err)) => {
-                        tracing::warn!(%err, instance, "a prepared container could not take its call; starting another");
-                        None
-                    }
-                    Ok(outcome) => Some(outcome),
+        if let Some(prepared) = self.take_ready(target) {
+            let instance = prepared.instance.clone();
+            match self
+                .drive(prepared, &frame, &body, deadline, false, call)
+                .await
+            {
+                Ok(outcome) => return outcome,
+                // The prepared container was gone before the call reached it (killed from
+                // outside, say): nothing was sent, so a fresh container may run it.
+                Err(NotDelivered(err)) => {
+                    tracing::warn!(%err, instance, "a prepared container could not take its call; starting another");
                 }
             }
-            None => None,
-        };
-        if outcome.is_none() {
-            outcome = Some(self.run_cold(target, &frame, &body, deadline).await);
         }
-        self.refill(target);
-        outcome.unwrap_or_else(|| {
-            failed(
-                None,
-                true,
-                CallErrorType::EngineError,
-                "no container".into(),
-            )
-        })
+        self.run_cold(target, &frame, &body, deadline, call).await
     }
 
     async fn run_cold(
@@ -481,9 +509,10 @@ impl ExecDriver {
         frame: &[u8],
         body: &Bytes,
         deadline: tokio::time::Instant,
+        call: &CallGuard,
     ) -> ExecOutcome {
-        // The preparation runs as its own task: if the deadline passes first, it still ends,
-        // and the container it made is removed rather than leaked.
+        // The preparation runs as its own task: if the deadline passes first (or the call is
+        // stopped), it still ends, and the container it made is removed rather than leaked.
         let (tx, rx) = tokio::sync::oneshot::channel();
         let driver = self.clone();
         let for_task = target.clone();
@@ -495,13 +524,22 @@ impl ExecDriver {
                 }
             }
         });
-        match tokio::time::timeout_at(deadline, rx).await {
-            Ok(Ok(Ok(prepared))) => match self.drive(prepared, frame, body, deadline, true).await {
-                Ok(outcome) => outcome,
-                Err(NotDelivered(err)) => {
-                    failed(None, true, CallErrorType::StartFailed, err.to_string())
+        let prepared = tokio::select! {
+            prepared = tokio::time::timeout_at(deadline, rx) => prepared,
+            _ = call.stopped() => return stopped(None, true, call),
+        };
+        match prepared {
+            Ok(Ok(Ok(prepared))) => {
+                match self
+                    .drive(prepared, frame, body, deadline, true, call)
+                    .await
+                {
+                    Ok(outcome) => outcome,
+                    Err(NotDelivered(err)) => {
+                        failed(None, true, CallErrorType::StartFailed, err.to_string())
+                    }
                 }
-            },
+            }
             Ok(Ok(Err(err))) => failed(
                 None,
                 true,
@@ -523,8 +561,9 @@ impl ExecDriver {
         }
     }
 
-    /// Sends the call to a prepared container and collects the result. The container is
-    /// always discarded afterwards. `Err` only when not a byte of the call reached it.
+    /// Sends the call to a prepared container and collects the result. The container comes
+    /// back in the outcome, to be removed. `Err` only when not a byte of the call reached
+    /// it (the container is discarded then).
     async fn drive(
         &self,
         prepared: Prepared,
@@ -532,6 +571,7 @@ impl ExecDriver {
         body: &Bytes,
         deadline: tokio::time::Instant,
         cold: bool,
+        call: &CallGuard,
     ) -> Result<ExecOutcome, NotDelivered> {
         let Prepared {
             instance,
@@ -542,6 +582,8 @@ impl ExecDriver {
                     mut output,
                 },
         } = prepared;
+        // From here on, requests of the function API from this container belong to the call.
+        call.bind(&instance);
         if let Err(err) = stdin.write_all(frame).await {
             self.discard(container);
             return Err(NotDelivered(err));
@@ -579,14 +621,23 @@ impl ExecDriver {
                 ReadEnd::TooLarge => Ok((ReadEnd::TooLarge, None)),
             }
         };
-        let result = tokio::time::timeout_at(deadline, work).await;
+        let result = tokio::select! {
+            result = tokio::time::timeout_at(deadline, work) => Some(result),
+            _ = call.stopped() => None,
+        };
         // The engine cannot finish a container's exit while an attached client leaves its
         // output unread: let go of the attachment before killing.
         drop(output);
         drop(stdin);
         let instance = Some(instance);
         let outcome = match result {
-            Err(_elapsed) => {
+            None => {
+                if let Err(err) = engine.kill(&container).await {
+                    tracing::warn!(%err, container, "could not kill a stopped call's container");
+                }
+                stopped(instance, cold, call)
+            }
+            Some(Err(_elapsed)) => {
                 if let Err(err) = engine.kill(&container).await {
                     tracing::warn!(%err, container, "could not kill a timed-out container");
                 }
@@ -597,7 +648,7 @@ impl ExecDriver {
                     "the call ran past its timeout and was stopped".into(),
                 )
             }
-            Ok(Ok((ReadEnd::TooLarge, _))) => {
+            Some(Ok(Ok((ReadEnd::TooLarge, _)))) => {
                 if let Err(err) = engine.kill(&container).await {
                     tracing::warn!(%err, container, "could not kill a container over the output limit");
                 }
@@ -610,16 +661,19 @@ impl ExecDriver {
                     ),
                 )
             }
-            Ok(Err(err)) => failed(instance, cold, CallErrorType::EngineError, err.to_string()),
-            Ok(Ok((ReadEnd::Closed, Some(0)))) => ExecOutcome {
+            Some(Ok(Err(err))) => {
+                failed(instance, cold, CallErrorType::EngineError, err.to_string())
+            }
+            Some(Ok(Ok((ReadEnd::Closed, Some(0))))) => ExecOutcome {
                 instance,
                 cold,
                 stdout: stdout.freeze(),
                 logs: Vec::new(),
                 exit_code: Some(0),
                 error: None,
+                container: None,
             },
-            Ok(Ok((ReadEnd::Closed, code))) => {
+            Some(Ok(Ok((ReadEnd::Closed, code)))) => {
                 let code = code.unwrap_or(-1);
                 let oom = match engine.inspect(&container).await {
                     Ok(state) => state.oom_killed,
@@ -656,9 +710,9 @@ impl ExecDriver {
                 }
             }
         };
-        self.discard(container);
         Ok(ExecOutcome {
             logs: logs.into_logs(),
+            container: Some(container),
             ..outcome
         })
     }
@@ -681,7 +735,21 @@ fn failed(
         logs: Vec::new(),
         exit_code: None,
         error: Some((kind, message)),
+        container: None,
     }
+}
+
+/// The outcome of a call stopped before its end, for the reason it was stopped.
+fn stopped(instance: Option<String>, cold: bool, call: &CallGuard) -> ExecOutcome {
+    let reason = call
+        .reason()
+        .unwrap_or(crate::running::StopReason::ShuttingDown);
+    failed(
+        instance,
+        cold,
+        reason.error_type(),
+        reason.message().to_string(),
+    )
 }
 
 /// A short random instance id: 12 hex characters (48 random bits).

@@ -159,9 +159,9 @@ impl Completion {
         .boxed_unsync()
     }
 
-    fn complete(&mut self, error: Option<String>) {
+    fn complete(&mut self, end: StreamEnd) {
         if let Some(state) = self.state.take() {
-            state.complete(self.bytes, error);
+            state.complete(self.bytes, end);
         }
     }
 }
@@ -183,11 +183,11 @@ impl http_body::Body for Completion {
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(err))) => {
-                self.complete(Some(err.to_string()));
+                self.complete(StreamEnd::Broken(err.to_string()));
                 Poll::Ready(Some(Err(Box::new(err))))
             }
             Poll::Ready(None) => {
-                self.complete(None);
+                self.complete(StreamEnd::Finished);
                 Poll::Ready(None)
             }
             Poll::Pending => Poll::Pending,
@@ -205,9 +205,26 @@ impl http_body::Body for Completion {
 
 impl Drop for Completion {
     fn drop(&mut self) {
-        // The caller went away, or the body was never read to its end.
-        self.complete(None);
+        // Dropped once its last frame was read (a server may stop polling a body that says
+        // it has ended), or before: then the caller went away mid-response.
+        let end = if http_body::Body::is_end_stream(&self.inner) {
+            StreamEnd::Finished
+        } else {
+            StreamEnd::Dropped
+        };
+        self.complete(end);
     }
+}
+
+/// How a proxied response body ended.
+#[derive(Debug)]
+pub(crate) enum StreamEnd {
+    /// Read to its end.
+    Finished,
+    /// The instance's stream broke.
+    Broken(String),
+    /// Dropped before its end: the caller went away.
+    Dropped,
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@
 mod autoscale;
 pub mod callback;
 pub mod config;
+pub mod destinations;
 mod error;
 pub mod exec;
 pub mod http;
@@ -24,6 +25,7 @@ mod platform;
 pub mod pool;
 mod queue;
 mod recorder;
+mod running;
 pub mod token;
 pub mod triggers;
 
@@ -32,4 +34,4 @@ pub use error::PlatformError;
 pub use http::{Body, BoxError};
 pub use platform::{InvokeOutcome, InvokeRequest, Platform, CALLBACK_HEADER};
 pub use pool::InstanceView;
-pub use token::{TokenError, TokenKey};
+pub use token::{Caller, TokenError, TokenKey};

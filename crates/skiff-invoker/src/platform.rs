@@ -10,6 +10,7 @@ use crate::pool::{
     AcquireError, InstanceManager, InstanceSettings, InstanceTarget, InstanceView, Lease,
 };
 use crate::recorder::Recorder;
+use crate::running::{CallGuard, Parent, RunningCalls, StopReason};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
@@ -22,10 +23,10 @@ use skiff_runtime::{ContainerEngine, EngineError};
 use skiff_store::{CallFilter, CallWrite, Store};
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
-use tokio::sync::{Mutex, Notify, OnceCell};
+use tokio::sync::{oneshot, Mutex, Notify, OnceCell};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
@@ -49,6 +50,8 @@ pub struct InvokeRequest {
     pub call_id: Option<Uuid>,
     /// The attempt this is (1 for the first; more for retries of async calls).
     pub attempt: u32,
+    /// The function container that made the request, for requests of the function API.
+    pub caller: Option<crate::token::Caller>,
 }
 
 impl InvokeRequest {
@@ -63,6 +66,7 @@ impl InvokeRequest {
             body: crate::http::full(body),
             call_id: None,
             attempt: 1,
+            caller: None,
         }
     }
 }
@@ -90,7 +94,7 @@ struct Entry {
 }
 
 /// What a call carries from start to finish.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct CallContext {
     record: CallRecord,
     clock: Instant,
@@ -129,18 +133,23 @@ pub(crate) struct CompletionState {
 }
 
 impl CompletionState {
-    /// Records the call as ended after `bytes` of response, with `error` if the stream broke.
-    pub(crate) fn complete(mut self, bytes: u64, error: Option<String>) {
-        let result = match error {
-            Some(message) => CallResult::Failed {
+    /// Records the call as ended after `bytes` of response, as its stream ended.
+    pub(crate) fn complete(mut self, bytes: u64, end: crate::http::StreamEnd) {
+        use crate::http::StreamEnd;
+        let result = match end {
+            StreamEnd::Broken(message) => CallResult::Failed {
                 kind: CallErrorType::Crashed,
                 message: format!("the response stream broke: {message}"),
             },
-            None if self.status.is_server_error() => CallResult::Failed {
+            StreamEnd::Dropped => CallResult::Failed {
+                kind: CallErrorType::ClientDisconnected,
+                message: "the caller went away before the whole response was sent".to_string(),
+            },
+            StreamEnd::Finished if self.status.is_server_error() => CallResult::Failed {
                 kind: CallErrorType::FunctionError,
                 message: format!("the function answered {}", self.status),
             },
-            None => CallResult::Succeeded {
+            StreamEnd::Finished => CallResult::Succeeded {
                 response_size: bytes,
             },
         };
@@ -198,6 +207,31 @@ const LATE_OUTPUT: Duration = Duration::from_millis(100);
 
 /// The request header naming an async call's callback URL (not passed to the function).
 pub const CALLBACK_HEADER: &str = "x-skiff-callback-url";
+
+/// The header carrying a call's depth: how many function-to-function hops led to it. A
+/// function that passes on the header it received lets skiff count hops across any route.
+pub const DEPTH_HEADER: &str = "x-skiff-depth";
+
+/// How often the container engine is pinged for readiness (also the ping's bound).
+const ENGINE_PROBE: Duration = Duration::from_secs(2);
+
+/// How long calls stopped at shutdown may take to end (kill and remove their containers).
+const STOP_BOUND: Duration = Duration::from_secs(10);
+
+/// How long after a call's deadline its caller waits for the answer before it gets a
+/// `timeout` failure of its own (the call's task is then still stopping the container).
+const ANSWER_MARGIN: Duration = Duration::from_secs(2);
+
+/// Where a call comes from.
+#[derive(Debug, Clone)]
+struct Lineage {
+    /// The calling function (function API requests).
+    caller: Option<String>,
+    /// The call its container was serving, when skiff could tell.
+    parent: Option<Parent>,
+    /// Function-to-function hops that led here.
+    depth: u32,
+}
 
 fn to_chrono(d: Duration) -> chrono::Duration {
     chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
@@ -311,14 +345,18 @@ pub struct Platform {
     queue_wakeup: Notify,
     enqueuer: crate::queue::Enqueuer,
     callbacks: crate::callback::Callbacks,
+    callback_policy: Arc<crate::destinations::CallbackPolicy>,
     triggers: crate::triggers::Triggers,
     runtime_api: SocketAddr,
-    tokens: crate::token::TokenKey,
+    tokens: Arc<crate::token::TokenKey>,
+    running: Arc<RunningCalls>,
     runtime_listener: std::sync::Mutex<Option<tokio::net::TcpListener>>,
     tracker: TaskTracker,
     cancel: CancellationToken,
     accepting: AtomicBool,
     in_flight: InFlight,
+    /// The last engine probe's error; `None` while the engine answers.
+    engine_problem: std::sync::Mutex<Option<String>>,
 }
 
 impl Platform {
@@ -339,16 +377,12 @@ impl Platform {
                     message: format!("{}: {e}", config.data_dir.join("bin").display()),
                 }
             })?;
-        let network = engine
-            .ensure_network(
-                &config.network,
-                &HashMap::from([(labels::MANAGED.to_string(), "true".to_string())]),
-            )
-            .await?;
         let reaped = reap(&*engine, &daemon_id).await?;
         if reaped > 0 {
             tracing::info!(reaped, "removed containers left by a previous run");
         }
+        let network_info = isolated_network(&*engine, &config.network).await?;
+        let network = network_info.id.clone();
         let interrupted = store.interrupt_unfinished_calls(Utc::now()).await?;
         let requeued = store.requeue_interrupted().await?;
         if requeued > 0 {
@@ -383,6 +417,13 @@ impl Platform {
             })
             .collect();
 
+        let tokens =
+            Arc::new(
+                crate::token::TokenKey::generate().map_err(|e| PlatformError::Setup {
+                    what: "drawing the key of invoke tokens",
+                    message: e.to_string(),
+                })?,
+            );
         let tracker = TaskTracker::new();
         let cancel = CancellationToken::new();
         let exec = ExecDriver::new(
@@ -397,14 +438,14 @@ impl Platform {
                 max_background_prepares: config.max_background_prepares,
                 max_response_bytes: config.max_response_bytes,
                 max_log_bytes: config.max_log_bytes,
+                tokens: tokens.clone(),
             },
             cancel.clone(),
         );
         let client = crate::http::client();
         // The Runtime API listens where function containers reach the host, and nowhere else.
-        let gateway = engine
-            .network_gateway(&network)
-            .await?
+        let gateway = network_info
+            .gateway
             .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
         let runtime_listener = tokio::net::TcpListener::bind((gateway, config.runtime_api_port))
             .await
@@ -418,10 +459,6 @@ impl Platform {
                 what: "binding the Lambda Runtime API",
                 message: e.to_string(),
             })?;
-        let tokens = crate::token::TokenKey::generate().map_err(|e| PlatformError::Setup {
-            what: "drawing the key of invoke tokens",
-            message: e.to_string(),
-        })?;
         let lambda = LambdaRegistry::new();
         let instances = InstanceManager::new(
             engine.clone(),
@@ -433,15 +470,22 @@ impl Platform {
                 keep_paused: config.keep_paused,
                 paused_ttl: config.paused_ttl,
                 autoscale_window: config.autoscale_window,
+                tokens: tokens.clone(),
             },
             cancel.clone(),
             client.clone(),
             lambda.clone(),
         );
         let enqueuer = crate::queue::Enqueuer::start(store.clone(), &tracker, cancel.clone());
+        let callback_policy = Arc::new(crate::destinations::CallbackPolicy::new(
+            config.callback_allow.clone(),
+            network_info.subnets.clone(),
+            network_info.gateway,
+            &config.listeners,
+        ));
         let callbacks = crate::callback::Callbacks::start(
             store.clone(),
-            client.clone(),
+            callback_policy.clone(),
             &tracker,
             cancel.clone(),
         );
@@ -462,20 +506,24 @@ impl Platform {
             queue_wakeup: Notify::new(),
             enqueuer,
             callbacks,
+            callback_policy,
             triggers: crate::triggers::Triggers::new(),
             runtime_api,
             tokens,
+            running: Arc::new(RunningCalls::default()),
             runtime_listener: std::sync::Mutex::new(Some(runtime_listener)),
             tracker,
             cancel,
             accepting: AtomicBool::new(true),
             in_flight: InFlight::default(),
+            engine_problem: std::sync::Mutex::new(None),
         });
         for entry in platform.all_entries() {
             if let Some(target) = platform.instance_target(&entry.function) {
                 platform.instances.set_target(Arc::new(target));
             }
         }
+        platform.spawn_engine_probe();
         platform.spawn_idle_reaper();
         platform.spawn_autoscaler();
         platform.spawn_health_checks();
@@ -519,6 +567,48 @@ impl Platform {
                     _ = cancel.cancelled() => return,
                     _ = ticks.tick() => tick().await,
                 }
+            }
+        });
+    }
+
+    /// Why the container engine is not usable now, if it is not (from the last probe).
+    pub fn engine_problem(&self) -> Option<String> {
+        self.engine_problem
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Pings the engine every [`ENGINE_PROBE`]; what it finds is [`Platform::engine_problem`].
+    fn spawn_engine_probe(self: &Arc<Self>) {
+        let platform = Arc::downgrade(self);
+        self.spawn_every(ENGINE_PROBE, move || {
+            let platform = platform.clone();
+            async move {
+                let Some(platform) = platform.upgrade() else {
+                    return;
+                };
+                let problem = match tokio::time::timeout(ENGINE_PROBE, platform.engine.ping()).await
+                {
+                    Ok(Ok(())) => None,
+                    Ok(Err(err)) => Some(err.to_string()),
+                    Err(_) => Some(format!(
+                        "the container engine did not answer a ping within {}s",
+                        ENGINE_PROBE.as_secs()
+                    )),
+                };
+                let mut current = platform
+                    .engine_problem
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                match (&*current, &problem) {
+                    (None, Some(problem)) => {
+                        tracing::error!(problem, "the container engine is unavailable")
+                    }
+                    (Some(_), None) => tracing::info!("the container engine answers again"),
+                    _ => {}
+                }
+                *current = problem;
             }
         });
     }
@@ -604,11 +694,7 @@ impl Platform {
             updated_at: now,
         };
         self.store.put_function(&function).await?;
-        let exec = Arc::new(exec_target(
-            &function,
-            image.command(),
-            self.calling_env(&function),
-        ));
+        let exec = Arc::new(exec_target(&function, image.command(), self.calling_env()));
         let instances = self.instance_target(&function);
         let was_instances = previous
             .as_ref()
@@ -639,7 +725,11 @@ impl Platform {
 
     /// Accepts an async call: once this returns, the call is durable in the store and will
     /// run (at least once), retried on failure up to the configured attempts.
-    pub async fn enqueue(&self, name: &str, request: InvokeRequest) -> Result<Uuid, PlatformError> {
+    pub async fn enqueue(
+        &self,
+        name: &str,
+        mut request: InvokeRequest,
+    ) -> Result<Uuid, PlatformError> {
         if !self.is_accepting() {
             return Err(PlatformError::ShuttingDown);
         }
@@ -652,14 +742,24 @@ impl Platform {
         if request_too_large(&request.headers, limit) {
             return Err(PlatformError::PayloadTooLarge { limit });
         }
+        let lineage = self.lineage(&mut request)?;
+        // The stored call carries its caller's depth: it counts one more hop when it runs.
+        request.headers.remove(DEPTH_HEADER);
+        if let Some(from) = lineage.depth.checked_sub(1) {
+            request
+                .headers
+                .insert(DEPTH_HEADER, HeaderValue::from(from));
+        }
         let callback_url = match request.headers.get(CALLBACK_HEADER) {
             Some(value) => {
                 let url = value.to_str().map_err(|_| PlatformError::BadRequest {
                     message: format!("{CALLBACK_HEADER} is not a URL"),
                 })?;
-                crate::callback::check_url(url).map_err(|e| PlatformError::BadRequest {
-                    message: format!("{CALLBACK_HEADER}: {e}"),
-                })?;
+                crate::callback::check_destination(url, &self.callback_policy)
+                    .await
+                    .map_err(|e| PlatformError::BadRequest {
+                        message: format!("{CALLBACK_HEADER}: {e}"),
+                    })?;
                 Some(url.to_string())
             }
             None => None,
@@ -669,6 +769,9 @@ impl Platform {
         let now = Utc::now();
         let record = CallRecord {
             request_size: body.len() as u64,
+            caller: lineage.caller,
+            parent: lineage.parent.map(|p| p.call),
+            depth: lineage.depth,
             ..CallRecord::new(
                 id,
                 entry.function.name.as_str(),
@@ -822,8 +925,8 @@ impl Platform {
         views
     }
 
-    /// Deletes a function and its triggers. Calls in flight finish; its prepared containers
-    /// are removed.
+    /// Deletes a function and its triggers. Its calls in flight are stopped (`interrupted`)
+    /// and every container of it is removed.
     pub async fn delete_function(&self, name: &str) -> Result<(), PlatformError> {
         let _serialized = self.deploys.lock().await;
         if self.entry(name).is_none() {
@@ -833,11 +936,25 @@ impl Platform {
         }
         self.delete_triggers_of(name).await?;
         self.store.delete_function(name).await?;
-        self.functions
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .remove(name);
-        self.exec.forget(name);
+        {
+            let mut functions = self
+                .functions
+                .write()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            functions.remove(name);
+            self.exec.forget(name);
+        }
+        // Its calls in flight stop now: their containers are killed and removed.
+        let stopped = self
+            .running
+            .stop_function(name, StopReason::FunctionDeleted);
+        if stopped > 0 {
+            tracing::info!(
+                function = name,
+                calls = stopped,
+                "stopped the calls of a deleted function"
+            );
+        }
         self.instances.remove_function(name);
         Ok(())
     }
@@ -925,6 +1042,27 @@ impl Platform {
         Ok(view)
     }
 
+    /// Prepares the next containers of an exec function, unless the function was deleted
+    /// or updated meanwhile. The registry's lock orders this against
+    /// [`Platform::delete_function`], which forgets the function's pool under it: a pool is
+    /// never made again for a deleted function.
+    fn refill_exec(&self, target: &Arc<ExecTarget>) {
+        if !self.is_accepting() {
+            return;
+        }
+        let functions = self
+            .functions
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let current = functions
+            .get(&target.function)
+            .and_then(|e| e.target.get())
+            .is_some_and(|t| Arc::ptr_eq(t, target));
+        if current {
+            self.exec.refill(target);
+        }
+    }
+
     /// What an entry's containers run, resolving its image on first use after a restart.
     async fn exec_target(&self, entry: &Entry) -> Result<Arc<ExecTarget>, EngineError> {
         entry
@@ -937,7 +1075,7 @@ impl Platform {
                 Ok(Arc::new(exec_target(
                     &entry.function,
                     image.command(),
-                    self.calling_env(&entry.function),
+                    self.calling_env(),
                 )))
             })
             .await
@@ -945,10 +1083,17 @@ impl Platform {
     }
 
     /// Invokes a function synchronously and returns its response.
+    ///
+    /// The call runs in a task of its own, which holds the call's slot: whatever the caller
+    /// does, the call keeps its deadline and limits, ends with a record, and its container
+    /// is removed before the slot is given back. If the caller goes away, an `exec` or
+    /// `http` call is stopped (`client_disconnected`); a `lambda` call runs to its end. The
+    /// caller gets its answer by the deadline (and a short margin) whatever the engine
+    /// does: past it, a `timeout` failure, while the call's task stops the container.
     pub async fn invoke(
         self: &Arc<Self>,
         name: &str,
-        request: InvokeRequest,
+        mut request: InvokeRequest,
     ) -> Result<InvokeOutcome, PlatformError> {
         if !self.is_accepting() {
             return Err(PlatformError::ShuttingDown);
@@ -963,15 +1108,20 @@ impl Platform {
         if request_too_large(&request.headers, limit) {
             return Err(PlatformError::PayloadTooLarge { limit });
         }
+        let lineage = self.lineage(&mut request)?;
         let function = &entry.function;
-        let timeout = function.config.timeout();
         let call_id = request.call_id.unwrap_or_else(Uuid::now_v7);
         let received_at = Utc::now();
         let clock = Instant::now();
-
+        // A callee never gets more time than its caller has left.
+        let own_timeout = function.config.timeout();
+        let inherited = lineage.parent.map(|p| {
+            p.deadline
+                .saturating_duration_since(tokio::time::Instant::now())
+        });
         let slot = self
             .limiter
-            .acquire(timeout)
+            .acquire(inherited.map_or(own_timeout, |left| left.min(own_timeout)))
             .await
             .map_err(|refused| match refused {
                 Refused::QueueFull { running, queued } | Refused::TimedOut { running, queued } => {
@@ -980,11 +1130,18 @@ impl Platform {
             })?;
         let started_at = Utc::now();
         let waited = clock.elapsed();
-        let deadline = tokio::time::Instant::now() + timeout;
+        let now = tokio::time::Instant::now();
+        let deadline = match lineage.parent {
+            Some(parent) => parent.deadline.min(now + own_timeout),
+            None => now + own_timeout,
+        };
         let record = CallRecord {
             attempt: request.attempt.max(1),
             started_at: Some(started_at),
             wait_ms: Some(u64::try_from(waited.as_millis()).unwrap_or(u64::MAX)),
+            caller: lineage.caller.clone(),
+            parent: lineage.parent.map(|p| p.call),
+            depth: lineage.depth,
             ..CallRecord::new(
                 call_id,
                 function.name.as_str(),
@@ -997,40 +1154,173 @@ impl Platform {
             record,
             clock,
             deadline,
-            timeout,
+            timeout: deadline.saturating_duration_since(now),
             started_at,
         };
-        match function.config.contract {
-            Contract::Exec => {
-                let result = self.invoke_exec(&entry, request, call).await;
-                drop(slot);
-                drop(in_flight);
-                result
+        let guard = self
+            .running
+            .register(call_id, function.name.as_str(), deadline, lineage.depth);
+        let (answer, answered) = oneshot::channel();
+        let held = Held {
+            _slot: slot,
+            _in_flight: in_flight,
+        };
+        self.tracker.spawn(self.clone().run_call(
+            entry.clone(),
+            request,
+            call,
+            held,
+            guard,
+            answer,
+        ));
+        match tokio::time::timeout_at(deadline + ANSWER_MARGIN, answered).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(PlatformError::Internal {
+                message: format!("call {call_id} ended without an answer"),
+            }),
+            Err(_elapsed) => Err(PlatformError::CallFailed {
+                call_id,
+                error_type: CallErrorType::Timeout,
+                message: "the call ran past its timeout; it is being stopped".to_string(),
+                exit_code: None,
+            }),
+        }
+    }
+
+    /// Where a call comes from: the function that made it and the call it was made
+    /// during (for requests of the function API), and its depth. Refuses a call deeper than
+    /// `max_call_depth` (`LoopDetected`). Sets the depth header the function receives.
+    fn lineage(&self, request: &mut InvokeRequest) -> Result<Lineage, PlatformError> {
+        let declared = request
+            .headers
+            .get(DEPTH_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u32>().ok());
+        let hint = request
+            .headers
+            .get(crate::http::CALL_ID_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| Uuid::parse_str(v.trim()).ok());
+        let parent = request
+            .caller
+            .as_ref()
+            .and_then(|caller| self.running.parent(&caller.instance, hint));
+        // The caller's own depth, as skiff knows it or as the request says (whichever is
+        // deeper: a request can only make itself deeper).
+        let from = parent.map(|p| p.depth).into_iter().chain(declared).max();
+        let depth = match (&request.caller, from) {
+            (_, Some(from)) => from.saturating_add(1),
+            (Some(_), None) => 1,
+            (None, None) => 0,
+        };
+        let max = self.config.max_call_depth;
+        if depth > max {
+            return Err(PlatformError::LoopDetected { depth, max });
+        }
+        request.headers.remove(DEPTH_HEADER);
+        if depth > 0 {
+            request
+                .headers
+                .insert(DEPTH_HEADER, HeaderValue::from(depth));
+        }
+        Ok(Lineage {
+            caller: request.caller.as_ref().map(|c| c.function.to_string()),
+            parent,
+            depth,
+        })
+    }
+
+    /// Runs one sync call to its end (see [`Platform::invoke`]) and answers on `answer`.
+    async fn run_call(
+        self: Arc<Self>,
+        entry: Arc<Entry>,
+        request: InvokeRequest,
+        call: CallContext,
+        held: Held,
+        guard: CallGuard,
+        mut answer: oneshot::Sender<Result<InvokeOutcome, PlatformError>>,
+    ) {
+        let contract = entry.function.config.contract;
+        let snapshot = call.clone();
+        // An exec call keeps its slot until its container is removed; an instance call
+        // gives it back when its response has been sent.
+        let mut kept = None;
+        let mut used = None;
+        let result = {
+            let mut work: std::pin::Pin<
+                Box<
+                    dyn std::future::Future<Output = Result<InvokeOutcome, PlatformError>>
+                        + Send
+                        + '_,
+                >,
+            > = match contract {
+                Contract::Exec => {
+                    kept = Some(held);
+                    Box::pin(self.invoke_exec(&entry, request, call, &guard, &mut used))
+                }
+                Contract::Lambda => {
+                    Box::pin(self.invoke_lambda(&entry, request, call, held, &guard))
+                }
+                Contract::Http => Box::pin(self.invoke_http(&entry, request, call, held, &guard)),
+            };
+            let mut caller_gone = false;
+            loop {
+                tokio::select! {
+                    biased;
+                    result = &mut work => break result,
+                    // A lambda event cannot be taken back from its runtime: it runs on.
+                    _ = answer.closed(), if !caller_gone => {
+                        caller_gone = true;
+                        if contract != Contract::Lambda {
+                            guard.stop(StopReason::ClientGone);
+                        }
+                    }
+                    // An exec call stops its own container; an instance call is dropped
+                    // where it stands (its request to the instance is cancelled).
+                    _ = guard.stopped(), if contract != Contract::Exec => {
+                        drop(work);
+                        break Err(self.abandon(snapshot, &guard).await);
+                    }
+                }
             }
-            Contract::Lambda => {
-                self.invoke_lambda(
-                    &entry,
-                    request,
-                    call,
-                    Held {
-                        _slot: slot,
-                        _in_flight: in_flight,
-                    },
-                )
-                .await
-            }
-            Contract::Http => {
-                self.invoke_http(
-                    &entry,
-                    request,
-                    call,
-                    Held {
-                        _slot: slot,
-                        _in_flight: in_flight,
-                    },
-                )
-                .await
-            }
+        };
+        let _ = answer.send(result);
+        if let Some(container) = used {
+            self.exec.remove_used(&container).await;
+        }
+        drop(kept);
+        drop(guard);
+    }
+
+    /// Ends the record of an instance call stopped where it stood.
+    async fn abandon(&self, mut call: CallContext, guard: &CallGuard) -> PlatformError {
+        let reason = guard.reason().unwrap_or(StopReason::ShuttingDown);
+        call.record.instance = guard.instance();
+        self.fail(&mut call, reason.error_type(), reason.message().to_string())
+            .await
+    }
+
+    /// Ends a call's record as failed with `kind`, and gives the error its caller gets.
+    async fn fail(
+        &self,
+        call: &mut CallContext,
+        kind: CallErrorType,
+        message: String,
+    ) -> PlatformError {
+        self.finish(
+            call,
+            CallResult::Failed {
+                kind,
+                message: message.clone(),
+            },
+            None,
+        )
+        .await;
+        PlatformError::CallFailed {
+            call_id: call.record.id,
+            error_type: kind,
+            message,
+            exit_code: None,
         }
     }
 
@@ -1045,6 +1335,8 @@ impl Platform {
         entry: &Entry,
         request: InvokeRequest,
         mut call: CallContext,
+        guard: &CallGuard,
+        used: &mut Option<String>,
     ) -> Result<InvokeOutcome, PlatformError> {
         let limit = self.config.max_request_bytes;
         let body = read_body(request.body, limit).await?;
@@ -1068,7 +1360,12 @@ impl Platform {
                     call.started_at,
                     call.timeout,
                 );
-                self.exec.run(&target, frame, body, call.deadline).await
+                let outcome = self
+                    .exec
+                    .run(&target, frame, body, call.deadline, guard)
+                    .await;
+                self.refill_exec(&target);
+                outcome
             }
             Err(err) => crate::exec::ExecOutcome {
                 instance: None,
@@ -1080,8 +1377,10 @@ impl Platform {
                     CallErrorType::StartFailed,
                     format!("the function's image cannot be used: {err}"),
                 )),
+                container: None,
             },
         };
+        used.clone_from(&outcome.container);
         call.record.cold = Some(outcome.cold);
         call.record.instance = outcome.instance.clone();
         call.record.exit_code = outcome.exit_code;
@@ -1126,6 +1425,7 @@ impl Platform {
         request: InvokeRequest,
         mut call: CallContext,
         held: Held,
+        guard: &CallGuard,
     ) -> Result<InvokeOutcome, PlatformError> {
         let limit = self.config.max_request_bytes;
         let function = entry.function.name.to_string();
@@ -1162,6 +1462,7 @@ impl Platform {
                 Err((failed(CallErrorType::StartFailed, message), None))
             }
             Ok(mut lease) => {
+                guard.bind(&lease.instance);
                 call.record.cold = Some(lease.cold);
                 call.record.instance = Some(lease.instance.clone());
                 call.record.wait_ms = Some(
@@ -1305,6 +1606,7 @@ impl Platform {
         request: InvokeRequest,
         mut call: CallContext,
         held: Held,
+        guard: &CallGuard,
     ) -> Result<InvokeOutcome, PlatformError> {
         let limit = self.config.max_request_bytes;
         let function = entry.function.name.to_string();
@@ -1397,6 +1699,7 @@ impl Platform {
             );
             self.metrics.queue_waited(&function, lease.waited);
             call.record.instance = Some(lease.instance.clone());
+            guard.bind(&lease.instance);
             let this_body = match (&replay, body.take()) {
                 (Some(bytes), _) => crate::http::full(bytes.clone()),
                 (None, Some(streamed)) => streamed,
@@ -1531,6 +1834,20 @@ impl Platform {
         Ok(skiff_core::CallDetails { record, result })
     }
 
+    /// A call's details as the function API shows them to `caller`: only calls its
+    /// function made (any other is "not found", whether it exists or not).
+    pub async fn call_details_for(
+        &self,
+        caller: &crate::token::Caller,
+        id: Uuid,
+    ) -> Result<skiff_core::CallDetails, PlatformError> {
+        let details = self.call_details(id).await?;
+        if details.record.caller.as_deref() != Some(caller.function.as_str()) {
+            return Err(PlatformError::CallNotFound { id });
+        }
+        Ok(details)
+    }
+
     /// Call records, newest first.
     pub async fn list_calls(&self, filter: &CallFilter) -> Result<Vec<CallRecord>, PlatformError> {
         self.recorder.flush().await;
@@ -1546,11 +1863,9 @@ impl Platform {
             .ok_or(PlatformError::CallNotFound { id })
     }
 
-    /// Stops taking calls, lets calls in flight finish for up to `grace`, then removes every
-    /// container of this daemon and stops the background tasks after writing pending records.
-    pub async fn shutdown(&self, grace: Duration) {
-        self.accepting.store(false, Ordering::Release);
-        let drained = tokio::time::timeout(grace, async {
+    /// Waits until no call is in flight, for at most `bound`; true if none is.
+    async fn drain(&self, bound: Duration) -> bool {
+        tokio::time::timeout(bound, async {
             loop {
                 let idle = self.in_flight.idle.notified();
                 if self.in_flight.count.load(Ordering::Acquire) == 0 {
@@ -1559,12 +1874,30 @@ impl Platform {
                 idle.await;
             }
         })
-        .await;
-        if drained.is_err() {
+        .await
+        .is_ok()
+    }
+
+    /// Stops taking calls, lets calls in flight finish for up to `grace`, then stops the
+    /// rest (each ends `interrupted`), removes every container of this daemon, and stops the
+    /// background tasks after writing pending records. Every call record is final when it
+    /// returns (an async call in flight is queued again, without spending an attempt).
+    pub async fn shutdown(&self, grace: Duration) {
+        self.accepting.store(false, Ordering::Release);
+        if !self.drain(grace).await {
+            let stopped = self.running.stop_all(StopReason::ShuttingDown);
             tracing::warn!(
                 in_flight = self.in_flight.count.load(Ordering::Acquire),
+                stopped,
                 "calls still running after the grace period are stopped"
             );
+            if !self.drain(STOP_BOUND).await {
+                tracing::warn!(
+                    in_flight = self.in_flight.count.load(Ordering::Acquire),
+                    "calls still in flight {}s after they were stopped",
+                    STOP_BOUND.as_secs()
+                );
+            }
         }
         self.cancel.cancel();
         self.exec.shutdown().await;
@@ -1582,10 +1915,57 @@ impl Platform {
         {
             tracing::warn!("background tasks did not finish within 10s of shutdown");
         }
+        // Whatever could not finish its own record (a call whose task is stuck on the
+        // engine) is marked interrupted now rather than left running until the next start.
+        match self.store.interrupt_unfinished_calls(Utc::now()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(
+                calls = n,
+                "calls still unfinished at shutdown were marked interrupted"
+            ),
+            Err(err) => tracing::error!(%err, "cannot mark unfinished calls as interrupted"),
+        }
     }
 }
 
-/// Removes every container of this daemon; returns how many there were.
+/// The functions' network, made sure to keep containers from reaching each other. One made
+/// by an older skiff (containers connect) is replaced when nothing is attached to it;
+/// otherwise skiff refuses to start rather than run functions that can reach each other.
+async fn isolated_network(
+    engine: &dyn ContainerEngine,
+    name: &str,
+) -> Result<skiff_runtime::NetworkInfo, PlatformError> {
+    let labels = HashMap::from([(labels::MANAGED.to_string(), "true".to_string())]);
+    let network = engine.ensure_network(name, &labels).await?;
+    if !network.containers_connect {
+        return Ok(network);
+    }
+    if network.containers > 0 {
+        return Err(PlatformError::Setup {
+            what: "preparing the functions' network",
+            message: format!(
+                "network `{name}` lets containers reach each other, and {} container(s) are \
+                 attached to it: remove it (`docker network rm {name}`) once they are gone, \
+                 or pick another with --network",
+                network.containers
+            ),
+        });
+    }
+    tracing::info!(
+        network = name,
+        "replacing the functions' network: containers on it could reach each other"
+    );
+    engine.remove_network(&network.id).await?;
+    let network = engine.ensure_network(name, &labels).await?;
+    if network.containers_connect {
+        return Err(PlatformError::Setup {
+            what: "preparing the functions' network",
+            message: format!("network `{name}` still lets containers reach each other"),
+        });
+    }
+    Ok(network)
+}
+
 /// Creates the volumes a function mounts that do not exist yet, labelled as skiff's.
 async fn ensure_volumes(
     engine: &dyn ContainerEngine,
@@ -1599,6 +1979,7 @@ async fn ensure_volumes(
     Ok(())
 }
 
+/// Removes every container of this daemon; returns how many there were.
 async fn reap(engine: &dyn ContainerEngine, daemon_id: &str) -> Result<usize, EngineError> {
     let containers = engine
         .list(&[(labels::MANAGED, "true"), (labels::DAEMON, daemon_id)])
@@ -1621,7 +2002,7 @@ impl Platform {
             .iter()
             .chain(&config.secrets)
             .map(|(k, v)| format!("{k}={v}"))
-            .chain(self.calling_env(function))
+            .chain(self.calling_env())
             .collect();
         let mut cmd = None;
         match config.contract {
@@ -1696,27 +2077,32 @@ impl Platform {
         format!("http://{}", self.runtime_api)
     }
 
-    /// The function a bearer token of the function API was minted for.
-    pub fn verify_token(&self, token: &str) -> Result<FunctionName, crate::token::TokenError> {
+    /// The function container a bearer token of the function API was minted for.
+    pub fn verify_token(
+        &self,
+        token: &str,
+    ) -> Result<crate::token::Caller, crate::token::TokenError> {
         self.tokens.verify(token)
     }
 
-    /// The variables that let a function's containers call other functions:
-    /// `SKIFF_API_URL` and `SKIFF_TOKEN` (the function's own invoke token).
-    fn calling_env(&self, function: &Function) -> [String; 2] {
-        [
-            format!("SKIFF_API_URL={}", self.function_api_url()),
-            format!("SKIFF_TOKEN={}", self.tokens.mint(&function.name)),
-        ]
+    /// The variable that lets a function's containers call other functions:
+    /// `SKIFF_API_URL`. (Each container also gets its own `SKIFF_TOKEN`, minted by the
+    /// driver that creates it.)
+    fn calling_env(&self) -> [String; 1] {
+        [format!("SKIFF_API_URL={}", self.function_api_url())]
     }
 }
 
+/// Numbers each exec target made in this process (see [`ExecTarget::generation`]).
+static EXEC_GENERATION: AtomicU64 = AtomicU64::new(1);
+
 /// What an `exec` function's containers run; `calling` is [`Platform::calling_env`].
-fn exec_target(function: &Function, command: Vec<String>, calling: [String; 2]) -> ExecTarget {
+fn exec_target(function: &Function, command: Vec<String>, calling: [String; 1]) -> ExecTarget {
     let config = &function.config;
     ExecTarget {
         function: function.name.to_string(),
         version: function.version,
+        generation: EXEC_GENERATION.fetch_add(1, Ordering::Relaxed),
         image: function.image_digest.clone(),
         command,
         env: config

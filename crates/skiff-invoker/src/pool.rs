@@ -75,6 +75,8 @@ pub struct InstanceSettings {
     pub paused_ttl: Duration,
     /// The autoscaler's stable window (its panic window is a tenth of it).
     pub autoscale_window: Duration,
+    /// The key that signs each instance's `SKIFF_TOKEN`.
+    pub tokens: Arc<crate::token::TokenKey>,
 }
 
 /// Why no instance slot was given.
@@ -635,12 +637,17 @@ impl InstanceManager {
     async fn start_instance(self: &Arc<Self>, target: &InstanceTarget) -> Result<Instance, String> {
         let id = crate::exec::instance_id();
         let r = &target.resources;
+        let mut env = target.env.clone();
+        env.push(format!(
+            "SKIFF_TOKEN={}",
+            self.settings.tokens.mint(&target.function, &id)
+        ));
         let spec = ContainerSpec {
             name: format!("skiff-{}-{id}", target.function),
             image: target.image.clone(),
             entrypoint: None,
             cmd: target.cmd.clone(),
-            env: target.env.clone(),
+            env,
             labels: labels::for_container(
                 &target.function,
                 &id,
@@ -659,11 +666,16 @@ impl InstanceManager {
             mounts: Vec::new(),
             volumes: crate::exec::named_volumes(&target.volumes),
         };
-        let container = self
-            .engine
-            .create(&spec)
-            .await
-            .map_err(|e| format!("the instance could not be created: {e}"))?;
+        let container = match self.engine.create(&spec).await {
+            Ok(container) => container,
+            Err(err) => {
+                if matches!(err, EngineError::TimedOut { .. }) {
+                    // The engine may make it still: remove it by name, not to leave it behind.
+                    self.stop_container(spec.name.clone());
+                }
+                return Err(format!("the instance could not be created: {err}"));
+            }
+        };
         let output = Arc::new(Mutex::new(OutputTail::default()));
         let started = self.start_and_wait_ready(target, &container, &output).await;
         match started {

@@ -203,6 +203,7 @@ impl Platform {
             body: crate::http::full(payload.body),
             call_id: Some(id),
             attempt,
+            caller: None,
         };
         let failure = match self.invoke(&record.function, request).await {
             Ok(outcome) => {
@@ -237,11 +238,28 @@ impl Platform {
                     return;
                 }
             }
+            // Stopped by the daemon's shutdown: not an attempt, it runs again after the restart.
+            Err(PlatformError::CallFailed {
+                error_type: CallErrorType::Interrupted,
+                ..
+            }) if !self.is_accepting() => {
+                self.requeue_call(id, attempt, Duration::ZERO, None).await;
+                return;
+            }
             Err(PlatformError::CallFailed {
                 error_type,
                 message,
                 ..
             }) => Some((error_type, message)),
+            Err(err @ PlatformError::LoopDetected { .. }) => {
+                self.flush_records().await;
+                self.end_dead(id, attempt, CallErrorType::Rejected, err.to_string())
+                    .await;
+                if has_callback {
+                    self.callbacks().notify(id).await;
+                }
+                return;
+            }
             Err(PlatformError::FunctionNotFound { name }) => {
                 self.flush_records().await;
                 let message = format!("function `{name}` does not exist any more");

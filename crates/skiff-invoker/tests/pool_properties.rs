@@ -58,6 +58,7 @@ fn run(concurrency: u32, max: u32, holds: Vec<u64>) -> Result<(), TestCaseError>
                 keep_paused: true,
                 paused_ttl: Duration::from_secs(3600),
                 autoscale_window: Duration::from_secs(60),
+                tokens: Arc::new(skiff_invoker::TokenKey::from_bytes([1; 64])),
             },
             cancel.clone(),
             skiff_invoker::http::client(),

@@ -3,7 +3,7 @@
 use crate::error::Op;
 use crate::{
     Attachment, ContainerEngine, ContainerSpec, ContainerState, ContainerSummary, EngineError,
-    ImageInfo, Output,
+    ImageInfo, NetworkInfo, Output,
 };
 use async_trait::async_trait;
 use bollard::container::LogOutput;
@@ -20,11 +20,20 @@ use bollard::query_parameters::{
 use bollard::Docker;
 use futures::{StreamExt, TryStreamExt};
 use std::collections::HashMap;
+use std::time::Duration;
+
+/// How long a request to the engine may take, unless set with
+/// [`DockerEngine::with_timeout`].
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The bridge driver's option that turns inter-container communication off.
+const ICC_OPTION: &str = "com.docker.network.bridge.enable_icc";
 
 /// The Docker engine, reached over its Unix socket (or `DOCKER_HOST`).
 #[derive(Debug, Clone)]
 pub struct DockerEngine {
     docker: Docker,
+    timeout: Duration,
 }
 
 impl DockerEngine {
@@ -37,7 +46,67 @@ impl DockerEngine {
             .negotiate_version()
             .await
             .map_err(|e| classify(Op("negotiate API version"), e))?;
-        Ok(DockerEngine { docker })
+        Ok(DockerEngine {
+            docker,
+            timeout: DEFAULT_TIMEOUT,
+        }
+        .with_timeout(DEFAULT_TIMEOUT))
+    }
+
+    /// Bounds every request (but the wait for a container's exit) by `timeout`.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        let timeout = timeout.max(Duration::from_secs(1));
+        self.timeout = timeout;
+        // bollard's own bound on a response's head, kept above ours so that ours speaks.
+        self.docker = self.docker.with_timeout(timeout + Duration::from_secs(5));
+        self
+    }
+
+    /// `request`, failed with [`EngineError::TimedOut`] if the engine takes longer than
+    /// the timeout (plus `extra`).
+    async fn bounded<T>(
+        &self,
+        op: &'static str,
+        extra: Duration,
+        request: impl std::future::Future<Output = Result<T, EngineError>>,
+    ) -> Result<T, EngineError> {
+        let after = self.timeout + extra;
+        tokio::time::timeout(after, request)
+            .await
+            .unwrap_or(Err(EngineError::TimedOut { op, after }))
+    }
+
+    /// What a network's inspection says.
+    fn network_of(network: bollard::models::NetworkInspect) -> Result<NetworkInfo, EngineError> {
+        let id = network.id.ok_or_else(|| EngineError::Other {
+            op: "inspect network",
+            message: "the engine gave no id for a network".to_string(),
+        })?;
+        let configs = network
+            .ipam
+            .and_then(|ipam| ipam.config)
+            .unwrap_or_default();
+        let gateway = configs
+            .iter()
+            .filter_map(|config| config.gateway.as_deref())
+            .find_map(|gateway| gateway.parse().ok());
+        let subnets = configs
+            .iter()
+            .filter_map(|config| config.subnet.as_deref())
+            .filter_map(|subnet| subnet.parse().ok())
+            .collect();
+        let containers_connect = network
+            .options
+            .as_ref()
+            .and_then(|options| options.get(ICC_OPTION))
+            .is_none_or(|value| value != "false");
+        Ok(NetworkInfo {
+            id,
+            gateway,
+            subnets,
+            containers_connect,
+            containers: network.containers.map_or(0, |c| c.len()),
+        })
     }
 
     /// The API version in use after negotiation, e.g. `1.41`.
@@ -124,76 +193,112 @@ fn not_found_or(id: &str, op: Op, err: BollardError) -> EngineError {
 #[async_trait]
 impl ContainerEngine for DockerEngine {
     async fn inspect_image(&self, reference: &str) -> Result<ImageInfo, EngineError> {
-        let image = self
-            .docker
-            .inspect_image(reference)
-            .await
-            .map_err(|err| match err {
-                BollardError::DockerResponseServerError {
-                    status_code: 404, ..
-                } => EngineError::ImageNotFound {
-                    reference: reference.to_string(),
-                },
-                other => classify(Op("inspect image"), other),
+        self.bounded("inspect image", Duration::ZERO, async {
+            let image = self
+                .docker
+                .inspect_image(reference)
+                .await
+                .map_err(|err| match err {
+                    BollardError::DockerResponseServerError {
+                        status_code: 404, ..
+                    } => EngineError::ImageNotFound {
+                        reference: reference.to_string(),
+                    },
+                    other => classify(Op("inspect image"), other),
+                })?;
+            let id = image.id.ok_or_else(|| EngineError::Other {
+                op: "inspect image",
+                message: format!("the engine gave no id for `{reference}`"),
             })?;
-        let id = image.id.ok_or_else(|| EngineError::Other {
-            op: "inspect image",
-            message: format!("the engine gave no id for `{reference}`"),
-        })?;
-        let config = image.config.unwrap_or_default();
-        Ok(ImageInfo {
-            id,
-            entrypoint: config.entrypoint.unwrap_or_default(),
-            cmd: config.cmd.unwrap_or_default(),
-            env: config.env.unwrap_or_default(),
+            let config = image.config.unwrap_or_default();
+            Ok(ImageInfo {
+                id,
+                entrypoint: config.entrypoint.unwrap_or_default(),
+                cmd: config.cmd.unwrap_or_default(),
+                env: config.env.unwrap_or_default(),
+            })
         })
+        .await
     }
 
     async fn ensure_network(
         &self,
         name: &str,
         labels: &HashMap<String, String>,
-    ) -> Result<String, EngineError> {
-        // Docker does not keep network names unique: daemons starting at the same moment can
-        // each create one. Every daemon settles on the same one (the lowest id) and removes
-        // the others it can (one still in use stays, unused, until it is free).
-        if let Some(id) = self.canonical_network(name).await? {
-            return Ok(id);
-        }
-        let request = NetworkCreateRequest {
-            name: name.to_string(),
-            driver: Some("bridge".to_string()),
-            labels: Some(labels.clone()),
-            ..Default::default()
-        };
-        match self.docker.create_network(request).await {
-            Ok(_) => {}
-            Err(BollardError::DockerResponseServerError {
-                status_code: 409, ..
-            }) => {}
-            Err(other) => return Err(classify(Op("create network"), other)),
-        }
-        self.canonical_network(name)
-            .await?
-            .ok_or_else(|| EngineError::Other {
-                op: "create network",
-                message: format!("network `{name}` was created but cannot be found"),
+    ) -> Result<NetworkInfo, EngineError> {
+        let id = self
+            .bounded("ensure network", Duration::ZERO, async {
+                // Docker does not keep network names unique: daemons starting at the same
+                // moment can each create one. Every daemon settles on the same one (the lowest
+                // id) and removes the others it can (one still in use stays, unused, until it
+                // is free).
+                if let Some(id) = self.canonical_network(name).await? {
+                    return Ok(id);
+                }
+                let request = NetworkCreateRequest {
+                    name: name.to_string(),
+                    driver: Some("bridge".to_string()),
+                    labels: Some(labels.clone()),
+                    // Function containers reach the host (skiff's APIs on the gateway), never
+                    // each other.
+                    options: Some(HashMap::from([(
+                        ICC_OPTION.to_string(),
+                        "false".to_string(),
+                    )])),
+                    ..Default::default()
+                };
+                match self.docker.create_network(request).await {
+                    Ok(_) => {}
+                    Err(BollardError::DockerResponseServerError {
+                        status_code: 409, ..
+                    }) => {}
+                    Err(other) => return Err(classify(Op("create network"), other)),
+                }
+                self.canonical_network(name)
+                    .await?
+                    .ok_or_else(|| EngineError::Other {
+                        op: "create network",
+                        message: format!("network `{name}` was created but cannot be found"),
+                    })
             })
+            .await?;
+        self.network_info(&id).await
     }
 
-    async fn network_gateway(&self, id: &str) -> Result<Option<std::net::IpAddr>, EngineError> {
-        let network = self
-            .docker
-            .inspect_network(id, None)
-            .await
-            .map_err(|e| not_found_or(id, Op("inspect network"), e))?;
-        Ok(network
-            .ipam
-            .and_then(|ipam| ipam.config)
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|config| config.gateway)
-            .find_map(|gateway| gateway.parse().ok()))
+    async fn ping(&self) -> Result<(), EngineError> {
+        self.bounded("ping", Duration::ZERO, async {
+            self.docker
+                .ping()
+                .await
+                .map(|_| ())
+                .map_err(|e| classify(Op("ping"), e))
+        })
+        .await
+    }
+
+    async fn network_info(&self, id: &str) -> Result<NetworkInfo, EngineError> {
+        self.bounded("inspect network", Duration::ZERO, async {
+            let network = self
+                .docker
+                .inspect_network(id, None)
+                .await
+                .map_err(|e| not_found_or(id, Op("inspect network"), e))?;
+            DockerEngine::network_of(network)
+        })
+        .await
+    }
+
+    async fn remove_network(&self, id: &str) -> Result<(), EngineError> {
+        self.bounded("remove network", Duration::ZERO, async {
+            match self.docker.remove_network(id).await {
+                Ok(()) => Ok(()),
+                Err(BollardError::DockerResponseServerError {
+                    status_code: 404, ..
+                }) => Ok(()),
+                Err(other) => Err(classify(Op("remove network"), other)),
+            }
+        })
+        .await
     }
 
     async fn ensure_volume(
@@ -201,148 +306,160 @@ impl ContainerEngine for DockerEngine {
         name: &str,
         labels: &HashMap<String, String>,
     ) -> Result<(), EngineError> {
-        match self.docker.inspect_volume(name).await {
-            Ok(_) => return Ok(()),
-            Err(BollardError::DockerResponseServerError {
-                status_code: 404, ..
-            }) => {}
-            Err(other) => return Err(classify(Op("inspect volume"), other)),
-        }
-        // Creating a volume that exists (one made since the inspect) is not an error.
-        let request = VolumeCreateRequest {
-            name: Some(name.to_string()),
-            labels: Some(labels.clone()),
-            ..Default::default()
-        };
-        self.docker
-            .create_volume(request)
-            .await
-            .map(|_| ())
-            .map_err(|e| classify(Op("create volume"), e))
+        self.bounded("ensure volume", Duration::ZERO, async {
+            match self.docker.inspect_volume(name).await {
+                Ok(_) => return Ok(()),
+                Err(BollardError::DockerResponseServerError {
+                    status_code: 404, ..
+                }) => {}
+                Err(other) => return Err(classify(Op("inspect volume"), other)),
+            }
+            // Creating a volume that exists (one made since the inspect) is not an error.
+            let request = VolumeCreateRequest {
+                name: Some(name.to_string()),
+                labels: Some(labels.clone()),
+                ..Default::default()
+            };
+            self.docker
+                .create_volume(request)
+                .await
+                .map(|_| ())
+                .map_err(|e| classify(Op("create volume"), e))
+        })
+        .await
     }
 
     async fn create(&self, spec: &ContainerSpec) -> Result<String, EngineError> {
-        let limits = &spec.limits;
-        let memory = i64::try_from(limits.memory_bytes).unwrap_or(i64::MAX);
-        let nofile = i64::try_from(limits.nofile).unwrap_or(i64::MAX);
-        let host_config = HostConfig {
-            memory: Some(memory),
-            memory_swap: Some(memory),
-            nano_cpus: Some((limits.cpus * 1e9) as i64),
-            pids_limit: Some(i64::from(limits.pids)),
-            readonly_rootfs: Some(true),
-            cap_drop: Some(vec!["ALL".to_string()]),
-            security_opt: Some(vec!["no-new-privileges".to_string()]),
-            privileged: Some(false),
-            tmpfs: Some(HashMap::from([(
-                "/tmp".to_string(),
-                format!("rw,nosuid,nodev,size={}", limits.tmp_bytes),
-            )])),
-            ulimits: Some(vec![ResourcesUlimits {
-                name: Some("nofile".to_string()),
-                soft: Some(nofile),
-                hard: Some(nofile),
-            }]),
-            mounts: Some(
-                spec.mounts
-                    .iter()
-                    .map(|m| Mount {
-                        source: Some(m.source.display().to_string()),
-                        target: Some(m.target.clone()),
-                        typ: Some(MountType::BIND),
-                        read_only: Some(true),
-                        ..Default::default()
-                    })
-                    .chain(spec.volumes.iter().map(|v| Mount {
-                        source: Some(v.name.clone()),
-                        target: Some(v.target.clone()),
-                        typ: Some(MountType::VOLUME),
-                        read_only: Some(v.read_only),
-                        ..Default::default()
-                    }))
-                    .collect(),
-            ),
-            network_mode: Some(spec.network.clone().unwrap_or_else(|| "none".to_string())),
-            // skiff reads each container's output through its attachment and keeps what a
-            // call needs; the engine keeping another copy on disk is pure cost.
-            log_config: Some(HostConfigLogConfig {
-                typ: Some("none".to_string()),
-                config: None,
-            }),
-            init: Some(false),
-            ..Default::default()
-        };
-        let body = ContainerCreateBody {
-            image: Some(spec.image.clone()),
-            entrypoint: spec.entrypoint.clone(),
-            cmd: spec.cmd.clone(),
-            env: Some(spec.env.clone()),
-            labels: Some(spec.labels.clone()),
-            attach_stdin: Some(spec.stdin),
-            attach_stdout: Some(true),
-            attach_stderr: Some(true),
-            open_stdin: Some(spec.stdin),
-            stdin_once: Some(spec.stdin),
-            tty: Some(false),
-            network_disabled: Some(spec.network.is_none()),
-            host_config: Some(host_config),
-            ..Default::default()
-        };
-        let options = CreateContainerOptionsBuilder::default()
-            .name(&spec.name)
-            .build();
-        let created = self
-            .docker
-            .create_container(Some(options), body)
-            .await
-            .map_err(|err| match err {
-                BollardError::DockerResponseServerError {
-                    status_code: 404,
-                    message,
-                } if message.contains("image") => EngineError::ImageNotFound {
-                    reference: spec.image.clone(),
-                },
-                other => classify(Op("create container"), other),
-            })?;
-        Ok(created.id)
+        self.bounded("create container", Duration::ZERO, async {
+            let limits = &spec.limits;
+            let memory = i64::try_from(limits.memory_bytes).unwrap_or(i64::MAX);
+            let nofile = i64::try_from(limits.nofile).unwrap_or(i64::MAX);
+            let host_config = HostConfig {
+                memory: Some(memory),
+                memory_swap: Some(memory),
+                nano_cpus: Some((limits.cpus * 1e9) as i64),
+                pids_limit: Some(i64::from(limits.pids)),
+                readonly_rootfs: Some(true),
+                cap_drop: Some(vec!["ALL".to_string()]),
+                security_opt: Some(vec!["no-new-privileges".to_string()]),
+                privileged: Some(false),
+                tmpfs: Some(HashMap::from([(
+                    "/tmp".to_string(),
+                    format!("rw,nosuid,nodev,size={}", limits.tmp_bytes),
+                )])),
+                ulimits: Some(vec![ResourcesUlimits {
+                    name: Some("nofile".to_string()),
+                    soft: Some(nofile),
+                    hard: Some(nofile),
+                }]),
+                mounts: Some(
+                    spec.mounts
+                        .iter()
+                        .map(|m| Mount {
+                            source: Some(m.source.display().to_string()),
+                            target: Some(m.target.clone()),
+                            typ: Some(MountType::BIND),
+                            read_only: Some(true),
+                            ..Default::default()
+                        })
+                        .chain(spec.volumes.iter().map(|v| Mount {
+                            source: Some(v.name.clone()),
+                            target: Some(v.target.clone()),
+                            typ: Some(MountType::VOLUME),
+                            read_only: Some(v.read_only),
+                            ..Default::default()
+                        }))
+                        .collect(),
+                ),
+                network_mode: Some(spec.network.clone().unwrap_or_else(|| "none".to_string())),
+                // skiff reads each container's output through its attachment and keeps what a
+                // call needs; the engine keeping another copy on disk is pure cost.
+                log_config: Some(HostConfigLogConfig {
+                    typ: Some("none".to_string()),
+                    config: None,
+                }),
+                init: Some(false),
+                ..Default::default()
+            };
+            let body = ContainerCreateBody {
+                image: Some(spec.image.clone()),
+                entrypoint: spec.entrypoint.clone(),
+                cmd: spec.cmd.clone(),
+                env: Some(spec.env.clone()),
+                labels: Some(spec.labels.clone()),
+                attach_stdin: Some(spec.stdin),
+                attach_stdout: Some(true),
+                attach_stderr: Some(true),
+                open_stdin: Some(spec.stdin),
+                stdin_once: Some(spec.stdin),
+                tty: Some(false),
+                network_disabled: Some(spec.network.is_none()),
+                host_config: Some(host_config),
+                ..Default::default()
+            };
+            let options = CreateContainerOptionsBuilder::default()
+                .name(&spec.name)
+                .build();
+            let created = self
+                .docker
+                .create_container(Some(options), body)
+                .await
+                .map_err(|err| match err {
+                    BollardError::DockerResponseServerError {
+                        status_code: 404,
+                        message,
+                    } if message.contains("image") => EngineError::ImageNotFound {
+                        reference: spec.image.clone(),
+                    },
+                    other => classify(Op("create container"), other),
+                })?;
+            Ok(created.id)
+        })
+        .await
     }
 
     async fn attach(&self, id: &str) -> Result<Attachment, EngineError> {
-        let options = AttachContainerOptionsBuilder::default()
-            .stdin(true)
-            .stdout(true)
-            .stderr(true)
-            .stream(true)
-            .build();
-        let attached = self
-            .docker
-            .attach_container(id, Some(options))
-            .await
-            .map_err(|e| not_found_or(id, Op("attach container"), e))?;
-        let output = attached
-            .output
-            .map_err(|e| classify(Op("read container output"), e))
-            .try_filter_map(|chunk| async move {
-                Ok(match chunk {
-                    LogOutput::StdOut { message } | LogOutput::Console { message } => {
-                        Some(Output::Stdout(message))
-                    }
-                    LogOutput::StdErr { message } => Some(Output::Stderr(message)),
-                    LogOutput::StdIn { .. } => None,
+        self.bounded("attach container", Duration::ZERO, async {
+            let options = AttachContainerOptionsBuilder::default()
+                .stdin(true)
+                .stdout(true)
+                .stderr(true)
+                .stream(true)
+                .build();
+            let attached = self
+                .docker
+                .attach_container(id, Some(options))
+                .await
+                .map_err(|e| not_found_or(id, Op("attach container"), e))?;
+            let output = attached
+                .output
+                .map_err(|e| classify(Op("read container output"), e))
+                .try_filter_map(|chunk| async move {
+                    Ok(match chunk {
+                        LogOutput::StdOut { message } | LogOutput::Console { message } => {
+                            Some(Output::Stdout(message))
+                        }
+                        LogOutput::StdErr { message } => Some(Output::Stderr(message)),
+                        LogOutput::StdIn { .. } => None,
+                    })
                 })
+                .boxed();
+            Ok(Attachment {
+                stdin: attached.input,
+                output,
             })
-            .boxed();
-        Ok(Attachment {
-            stdin: attached.input,
-            output,
         })
+        .await
     }
 
     async fn start(&self, id: &str) -> Result<(), EngineError> {
-        self.docker
-            .start_container(id, None)
-            .await
-            .map_err(|e| not_found_or(id, Op("start container"), e))
+        self.bounded("start container", Duration::ZERO, async {
+            self.docker
+                .start_container(id, None)
+                .await
+                .map_err(|e| not_found_or(id, Op("start container"), e))
+        })
+        .await
     }
 
     async fn wait(&self, id: &str) -> Result<i64, EngineError> {
@@ -363,115 +480,136 @@ impl ContainerEngine for DockerEngine {
     }
 
     async fn inspect(&self, id: &str) -> Result<ContainerState, EngineError> {
-        let inspected = self
-            .docker
-            .inspect_container(id, None)
-            .await
-            .map_err(|e| not_found_or(id, Op("inspect container"), e))?;
-        let state = inspected.state.unwrap_or_default();
-        let running = state.running.unwrap_or(false);
-        let ip = inspected
-            .network_settings
-            .and_then(|n| n.networks)
-            .and_then(|networks| {
-                networks
-                    .into_values()
-                    .filter_map(|endpoint| endpoint.ip_address)
-                    .find_map(|ip| ip.parse().ok())
-            });
-        Ok(ContainerState {
-            running,
-            exit_code: if running { None } else { state.exit_code },
-            oom_killed: state.oom_killed.unwrap_or(false),
-            ip,
+        self.bounded("inspect container", Duration::ZERO, async {
+            let inspected = self
+                .docker
+                .inspect_container(id, None)
+                .await
+                .map_err(|e| not_found_or(id, Op("inspect container"), e))?;
+            let state = inspected.state.unwrap_or_default();
+            let running = state.running.unwrap_or(false);
+            let ip = inspected
+                .network_settings
+                .and_then(|n| n.networks)
+                .and_then(|networks| {
+                    networks
+                        .into_values()
+                        .filter_map(|endpoint| endpoint.ip_address)
+                        .find_map(|ip| ip.parse().ok())
+                });
+            Ok(ContainerState {
+                running,
+                exit_code: if running { None } else { state.exit_code },
+                oom_killed: state.oom_killed.unwrap_or(false),
+                ip,
+            })
         })
+        .await
     }
 
     async fn kill(&self, id: &str) -> Result<(), EngineError> {
-        let options = KillContainerOptionsBuilder::default()
-            .signal("SIGKILL")
-            .build();
-        match self.docker.kill_container(id, Some(options)).await {
-            Ok(()) => Ok(()),
-            // 404: gone; 409: not running. Either way it is not running any more.
-            Err(BollardError::DockerResponseServerError {
-                status_code: 404 | 409,
-                ..
-            }) => Ok(()),
-            Err(other) => Err(classify(Op("kill container"), other)),
-        }
+        self.bounded("kill container", Duration::ZERO, async {
+            let options = KillContainerOptionsBuilder::default()
+                .signal("SIGKILL")
+                .build();
+            match self.docker.kill_container(id, Some(options)).await {
+                Ok(()) => Ok(()),
+                // 404: gone; 409: not running. Either way it is not running any more.
+                Err(BollardError::DockerResponseServerError {
+                    status_code: 404 | 409,
+                    ..
+                }) => Ok(()),
+                Err(other) => Err(classify(Op("kill container"), other)),
+            }
+        })
+        .await
     }
 
     async fn stop(&self, id: &str, grace: std::time::Duration) -> Result<(), EngineError> {
-        let seconds = i32::try_from(grace.as_secs().max(1)).unwrap_or(i32::MAX);
-        let options = StopContainerOptionsBuilder::default().t(seconds).build();
-        match self.docker.stop_container(id, Some(options)).await {
-            Ok(()) => Ok(()),
-            // 304: already stopped; 404: gone.
-            Err(BollardError::DockerResponseServerError {
-                status_code: 304 | 404,
-                ..
-            }) => Ok(()),
-            Err(other) => Err(classify(Op("stop container"), other)),
-        }
+        self.bounded("stop container", grace, async {
+            let seconds = i32::try_from(grace.as_secs().max(1)).unwrap_or(i32::MAX);
+            let options = StopContainerOptionsBuilder::default().t(seconds).build();
+            match self.docker.stop_container(id, Some(options)).await {
+                Ok(()) => Ok(()),
+                // 304: already stopped; 404: gone.
+                Err(BollardError::DockerResponseServerError {
+                    status_code: 304 | 404,
+                    ..
+                }) => Ok(()),
+                Err(other) => Err(classify(Op("stop container"), other)),
+            }
+        })
+        .await
     }
 
     async fn pause(&self, id: &str) -> Result<(), EngineError> {
-        self.docker
-            .pause_container(id)
-            .await
-            .map_err(|e| not_found_or(id, Op("pause container"), e))
+        self.bounded("pause container", Duration::ZERO, async {
+            self.docker
+                .pause_container(id)
+                .await
+                .map_err(|e| not_found_or(id, Op("pause container"), e))
+        })
+        .await
     }
 
     async fn unpause(&self, id: &str) -> Result<(), EngineError> {
-        self.docker
-            .unpause_container(id)
-            .await
-            .map_err(|e| not_found_or(id, Op("unpause container"), e))
+        self.bounded("unpause container", Duration::ZERO, async {
+            self.docker
+                .unpause_container(id)
+                .await
+                .map_err(|e| not_found_or(id, Op("unpause container"), e))
+        })
+        .await
     }
 
     async fn remove(&self, id: &str) -> Result<(), EngineError> {
-        let options = RemoveContainerOptionsBuilder::default()
-            .force(true)
-            .v(true)
-            .build();
-        match self.docker.remove_container(id, Some(options)).await {
-            Ok(()) => Ok(()),
-            // 404: already gone; 409: removal already in progress.
-            Err(BollardError::DockerResponseServerError {
-                status_code: 404 | 409,
-                ..
-            }) => Ok(()),
-            Err(other) => Err(classify(Op("remove container"), other)),
-        }
+        self.bounded("remove container", Duration::ZERO, async {
+            let options = RemoveContainerOptionsBuilder::default()
+                .force(true)
+                .v(true)
+                .build();
+            match self.docker.remove_container(id, Some(options)).await {
+                Ok(()) => Ok(()),
+                // 404: already gone; 409: removal already in progress.
+                Err(BollardError::DockerResponseServerError {
+                    status_code: 404 | 409,
+                    ..
+                }) => Ok(()),
+                Err(other) => Err(classify(Op("remove container"), other)),
+            }
+        })
+        .await
     }
 
     async fn list(&self, labels: &[(&str, &str)]) -> Result<Vec<ContainerSummary>, EngineError> {
-        let filters = HashMap::from([(
-            "label".to_string(),
-            labels
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect::<Vec<_>>(),
-        )]);
-        let options = ListContainersOptionsBuilder::default()
-            .all(true)
-            .filters(&filters)
-            .build();
-        let containers = self
-            .docker
-            .list_containers(Some(options))
-            .await
-            .map_err(|e| classify(Op("list containers"), e))?;
-        Ok(containers
-            .into_iter()
-            .filter_map(|c| {
-                Some(ContainerSummary {
-                    id: c.id?,
-                    labels: c.labels.unwrap_or_default(),
-                    running: c.state == Some(ContainerSummaryStateEnum::RUNNING),
+        self.bounded("list containers", Duration::ZERO, async {
+            let filters = HashMap::from([(
+                "label".to_string(),
+                labels
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>(),
+            )]);
+            let options = ListContainersOptionsBuilder::default()
+                .all(true)
+                .filters(&filters)
+                .build();
+            let containers = self
+                .docker
+                .list_containers(Some(options))
+                .await
+                .map_err(|e| classify(Op("list containers"), e))?;
+            Ok(containers
+                .into_iter()
+                .filter_map(|c| {
+                    Some(ContainerSummary {
+                        id: c.id?,
+                        labels: c.labels.unwrap_or_default(),
+                        running: c.state == Some(ContainerSummaryStateEnum::RUNNING),
+                    })
                 })
-            })
-            .collect())
+                .collect())
+        })
+        .await
     }
 }

@@ -12,6 +12,14 @@ pub enum EngineError {
         /// What the transport said.
         message: String,
     },
+    /// The engine did not answer in time.
+    #[error("the container engine did not answer {op} within {}s", after.as_secs_f64())]
+    TimedOut {
+        /// The operation that was attempted.
+        op: &'static str,
+        /// How long skiff waited.
+        after: std::time::Duration,
+    },
     /// The image is not present on the engine.
     #[error("image `{reference}` is not present on the container engine")]
     ImageNotFound {

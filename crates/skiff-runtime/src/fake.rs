@@ -4,7 +4,7 @@
 
 use crate::{
     Attachment, ContainerEngine, ContainerSpec, ContainerState, ContainerSummary, EngineError,
-    ImageInfo, Output,
+    ImageInfo, NetworkInfo, Output,
 };
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -138,16 +138,30 @@ impl ContainerEngine for FakeEngine {
             })
     }
 
+    async fn ping(&self) -> Result<(), EngineError> {
+        Ok(())
+    }
+
     async fn ensure_network(
         &self,
         name: &str,
         _labels: &HashMap<String, String>,
-    ) -> Result<String, EngineError> {
-        Ok(format!("net-{name}"))
+    ) -> Result<NetworkInfo, EngineError> {
+        self.network_info(&format!("net-{name}")).await
     }
 
-    async fn network_gateway(&self, _id: &str) -> Result<Option<std::net::IpAddr>, EngineError> {
-        Ok(Some(std::net::IpAddr::from([127, 0, 0, 1])))
+    async fn network_info(&self, id: &str) -> Result<NetworkInfo, EngineError> {
+        Ok(NetworkInfo {
+            id: id.to_string(),
+            gateway: Some(std::net::IpAddr::from([127, 0, 0, 1])),
+            subnets: Vec::new(),
+            containers_connect: false,
+            containers: 0,
+        })
+    }
+
+    async fn remove_network(&self, _id: &str) -> Result<(), EngineError> {
+        Ok(())
     }
 
     async fn ensure_volume(

@@ -2,7 +2,9 @@
 //!
 //! [`ContainerEngine`] is everything skiff asks of an engine: resolve an image, create a
 //! container with its limits and labels, attach to its stdio, start, wait, kill, remove and
-//! list. [`docker::DockerEngine`] implements it on the Docker Engine API through bollard; the
+//! list. Every request but the wait for a container's exit (which its caller bounds) is
+//! bounded by a timeout in the implementation: a hung engine fails requests, never hangs
+//! them. [`docker::DockerEngine`] implements it on the Docker Engine API through bollard; the
 //! scheduling code is tested against fakes of the same trait.
 
 pub mod docker;
@@ -142,6 +144,23 @@ pub struct ContainerState {
     pub ip: Option<std::net::IpAddr>,
 }
 
+/// What skiff knows of a network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkInfo {
+    /// The network's id.
+    pub id: String,
+    /// The host's address on the network (its gateway): where containers reach services of
+    /// the host.
+    pub gateway: Option<std::net::IpAddr>,
+    /// The network's subnets.
+    pub subnets: Vec<ipnet::IpNet>,
+    /// Whether containers on it can reach each other (Docker's inter-container
+    /// communication). Networks skiff creates have it off.
+    pub containers_connect: bool,
+    /// Containers attached to it now.
+    pub containers: usize,
+}
+
 /// A container found by [`ContainerEngine::list`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContainerSummary {
@@ -160,16 +179,23 @@ pub trait ContainerEngine: Send + Sync + fmt::Debug + 'static {
     /// it is not there.
     async fn inspect_image(&self, reference: &str) -> Result<ImageInfo, EngineError>;
 
-    /// Creates the bridge network `name` with `labels` unless it exists; returns its id.
+    /// Answers once the engine does (Docker's `/_ping`).
+    async fn ping(&self) -> Result<(), EngineError>;
+
+    /// Creates the bridge network `name` with `labels` unless it exists, with
+    /// inter-container communication off (containers on it reach the host, not each
+    /// other); returns what it is, an existing network as it is.
     async fn ensure_network(
         &self,
         name: &str,
         labels: &HashMap<String, String>,
-    ) -> Result<String, EngineError>;
+    ) -> Result<NetworkInfo, EngineError>;
 
-    /// The address of the host on network `id` (its gateway): where containers on that
-    /// network reach services of the host.
-    async fn network_gateway(&self, id: &str) -> Result<Option<std::net::IpAddr>, EngineError>;
+    /// What network `id` is now.
+    async fn network_info(&self, id: &str) -> Result<NetworkInfo, EngineError>;
+
+    /// Removes network `id` (it must have no container attached).
+    async fn remove_network(&self, id: &str) -> Result<(), EngineError>;
 
     /// Creates the named volume `name` with `labels` unless it exists. An existing volume is
     /// used as it is. Volumes hold user data: skiff never removes them.

@@ -58,7 +58,7 @@ macro_rules! call_columns {
     () => {
         "id, function, trigger, status, attempt, received_at, started_at, finished_at, \
          cold, instance, exit_code, error_type, error_message, request_size, response_size, \
-         duration_ms, wait_ms"
+         duration_ms, wait_ms, caller, parent, depth"
     };
 }
 pub(crate) use call_columns;
@@ -67,11 +67,11 @@ macro_rules! select_calls {
     () => {
         "SELECT id, function, trigger, status, attempt, received_at, started_at, finished_at, \
          cold, instance, exit_code, error_type, error_message, request_size, response_size, \
-         duration_ms, wait_ms FROM calls"
+         duration_ms, wait_ms, caller, parent, depth FROM calls"
     };
 }
 
-/// Rows per multi-row statement (17 parameters each: well under SQLite's limit).
+/// Rows per multi-row statement (20 parameters each: well under SQLite's limit).
 const ROWS_PER_STATEMENT: usize = 500;
 
 const UPSERT_CALL_CONFLICT: &str = " ON CONFLICT (id) DO UPDATE SET
@@ -90,7 +90,10 @@ const UPSERT_CALL_CONFLICT: &str = " ON CONFLICT (id) DO UPDATE SET
         request_size = excluded.request_size,
         response_size = excluded.response_size,
         duration_ms = excluded.duration_ms,
-        wait_ms = excluded.wait_ms";
+        wait_ms = excluded.wait_ms,
+        caller = COALESCE(excluded.caller, calls.caller),
+        parent = COALESCE(excluded.parent, calls.parent),
+        depth = MAX(excluded.depth, calls.depth)";
 
 impl Store {
     /// Writes a batch in one transaction: each record replaces the stored one with the
@@ -161,7 +164,7 @@ async fn write_rows(
                 let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
                     "INSERT INTO calls (id, function, trigger, status, attempt, received_at, \
                  started_at, finished_at, cold, instance, exit_code, error_type, error_message, \
-                 request_size, response_size, duration_ms, wait_ms) ",
+                 request_size, response_size, duration_ms, wait_ms, caller, parent, depth) ",
                 );
                 insert.push_values(
                     chunk.iter().filter_map(|id| records.get(id)),
@@ -182,7 +185,10 @@ async fn write_rows(
                             .push_bind(int(r.request_size))
                             .push_bind(r.response_size.map(int))
                             .push_bind(r.duration_ms.map(int))
-                            .push_bind(r.wait_ms.map(int));
+                            .push_bind(r.wait_ms.map(int))
+                            .push_bind(r.caller.clone())
+                            .push_bind(r.parent.map(|p| p.hyphenated().to_string()))
+                            .push_bind(i64::from(r.depth));
                     },
                 );
                 insert.push(UPSERT_CALL_CONFLICT);
@@ -331,6 +337,9 @@ pub(crate) fn decode(row: &SqliteRow) -> Result<CallRecord, StoreError> {
         response_size: r.unsigned_opt("response_size")?,
         duration_ms: r.unsigned_opt("duration_ms")?,
         wait_ms: r.unsigned_opt("wait_ms")?,
+        caller: r.get("caller")?,
+        parent: r.parse_opt("parent")?,
+        depth: r.unsigned("depth")?,
     })
 }
 
@@ -364,6 +373,9 @@ mod tests {
             response_size: None,
             duration_ms: None,
             wait_ms: None,
+            caller: None,
+            parent: None,
+            depth: 0,
         }
     }
 
@@ -833,6 +845,9 @@ mod batch_tests {
             response_size: None,
             duration_ms: None,
             wait_ms: None,
+            caller: None,
+            parent: None,
+            depth: 0,
         }
     }
 

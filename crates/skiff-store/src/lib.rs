@@ -204,6 +204,9 @@ mod tests {
             response_size: Some(5),
             duration_ms: Some(12),
             wait_ms: Some(1),
+            caller: None,
+            parent: None,
+            depth: 0,
         };
         store
             .write_calls(&[CallWrite {

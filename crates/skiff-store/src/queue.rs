@@ -427,6 +427,9 @@ mod tests {
             response_size: None,
             duration_ms: None,
             wait_ms: None,
+            caller: None,
+            parent: None,
+            depth: 0,
         }
     }
 

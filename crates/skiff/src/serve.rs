@@ -85,6 +85,24 @@ pub struct ServeArgs {
     /// Most bytes of an async call's response kept as its result [default: 256Ki].
     #[arg(long, env = "SKIFF_ASYNC_RESULT_BYTES", value_name = "SIZE")]
     pub async_result_bytes: Option<ByteSize>,
+    /// Most function-to-function hops a call may be from an outside call; deeper calls
+    /// get 508 `loop_detected` [default: 16].
+    #[arg(long, env = "SKIFF_MAX_CALL_DEPTH", value_name = "N")]
+    pub max_call_depth: Option<u32>,
+    /// Longest a request to the container engine may take before it fails (the wait for
+    /// a container's exit is bounded by its call instead) [default: 30s].
+    #[arg(long, env = "SKIFF_ENGINE_TIMEOUT", value_name = "DURATION")]
+    pub engine_timeout: Option<HumanDuration>,
+    /// An address range (CIDR, e.g. 127.0.0.1/32) that async callbacks may reach although
+    /// it is refused by default: loopback, link-local, the functions' network, this
+    /// daemon's listeners. Repeatable; comma-separated in the environment.
+    #[arg(
+        long,
+        env = "SKIFF_CALLBACK_ALLOW",
+        value_name = "CIDR",
+        value_delimiter = ','
+    )]
+    pub callback_allow: Vec<ipnet::IpNet>,
 }
 
 /// The config file: the same settings as the flags.
@@ -110,6 +128,9 @@ struct FileConfig {
     async_retry_delay: Option<HumanDuration>,
     async_max_event_age: Option<HumanDuration>,
     async_result_bytes: Option<ByteSize>,
+    max_call_depth: Option<u32>,
+    engine_timeout: Option<HumanDuration>,
+    callback_allow: Option<Vec<ipnet::IpNet>>,
 }
 
 /// Everything the daemon needs, resolved.
@@ -119,6 +140,7 @@ pub struct Settings {
     pub platform: PlatformConfig,
     pub gateway: GatewayConfig,
     pub shutdown_grace: Duration,
+    pub engine_timeout: Duration,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -216,6 +238,15 @@ impl ServeArgs {
         if let Some(n) = self.async_result_bytes.or(file.async_result_bytes) {
             platform.async_result_bytes = usize::try_from(n.bytes()).unwrap_or(usize::MAX);
         }
+        platform.callback_allow = if self.callback_allow.is_empty() {
+            file.callback_allow.unwrap_or_default()
+        } else {
+            self.callback_allow
+        };
+        if let Some(n) = self.max_call_depth.or(file.max_call_depth) {
+            anyhow::ensure!(n >= 1, "max-call-depth must be at least 1");
+            platform.max_call_depth = n;
+        }
         let gateway = GatewayConfig::default();
         Ok(Settings {
             listen: self
@@ -228,6 +259,16 @@ impl ServeArgs {
                 .shutdown_grace
                 .or(file.shutdown_grace)
                 .map_or(Duration::from_secs(30), |d| d.0),
+            engine_timeout: match self.engine_timeout.or(file.engine_timeout) {
+                Some(d) => {
+                    anyhow::ensure!(
+                        d.0 >= Duration::from_secs(1),
+                        "engine-timeout must be at least 1s"
+                    );
+                    d.0
+                }
+                None => skiff_runtime::docker::DEFAULT_TIMEOUT,
+            },
         })
     }
 }
@@ -281,7 +322,8 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
     let settings = args.resolve()?;
     let engine = DockerEngine::connect()
         .await
-        .context("cannot reach the Docker engine (is it running, and is DOCKER_HOST right?)")?;
+        .context("cannot reach the Docker engine (is it running, and is DOCKER_HOST right?)")?
+        .with_timeout(settings.engine_timeout);
     tracing::info!(
         api_version = engine.api_version(),
         "connected to the Docker engine"
@@ -293,7 +335,9 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
-    let platform = Platform::start(settings.platform.clone(), store, Arc::new(engine))
+    let mut platform_config = settings.platform.clone();
+    platform_config.listeners = vec![listener.local_addr().unwrap_or(settings.listen)];
+    let platform = Platform::start(platform_config, store, Arc::new(engine))
         .await
         .context("cannot start the platform")?;
     let address = listener.local_addr().unwrap_or(settings.listen);

@@ -311,7 +311,16 @@ fn header<'a>(hook: &'a Hook, name: &str) -> &'a str {
 
 #[tokio::test]
 async fn an_async_call_keeps_its_result_and_sends_it_to_its_callback() {
-    let Some(d) = daemon(&["--async-retry-delay", "100ms", "--async-result-bytes", "16"]).await
+    // The receiver listens on loopback, where callbacks go only when allowed.
+    let Some(d) = daemon(&[
+        "--async-retry-delay",
+        "100ms",
+        "--async-result-bytes",
+        "16",
+        "--callback-allow",
+        "127.0.0.1/32",
+    ])
+    .await
     else {
         return;
     };

@@ -68,7 +68,7 @@ async fn exec_and_http_containers_get_the_api_url_and_their_own_token() {
         !url.contains("127.0.0.1"),
         "containers cannot reach the host's loopback: {url}"
     );
-    assert!(env["SKIFF_TOKEN"].starts_with("skf1.envfn."), "{env:?}");
+    assert!(env["SKIFF_TOKEN"].starts_with("skf2.envfn."), "{env:?}");
 
     deploy(
         &d,
@@ -83,7 +83,7 @@ async fn exec_and_http_containers_get_the_api_url_and_their_own_token() {
         .await
         .expect("json");
     assert_eq!(http.get("SKIFF_API_URL"), Some(url));
-    assert!(http["SKIFF_TOKEN"].starts_with("skf1.web."), "{http:?}");
+    assert!(http["SKIFF_TOKEN"].starts_with("skf2.web."), "{http:?}");
     // The daemon never logs a token.
     assert!(!d.log().contains(&env["SKIFF_TOKEN"]));
     assert!(!d.log().contains(&http["SKIFF_TOKEN"]));
@@ -123,7 +123,8 @@ async fn a_function_calls_another_synchronously() {
     assert_eq!(page["calls"][0]["status"], "succeeded", "{page}");
     assert_eq!(page["calls"][0]["trigger"], "api");
     assert!(
-        d.plain_log().contains("function_api{caller=caller}"),
+        d.plain_log()
+            .contains("function_api{caller=caller instance="),
         "the caller is logged"
     );
 
@@ -170,13 +171,15 @@ async fn the_function_api_needs_a_valid_token_and_only_invokes() {
     let invoke = format!("{api}/v1/functions/target/invoke");
 
     let mac = token.rsplit('.').next().expect("mac");
-    let forged = format!("skf1.target.{mac}");
+    // envfn's container, named as target's, with envfn's MAC.
+    let instance = token.split('.').nth(2).expect("instance");
+    let forged = format!("skf2.target.{instance}.{mac}");
     let mut tampered = token.clone();
     let last = tampered.pop().expect("a char");
     tampered.push(if last == 'A' { 'B' } else { 'A' });
     for (token, what) in [
         (None, "no token"),
-        (Some("skf1.target.AAAA"), "a made-up MAC"),
+        (Some("skf2.target.0a1b2c3d4e5f.AAAA"), "a made-up MAC"),
         (
             Some(forged.as_str()),
             "another function's name with envfn's MAC",
@@ -221,6 +224,53 @@ async fn the_function_api_needs_a_valid_token_and_only_invokes() {
         .await
         .expect("call record");
     assert_eq!(record.status(), StatusCode::OK);
+    let record: Value = record.json().await.expect("json");
+    assert_eq!(record["caller"], "envfn", "{record}");
+
+    // A function reads only the calls it made: a call made from outside, or by another
+    // function, is "not found" to it.
+    let outside = client
+        .post(format!("{}/fn/target", d.url))
+        .body("x")
+        .send()
+        .await
+        .expect("call");
+    assert_eq!(outside.status(), StatusCode::OK);
+    let outside = outside.headers()["x-skiff-call-id"]
+        .to_str()
+        .expect("id")
+        .to_string();
+    let other = exec_env(&d, "other").await;
+    let by_other = client
+        .post(&invoke)
+        .bearer_auth(&other["SKIFF_TOKEN"])
+        .body("theirs")
+        .send()
+        .await
+        .expect("call");
+    assert_eq!(by_other.status(), StatusCode::OK);
+    let by_other = by_other.headers()["x-skiff-call-id"]
+        .to_str()
+        .expect("id")
+        .to_string();
+    for id in [&outside, &by_other] {
+        let response = client
+            .get(format!("{api}/v1/calls/{id}"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("call record");
+        assert_eq!(response.status(), StatusCode::NOT_FOUND, "{id}");
+        let body: Value = response.json().await.expect("json");
+        assert_eq!(body["error"]["code"], "call_not_found");
+    }
+    let theirs = client
+        .get(format!("{api}/v1/calls/{by_other}"))
+        .bearer_auth(&other["SKIFF_TOKEN"])
+        .send()
+        .await
+        .expect("call record");
+    assert_eq!(theirs.status(), StatusCode::OK, "its own call");
 
     // The token is not passed on to the function called.
     let response = client

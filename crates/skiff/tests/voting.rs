@@ -116,9 +116,11 @@ async fn votes_are_queued_counted_once_each_and_read_back() {
         let record = wait_succeeded(&d, id, Duration::from_secs(120)).await;
         assert_eq!(record["function"], "worker");
         assert_eq!(record["trigger"], "async");
+        assert_eq!(record["caller"], "vote", "{record}");
+        assert_eq!(record["depth"], 1, "{record}");
     }
     assert!(
-        d.plain_log().contains("function_api{caller=vote}"),
+        d.plain_log().contains("function_api{caller=vote instance="),
         "calls through the function API name their caller"
     );
 

@@ -12,6 +12,7 @@
 //! | `/status/NNN` | status NNN (200 to 599), body `status NNN` |
 //! | `/crash` | writes `crashing on purpose` to stderr and exits with code 3, unanswered |
 //! | `/env` | 200, the process's environment as a JSON object |
+//! | `/connect?addr=IP:PORT` | tries a TCP connection there for 3 s: 200 `connected`, or 502 `failed: <error>` |
 //! | anything else | 200, JSON describing the request (below), header `x-echo-instance` |
 //!
 //! The JSON is `{"method", "path", "query", "headers": {lower-case name: value}, "body_bytes",
@@ -241,6 +242,7 @@ enum Route {
     Stream,
     Crash,
     Env,
+    Connect,
     /// `/status/NNN`; `None` when NNN is not a status code from 200 to 599.
     Status(Option<StatusCode>),
     Describe,
@@ -254,6 +256,7 @@ fn route(method: &Method, path: &str) -> Route {
         "/stream" => Route::Stream,
         "/crash" => Route::Crash,
         "/env" => Route::Env,
+        "/connect" => Route::Connect,
         _ => match path.strip_prefix("/status/") {
             Some(code) => Route::Status(
                 code.parse::<u16>()
@@ -342,6 +345,26 @@ async fn handle(req: Request<Incoming>) -> Result<Response<ResBody>, Infallible>
                 .headers_mut()
                 .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
             response
+        }
+        Route::Connect => {
+            let addr = req
+                .uri()
+                .query()
+                .unwrap_or("")
+                .split('&')
+                .find_map(|pair| pair.strip_prefix("addr="))
+                .unwrap_or("")
+                .to_string();
+            let attempt = tokio::time::timeout(
+                Duration::from_secs(3),
+                tokio::net::TcpStream::connect(addr.as_str()),
+            )
+            .await;
+            match attempt {
+                Ok(Ok(_)) => text(StatusCode::OK, "connected"),
+                Ok(Err(err)) => text(StatusCode::BAD_GATEWAY, format!("failed: {err}")),
+                Err(_) => text(StatusCode::BAD_GATEWAY, "failed: timed out"),
+            }
         }
         Route::Status(Some(status)) => text(status, format!("status {}", status.as_u16())),
         Route::Status(None) => text(StatusCode::BAD_REQUEST, "not a status code from 200 to 599"),

@@ -79,6 +79,7 @@ pub struct Daemon {
     child: Option<std::process::Child>,
     binary: PathBuf,
     args: Vec<String>,
+    env: Vec<(String, String)>,
     /// The daemon's data directory (kept across restarts).
     pub data_dir: tempfile::TempDir,
     /// Base URL, e.g. `http://127.0.0.1:41234`.
@@ -98,12 +99,21 @@ fn free_port() -> u16 {
 impl Daemon {
     /// Starts `skiff serve` from `binary` with `args` added, and waits until it is ready.
     pub async fn start(binary: &Path, args: &[&str]) -> Daemon {
+        Daemon::start_with_env(binary, args, &[]).await
+    }
+
+    /// [`Daemon::start`] with `env` added to the daemon's environment.
+    pub async fn start_with_env(binary: &Path, args: &[&str], env: &[(&str, &str)]) -> Daemon {
         let data_dir = tempfile::tempdir().expect("a temporary data directory");
         let log_path = data_dir.path().join("daemon.log");
         let mut daemon = Daemon {
             child: None,
             binary: binary.to_path_buf(),
             args: args.iter().map(|a| a.to_string()).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             url: String::new(),
             id: String::new(),
             data_dir,
@@ -127,6 +137,7 @@ impl Daemon {
             .arg("--data-dir")
             .arg(self.data_dir.path())
             .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env("SKIFF_LOG", "info,skiff=debug")
             .stdout(log.try_clone().expect("log handle"))
             .stderr(log)
@@ -221,6 +232,12 @@ impl Daemon {
     pub async fn restart(&mut self) {
         assert!(self.child.is_none(), "stop the daemon before restarting it");
         self.spawn().await;
+    }
+
+    /// [`Daemon::restart`] with other arguments.
+    pub async fn restart_with(&mut self, args: &[&str]) {
+        self.args = args.iter().map(|a| a.to_string()).collect();
+        self.restart().await;
     }
 
     /// Containers of this daemon on the engine (by its `skiff.daemon` label).
@@ -330,5 +347,63 @@ impl Drop for TestVolume {
         let _ = Command::new("docker")
             .args(["volume", "rm", "-f", &self.name])
             .output();
+    }
+}
+
+impl Daemon {
+    /// Creates or updates function `name` with `spec` through the API; panics unless it
+    /// succeeded.
+    pub async fn deploy(&self, name: &str, spec: serde_json::Value) {
+        let response = reqwest::Client::new()
+            .put(format!("{}/v1/functions/{name}", self.url))
+            .json(&spec)
+            .send()
+            .await
+            .expect("deploy");
+        let status = response.status();
+        assert!(
+            status.is_success(),
+            "deploying {name}: {status} {}",
+            response.text().await.unwrap_or_default()
+        );
+    }
+
+    /// `GET path` (below the daemon's URL) as JSON, whatever the status.
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        reqwest::get(format!("{}{path}", self.url))
+            .await
+            .expect("GET")
+            .json()
+            .await
+            .expect("a JSON answer")
+    }
+
+    /// The containers of this daemon that serve function `name`.
+    pub fn function_containers(&self, name: &str) -> Vec<String> {
+        let of_daemon = self.containers();
+        containers_with_label(&format!("skiff.function={name}"))
+            .into_iter()
+            .filter(|c| of_daemon.contains(c))
+            .collect()
+    }
+}
+
+/// Polls `check` every 100 ms until it gives a value, for at most `bound`; panics naming
+/// `what` if it never does.
+pub async fn eventually<T, F, Fut>(what: &str, bound: std::time::Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let until = std::time::Instant::now() + bound;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "{what}: not within {bound:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }

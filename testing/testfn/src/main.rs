@@ -16,6 +16,9 @@
 //! | `call` | calls function `TARGET` through `$SKIFF_API_URL` with `$SKIFF_TOKEN`, stdin as the body; prints the answer (exit 1 unless 2xx) |
 //! | `volume` | for `VOLUME_DIR` (default `/data`): appends stdin to `log`, renames a file, prints `log` |
 //! | `report` | writes `body=<stdin>` and its `SKIFF_HEADER_*` variables to stderr, then echoes; exits 1 if the body holds `fail-always`, or `fail-once` on delivery 1 (`X-Skiff-Delivery`) |
+//! | `request` | sends `METHOD` (default `GET`) `REQUEST_PATH` to `$SKIFF_API_URL` with `$SKIFF_TOKEN`, the headers in `HEADERS` (`Name: value` entries separated by `;;`) and stdin as the body; prints the status code, a newline, and the answer's body (exit 0 whatever the status) |
+//! | `connect` | tries a TCP connection to `ADDR` (`ip:port`; else stdin) for 3 s; prints `connected` or `failed: <error>` |
+//! | `listen` | accepts TCP connections on `0.0.0.0:$LISTEN_PORT` (default 9000), answering each with `hello`, until it is killed |
 
 use std::io::{self, Read, Write};
 use std::process::ExitCode;
@@ -69,6 +72,9 @@ fn main() -> ExitCode {
         "call" => call(),
         "volume" => volume(),
         "report" => report(),
+        "request" => request(),
+        "connect" => connect(),
+        "listen" => listen(),
         other => {
             eprintln!("testfn: unknown MODE {other}");
             ExitCode::from(64)
@@ -86,42 +92,37 @@ fn echo() -> ExitCode {
     }
 }
 
-/// `POST $SKIFF_API_URL/v1/functions/$TARGET/invoke` over plain HTTP/1.1, stdin as the body.
-fn call() -> ExitCode {
-    let (Ok(url), Ok(token), Ok(target)) = (
-        std::env::var("SKIFF_API_URL"),
-        std::env::var("SKIFF_TOKEN"),
-        std::env::var("TARGET"),
-    ) else {
-        eprintln!("testfn: call needs SKIFF_API_URL, SKIFF_TOKEN and TARGET");
-        return ExitCode::from(2);
+/// One HTTP/1.1 request to `$SKIFF_API_URL` with `$SKIFF_TOKEN`: returns the status code
+/// and the body (de-chunked).
+fn api_request(
+    method: &str,
+    path: &str,
+    headers: &[(String, String)],
+    body: &[u8],
+) -> Result<(String, Vec<u8>), String> {
+    let (Ok(url), Ok(token)) = (std::env::var("SKIFF_API_URL"), std::env::var("SKIFF_TOKEN"))
+    else {
+        return Err("needs SKIFF_API_URL and SKIFF_TOKEN".to_string());
     };
-    let mut body = Vec::new();
-    if let Err(err) = io::stdin().read_to_end(&mut body) {
-        eprintln!("testfn: cannot read stdin: {err}");
-        return ExitCode::FAILURE;
-    }
     let host = url.trim_start_matches("http://").trim_end_matches('/');
     let answer = (|| -> io::Result<Vec<u8>> {
         let mut stream = std::net::TcpStream::connect(host)?;
-        let head = format!(
-            "POST /v1/functions/{target}/invoke HTTP/1.1\r\nHost: {host}\r\n\
-             Authorization: Bearer {token}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        let mut head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {host}\r\n\
+             Authorization: Bearer {token}\r\nContent-Length: {}\r\nConnection: close\r\n",
             body.len()
         );
+        for (name, value) in headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        head.push_str("\r\n");
         stream.write_all(head.as_bytes())?;
-        stream.write_all(&body)?;
+        stream.write_all(body)?;
         let mut answer = Vec::new();
         stream.read_to_end(&mut answer)?;
         Ok(answer)
-    })();
-    let answer = match answer {
-        Ok(answer) => answer,
-        Err(err) => {
-            eprintln!("testfn: cannot call {url}: {err}");
-            return ExitCode::FAILURE;
-        }
-    };
+    })()
+    .map_err(|err| format!("cannot call {url}: {err}"))?;
     let split = answer
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
@@ -135,6 +136,32 @@ fn call() -> ExitCode {
         body = dechunk(&body);
     }
     let status = head.split(' ').nth(1).unwrap_or("").to_string();
+    Ok((status, body))
+}
+
+/// `POST $SKIFF_API_URL/v1/functions/$TARGET/invoke` over plain HTTP/1.1, stdin as the body.
+fn call() -> ExitCode {
+    let Ok(target) = std::env::var("TARGET") else {
+        eprintln!("testfn: call needs SKIFF_API_URL, SKIFF_TOKEN and TARGET");
+        return ExitCode::from(2);
+    };
+    let mut body = Vec::new();
+    if let Err(err) = io::stdin().read_to_end(&mut body) {
+        eprintln!("testfn: cannot read stdin: {err}");
+        return ExitCode::FAILURE;
+    }
+    let (status, body) = match api_request(
+        "POST",
+        &format!("/v1/functions/{target}/invoke"),
+        &[],
+        &body,
+    ) {
+        Ok(answer) => answer,
+        Err(err) => {
+            eprintln!("testfn: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
     if status.starts_with('2') {
         let _ = io::stdout().write_all(&body);
         ExitCode::SUCCESS
@@ -145,6 +172,78 @@ fn call() -> ExitCode {
         );
         ExitCode::FAILURE
     }
+}
+
+/// Any request of the function API (see the table above).
+fn request() -> ExitCode {
+    let method = std::env::var("METHOD").unwrap_or_else(|_| "GET".to_string());
+    let path = std::env::var("REQUEST_PATH").unwrap_or_else(|_| "/".to_string());
+    let headers: Vec<(String, String)> = std::env::var("HEADERS")
+        .unwrap_or_default()
+        .split(";;")
+        .filter_map(|h| h.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    let mut body = Vec::new();
+    if let Err(err) = io::stdin().read_to_end(&mut body) {
+        eprintln!("testfn: cannot read stdin: {err}");
+        return ExitCode::FAILURE;
+    }
+    match api_request(&method, &path, &headers, &body) {
+        Ok((status, body)) => {
+            let mut out = io::stdout().lock();
+            let _ = writeln!(out, "{status}");
+            let _ = out.write_all(&body);
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("testfn: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Tries a TCP connection (see the table above).
+fn connect() -> ExitCode {
+    let addr = match std::env::var("ADDR") {
+        Ok(addr) => addr,
+        Err(_) => {
+            let mut text = String::new();
+            let _ = io::stdin().read_to_string(&mut text);
+            text.trim().to_string()
+        }
+    };
+    let outcome = addr
+        .parse::<std::net::SocketAddr>()
+        .map_err(|e| e.to_string())
+        .and_then(|addr| {
+            std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(3))
+                .map_err(|e| e.to_string())
+        });
+    let mut out = io::stdout().lock();
+    let _ = match outcome {
+        Ok(_) => writeln!(out, "connected"),
+        Err(err) => writeln!(out, "failed: {err}"),
+    };
+    ExitCode::SUCCESS
+}
+
+/// Serves `hello` to every connection (see the table above).
+fn listen() -> ExitCode {
+    let port = std::env::var("LISTEN_PORT").unwrap_or_else(|_| "9000".to_string());
+    let listener = match std::net::TcpListener::bind(format!("0.0.0.0:{port}")) {
+        Ok(listener) => listener,
+        Err(err) => {
+            eprintln!("testfn: cannot listen on {port}: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    eprintln!("listening on {port}");
+    for stream in listener.incoming().flatten() {
+        let mut stream = stream;
+        let _ = stream.write_all(b"hello\n");
+    }
+    ExitCode::SUCCESS
 }
 
 /// The payload of a chunked HTTP/1.1 body.

@@ -133,6 +133,15 @@ pub fn call_details(call: &CallRecord) -> String {
         ("attempt", call.attempt.to_string()),
         ("received", output::local_time(&call.received_at)),
     ];
+    if let Some(caller) = &call.caller {
+        pairs.push(("caller", caller.clone()));
+    }
+    if let Some(parent) = &call.parent {
+        pairs.push(("parent", parent.to_string()));
+    }
+    if call.depth > 0 {
+        pairs.push(("depth", call.depth.to_string()));
+    }
     if let Some(started) = &call.started_at {
         pairs.push(("started", output::local_time(started)));
     }
@@ -282,6 +291,9 @@ mod tests {
             response_size: Some(12),
             duration_ms: Some(1_234),
             wait_ms: None,
+            caller: None,
+            parent: None,
+            depth: 0,
         }
     }
 

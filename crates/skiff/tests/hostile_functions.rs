@@ -1,0 +1,278 @@
+//! Functions acting against the platform or each other, on the real engine: a callback
+//! aimed at the daemon's own API, and functions reaching each other's containers.
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use skiff_testing::{eventually, Daemon};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+fn skiff() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_skiff"))
+}
+
+/// Calls `name` with `body`; returns the status and the answer as text.
+async fn call(d: &Daemon, name: &str, body: &str) -> (StatusCode, String) {
+    let response = reqwest::Client::new()
+        .post(format!("{}/fn/{name}", d.url))
+        .body(body.to_string())
+        .timeout(Duration::from_secs(60))
+        .send()
+        .await
+        .expect("call");
+    let status = response.status();
+    (status, response.text().await.expect("text"))
+}
+
+/// The address of a container on its network, from the engine.
+fn container_ip(id: &str) -> String {
+    let output = Command::new("docker")
+        .args([
+            "inspect",
+            "--format",
+            "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+            id,
+        ])
+        .output()
+        .expect("docker inspect");
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
+}
+
+/// What testfn `MODE=request` printed: the status code and the body.
+fn answer(text: &str) -> (String, String) {
+    let (status, body) = text.split_once('\n').unwrap_or((text, ""));
+    (status.trim().to_string(), body.to_string())
+}
+
+#[tokio::test]
+async fn a_function_cannot_aim_a_callback_at_the_daemon() {
+    if !skiff_testing::ready() {
+        return;
+    }
+    let d = Daemon::start(skiff(), &[]).await;
+    d.deploy("victim", json!({"image": "skiff/testfn:latest"}))
+        .await;
+    let port = d.url.rsplit(':').next().expect("port").to_string();
+    // The function API's address, as functions see it.
+    let env = {
+        d.deploy(
+            "envfn",
+            json!({"image": "skiff/testfn:latest", "env": {"MODE": "env"}}),
+        )
+        .await;
+        call(&d, "envfn", "").await.1
+    };
+    let api = env
+        .lines()
+        .find_map(|l| l.strip_prefix("SKIFF_API_URL="))
+        .expect("SKIFF_API_URL")
+        .to_string();
+    for (target, why) in [
+        (
+            format!("http://127.0.0.1:{port}/2015-03-31/functions"),
+            "loopback",
+        ),
+        (
+            format!("http://localhost:{port}/v1/functions/evil"),
+            "loopback",
+        ),
+        (format!("http://[::ffff:127.0.0.1]:{port}/x"), "loopback"),
+        (
+            "http://169.254.169.254/latest/meta-data".to_string(),
+            "link-local",
+        ),
+        (
+            format!("{api}/v1/functions/victim/invoke"),
+            "functions' network",
+        ),
+    ] {
+        let name = "attacker";
+        d.deploy(
+            name,
+            json!({"image": "skiff/testfn:latest",
+                   "env": {"MODE": "request", "METHOD": "POST",
+                           "REQUEST_PATH": "/v1/functions/victim/invoke",
+                           "HEADERS": format!("Prefer: respond-async;;X-Skiff-Callback-Url: {target}")}}),
+        )
+        .await;
+        let (status, text) = call(&d, name, "{}").await;
+        assert_eq!(status, StatusCode::OK, "{text}");
+        let (code, body) = answer(&text);
+        assert_eq!(code, "400", "{target}: {text}");
+        let body: Value = serde_json::from_str(&body).expect("json");
+        assert_eq!(body["error"]["code"], "invalid_request", "{body}");
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(why), "{target}: {message}");
+    }
+    // Nothing was queued for the victim.
+    let page = d.get_json("/v1/calls?function=victim").await;
+    assert_eq!(page["calls"].as_array().map(Vec::len), Some(0), "{page}");
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn callbacks_are_checked_again_when_they_are_sent() {
+    if !skiff_testing::ready() {
+        return;
+    }
+    // A receiver on loopback that counts what reaches it.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let hook = format!("http://{}/hook", listener.local_addr().expect("addr"));
+    let (tx, mut reached) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move || {
+            let tx = tx.clone();
+            async move {
+                let _ = tx.send(());
+                axum::http::StatusCode::NO_CONTENT
+            }
+        }),
+    );
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    // Accepted while loopback was allowed; the daemon is killed before the call ends.
+    let mut d = Daemon::start(skiff(), &["--callback-allow", "127.0.0.1/32"]).await;
+    d.deploy(
+        "slow",
+        json!({"image": "skiff/testfn:latest",
+               "env": {"MODE": "sleep", "SLEEP_MS": "3000"}}),
+    )
+    .await;
+    let accepted = reqwest::Client::new()
+        .post(format!("{}/v1/functions/slow/invoke", d.url))
+        .header("Prefer", "respond-async")
+        .header("X-Skiff-Callback-Url", &hook)
+        .body("later")
+        .send()
+        .await
+        .expect("enqueue");
+    assert_eq!(accepted.status(), StatusCode::ACCEPTED);
+    let id = accepted.headers()["x-skiff-call-id"]
+        .to_str()
+        .expect("id")
+        .to_string();
+    d.kill();
+    // Restarted without the allowance: the call runs again and succeeds, and its callback,
+    // stored with the call, is refused at the moment it would be sent.
+    d.restart_with(&[]).await;
+    eventually("the call to succeed", Duration::from_secs(60), || async {
+        (d.get_json(&format!("/v1/calls/{id}")).await["status"] == "succeeded").then_some(())
+    })
+    .await;
+    eventually(
+        "the refusal in the log",
+        Duration::from_secs(30),
+        || async {
+            let log = d.plain_log();
+            (log.contains("callback not delivered") && log.contains("loopback")).then_some(())
+        },
+    )
+    .await;
+    assert!(
+        tokio::time::timeout(Duration::from_secs(3), reached.recv())
+            .await
+            .is_err(),
+        "the callback reached loopback"
+    );
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn functions_cannot_reach_each_others_containers() {
+    if !skiff_testing::ready() {
+        return;
+    }
+    let d = Daemon::start(skiff(), &[]).await;
+    // An http instance, up from deploy on.
+    d.deploy(
+        "web",
+        json!({"image": "skiff/echo-http:latest", "contract": "http", "min_instances": 1}),
+    )
+    .await;
+    let web = eventually("web's instance", Duration::from_secs(60), || async {
+        d.function_containers("web").into_iter().next()
+    })
+    .await;
+    let web_ip = container_ip(&web);
+    assert!(!web_ip.is_empty());
+    d.deploy(
+        "probe",
+        json!({"image": "skiff/testfn:latest", "env": {"MODE": "connect"}}),
+    )
+    .await;
+    // An exec function cannot reach the http instance...
+    let (status, text) = call(&d, "probe", &format!("{web_ip}:8080")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(text.starts_with("failed"), "exec -> instance: {text}");
+    // ...but reaches skiff's function API, on the network's gateway.
+    d.deploy(
+        "envfn",
+        json!({"image": "skiff/testfn:latest", "env": {"MODE": "env"}}),
+    )
+    .await;
+    let env = call(&d, "envfn", "").await.1;
+    let api = env
+        .lines()
+        .find_map(|l| l.strip_prefix("SKIFF_API_URL=http://"))
+        .expect("SKIFF_API_URL")
+        .to_string();
+    let (_, text) = call(&d, "probe", &api).await;
+    assert_eq!(text.trim(), "connected", "exec -> function API");
+
+    // The other way: an exec container listening while its call runs...
+    d.deploy(
+        "listener",
+        json!({"image": "skiff/testfn:latest", "timeout": "60s",
+               "env": {"MODE": "listen", "LISTEN_PORT": "9000"}}),
+    )
+    .await;
+    let accepted = reqwest::Client::new()
+        .post(format!("{}/v1/functions/listener/invoke", d.url))
+        .header("Prefer", "respond-async")
+        .send()
+        .await
+        .expect("enqueue");
+    assert_eq!(accepted.status(), StatusCode::ACCEPTED);
+    // ...which the host (skiff) reaches...
+    let listening = eventually("the listener", Duration::from_secs(60), || async {
+        for id in d.function_containers("listener") {
+            let ip = container_ip(&id);
+            let addr = format!("{ip}:9000");
+            if let Ok(Ok(_)) = tokio::time::timeout(
+                Duration::from_secs(1),
+                tokio::net::TcpStream::connect(&addr),
+            )
+            .await
+            {
+                return Some(addr);
+            }
+        }
+        None
+    })
+    .await;
+    // ...and the http instance does not.
+    let answer = reqwest::get(format!("{}/fn/web/connect?addr={listening}", d.url))
+        .await
+        .expect("call");
+    let status = answer.status();
+    let text = answer.text().await.expect("text");
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "instance -> exec: {text}");
+    assert!(text.starts_with("failed"), "{text}");
+    // The instance reaches the function API too.
+    let answer = reqwest::get(format!("{}/fn/web/connect?addr={api}", d.url))
+        .await
+        .expect("call");
+    assert_eq!(answer.status(), StatusCode::OK, "instance -> function API");
+    let deleted = reqwest::Client::new()
+        .delete(format!("{}/v1/functions/listener", d.url))
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+    d.stop().await;
+}
