@@ -496,12 +496,7 @@ impl FunctionSpec {
         if image.is_empty() {
             return Err(SpecError::new("image", "is required"));
         }
-        if image.len() > 512 || image.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(SpecError::new(
-                "image",
-                format!("`{image}` is not an image reference"),
-            ));
-        }
+        crate::syntax::check_image(image).map_err(|m| SpecError::new("image", m))?;
         let contract = self.contract.unwrap_or_default();
         if let Some(handler) = &self.handler {
             if contract != Contract::Lambda {
@@ -681,12 +676,8 @@ impl FunctionSpec {
             return Err(SpecError::new("port", "0 is not a port: use 1 to 65535"));
         }
         if let Some(path) = &self.readiness_path {
-            if !path.starts_with('/') || path.chars().any(|c| c.is_whitespace() || c.is_control()) {
-                return Err(SpecError::new(
-                    "readiness_path",
-                    format!("`{path}` is not a path: start it with `/`, no spaces"),
-                ));
-            }
+            crate::syntax::check_readiness_path(path)
+                .map_err(|m| SpecError::new("readiness_path", m))?;
         }
         let startup = self
             .startup_timeout
@@ -956,6 +947,8 @@ mod tests {
     fn each_invalid_field_is_named() {
         assert_eq!(field_of(r#"{"image":""}"#), "image");
         assert_eq!(field_of(r#"{"image":"a b"}"#), "image");
+        assert_eq!(field_of(r#"{"image":"UPPER:1"}"#), "image");
+        assert_eq!(field_of(r#"{"image":"a::b"}"#), "image");
         assert_eq!(
             field_of(r#"{"image":"x","handler":"app.handler"}"#),
             "handler"
@@ -973,10 +966,15 @@ mod tests {
             field_of(r#"{"image":"x","contract":"http","port":0}"#),
             "port"
         );
-        assert_eq!(
-            field_of(r#"{"image":"x","contract":"http","readiness_path":"ready"}"#),
-            "readiness_path"
-        );
+        for path in ["ready", "//evil.example/x", "/a b", "/x#y"] {
+            assert_eq!(
+                field_of(&format!(
+                    r#"{{"image":"x","contract":"http","readiness_path":"{path}"}}"#
+                )),
+                "readiness_path",
+                "{path}"
+            );
+        }
         assert_eq!(
             field_of(r#"{"image":"x","contract":"http","concurrency":0}"#),
             "concurrency"

@@ -589,6 +589,9 @@ impl Platform {
                 EngineError::ImageNotFound { reference } => {
                     PlatformError::ImageNotFound { image: reference }
                 }
+                err @ EngineError::InvalidReference { .. } => {
+                    PlatformError::InvalidSpec(skiff_core::SpecError::new("image", err.to_string()))
+                }
                 other => PlatformError::Engine(other),
             })?;
         ensure_volumes(&*self.engine, &config.volumes).await?;

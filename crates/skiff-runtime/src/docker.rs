@@ -134,6 +134,13 @@ impl ContainerEngine for DockerEngine {
                 } => EngineError::ImageNotFound {
                     reference: reference.to_string(),
                 },
+                BollardError::DockerResponseServerError {
+                    status_code: 400,
+                    message,
+                } => EngineError::InvalidReference {
+                    reference: reference.to_string(),
+                    message,
+                },
                 other => classify(Op("inspect image"), other),
             })?;
         let id = image.id.ok_or_else(|| EngineError::Other {

@@ -157,7 +157,7 @@ pub struct ContainerSummary {
 #[async_trait]
 pub trait ContainerEngine: Send + Sync + fmt::Debug + 'static {
     /// Resolves an image reference present on the engine. [`EngineError::ImageNotFound`] if
-    /// it is not there.
+    /// it is not there, [`EngineError::InvalidReference`] if the engine refuses the reference.
     async fn inspect_image(&self, reference: &str) -> Result<ImageInfo, EngineError>;
 
     /// Creates the bridge network `name` with `labels` unless it exists; returns its id.
