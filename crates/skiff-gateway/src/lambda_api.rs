@@ -50,6 +50,22 @@ impl AwsError {
             message,
         )
     }
+
+    /// A JSON body that could not be read: too large (413), or not valid (400).
+    fn rejected(rejection: &JsonRejection) -> Self {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            AwsError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "RequestTooLargeException",
+                format!(
+                    "the request body is larger than the limit of {} bytes",
+                    crate::MAX_JSON_BODY_BYTES
+                ),
+            )
+        } else {
+            AwsError::invalid(rejection.body_text())
+        }
+    }
 }
 
 impl IntoResponse for AwsError {
@@ -204,7 +220,7 @@ async fn parse(
     body: Result<Json<FunctionInput>, JsonRejection>,
 ) -> Result<FunctionInput, AwsError> {
     body.map(|Json(input)| input)
-        .map_err(|rejection| AwsError::invalid(rejection.body_text()))
+        .map_err(|rejection| AwsError::rejected(&rejection))
 }
 
 /// `POST /2015-03-31/functions` (CreateFunction).
@@ -304,7 +320,7 @@ async fn update_code(
     Path(name): Path<String>,
     body: Result<Json<Value>, JsonRejection>,
 ) -> Result<Json<Value>, AwsError> {
-    let Json(body) = body.map_err(|r| AwsError::invalid(r.body_text()))?;
+    let Json(body) = body.map_err(|r| AwsError::rejected(&r))?;
     let image = body["ImageUri"]
         .as_str()
         .ok_or_else(|| AwsError::invalid("ImageUri is required: functions are container images"))?

@@ -1,6 +1,7 @@
 //! Specs the daemon refuses, on the real engine: malformed image references (whether skiff
 //! or the engine finds them out) and readiness paths are 400 `invalid_spec` naming their
-//! field.
+//! field, and spec bodies over the limit are 413 on the management API and the Lambda API
+//! (in AWS's shape there).
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -71,5 +72,53 @@ async fn malformed_image_references_and_readiness_paths_are_invalid_specs() {
         stderr.starts_with("error: ") && stderr.contains("invalid_spec"),
         "{stderr}"
     );
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn spec_bodies_over_the_limit_are_413() {
+    if !skiff_testing::ready() {
+        return;
+    }
+    let d = Daemon::start(skiff(), &[]).await;
+    // Valid JSON, 3 MiB of it.
+    let big = "x".repeat(3 << 20);
+    let spec = json!({"image": "skiff/hello:latest", "env": {"BIG": big}}).to_string();
+    let (status, body) = put(&d, "big", spec).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    assert_eq!(body["error"]["code"], "payload_too_large", "{body}");
+
+    // The same on the Lambda API, in AWS's shape.
+    let input = json!({
+        "FunctionName": "big",
+        "PackageType": "Image",
+        "Code": {"ImageUri": "skiff/lambda-hello:latest"},
+        "Environment": {"Variables": {"BIG": big}},
+    });
+    let response = reqwest::Client::new()
+        .post(format!("{}/2015-03-31/functions", d.url))
+        .json(&input)
+        .send()
+        .await
+        .expect("CreateFunction");
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(
+        response
+            .headers()
+            .get("x-amzn-errortype")
+            .and_then(|v| v.to_str().ok()),
+        Some("RequestTooLargeException")
+    );
+    let body: Value = response.json().await.expect("json");
+    assert!(body["Message"].as_str().is_some(), "{body}");
+
+    // A spec under the limit is still read (and deployed).
+    let (status, body) = put(
+        &d,
+        "small",
+        json!({"image": "skiff/hello:latest", "env": {"BIG": "x".repeat(16 << 10)}}).to_string(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
     d.stop().await;
 }
