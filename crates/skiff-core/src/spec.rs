@@ -209,8 +209,10 @@ pub struct FunctionSpec {
     pub max_event_age: Option<HumanDuration>,
     /// Docker named volumes to mount, `NAME:/path` (read-write) or `NAME:/path:ro`. skiff
     /// creates a missing volume (labelled `skiff.managed=true`, `skiff.volume=NAME`) and
-    /// never removes one. Host paths are refused, and so are `/`, `/tmp`, `/proc`, `/dev`
-    /// and `/sys` as targets.
+    /// never removes one. An existing volume without that label (one made with `docker
+    /// volume create`) is refused unless the daemon allows it (`--allow-volume NAME`).
+    /// Host paths are refused, and so are `/`, `/tmp`, `/proc`, `/dev` and `/sys` as
+    /// targets.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schema(example = json!(["voting-data:/data"]))]
     pub volumes: Vec<String>,
@@ -237,6 +239,27 @@ impl fmt::Display for VolumeMount {
     }
 }
 
+/// Checks that `name` is a Docker named volume's name (not a host path); the error says
+/// what is wrong.
+pub fn check_volume_name(name: &str) -> Result<(), String> {
+    if name.starts_with(['/', '.', '~']) || name.contains('/') {
+        return Err(format!(
+            "`{name}` is a host path: only Docker named volumes can be mounted"
+        ));
+    }
+    let valid_name = (2..=128).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if !valid_name {
+        return Err(format!(
+            "`{name}` is not a volume name: use 2 to 128 letters, digits, `_`, `.` or `-`, starting with a letter or digit"
+        ));
+    }
+    Ok(())
+}
+
 impl VolumeMount {
     /// Reads `NAME:/path[:ro|:rw]`; the error says what is wrong.
     pub fn parse(text: &str) -> Result<Self, String> {
@@ -250,21 +273,7 @@ impl VolumeMount {
                 ))
             }
         };
-        if name.starts_with(['/', '.', '~']) || name.contains('/') {
-            return Err(format!(
-                "`{name}` is a host path: only Docker named volumes can be mounted"
-            ));
-        }
-        let valid_name = (2..=128).contains(&name.len())
-            && name.starts_with(|c: char| c.is_ascii_alphanumeric())
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
-        if !valid_name {
-            return Err(format!(
-                "`{name}` is not a volume name: use 2 to 128 letters, digits, `_`, `.` or `-`, starting with a letter or digit"
-            ));
-        }
+        check_volume_name(name)?;
         let valid_path = target.starts_with('/')
             && target.len() <= 512
             && !target.chars().any(|c| c.is_whitespace() || c.is_control())

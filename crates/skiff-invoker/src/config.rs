@@ -53,6 +53,9 @@ pub struct PlatformConfig {
     pub async_max_event_age: Duration,
     /// Most bytes of an async call's response kept as its result.
     pub async_result_bytes: usize,
+    /// Existing volumes that functions may mount although skiff did not create them (they
+    /// lack the `skiff.managed=true` label); any other such volume is refused.
+    pub allowed_volumes: Vec<String>,
 }
 
 impl PlatformConfig {
@@ -81,6 +84,7 @@ impl PlatformConfig {
             async_retry_base: Duration::from_secs(1),
             async_max_event_age: Duration::from_secs(6 * 3600),
             async_result_bytes: 256 << 10,
+            allowed_volumes: Vec::new(),
         }
     }
 }

@@ -207,15 +207,16 @@ impl ContainerEngine for DockerEngine {
         &self,
         name: &str,
         labels: &HashMap<String, String>,
-    ) -> Result<(), EngineError> {
+    ) -> Result<HashMap<String, String>, EngineError> {
         match self.docker.inspect_volume(name).await {
-            Ok(_) => return Ok(()),
+            Ok(volume) => return Ok(volume.labels),
             Err(BollardError::DockerResponseServerError {
                 status_code: 404, ..
             }) => {}
             Err(other) => return Err(classify(Op("inspect volume"), other)),
         }
-        // Creating a volume that exists (one made since the inspect) is not an error.
+        // Creating a volume that exists (one made since the inspect) is not an error: the
+        // engine answers with that volume, its own labels included.
         let request = VolumeCreateRequest {
             name: Some(name.to_string()),
             labels: Some(labels.clone()),
@@ -224,7 +225,7 @@ impl ContainerEngine for DockerEngine {
         self.docker
             .create_volume(request)
             .await
-            .map(|_| ())
+            .map(|volume| volume.labels)
             .map_err(|e| classify(Op("create volume"), e))
     }
 

@@ -171,13 +171,14 @@ pub trait ContainerEngine: Send + Sync + fmt::Debug + 'static {
     /// network reach services of the host.
     async fn network_gateway(&self, id: &str) -> Result<Option<std::net::IpAddr>, EngineError>;
 
-    /// Creates the named volume `name` with `labels` unless it exists. An existing volume is
-    /// used as it is. Volumes hold user data: skiff never removes them.
+    /// Creates the named volume `name` with `labels` unless it exists, and returns the labels
+    /// the volume has: `labels` for one just created, its own for one that existed (which
+    /// is left as it is). Volumes hold user data: skiff never removes them.
     async fn ensure_volume(
         &self,
         name: &str,
         labels: &HashMap<String, String>,
-    ) -> Result<(), EngineError>;
+    ) -> Result<HashMap<String, String>, EngineError>;
 
     /// Creates a container; returns its id.
     async fn create(&self, spec: &ContainerSpec) -> Result<String, EngineError>;

@@ -85,6 +85,16 @@ pub struct ServeArgs {
     /// Most bytes of an async call's response kept as its result [default: 256Ki].
     #[arg(long, env = "SKIFF_ASYNC_RESULT_BYTES", value_name = "SIZE")]
     pub async_result_bytes: Option<ByteSize>,
+    /// An existing Docker volume that functions may mount although skiff did not create it
+    /// (repeatable; comma-separated in the environment). Any other volume without the
+    /// `skiff.managed=true` label is refused [default: none].
+    #[arg(
+        long = "allow-volume",
+        env = "SKIFF_ALLOW_VOLUME",
+        value_name = "NAME",
+        value_delimiter = ','
+    )]
+    pub allow_volume: Vec<String>,
 }
 
 /// The config file: the same settings as the flags.
@@ -110,6 +120,7 @@ struct FileConfig {
     async_retry_delay: Option<HumanDuration>,
     async_max_event_age: Option<HumanDuration>,
     async_result_bytes: Option<ByteSize>,
+    allow_volume: Option<Vec<String>>,
 }
 
 /// Everything the daemon needs, resolved.
@@ -216,6 +227,17 @@ impl ServeArgs {
         if let Some(n) = self.async_result_bytes.or(file.async_result_bytes) {
             platform.async_result_bytes = usize::try_from(n.bytes()).unwrap_or(usize::MAX);
         }
+        // Flags (or the environment) replace the file's list, as for every other setting.
+        let allowed = if self.allow_volume.is_empty() {
+            file.allow_volume.unwrap_or_default()
+        } else {
+            self.allow_volume
+        };
+        for name in &allowed {
+            skiff_core::spec::check_volume_name(name)
+                .map_err(|message| anyhow::anyhow!("allow-volume: {message}"))?;
+        }
+        platform.allowed_volumes = allowed;
         let gateway = GatewayConfig::default();
         Ok(Settings {
             listen: self
@@ -367,6 +389,42 @@ mod tests {
         assert_eq!(settings.platform.max_request_bytes, 1 << 20);
         assert_eq!(settings.platform.max_queued_calls, 1024);
         assert_eq!(settings.shutdown_grace, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn allowed_volumes_come_from_the_flags_or_else_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("skiff.toml");
+        std::fs::write(&file, "allow_volume = [\"shared-data\", \"media\"]\n").expect("write");
+        let args = ServeArgs {
+            config: Some(file.clone()),
+            data_dir: Some(dir.path().to_path_buf()),
+            ..Default::default()
+        };
+        let settings = args.resolve().expect("valid");
+        assert_eq!(settings.platform.allowed_volumes, ["shared-data", "media"]);
+        let args = ServeArgs {
+            config: Some(file),
+            data_dir: Some(dir.path().to_path_buf()),
+            allow_volume: vec!["other".into()],
+            ..Default::default()
+        };
+        let settings = args.resolve().expect("valid");
+        assert_eq!(settings.platform.allowed_volumes, ["other"]);
+        let err = ServeArgs {
+            data_dir: Some(dir.path().to_path_buf()),
+            allow_volume: vec!["/etc".into()],
+            ..Default::default()
+        }
+        .resolve()
+        .expect_err("a host path");
+        assert!(format!("{err:#}").contains("host path"), "{err:#}");
+        assert!(ServeArgs::default()
+            .resolve()
+            .expect("defaults")
+            .platform
+            .allowed_volumes
+            .is_empty());
     }
 
     #[test]
