@@ -209,8 +209,10 @@ pub struct FunctionSpec {
     pub max_event_age: Option<HumanDuration>,
     /// Docker named volumes to mount, `NAME:/path` (read-write) or `NAME:/path:ro`. skiff
     /// creates a missing volume (labelled `skiff.managed=true`, `skiff.volume=NAME`) and
-    /// never removes one. Host paths are refused, and so are `/`, `/tmp`, `/proc`, `/dev`
-    /// and `/sys` as targets.
+    /// never removes one. An existing volume without that label (one made with `docker
+    /// volume create`) is refused unless the daemon allows it (`--allow-volume NAME`).
+    /// Host paths are refused, and so are `/`, `/tmp`, `/proc`, `/dev` and `/sys` as
+    /// targets.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schema(example = json!(["voting-data:/data"]))]
     pub volumes: Vec<String>,
@@ -237,6 +239,27 @@ impl fmt::Display for VolumeMount {
     }
 }
 
+/// Checks that `name` is a Docker named volume's name (not a host path); the error says
+/// what is wrong.
+pub fn check_volume_name(name: &str) -> Result<(), String> {
+    if name.starts_with(['/', '.', '~']) || name.contains('/') {
+        return Err(format!(
+            "`{name}` is a host path: only Docker named volumes can be mounted"
+        ));
+    }
+    let valid_name = (2..=128).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if !valid_name {
+        return Err(format!(
+            "`{name}` is not a volume name: use 2 to 128 letters, digits, `_`, `.` or `-`, starting with a letter or digit"
+        ));
+    }
+    Ok(())
+}
+
 impl VolumeMount {
     /// Reads `NAME:/path[:ro|:rw]`; the error says what is wrong.
     pub fn parse(text: &str) -> Result<Self, String> {
@@ -250,21 +273,7 @@ impl VolumeMount {
                 ))
             }
         };
-        if name.starts_with(['/', '.', '~']) || name.contains('/') {
-            return Err(format!(
-                "`{name}` is a host path: only Docker named volumes can be mounted"
-            ));
-        }
-        let valid_name = (2..=128).contains(&name.len())
-            && name.starts_with(|c: char| c.is_ascii_alphanumeric())
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
-        if !valid_name {
-            return Err(format!(
-                "`{name}` is not a volume name: use 2 to 128 letters, digits, `_`, `.` or `-`, starting with a letter or digit"
-            ));
-        }
+        check_volume_name(name)?;
         let valid_path = target.starts_with('/')
             && target.len() <= 512
             && !target.chars().any(|c| c.is_whitespace() || c.is_control())
@@ -496,12 +505,7 @@ impl FunctionSpec {
         if image.is_empty() {
             return Err(SpecError::new("image", "is required"));
         }
-        if image.len() > 512 || image.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(SpecError::new(
-                "image",
-                format!("`{image}` is not an image reference"),
-            ));
-        }
+        crate::syntax::check_image(image).map_err(|m| SpecError::new("image", m))?;
         let contract = self.contract.unwrap_or_default();
         if let Some(handler) = &self.handler {
             if contract != Contract::Lambda {
@@ -681,12 +685,8 @@ impl FunctionSpec {
             return Err(SpecError::new("port", "0 is not a port: use 1 to 65535"));
         }
         if let Some(path) = &self.readiness_path {
-            if !path.starts_with('/') || path.chars().any(|c| c.is_whitespace() || c.is_control()) {
-                return Err(SpecError::new(
-                    "readiness_path",
-                    format!("`{path}` is not a path: start it with `/`, no spaces"),
-                ));
-            }
+            crate::syntax::check_readiness_path(path)
+                .map_err(|m| SpecError::new("readiness_path", m))?;
         }
         let startup = self
             .startup_timeout
@@ -956,6 +956,8 @@ mod tests {
     fn each_invalid_field_is_named() {
         assert_eq!(field_of(r#"{"image":""}"#), "image");
         assert_eq!(field_of(r#"{"image":"a b"}"#), "image");
+        assert_eq!(field_of(r#"{"image":"UPPER:1"}"#), "image");
+        assert_eq!(field_of(r#"{"image":"a::b"}"#), "image");
         assert_eq!(
             field_of(r#"{"image":"x","handler":"app.handler"}"#),
             "handler"
@@ -973,10 +975,15 @@ mod tests {
             field_of(r#"{"image":"x","contract":"http","port":0}"#),
             "port"
         );
-        assert_eq!(
-            field_of(r#"{"image":"x","contract":"http","readiness_path":"ready"}"#),
-            "readiness_path"
-        );
+        for path in ["ready", "//evil.example/x", "/a b", "/x#y"] {
+            assert_eq!(
+                field_of(&format!(
+                    r#"{{"image":"x","contract":"http","readiness_path":"{path}"}}"#
+                )),
+                "readiness_path",
+                "{path}"
+            );
+        }
         assert_eq!(
             field_of(r#"{"image":"x","contract":"http","concurrency":0}"#),
             "concurrency"

@@ -26,6 +26,10 @@ pub const DEFAULT_SOURCE_CONCURRENCY: u32 = 4;
 pub const ACK_WAIT_MARGIN: Duration = Duration::from_secs(30);
 /// The least acknowledgement wait beyond the function's timeout, whatever the spec says.
 pub const MIN_ACK_WAIT_MARGIN: Duration = Duration::from_secs(5);
+/// A cron schedule with no tick within this many years of its creation is refused: it
+/// never fires (every schedule that can fire, February 29th on a given weekday included,
+/// does so within 40 years).
+pub const MAX_YEARS_TO_FIRST_TICK: i64 = 50;
 
 /// A validated trigger name: the same rules as a function name (1 to 64 ASCII letters,
 /// digits, `-` or `_`, starting with a letter or digit).
@@ -220,6 +224,17 @@ impl TriggerSpec {
             }
             (Some(cron), None) => {
                 let schedule = Schedule::parse(cron)?;
+                let now = Utc::now();
+                let horizon = now + chrono::Duration::days(365 * MAX_YEARS_TO_FIRST_TICK);
+                if schedule.next_after(now).is_none_or(|next| next > horizon) {
+                    return Err(SpecError::new(
+                        "cron.schedule",
+                        format!(
+                            "`{}` never fires: it has no tick in the next {MAX_YEARS_TO_FIRST_TICK} years (a day that does not exist, such as February 30?)",
+                            cron.schedule.trim()
+                        ),
+                    ));
+                }
                 valid.cron = Some(CronSpec {
                     schedule: cron.schedule.trim().to_string(),
                     timezone: Some(schedule.timezone().to_string()),
@@ -820,6 +835,15 @@ mod tests {
             (Some("application/json"), br#"{"name":"Ann"}"#.to_vec())
         );
 
+        // Rare is not never: leap days, and leap days that fall on a Monday.
+        for rare in ["0 0 29 2 *", "0 0 29 2 +MON", "0 0 L 2 *"] {
+            spec(serde_json::json!({"function": "f", "cron": {"schedule": rare}})).expect(rare);
+        }
+        let message =
+            spec(serde_json::json!({"function": "f", "cron": {"schedule": "0 0 30 2 *"}}))
+                .expect_err("February 30th");
+        assert!(message.contains("never fires"), "{message}");
+
         let nats = spec(serde_json::json!({
             "function": "worker",
             "nats": {"url": "nats://127.0.0.1:4222", "stream": "VOTES", "subjects": ["votes.>"]}
@@ -837,6 +861,14 @@ mod tests {
             ),
             (
                 serde_json::json!({"function": "f", "cron": {"schedule": "every day"}}),
+                "cron.schedule",
+            ),
+            (
+                serde_json::json!({"function": "f", "cron": {"schedule": "0 0 30 2 *"}}),
+                "cron.schedule",
+            ),
+            (
+                serde_json::json!({"function": "f", "cron": {"schedule": "0 0 31 4,6,9,11 *", "timezone": "Europe/Paris"}}),
                 "cron.schedule",
             ),
             (

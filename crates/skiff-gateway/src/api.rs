@@ -106,19 +106,15 @@ pub async fn get_function(
         (status = 201, description = "Created", body = FunctionView),
         (status = 200, description = "Updated", body = FunctionView),
         (status = 400, description = "Invalid spec; `field` names the culprit", body = ErrorBody),
+        (status = 413, description = "Spec body over 2 MiB (code `payload_too_large`)", body = ErrorBody),
         (status = 422, description = "The image is not on the engine", body = ErrorBody)))]
 pub async fn put_function(
     State(state): State<AppState>,
     Path(name): Path<String>,
     spec: Result<Json<FunctionSpec>, JsonRejection>,
 ) -> Result<(StatusCode, Json<FunctionView>), ApiError> {
-    let Json(spec) = spec.map_err(|rejection| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_spec",
-            format!("the function spec is not valid: {}", rejection.body_text()),
-        )
-    })?;
+    let Json(spec) =
+        spec.map_err(|r| ApiError::json_rejection(&r, "invalid_spec", "the function spec"))?;
     let (view, created) = state.platform.deploy(&name, &spec).await?;
     let status = if created {
         StatusCode::CREATED
@@ -403,7 +399,8 @@ pub async fn scale(
     Path(name): Path<String>,
     request: Result<Json<ScaleRequest>, JsonRejection>,
 ) -> Result<Json<FunctionView>, ApiError> {
-    let Json(request) = request.map_err(|r| ApiError::bad_request(r.body_text()))?;
+    let Json(request) = request
+        .map_err(|r| ApiError::json_rejection(&r, "invalid_request", "the scale request"))?;
     Ok(Json(
         state
             .platform

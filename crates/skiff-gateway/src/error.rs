@@ -1,6 +1,7 @@
 //! [`ApiError`]: every failure the HTTP API reports, as `{"error": {"code", "message"}}`
 //! with the right status. Internal details (store, engine) are logged, not sent.
 
+use axum::extract::rejection::JsonRejection;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -73,6 +74,20 @@ impl ApiError {
             "payload_too_large",
             format!("the request body is larger than the limit of {limit} bytes"),
         )
+    }
+
+    /// The answer to a JSON body that could not be read: 413 `payload_too_large` past
+    /// [`crate::MAX_JSON_BODY_BYTES`], else 400 with `code`, saying what (`what`) was wrong.
+    pub fn json_rejection(rejection: &JsonRejection, code: &str, what: &str) -> Self {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::payload_too_large(crate::MAX_JSON_BODY_BYTES)
+        } else {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                code,
+                format!("{what} is not valid: {}", rejection.body_text()),
+            )
+        }
     }
 
     /// The status of this error.

@@ -50,6 +50,22 @@ impl AwsError {
             message,
         )
     }
+
+    /// A JSON body that could not be read: too large (413), or not valid (400).
+    fn rejected(rejection: &JsonRejection) -> Self {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            AwsError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "RequestTooLargeException",
+                format!(
+                    "the request body is larger than the limit of {} bytes",
+                    crate::MAX_JSON_BODY_BYTES
+                ),
+            )
+        } else {
+            AwsError::invalid(rejection.body_text())
+        }
+    }
 }
 
 impl IntoResponse for AwsError {
@@ -108,9 +124,11 @@ fn function_name(raw: &str) -> String {
     name.split(':').next().unwrap_or(name).to_string()
 }
 
+/// A function's configuration in AWS's shape. Secret values are never in it: its
+/// `Environment.Variables` holds the plain variables only.
 fn configuration(state: &AppState, f: &Function) -> Value {
     let c = &f.config;
-    let env: BTreeMap<&String, &String> = c.env.iter().chain(&c.secrets).collect();
+    let env = &c.env;
     let mut image_config = serde_json::Map::new();
     if let Some(handler) = &c.handler {
         image_config.insert("Command".into(), json!([handler]));
@@ -183,10 +201,15 @@ impl FunctionInput {
             spec.timeout = Some(HumanDuration(Duration::from_secs(seconds)));
         }
         if let Some(environment) = self.environment {
-            // Lambda has one set of variables; keep secrets that are not overridden.
-            spec.secrets
-                .retain(|k, _| !environment.variables.contains_key(k));
-            spec.env = environment.variables;
+            // Lambda has one set of variables, and secrets are never shown in it: a client
+            // that sends back what it read keeps every secret, and a variable named like a
+            // secret sets the secret's value (it stays a secret).
+            let (secrets, env): (BTreeMap<_, _>, BTreeMap<_, _>) = environment
+                .variables
+                .into_iter()
+                .partition(|(name, _)| spec.secrets.contains_key(name));
+            spec.secrets.extend(secrets);
+            spec.env = env;
         }
         if let Some(command) = self
             .image_config
@@ -204,7 +227,7 @@ async fn parse(
     body: Result<Json<FunctionInput>, JsonRejection>,
 ) -> Result<FunctionInput, AwsError> {
     body.map(|Json(input)| input)
-        .map_err(|rejection| AwsError::invalid(rejection.body_text()))
+        .map_err(|rejection| AwsError::rejected(&rejection))
 }
 
 /// `POST /2015-03-31/functions` (CreateFunction).
@@ -304,7 +327,7 @@ async fn update_code(
     Path(name): Path<String>,
     body: Result<Json<Value>, JsonRejection>,
 ) -> Result<Json<Value>, AwsError> {
-    let Json(body) = body.map_err(|r| AwsError::invalid(r.body_text()))?;
+    let Json(body) = body.map_err(|r| AwsError::rejected(&r))?;
     let image = body["ImageUri"]
         .as_str()
         .ok_or_else(|| AwsError::invalid("ImageUri is required: functions are container images"))?
@@ -483,6 +506,45 @@ mod tests {
             "hello"
         );
         assert_eq!(function_name("hello:prod"), "hello");
+    }
+
+    #[test]
+    fn updating_the_environment_keeps_secrets_secret() {
+        let mut spec = FunctionSpec {
+            image: "x".into(),
+            env: BTreeMap::from([("MODE".into(), "env".into())]),
+            secrets: BTreeMap::from([
+                ("API_TOKEN".into(), "s3cret".into()),
+                ("DB_PASSWORD".into(), "hunter2".into()),
+            ]),
+            ..Default::default()
+        };
+        // Memory only: nothing else changes.
+        let memory: FunctionInput =
+            serde_json::from_value(json!({"MemorySize": 256})).expect("input");
+        memory.apply(&mut spec);
+        assert_eq!(spec.secrets.len(), 2);
+        // The variables as read back (no secret among them), one changed, one added, and a
+        // secret's name: that one is a new value of the secret.
+        let env: FunctionInput = serde_json::from_value(json!({"Environment": {"Variables": {
+            "MODE": "env", "GREETING": "ho", "DB_PASSWORD": "rotated"}}}))
+        .expect("input");
+        env.apply(&mut spec);
+        assert_eq!(
+            spec.env,
+            BTreeMap::from([
+                ("GREETING".into(), "ho".into()),
+                ("MODE".into(), "env".into())
+            ])
+        );
+        assert_eq!(
+            spec.secrets,
+            BTreeMap::from([
+                ("API_TOKEN".into(), "s3cret".into()),
+                ("DB_PASSWORD".into(), "rotated".into())
+            ])
+        );
+        assert!(spec.validate().is_ok());
     }
 
     #[test]

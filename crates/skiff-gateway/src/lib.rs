@@ -33,6 +33,10 @@ use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
+/// Largest JSON body of the management and Lambda API routes (function specs, triggers,
+/// scale requests): larger ones get 413. Invoke bodies have limits of their own.
+pub const MAX_JSON_BODY_BYTES: usize = 2 << 20;
+
 /// Settings of the HTTP surface.
 #[derive(Debug, Clone, Default)]
 pub struct GatewayConfig {}
@@ -85,8 +89,9 @@ pub fn app(platform: Arc<Platform>, config: GatewayConfig) -> Router {
                 .put(triggers_api::put_trigger)
                 .delete(triggers_api::delete_trigger),
         )
-        .merge(invoke_routes)
         .merge(lambda_api::routes())
+        .layer(DefaultBodyLimit::max(MAX_JSON_BODY_BYTES))
+        .merge(invoke_routes)
         .fallback(|| async { ApiError::no_route() })
         .method_not_allowed_fallback(|| async { method_not_allowed() })
         .with_state(state)

@@ -47,19 +47,15 @@ pub async fn get_trigger(
         (status = 201, description = "Created", body = TriggerView),
         (status = 200, description = "Replaced", body = TriggerView),
         (status = 400, description = "Invalid trigger (code `invalid_trigger`); `field` names the culprit", body = ErrorBody),
+        (status = 413, description = "Body over 2 MiB (code `payload_too_large`)", body = ErrorBody),
         (status = 404, description = "The function does not exist (code `function_not_found`)", body = ErrorBody)))]
 pub async fn put_trigger(
     State(state): State<AppState>,
     Path(name): Path<String>,
     spec: Result<Json<TriggerSpec>, JsonRejection>,
 ) -> Result<(StatusCode, Json<TriggerView>), ApiError> {
-    let Json(spec) = spec.map_err(|rejection| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_trigger",
-            format!("the trigger is not valid: {}", rejection.body_text()),
-        )
-    })?;
+    let Json(spec) =
+        spec.map_err(|r| ApiError::json_rejection(&r, "invalid_trigger", "the trigger"))?;
     let (view, created) = state.platform.put_trigger(&name, &spec).await?;
     let status = if created {
         StatusCode::CREATED

@@ -60,6 +60,9 @@ pub struct PlatformConfig {
     pub callback_allow: Vec<ipnet::IpNet>,
     /// The addresses the daemon's API listens on (callbacks may not reach them).
     pub listeners: Vec<std::net::SocketAddr>,
+    /// Existing volumes that functions may mount although skiff did not create them (they
+    /// lack the `skiff.managed=true` label); any other such volume is refused.
+    pub allowed_volumes: Vec<String>,
 }
 
 impl PlatformConfig {
@@ -91,6 +94,7 @@ impl PlatformConfig {
             max_call_depth: 16,
             callback_allow: Vec::new(),
             listeners: Vec::new(),
+            allowed_volumes: Vec::new(),
         }
     }
 }

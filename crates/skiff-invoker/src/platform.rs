@@ -91,6 +91,10 @@ pub struct InvokeOutcome {
 struct Entry {
     function: Function,
     target: OnceCell<Arc<ExecTarget>>,
+    /// Why its containers may not start, when its volumes failed their check at start-up
+    /// (a volume skiff did not create and no `--allow-volume` allows): its calls fail
+    /// with `start_failed` until it is deployed again.
+    refused: Option<String>,
 }
 
 /// What a call carries from start to finish.
@@ -397,25 +401,32 @@ impl Platform {
                 "calls in flight when the daemon last stopped were marked failed"
             );
         }
-        let functions = store.list_functions().await?;
-        for function in &functions {
-            // Volumes removed by hand since the last run are created again, with labels.
-            if let Err(err) = ensure_volumes(&*engine, &function.config.volumes).await {
-                tracing::warn!(%err, function = %function.name, "cannot create the function's volumes");
-            }
+        let mut functions = HashMap::new();
+        for function in store.list_functions().await? {
+            // Volumes removed by hand since the last run are created again, with labels; one
+            // replaced by a volume skiff did not create is not mounted.
+            let allowed = &config.allowed_volumes;
+            let refused = match ensure_volumes(&*engine, &function.config.volumes, allowed).await {
+                Ok(()) => None,
+                Err(err) => {
+                    let why = match err {
+                        PlatformError::InvalidSpec(spec) => spec.message,
+                        other => format!("its volumes cannot be checked: {other}"),
+                    };
+                    let reason = format!(
+                        "{why}; the function's containers do not start until it is deployed again (or the daemon restarts with the volume allowed)"
+                    );
+                    tracing::warn!(function = %function.name, "{reason}");
+                    Some(reason)
+                }
+            };
+            let entry = Entry {
+                function,
+                target: OnceCell::new(),
+                refused,
+            };
+            functions.insert(entry.function.name.to_string(), Arc::new(entry));
         }
-        let functions = functions
-            .into_iter()
-            .map(|function| {
-                (
-                    function.name.to_string(),
-                    Arc::new(Entry {
-                        function,
-                        target: OnceCell::new(),
-                    }),
-                )
-            })
-            .collect();
 
         let tokens =
             Arc::new(
@@ -519,6 +530,9 @@ impl Platform {
             engine_problem: std::sync::Mutex::new(None),
         });
         for entry in platform.all_entries() {
+            if entry.refused.is_some() {
+                continue;
+            }
             if let Some(target) = platform.instance_target(&entry.function) {
                 platform.instances.set_target(Arc::new(target));
             }
@@ -679,9 +693,12 @@ impl Platform {
                 EngineError::ImageNotFound { reference } => {
                     PlatformError::ImageNotFound { image: reference }
                 }
+                err @ EngineError::InvalidReference { .. } => {
+                    PlatformError::InvalidSpec(skiff_core::SpecError::new("image", err.to_string()))
+                }
                 other => PlatformError::Engine(other),
             })?;
-        ensure_volumes(&*self.engine, &config.volumes).await?;
+        ensure_volumes(&*self.engine, &config.volumes, &self.config.allowed_volumes).await?;
         let _serialized = self.deploys.lock().await;
         let now = Utc::now();
         let previous = self.entry(name.as_str());
@@ -702,6 +719,7 @@ impl Platform {
         let entry = Arc::new(Entry {
             function,
             target: OnceCell::new_with(Some(exec.clone())),
+            refused: None,
         });
         let view = FunctionView::from(&entry.function);
         self.functions
@@ -1036,6 +1054,7 @@ impl Platform {
                 Arc::new(Entry {
                     function,
                     target: OnceCell::new_with(target),
+                    refused: entry.refused.clone(),
                 }),
             );
         self.instances.set_scaling(name, scaling);
@@ -1150,13 +1169,18 @@ impl Platform {
                 received_at,
             )
         };
-        let call = CallContext {
+        let mut call = CallContext {
             record,
             clock,
             deadline,
             timeout: deadline.saturating_duration_since(now),
             started_at,
         };
+        if let Some(reason) = &entry.refused {
+            return Err(self
+                .fail(&mut call, CallErrorType::StartFailed, reason.clone())
+                .await);
+        }
         let guard = self
             .running
             .register(call_id, function.name.as_str(), deadline, lineage.depth);
@@ -1966,15 +1990,29 @@ async fn isolated_network(
     Ok(network)
 }
 
-/// Creates the volumes a function mounts that do not exist yet, labelled as skiff's.
+/// Creates the volumes a function mounts that do not exist yet, labelled as skiff's, and
+/// checks that every one is skiff's (`skiff.managed=true`) or in `allowed` (the daemon's
+/// `--allow-volume`): any other volume on the engine is refused, as an invalid spec.
 async fn ensure_volumes(
     engine: &dyn ContainerEngine,
     volumes: &[skiff_core::VolumeMount],
-) -> Result<(), EngineError> {
+    allowed: &[String],
+) -> Result<(), PlatformError> {
     for volume in volumes {
-        engine
-            .ensure_volume(&volume.name, &labels::for_volume(&volume.name))
+        let name = &volume.name;
+        let found = engine
+            .ensure_volume(name, &labels::for_volume(name))
             .await?;
+        let managed = found.get(labels::MANAGED).is_some_and(|v| v == "true");
+        if !managed && !allowed.contains(name) {
+            return Err(PlatformError::InvalidSpec(skiff_core::SpecError::new(
+                "volumes",
+                format!(
+                    "volume `{name}` was not created by skiff (it has no {}=true label); skiff mounts such a volume only when the daemon allows it with `skiff serve --allow-volume {name}`",
+                    labels::MANAGED
+                ),
+            )));
+        }
     }
     Ok(())
 }
@@ -2175,6 +2213,43 @@ fn header_var(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn only_skiffs_own_or_allowed_volumes_are_mounted() {
+        let engine = skiff_runtime::fake::FakeEngine::new();
+        engine.add_volume("theirs", HashMap::new());
+        engine.add_volume("allowed", HashMap::new());
+        let mount = |name: &str| skiff_core::VolumeMount {
+            name: name.to_string(),
+            target: "/data".to_string(),
+            read_only: false,
+        };
+        let allowed = ["allowed".to_string()];
+        // A missing volume is created with skiff's labels, and then it is skiff's own.
+        ensure_volumes(&engine, &[mount("fresh")], &allowed)
+            .await
+            .expect("created");
+        assert_eq!(
+            engine.volumes().get("fresh"),
+            Some(&labels::for_volume("fresh"))
+        );
+        ensure_volumes(&engine, &[mount("fresh"), mount("allowed")], &allowed)
+            .await
+            .expect("skiff's own and an allowed one");
+        match ensure_volumes(&engine, &[mount("fresh"), mount("theirs")], &allowed).await {
+            Err(PlatformError::InvalidSpec(err)) => {
+                assert_eq!(err.field, "volumes");
+                assert!(err.message.contains("`theirs`"), "{}", err.message);
+                assert!(
+                    err.message.contains("--allow-volume theirs"),
+                    "{}",
+                    err.message
+                );
+            }
+            other => panic!("a foreign volume must be refused: {other:?}"),
+        }
+        assert_eq!(engine.volumes().get("theirs"), Some(&HashMap::new()));
+    }
 
     fn decode(frame: &[u8]) -> Vec<String> {
         frame[4..]

@@ -204,6 +204,13 @@ impl ContainerEngine for DockerEngine {
                     } => EngineError::ImageNotFound {
                         reference: reference.to_string(),
                     },
+                    BollardError::DockerResponseServerError {
+                        status_code: 400,
+                        message,
+                    } => EngineError::InvalidReference {
+                        reference: reference.to_string(),
+                        message,
+                    },
                     other => classify(Op("inspect image"), other),
                 })?;
             let id = image.id.ok_or_else(|| EngineError::Other {
@@ -305,16 +312,17 @@ impl ContainerEngine for DockerEngine {
         &self,
         name: &str,
         labels: &HashMap<String, String>,
-    ) -> Result<(), EngineError> {
+    ) -> Result<HashMap<String, String>, EngineError> {
         self.bounded("ensure volume", Duration::ZERO, async {
             match self.docker.inspect_volume(name).await {
-                Ok(_) => return Ok(()),
+                Ok(volume) => return Ok(volume.labels),
                 Err(BollardError::DockerResponseServerError {
                     status_code: 404, ..
                 }) => {}
                 Err(other) => return Err(classify(Op("inspect volume"), other)),
             }
-            // Creating a volume that exists (one made since the inspect) is not an error.
+            // Creating a volume that exists (one made since the inspect) is not an error: the
+            // engine answers with that volume, its own labels included.
             let request = VolumeCreateRequest {
                 name: Some(name.to_string()),
                 labels: Some(labels.clone()),
@@ -323,7 +331,7 @@ impl ContainerEngine for DockerEngine {
             self.docker
                 .create_volume(request)
                 .await
-                .map(|_| ())
+                .map(|volume| volume.labels)
                 .map_err(|e| classify(Op("create volume"), e))
         })
         .await

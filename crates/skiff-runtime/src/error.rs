@@ -26,6 +26,14 @@ pub enum EngineError {
         /// The reference that was looked up.
         reference: String,
     },
+    /// The engine refused an image reference as malformed.
+    #[error("`{reference}` is not an image reference the container engine accepts: {message}")]
+    InvalidReference {
+        /// The reference that was looked up.
+        reference: String,
+        /// The engine's message.
+        message: String,
+    },
     /// The container does not exist.
     #[error("container {id} does not exist")]
     NotFound {

@@ -96,6 +96,12 @@ impl FakeEngine {
         }
     }
 
+    /// Adds a volume with `labels`, as one made by someone else (`docker volume create`)
+    /// would be; it replaces a volume of that name.
+    pub fn add_volume(&self, name: &str, labels: HashMap<String, String>) {
+        lock(&self.volumes).insert(name.to_string(), labels);
+    }
+
     /// The volumes that exist, with their labels.
     pub fn volumes(&self) -> HashMap<String, HashMap<String, String>> {
         lock(&self.volumes).clone()
@@ -168,12 +174,12 @@ impl ContainerEngine for FakeEngine {
         &self,
         name: &str,
         labels: &HashMap<String, String>,
-    ) -> Result<(), EngineError> {
+    ) -> Result<HashMap<String, String>, EngineError> {
         self.note("ensure_volume");
-        lock(&self.volumes)
+        Ok(lock(&self.volumes)
             .entry(name.to_string())
-            .or_insert_with(|| labels.clone());
-        Ok(())
+            .or_insert_with(|| labels.clone())
+            .clone())
     }
 
     async fn create(&self, spec: &ContainerSpec) -> Result<String, EngineError> {

@@ -176,7 +176,7 @@ pub struct ContainerSummary {
 #[async_trait]
 pub trait ContainerEngine: Send + Sync + fmt::Debug + 'static {
     /// Resolves an image reference present on the engine. [`EngineError::ImageNotFound`] if
-    /// it is not there.
+    /// it is not there, [`EngineError::InvalidReference`] if the engine refuses the reference.
     async fn inspect_image(&self, reference: &str) -> Result<ImageInfo, EngineError>;
 
     /// Answers once the engine does (Docker's `/_ping`).
@@ -197,13 +197,14 @@ pub trait ContainerEngine: Send + Sync + fmt::Debug + 'static {
     /// Removes network `id` (it must have no container attached).
     async fn remove_network(&self, id: &str) -> Result<(), EngineError>;
 
-    /// Creates the named volume `name` with `labels` unless it exists. An existing volume is
-    /// used as it is. Volumes hold user data: skiff never removes them.
+    /// Creates the named volume `name` with `labels` unless it exists, and returns the labels
+    /// the volume has: `labels` for one just created, its own for one that existed (which
+    /// is left as it is). Volumes hold user data: skiff never removes them.
     async fn ensure_volume(
         &self,
         name: &str,
         labels: &HashMap<String, String>,
-    ) -> Result<(), EngineError>;
+    ) -> Result<HashMap<String, String>, EngineError>;
 
     /// Creates a container; returns its id.
     async fn create(&self, spec: &ContainerSpec) -> Result<String, EngineError>;

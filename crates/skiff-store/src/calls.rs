@@ -100,6 +100,8 @@ impl Store {
     /// same id (or is inserted), and logs given as `Some` replace the call's logs. When a
     /// batch holds several writes of one call, the last record and the last logs win. Rows
     /// go in multi-row statements, so a batch costs a few statements, not one per call.
+    /// A record written as `succeeded` deletes its call's queue payload in the same
+    /// transaction (see [`crate::queue`]).
     pub async fn write_calls(&self, batch: &[CallWrite]) -> Result<(), StoreError> {
         if batch.is_empty() {
             return Ok(());
@@ -219,6 +221,18 @@ async fn write_rows(
                     .map_err(query("store the logs of calls"))?;
             }
         }
+    }
+    let succeeded: Vec<Uuid> = order
+        .iter()
+        .copied()
+        .filter(|id| {
+            records
+                .get(id)
+                .is_some_and(|r| r.status == CallStatus::Succeeded)
+        })
+        .collect();
+    if !succeeded.is_empty() {
+        crate::queue::release_payloads(tx, &succeeded).await?;
     }
     Ok(())
 }

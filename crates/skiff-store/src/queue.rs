@@ -3,6 +3,11 @@
 //! calls (they become `running`), and each ends, or goes back to the queue for a later
 //! attempt, or dies. A call `running` when the daemon stopped goes back to the queue at the
 //! next start: delivery is at least once.
+//!
+//! A payload is kept while its call may still run: until the call succeeds. It is deleted
+//! in the transaction that records the call as `succeeded` (or, when the call has a
+//! callback still to send, once that callback is sent or given up). A `dead` call keeps its
+//! payload, since it can be redriven.
 
 use crate::calls::call_columns;
 use crate::codec::millis;
@@ -390,16 +395,69 @@ impl Store {
         Ok(pending)
     }
 
-    /// Records how a call's callback ended: sent, or given up after its attempts.
+    /// Records how a call's callback ended: sent, or given up after its attempts. The
+    /// payload of a succeeded call, kept for its callback, goes then.
     pub async fn finish_callback(&self, id: Uuid, sent: bool) -> Result<(), StoreError> {
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(query("begin a transaction"))?;
         sqlx::query("UPDATE call_payloads SET callback_state = $1 WHERE call_id = $2")
             .bind(if sent { CALLBACK_SENT } else { CALLBACK_FAILED })
             .bind(id.hyphenated().to_string())
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .map_err(query("record a callback"))?;
+        sqlx::query(
+            "DELETE FROM call_payloads WHERE call_id = $1
+                AND EXISTS (SELECT 1 FROM calls WHERE id = $1 AND status = $2)",
+        )
+        .bind(id.hyphenated().to_string())
+        .bind(CallStatus::Succeeded.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(query("delete a succeeded call's payload"))?;
+        tx.commit().await.map_err(query("commit a callback"))?;
         Ok(())
     }
+
+    /// The payload of call `id`, while it is kept (see the module's documentation).
+    pub async fn payload(&self, id: Uuid) -> Result<Option<Payload>, StoreError> {
+        let row: Option<PayloadRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            payload_columns!(),
+            " FROM call_payloads WHERE call_id = $1"
+        ))
+        .bind(id.hyphenated().to_string())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(query("read a call's payload"))?;
+        Ok(row.map(payload_of))
+    }
+}
+
+/// Inside the transaction that records calls `ids` as `succeeded`: deletes their payloads,
+/// as a succeeded call never runs again, except those whose callback is still to be sent
+/// (they go once it is, in [`Store::finish_callback`]).
+pub(crate) async fn release_payloads(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    ids: &[Uuid],
+) -> Result<(), StoreError> {
+    for chunk in ids.chunks(PAYLOAD_ROWS) {
+        let ids: Vec<String> = chunk.iter().map(|id| id.hyphenated().to_string()).collect();
+        let ids = serde_json::to_string(&ids).unwrap_or_else(|_| "[]".into());
+        sqlx::query(
+            "DELETE FROM call_payloads WHERE call_id IN (SELECT value FROM json_each($1))
+                AND callback_state IS NOT $2",
+        )
+        .bind(ids)
+        .bind(CALLBACK_PENDING)
+        .execute(&mut **tx)
+        .await
+        .map_err(query("delete succeeded calls' payloads"))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -523,6 +581,74 @@ mod tests {
         let mut expected = vec![a, b];
         expected.sort();
         assert_eq!(ids, expected);
+    }
+
+    async fn set_status(store: &Store, id: Uuid, status: CallStatus) {
+        let mut record = store.get_call(id).await.expect("get").expect("a call");
+        record.status = status;
+        store
+            .write_calls(&[crate::CallWrite { record, logs: None }])
+            .await
+            .expect("write");
+    }
+
+    #[tokio::test]
+    async fn a_payload_goes_once_its_call_succeeded_and_stays_while_it_can_be_redriven() {
+        let store = Store::open_in_memory().await.expect("store");
+        let (ok, dead, hooked) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        let mut with_callback = payload();
+        with_callback.callback_url = Some("http://127.0.0.1:1/hook".into());
+        store
+            .enqueue_all(&[
+                (queued(ok), payload()),
+                (queued(dead), payload()),
+                (queued(hooked), with_callback.clone()),
+            ])
+            .await
+            .expect("enqueue");
+        assert_eq!(store.claim(Utc::now(), 10).await.expect("claim").len(), 3);
+
+        // Succeeded: it never runs again, so its payload is gone with that very write.
+        set_status(&store, ok, CallStatus::Succeeded).await;
+        assert_eq!(store.payload(ok).await.expect("payload"), None);
+        assert!(store.redrive(ok, None).await.is_ok_and(|done| !done));
+
+        // Dead: it can be redriven, so its payload stays, and the redriven call carries it.
+        set_status(&store, dead, CallStatus::Failed).await;
+        store.kill_call(dead).await.expect("kill");
+        assert_eq!(store.payload(dead).await.expect("payload"), Some(payload()));
+        assert!(store.redrive(dead, None).await.expect("redrive"));
+        let again = store.claim(Utc::now(), 10).await.expect("claim");
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].record.id, dead);
+        assert_eq!(again[0].payload, payload());
+        // Then it succeeds: its payload goes too.
+        set_status(&store, dead, CallStatus::Succeeded).await;
+        assert_eq!(store.payload(dead).await.expect("payload"), None);
+
+        // Succeeded with a callback to send: the payload (which holds the URL) stays until
+        // the callback is done.
+        set_status(&store, hooked, CallStatus::Succeeded).await;
+        assert!(store.payload(hooked).await.expect("payload").is_some());
+        assert_eq!(
+            store
+                .pending_callbacks(Some(hooked))
+                .await
+                .expect("pending")
+                .len(),
+            1
+        );
+        store.finish_callback(hooked, false).await.expect("finish");
+        assert_eq!(store.payload(hooked).await.expect("payload"), None);
+        assert!(store
+            .pending_callbacks(None)
+            .await
+            .expect("pending")
+            .is_empty());
+        // The records themselves stay.
+        for id in [ok, dead, hooked] {
+            assert!(store.get_call(id).await.expect("get").is_some());
+        }
     }
 
     #[tokio::test]

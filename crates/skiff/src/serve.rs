@@ -103,6 +103,16 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub callback_allow: Vec<ipnet::IpNet>,
+    /// An existing Docker volume that functions may mount although skiff did not create it
+    /// (repeatable; comma-separated in the environment). Any other volume without the
+    /// `skiff.managed=true` label is refused [default: none].
+    #[arg(
+        long = "allow-volume",
+        env = "SKIFF_ALLOW_VOLUME",
+        value_name = "NAME",
+        value_delimiter = ','
+    )]
+    pub allow_volume: Vec<String>,
 }
 
 /// The config file: the same settings as the flags.
@@ -131,6 +141,7 @@ struct FileConfig {
     max_call_depth: Option<u32>,
     engine_timeout: Option<HumanDuration>,
     callback_allow: Option<Vec<ipnet::IpNet>>,
+    allow_volume: Option<Vec<String>>,
 }
 
 /// Everything the daemon needs, resolved.
@@ -247,6 +258,17 @@ impl ServeArgs {
             anyhow::ensure!(n >= 1, "max-call-depth must be at least 1");
             platform.max_call_depth = n;
         }
+        // Flags (or the environment) replace the file's list, as for every other setting.
+        let allowed = if self.allow_volume.is_empty() {
+            file.allow_volume.unwrap_or_default()
+        } else {
+            self.allow_volume
+        };
+        for name in &allowed {
+            skiff_core::spec::check_volume_name(name)
+                .map_err(|message| anyhow::anyhow!("allow-volume: {message}"))?;
+        }
+        platform.allowed_volumes = allowed;
         let gateway = GatewayConfig::default();
         Ok(Settings {
             listen: self
@@ -411,6 +433,42 @@ mod tests {
         assert_eq!(settings.platform.max_request_bytes, 1 << 20);
         assert_eq!(settings.platform.max_queued_calls, 1024);
         assert_eq!(settings.shutdown_grace, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn allowed_volumes_come_from_the_flags_or_else_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("skiff.toml");
+        std::fs::write(&file, "allow_volume = [\"shared-data\", \"media\"]\n").expect("write");
+        let args = ServeArgs {
+            config: Some(file.clone()),
+            data_dir: Some(dir.path().to_path_buf()),
+            ..Default::default()
+        };
+        let settings = args.resolve().expect("valid");
+        assert_eq!(settings.platform.allowed_volumes, ["shared-data", "media"]);
+        let args = ServeArgs {
+            config: Some(file),
+            data_dir: Some(dir.path().to_path_buf()),
+            allow_volume: vec!["other".into()],
+            ..Default::default()
+        };
+        let settings = args.resolve().expect("valid");
+        assert_eq!(settings.platform.allowed_volumes, ["other"]);
+        let err = ServeArgs {
+            data_dir: Some(dir.path().to_path_buf()),
+            allow_volume: vec!["/etc".into()],
+            ..Default::default()
+        }
+        .resolve()
+        .expect_err("a host path");
+        assert!(format!("{err:#}").contains("host path"), "{err:#}");
+        assert!(ServeArgs::default()
+            .resolve()
+            .expect("defaults")
+            .platform
+            .allowed_volumes
+            .is_empty());
     }
 
     #[test]

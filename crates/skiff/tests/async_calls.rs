@@ -1,5 +1,6 @@
 //! Async calls on the real engine: accepted durably (202), run, retried, dead, redriven, and
-//! never lost when the daemon is killed with SIGKILL.
+//! never lost when the daemon is killed with SIGKILL; a payload is kept while its call can
+//! still run, and deleted once it succeeded.
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -148,6 +149,72 @@ async fn a_failing_async_call_is_retried_then_dead_then_redriven() {
         .expect("redrive");
     assert!(not_dead.status().is_client_error() || not_dead.status().is_success());
     d.stop().await;
+}
+
+/// The payload the store keeps for call `id`, read with the daemon stopped.
+async fn stored_payload(d: &Daemon, id: &str) -> Option<Vec<u8>> {
+    let store = skiff_store::Store::open(&d.data_dir.path().join("skiff.db"))
+        .await
+        .expect("the daemon's store");
+    let payload = store
+        .payload(id.parse().expect("a call id"))
+        .await
+        .expect("read a payload");
+    store.close().await;
+    payload.map(|p| p.body)
+}
+
+#[tokio::test]
+async fn a_succeeded_calls_payload_is_deleted_and_a_dead_ones_kept_for_redrive() {
+    let Some(mut d) = daemon(&["--async-retry-delay", "100ms"]).await else {
+        return;
+    };
+    let echo = json!({"image": "skiff/testfn:latest", "env": {"MODE": "echo"}, "retries": 0});
+    let failing = json!({"image": "skiff/testfn:latest", "env": {"MODE": "exit"}, "retries": 0});
+    deploy(&d, "ok", echo.clone()).await;
+    deploy(&d, "flaky", failing).await;
+    let client = reqwest::Client::new();
+    let ok = enqueue(
+        &client,
+        &format!("{}/v1/functions/ok/invoke", d.url),
+        "done with",
+    )
+    .await;
+    let dead = enqueue(
+        &client,
+        &format!("{}/v1/functions/flaky/invoke", d.url),
+        "kept for a redrive",
+    )
+    .await;
+    wait_status(&d, &ok, "succeeded", Duration::from_secs(60)).await;
+    wait_status(&d, &dead, "dead", Duration::from_secs(60)).await;
+    assert!(d.terminate().await, "clean exit:\n{}", d.log());
+    assert_eq!(
+        stored_payload(&d, &ok).await,
+        None,
+        "a succeeded call's payload goes"
+    );
+    assert_eq!(
+        stored_payload(&d, &dead).await.as_deref(),
+        Some(&b"kept for a redrive"[..]),
+        "a dead call's payload stays"
+    );
+
+    // The function fixed, the dead call redriven through the API runs with its payload;
+    // once it succeeded, that payload goes too.
+    d.restart().await;
+    deploy(&d, "flaky", echo).await;
+    let redriven = client
+        .post(format!("{}/v1/calls/{dead}/redrive", d.url))
+        .send()
+        .await
+        .expect("redrive");
+    assert_eq!(redriven.status(), StatusCode::OK);
+    let record = wait_status(&d, &dead, "succeeded", Duration::from_secs(60)).await;
+    assert_eq!(record["result"]["body"], "kept for a redrive", "{record}");
+    assert!(d.terminate().await, "clean exit:\n{}", d.log());
+    assert_eq!(stored_payload(&d, &dead).await, None);
+    assert!(d.containers().is_empty(), "{:?}", d.containers());
 }
 
 #[tokio::test]

@@ -353,6 +353,13 @@ async fn bad_triggers_get_typed_errors() {
             Some("cron.schedule"),
         ),
         (
+            // February 30th never comes.
+            json!({"function": "target", "cron": {"schedule": "0 0 30 2 *"}}),
+            400,
+            "invalid_trigger",
+            Some("cron.schedule"),
+        ),
+        (
             json!({"function": "target", "cron": {"schedule": "* * * * *", "timezone": "Mars/Olympus"}}),
             400,
             "invalid_trigger",

@@ -1,6 +1,8 @@
 //! Named volumes on the real engine: created with skiff's labels, writable by a function
 //! running as root with every capability dropped, read-only when asked, and kept across
-//! `skiff rm`, a redeploy and the daemon's shutdown.
+//! `skiff rm`, a redeploy and the daemon's shutdown. A volume skiff did not create is
+//! mounted only when the operator allows it (`--allow-volume`), at deploy and after a
+//! restart alike.
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -181,5 +183,158 @@ async fn host_paths_and_reserved_targets_are_refused() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("host path"), "{stderr}");
+    d.stop().await;
+}
+
+async fn put(d: &Daemon, name: &str, spec: Value) -> (StatusCode, Value) {
+    let response = reqwest::Client::new()
+        .put(format!("{}/v1/functions/{name}", d.url))
+        .json(&spec)
+        .send()
+        .await
+        .expect("deploy");
+    let status = response.status();
+    (status, response.json().await.expect("json"))
+}
+
+#[tokio::test]
+async fn a_volume_skiff_did_not_create_is_refused_unless_the_operator_allows_it() {
+    if !skiff_testing::ready() {
+        return;
+    }
+    let volume = TestVolume::new("skiff-test-foreign");
+    volume.create_unlabelled();
+    let d = Daemon::start(skiff(), &[]).await;
+    let mount = format!("{}:/data", volume.name);
+    let spec =
+        json!({"image": "skiff/testfn:latest", "env": {"MODE": "volume"}, "volumes": [mount]});
+    let (status, body) = put(&d, "foreign", spec.clone()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["code"], "invalid_spec");
+    assert_eq!(body["error"]["field"], "volumes");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(&volume.name) && message.contains("--allow-volume"),
+        "{message}"
+    );
+    let (status, _) = invoke(&d, "foreign", "x\n").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "nothing was deployed");
+
+    // The CLI: one readable line, exit 1.
+    let out = std::process::Command::new(skiff())
+        .args([
+            "deploy",
+            "foreign",
+            "--image",
+            "skiff/testfn:latest",
+            "--env",
+            "MODE=volume",
+            "--volume",
+            &mount,
+            "--url",
+            &d.url,
+        ])
+        .output()
+        .expect("skiff deploy");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("error: ")
+            && stderr.contains(&volume.name)
+            && stderr.contains("--allow-volume"),
+        "{stderr}"
+    );
+    // skiff left the volume as it was.
+    assert!(volume.labels().is_empty(), "{:?}", volume.labels());
+    d.stop().await;
+
+    // Allowed by the operator, it is mounted and written.
+    let d = Daemon::start(skiff(), &["--allow-volume", &volume.name]).await;
+    let (status, body) = put(&d, "foreign", spec).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(
+        invoke(&d, "foreign", "kept\n").await,
+        (StatusCode::OK, "kept\n".to_string())
+    );
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn a_volume_replaced_by_a_foreign_one_is_not_mounted_after_a_restart() {
+    if !skiff_testing::ready() {
+        return;
+    }
+    let volume = TestVolume::new("skiff-test-replaced");
+    let mut d = Daemon::start(skiff(), &[]).await;
+    let mount = format!("{}:/data", volume.name);
+    deploy(
+        &d,
+        "store",
+        json!({"image": "skiff/testfn:latest", "env": {"MODE": "volume"}, "volumes": [mount]}),
+    )
+    .await;
+    deploy(
+        &d,
+        "web",
+        json!({"image": "skiff/echo-http:latest", "contract": "http", "readiness_path": "/ready",
+               "min_instances": 1, "volumes": [format!("{}:/data:ro", volume.name)]}),
+    )
+    .await;
+    assert_eq!(
+        invoke(&d, "store", "one\n").await,
+        (StatusCode::OK, "one\n".to_string())
+    );
+    assert!(d.terminate().await, "clean exit:\n{}", d.log());
+
+    // Someone replaces it with a volume of their own.
+    volume.create_unlabelled();
+    d.restart().await;
+
+    // The functions are still there, but nothing mounts the foreign volume: calls fail
+    // with start_failed, naming it, and no instance starts for `web`.
+    let view: Value = reqwest::get(format!("{}/v1/functions/store", d.url))
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(view["volumes"], json!([mount]));
+    for function in ["store", "web"] {
+        let response = reqwest::Client::new()
+            .post(format!("{}/v1/functions/{function}/invoke", d.url))
+            .body("two\n")
+            .send()
+            .await
+            .expect("invoke");
+        assert_eq!(response.status(), StatusCode::BAD_GATEWAY, "{function}");
+        let body: Value = response.json().await.expect("json");
+        assert_eq!(body["error"]["code"], "start_failed", "{body}");
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains(&volume.name) && message.contains("--allow-volume"),
+            "{message}"
+        );
+    }
+    let instances: Value = reqwest::get(format!("{}/v1/functions/web/instances", d.url))
+        .await
+        .expect("instances")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(instances["instances"], json!([]), "{instances}");
+    assert!(d.containers().is_empty(), "{:?}", d.containers());
+    assert!(d.plain_log().contains(&volume.name), "{}", d.log());
+    assert!(volume.labels().is_empty(), "skiff left it as it was");
+
+    // Deploying it again is refused the same way as any new deploy.
+    let (status, body) = put(
+        &d,
+        "store",
+        json!({"image": "skiff/testfn:latest", "env": {"MODE": "volume"}, "volumes": [mount]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["field"], "volumes");
     d.stop().await;
 }

@@ -315,6 +315,19 @@ impl TestVolume {
         }
     }
 
+    /// Creates the volume as an operator would, with plain `docker volume create` (no
+    /// label), replacing one of that name that no container uses.
+    pub fn create_unlabelled(&self) {
+        let _ = Command::new("docker")
+            .args(["volume", "rm", "-f", &self.name])
+            .output();
+        let out = Command::new("docker")
+            .args(["volume", "create", &self.name])
+            .output()
+            .expect("docker volume create");
+        assert!(out.status.success(), "docker volume create: {out:?}");
+    }
+
     /// Whether the volume exists on the engine.
     pub fn exists(&self) -> bool {
         Command::new("docker")
