@@ -10,6 +10,7 @@ use skiff_core::{ByteSize, HumanDuration};
 use skiff_gateway::GatewayConfig;
 use skiff_invoker::{Platform, PlatformConfig};
 use skiff_runtime::docker::DockerEngine;
+use skiff_runtime::endpoint::Endpoint;
 use skiff_store::Store;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -279,11 +280,16 @@ async fn termination() {
 pub async fn run(args: ServeArgs) -> Result<ExitCode> {
     init_logging();
     let settings = args.resolve()?;
-    let engine = DockerEngine::connect()
+    // An address skiff cannot use is refused, never swapped for the local socket.
+    let endpoint = Endpoint::from_process()?;
+    let engine = DockerEngine::connect_to(&endpoint)
         .await
-        .context("cannot reach the Docker engine (is it running, and is DOCKER_HOST right?)")?;
+        .with_context(|| {
+            format!("cannot reach the Docker engine at {endpoint} (is it running, and is DOCKER_HOST right?)")
+        })?;
     tracing::info!(
         api_version = engine.api_version(),
+        engine = %endpoint,
         "connected to the Docker engine"
     );
     let db = settings.platform.data_dir.join("skiff.db");

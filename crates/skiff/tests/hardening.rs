@@ -1,0 +1,366 @@
+//! End-to-end tests of what a hostile look at skiff found, on the real Docker engine:
+//! `DOCKER_HOST` is honoured or refused.
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use skiff_testing::Daemon;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+fn skiff() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_skiff"))
+}
+
+async fn deploy_ok(d: &Daemon, name: &str, spec: Value) {
+    let response = reqwest::Client::new()
+        .put(format!("{}/v1/functions/{name}", d.url))
+        .json(&spec)
+        .send()
+        .await
+        .expect("deploy request");
+    let status = response.status();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    assert!(status.is_success(), "{status}: {body}");
+}
+
+async fn invoke(d: &Daemon, name: &str, body: &str) -> (StatusCode, String) {
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/functions/{name}/invoke", d.url))
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("invoke request");
+    let status = response.status();
+    (status, response.text().await.unwrap_or_default())
+}
+
+/// Runs `skiff serve` on `data_dir` with `env` added, expecting it to give up at start;
+/// returns its stderr. Fails if it is still running a minute later (it is then killed).
+async fn serve_must_fail(data_dir: &Path, env: &[(&str, &str)]) -> String {
+    let child = tokio::process::Command::new(skiff())
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start skiff serve");
+    let output = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("skiff serve with {env:?} was still running after 60s"))
+        .expect("wait for skiff serve");
+    let stderr = String::from_utf8_lossy(&output.stderr).to_string();
+    assert!(
+        !output.status.success(),
+        "skiff serve with {env:?} exited with success:\n{stderr}"
+    );
+    stderr
+}
+
+/// The one `error: ...` line of a failed start.
+fn error_line(stderr: &str) -> String {
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("error: "))
+        .collect();
+    assert_eq!(errors.len(), 1, "one error line expected:\n{stderr}");
+    errors[0].to_string()
+}
+
+// ---------------------------------------------------------------------------------------
+// DOCKER_HOST.
+
+/// The engine's socket as this test process reaches it.
+fn docker_socket() -> PathBuf {
+    match std::env::var("DOCKER_HOST") {
+        Ok(host) if host.starts_with("unix://") => PathBuf::from(&host["unix://".len()..]),
+        _ => PathBuf::from("/var/run/docker.sock"),
+    }
+}
+
+/// A TCP (optionally TLS) front for the engine's Unix socket, on a free local port; it
+/// counts the connections it carried. Dropping it stops it and its connections.
+struct Proxy {
+    address: std::net::SocketAddr,
+    connections: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Proxy {
+    async fn start(tls: Option<tokio_rustls::TlsAcceptor>) -> Proxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the proxy");
+        let address = listener.local_addr().expect("proxy address");
+        let connections = Arc::new(AtomicUsize::new(0));
+        let counted = connections.clone();
+        let socket = docker_socket();
+        let task = tokio::spawn(async move {
+            let mut carried = tokio::task::JoinSet::new();
+            loop {
+                let Ok((client, _)) = listener.accept().await else {
+                    continue;
+                };
+                let socket = socket.clone();
+                let counted = counted.clone();
+                let tls = tls.clone();
+                carried.spawn(async move {
+                    let Ok(mut engine) = tokio::net::UnixStream::connect(&socket).await else {
+                        return;
+                    };
+                    match tls {
+                        Some(acceptor) => {
+                            let Ok(mut client) = acceptor.accept(client).await else {
+                                return;
+                            };
+                            counted.fetch_add(1, Ordering::SeqCst);
+                            let _ = tokio::io::copy_bidirectional(&mut client, &mut engine).await;
+                        }
+                        None => {
+                            let mut client = client;
+                            counted.fetch_add(1, Ordering::SeqCst);
+                            let _ = tokio::io::copy_bidirectional(&mut client, &mut engine).await;
+                        }
+                    }
+                });
+                while carried.try_join_next().is_some() {}
+            }
+        });
+        Proxy {
+            address,
+            connections,
+            task,
+        }
+    }
+
+    fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+}
+
+/// Deploys and calls an exec function (`hello`) and stops the daemon cleanly.
+async fn deploy_call_and_stop(d: Daemon) {
+    deploy_ok(
+        &d,
+        "hello",
+        json!({"image": "skiff/hello:latest", "memory": "64Mi", "timeout": "20s"}),
+    )
+    .await;
+    let (status, body) = invoke(&d, "hello", r#"{"name":"Ann"}"#).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body, "Hello Ann!\n");
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_host_tcp_is_where_the_daemon_talks_to_the_engine() {
+    if !skiff_testing::ready() {
+        return;
+    }
+    let proxy = Proxy::start(None).await;
+    let host = format!("tcp://{}", proxy.address);
+    let d = Daemon::builder(skiff())
+        .env("DOCKER_HOST", &host)
+        .start()
+        .await;
+    let at_start = proxy.connections();
+    assert!(
+        at_start > 0,
+        "no engine traffic through {host}:\n{}",
+        d.log()
+    );
+    assert!(d.plain_log().contains(&host), "{}", d.log());
+    deploy_call_and_stop(d).await;
+    assert!(
+        proxy.connections() > at_start,
+        "the deploy and the call did not go through {host}"
+    );
+}
+
+/// Writes a CA, a server certificate for 127.0.0.1 and a client certificate (the docker
+/// CLI's `ca.pem`, `cert.pem`, `key.pem`) with the openssl command.
+fn make_certificates(dir: &Path) {
+    let run = |args: &[&str]| {
+        let output = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl (the openssl package)");
+        assert!(
+            output.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+    )
+    .expect("server.ext");
+    std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").expect("client.ext");
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let mut ca = vec!["req", "-x509", "-days", "2", "-subj", "/CN=skiff test CA"];
+    ca.extend(ec);
+    ca.extend(["-keyout", "ca-key.pem", "-out", "ca.pem"]);
+    run(&ca);
+    for (name, key, ext) in [
+        ("server", "server-key.pem", "server.ext"),
+        ("client", "key.pem", "client.ext"),
+    ] {
+        let csr = format!("{name}.csr");
+        let cert = if name == "client" {
+            "cert.pem".to_string()
+        } else {
+            format!("{name}.pem")
+        };
+        let subject = format!("/CN=skiff test {name}");
+        let mut req = vec!["req", "-subj", subject.as_str()];
+        req.extend(ec);
+        req.extend(["-keyout", key, "-out", csr.as_str()]);
+        run(&req);
+        run(&[
+            "x509",
+            "-req",
+            "-days",
+            "2",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca-key.pem",
+            "-CAcreateserial",
+            "-extfile",
+            ext,
+            "-out",
+            &cert,
+        ]);
+    }
+}
+
+/// A TLS acceptor that presents the server certificate and requires a client certificate
+/// signed by the CA, as a Docker engine started with `--tlsverify` does.
+fn tls_acceptor(dir: &Path) -> tokio_rustls::TlsAcceptor {
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(dir.join("server.pem"))
+        .expect("server.pem")
+        .collect::<Result<_, _>>()
+        .expect("server certificate");
+    let key = PrivateKeyDer::from_pem_file(dir.join("server-key.pem")).expect("server key");
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in CertificateDer::pem_file_iter(dir.join("ca.pem")).expect("ca.pem") {
+        roots.add(ca.expect("CA certificate")).expect("add the CA");
+    }
+    let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots))
+        .build()
+        .expect("client verifier");
+    let config = rustls::ServerConfig::builder()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certs, key)
+        .expect("server config");
+    tokio_rustls::TlsAcceptor::from(Arc::new(config))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_host_tcp_with_tls_verify_uses_the_certificates() {
+    if !skiff_testing::ready() {
+        return;
+    }
+    let certs = tempfile::tempdir().expect("tempdir");
+    make_certificates(certs.path());
+    let proxy = Proxy::start(Some(tls_acceptor(certs.path()))).await;
+    let host = format!("tcp://{}", proxy.address);
+    let cert_path = certs.path().to_str().expect("utf-8 path");
+
+    // Without the right CA the engine is not trusted: one error line at start.
+    let other = tempfile::tempdir().expect("tempdir");
+    make_certificates(other.path());
+    let empty = tempfile::tempdir().expect("tempdir");
+    let stderr = serve_must_fail(
+        empty.path(),
+        &[
+            ("DOCKER_HOST", &host),
+            ("DOCKER_TLS_VERIFY", "1"),
+            ("DOCKER_CERT_PATH", other.path().to_str().expect("utf-8")),
+        ],
+    )
+    .await;
+    let line = error_line(&stderr);
+    assert!(line.contains(&host) && line.contains("TLS"), "{line}");
+    assert_eq!(
+        proxy.connections(),
+        0,
+        "a handshake succeeded with another CA"
+    );
+
+    let d = Daemon::builder(skiff())
+        .env("DOCKER_HOST", &host)
+        .env("DOCKER_TLS_VERIFY", "1")
+        .env("DOCKER_CERT_PATH", cert_path)
+        .start()
+        .await;
+    let at_start = proxy.connections();
+    assert!(
+        at_start > 0,
+        "no TLS connection through {host}:\n{}",
+        d.log()
+    );
+    deploy_call_and_stop(d).await;
+    assert!(proxy.connections() > at_start);
+}
+
+#[tokio::test]
+async fn a_docker_host_skiff_cannot_use_is_refused_at_start() {
+    if !skiff_testing::ready() {
+        return;
+    }
+    let certs = tempfile::tempdir().expect("tempdir");
+    let cert_path = certs.path().to_str().expect("utf-8 path");
+    for (env, says) in [
+        (vec![("DOCKER_HOST", "ssh://x")], "DOCKER_HOST=ssh://x: "),
+        (
+            vec![("DOCKER_HOST", "foo://bar")],
+            "DOCKER_HOST=foo://bar: ",
+        ),
+        (
+            vec![("DOCKER_HOST", "npipe:////./pipe/docker_engine")],
+            "DOCKER_HOST=npipe:////./pipe/docker_engine: ",
+        ),
+        (vec![("DOCKER_HOST", "garbage")], "DOCKER_HOST=garbage: "),
+        (
+            vec![("DOCKER_HOST", "tcp://127.0.0.1:notaport")],
+            "DOCKER_HOST=tcp://127.0.0.1:notaport: ",
+        ),
+        (
+            vec![
+                ("DOCKER_HOST", "tcp://127.0.0.1:2376"),
+                ("DOCKER_TLS_VERIFY", "1"),
+                ("DOCKER_CERT_PATH", cert_path),
+            ],
+            "ca.pem cannot be read",
+        ),
+    ] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let stderr = serve_must_fail(dir.path(), &env).await;
+        let line = error_line(&stderr);
+        assert!(line.contains(says), "{env:?}: {line}");
+    }
+}
