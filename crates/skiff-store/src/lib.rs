@@ -1,5 +1,6 @@
 //! skiff-store: skiff's state in SQLite.
 //!
+//! - the data directory ([`DataDir`]): private to its owner, as are the store's files;
 //! - the daemon's identity ([`Store::daemon_id`]), in the `meta` table;
 //! - deployed functions ([`Store::put_function`], ...), their configuration as JSON;
 //! - call records and their logs ([`Store::write_calls`], [`Store::list_calls`], ...);
@@ -12,12 +13,14 @@
 
 mod calls;
 mod codec;
+pub mod data_dir;
 mod error;
 mod functions;
 mod queue;
 mod triggers;
 
 pub use calls::{CallFilter, CallWrite, DEFAULT_CALL_LIMIT, INTERRUPTED_MESSAGE, MAX_CALL_LIMIT};
+pub use data_dir::{DataDir, DataDirError};
 pub use error::StoreError;
 pub use queue::{Claimed, Payload, PendingCallback, StoredResult};
 pub use triggers::TickOutcome;
@@ -51,6 +54,8 @@ pub struct Store {
 impl Store {
     /// Opens the database at `path`, creating the file and its parent directories if needed,
     /// and migrates it: WAL journal, `synchronous=NORMAL`, foreign keys on, 5s busy timeout.
+    /// The file, and SQLite's `-wal` and `-shm` beside it, are readable by their owner only
+    /// (mode 0600): existing ones are tightened, and SQLite gives new ones the file's mode.
     pub async fn open(path: &Path) -> Result<Store, StoreError> {
         let open_error = |source| StoreError::Open {
             path: path.to_path_buf(),
@@ -59,6 +64,13 @@ impl Store {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             tokio::fs::create_dir_all(parent)
                 .await
+                .map_err(|e| open_error(sqlx::Error::Io(e)))?;
+        }
+        data_dir::private_file(path).map_err(|e| open_error(sqlx::Error::Io(e)))?;
+        for suffix in ["-wal", "-shm", "-journal"] {
+            let mut beside = path.as_os_str().to_owned();
+            beside.push(suffix);
+            data_dir::private_if_present(Path::new(&beside))
                 .map_err(|e| open_error(sqlx::Error::Io(e)))?;
         }
         let options = SqliteConnectOptions::new()
@@ -236,6 +248,35 @@ mod tests {
             .await
             .expect("open other");
         assert_ne!(other.daemon_id().await.expect("daemon id"), id);
+    }
+
+    #[tokio::test]
+    async fn the_store_files_are_readable_by_their_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("skiff.db");
+        let files = ["skiff.db", "skiff.db-wal", "skiff.db-shm"].map(|f| dir.path().join(f));
+        let mode = |p: &Path| {
+            std::fs::metadata(p)
+                .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+                .permissions()
+                .mode()
+                & 0o777
+        };
+        let store = Store::open(&path).await.expect("open");
+        store.daemon_id().await.expect("a read");
+        for file in &files {
+            assert_eq!(mode(file), 0o600, "{}", file.display());
+        }
+        // Files an older skiff left readable by all are tightened on the next open.
+        for file in &files {
+            std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        }
+        let again = Store::open(&path).await.expect("reopen");
+        again.daemon_id().await.expect("a read");
+        for file in &files {
+            assert_eq!(mode(file), 0o600, "{}", file.display());
+        }
     }
 
     #[tokio::test]

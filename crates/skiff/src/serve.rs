@@ -11,7 +11,7 @@ use skiff_gateway::GatewayConfig;
 use skiff_invoker::{Platform, PlatformConfig};
 use skiff_runtime::docker::DockerEngine;
 use skiff_runtime::endpoint::Endpoint;
-use skiff_store::Store;
+use skiff_store::{DataDir, Store};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -282,6 +282,7 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
     let settings = args.resolve()?;
     // An address skiff cannot use is refused, never swapped for the local socket.
     let endpoint = Endpoint::from_process()?;
+    let data_dir = DataDir::open(&settings.platform.data_dir)?;
     let engine = DockerEngine::connect_to(&endpoint)
         .await
         .with_context(|| {
@@ -292,7 +293,7 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
         engine = %endpoint,
         "connected to the Docker engine"
     );
-    let db = settings.platform.data_dir.join("skiff.db");
+    let db = data_dir.store_path();
     let store = Store::open(&db)
         .await
         .with_context(|| format!("cannot open the store at {}", db.display()))?;

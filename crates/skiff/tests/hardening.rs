@@ -1,9 +1,10 @@
-//! End-to-end tests of what a hostile look at skiff found, on the real Docker engine:
-//! `DOCKER_HOST` is honoured or refused.
+//! End-to-end tests of what a hostile look at skiff found, on the real Docker engine: the
+//! store's files are private, and `DOCKER_HOST` is honoured or refused.
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use skiff_testing::Daemon;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -35,6 +36,20 @@ async fn invoke(d: &Daemon, name: &str, body: &str) -> (StatusCode, String) {
         .expect("invoke request");
     let status = response.status();
     (status, response.text().await.unwrap_or_default())
+}
+
+/// The permission bits of `path`, in octal (`"700"`).
+fn mode(path: &Path) -> String {
+    let mode = std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode();
+    format!("{:o}", mode & 0o777)
+}
+
+fn set_mode(path: &Path, mode: u32) {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .unwrap_or_else(|e| panic!("chmod {}: {e}", path.display()));
 }
 
 /// Runs `skiff serve` on `data_dir` with `env` added, expecting it to give up at start;
@@ -69,6 +84,119 @@ fn error_line(stderr: &str) -> String {
         .collect();
     assert_eq!(errors.len(), 1, "one error line expected:\n{stderr}");
     errors[0].to_string()
+}
+
+// ---------------------------------------------------------------------------------------
+// The store's files are private to the daemon's user.
+
+/// `skiff/testfn` run as `nobody`, as images with a `USER` line are.
+fn non_root_image() -> &'static str {
+    let tag = "skiff/testfn-nobody:latest";
+    let mut child = Command::new("docker")
+        .args([
+            "build",
+            "--quiet",
+            "--label",
+            "skiff.example=true",
+            "-t",
+            tag,
+            "-",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("docker build");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin
+            .write_all(b"FROM skiff/testfn:latest\nUSER 65534:65534\n")
+            .expect("Dockerfile");
+    }
+    let output = child.wait_with_output().expect("docker build");
+    assert!(
+        output.status.success(),
+        "docker build: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    tag
+}
+
+/// Whether user `nobody` (uid 65534) can read `path`.
+fn nobody_can_read(path: &Path) -> bool {
+    Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--",
+            "cat",
+        ])
+        .arg(path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("setpriv")
+        .success()
+}
+
+#[tokio::test]
+async fn the_store_is_private_and_exec_functions_still_run_after_tightening() {
+    if !skiff_testing::ready() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    // As an older skiff (or a umask of 022) would have left it.
+    set_mode(dir.path(), 0o755);
+    let mut d = Daemon::builder(skiff()).data_dir(dir).start().await;
+    let data = d.data_dir.path().to_path_buf();
+    deploy_ok(
+        &d,
+        "echo",
+        json!({"image": "skiff/testfn:latest", "secrets": {"API_TOKEN": "s3cret-in-the-wal"}}),
+    )
+    .await;
+    deploy_ok(&d, "nobody", json!({"image": non_root_image()})).await;
+    for name in ["echo", "nobody"] {
+        let (status, body) = invoke(&d, name, "private").await;
+        assert_eq!(status, StatusCode::OK, "{name}: {body}");
+        assert_eq!(body, "private", "{name}");
+    }
+
+    let check = |data: &Path| {
+        assert_eq!(mode(data), "700", "the data directory");
+        for file in ["skiff.db", "skiff.db-wal", "skiff.db-shm"] {
+            let path = data.join(file);
+            assert_eq!(mode(&path), "600", "{file}");
+            assert!(!nobody_can_read(&path), "nobody read {file}");
+        }
+        // skiff-init stays readable and executable: it runs in containers as any user.
+        let init: Vec<PathBuf> = std::fs::read_dir(data.join("bin"))
+            .expect("bin")
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
+        assert!(!init.is_empty());
+        for path in init {
+            assert_eq!(mode(&path), "755", "{}", path.display());
+        }
+    };
+    check(&data);
+
+    // Files left loose (by hand, or by an older skiff) are tightened at the next start.
+    assert!(d.terminate().await, "{}", d.log());
+    set_mode(&data, 0o755);
+    for file in ["skiff.db", "skiff.db-wal", "skiff.db-shm"] {
+        let path = data.join(file);
+        if path.exists() {
+            set_mode(&path, 0o644);
+        }
+    }
+    d.restart().await;
+    let (status, body) = invoke(&d, "nobody", "again").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    check(&data);
+    d.stop().await;
 }
 
 // ---------------------------------------------------------------------------------------

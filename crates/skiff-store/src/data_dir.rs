@@ -1,0 +1,184 @@
+//! The daemon's data directory: private to the user that runs skiff.
+//!
+//! The store holds secrets (a function's `secrets`, call payloads), and SQLite writes them
+//! to `skiff.db`, `skiff.db-wal` and `skiff.db-shm`. [`DataDir::open`] creates the directory
+//! with mode 0700 and tightens it when it is looser; [`private_file`] does the same with mode
+//! 0600 for the store's files. Files under `bin/` keep their own modes: `skiff-init` must stay
+//! readable and executable, for it runs in containers as whatever user the image names (the
+//! engine, as root, reaches it through the 0700 directory to bind-mount it).
+
+use std::fs::{DirBuilder, OpenOptions, Permissions};
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// The store's file in the data directory.
+pub const STORE_FILE: &str = "skiff.db";
+/// Mode of the data directory.
+const DIR_MODE: u32 = 0o700;
+/// Mode of the files in it.
+const FILE_MODE: u32 = 0o600;
+
+/// Why the data directory cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DataDirError {
+    /// The directory cannot be created or read.
+    #[error("cannot create the data directory {path}: {source}")]
+    Create {
+        /// The directory.
+        path: PathBuf,
+        /// What the system said.
+        source: io::Error,
+    },
+    /// A file or the directory cannot be made private to its owner.
+    #[error("cannot make {path} private to its owner (mode {mode:o}): {source}")]
+    Permissions {
+        /// The file or directory.
+        path: PathBuf,
+        /// The mode it should have.
+        mode: u32,
+        /// What the system said.
+        source: io::Error,
+    },
+}
+
+/// The data directory, ready for the daemon: created, private.
+#[derive(Debug)]
+pub struct DataDir {
+    path: PathBuf,
+}
+
+impl DataDir {
+    /// Creates `path` (mode 0700; its missing parents get the usual mode) or, when it exists
+    /// with a looser mode, restricts it to its owner.
+    pub fn open(path: &Path) -> Result<DataDir, DataDirError> {
+        let create = |source| DataDirError::Create {
+            path: path.to_path_buf(),
+            source,
+        };
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(create)?;
+        }
+        match DirBuilder::new().mode(DIR_MODE).create(path) {
+            Ok(()) => {}
+            Err(err) if err.kind() == io::ErrorKind::AlreadyExists && path.is_dir() => {}
+            Err(err) => return Err(create(err)),
+        }
+        restrict(path, DIR_MODE).map_err(|source| DataDirError::Permissions {
+            path: path.to_path_buf(),
+            mode: DIR_MODE,
+            source,
+        })?;
+        Ok(DataDir {
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Where the store lives in it.
+    pub fn store_path(&self) -> PathBuf {
+        self.path.join(STORE_FILE)
+    }
+}
+
+/// Takes group and other permissions away from `path` if it has any (so a stricter mode set
+/// by hand stays), and says so.
+fn restrict(path: &Path, mode: u32) -> io::Result<()> {
+    let current = std::fs::metadata(path)?.permissions().mode() & 0o777;
+    if current & 0o077 != 0 {
+        std::fs::set_permissions(path, Permissions::from_mode(mode))?;
+        tracing::warn!(
+            path = %path.display(),
+            was = format!("{current:o}"),
+            now = format!("{mode:o}"),
+            "made private to its owner"
+        );
+    }
+    Ok(())
+}
+
+/// Makes `path` a file only its owner can read and write: creates it empty with mode 0600
+/// when missing, tightens it when it exists with a looser mode.
+pub(crate) fn private_file(path: &Path) -> io::Result<()> {
+    OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(FILE_MODE)
+        .open(path)?;
+    restrict(path, FILE_MODE)
+}
+
+/// Tightens `path` if it exists; nothing when it does not.
+pub(crate) fn private_if_present(path: &Path) -> io::Result<()> {
+    match restrict(path, FILE_MODE) {
+        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path)
+            .expect("metadata")
+            .permissions()
+            .mode()
+            & 0o777
+    }
+
+    #[test]
+    fn a_new_data_directory_is_private_and_its_parents_are_not_changed() {
+        let root = tempfile::tempdir().expect("tempdir");
+        std::fs::set_permissions(root.path(), Permissions::from_mode(0o755)).expect("chmod");
+        let path = root.path().join("share/skiff");
+        let dir = DataDir::open(&path).expect("open");
+        assert_eq!(dir.path(), path);
+        assert_eq!(dir.store_path(), path.join("skiff.db"));
+        assert_eq!(mode(&path), 0o700);
+        assert_eq!(mode(root.path()), 0o755);
+    }
+
+    #[test]
+    fn a_loose_directory_and_files_are_tightened_and_stricter_ones_kept() {
+        let root = tempfile::tempdir().expect("tempdir");
+        std::fs::set_permissions(root.path(), Permissions::from_mode(0o755)).expect("chmod");
+        DataDir::open(root.path()).expect("open");
+        assert_eq!(mode(root.path()), 0o700);
+
+        let loose = root.path().join("skiff.db");
+        std::fs::write(&loose, b"x").expect("write");
+        std::fs::set_permissions(&loose, Permissions::from_mode(0o644)).expect("chmod");
+        private_file(&loose).expect("private");
+        assert_eq!(mode(&loose), 0o600);
+        assert_eq!(std::fs::read(&loose).expect("read"), b"x", "content kept");
+
+        let strict = root.path().join("skiff.db-wal");
+        std::fs::write(&strict, b"").expect("write");
+        std::fs::set_permissions(&strict, Permissions::from_mode(0o400)).expect("chmod");
+        private_if_present(&strict).expect("private");
+        assert_eq!(mode(&strict), 0o400);
+        private_if_present(&root.path().join("skiff.db-shm")).expect("absent is fine");
+        assert!(!root.path().join("skiff.db-shm").exists());
+
+        let fresh = root.path().join("new.db");
+        private_file(&fresh).expect("create");
+        assert_eq!(mode(&fresh), 0o600);
+    }
+
+    #[test]
+    fn a_file_in_the_way_is_an_error_naming_it() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let file = root.path().join("not-a-dir");
+        std::fs::write(&file, b"").expect("write");
+        let err = DataDir::open(&file).expect_err("a file");
+        assert!(err.to_string().contains("not-a-dir"), "{err}");
+    }
+}
