@@ -1,4 +1,5 @@
-//! The daemon's data directory: private to the user that runs skiff.
+//! The daemon's data directory: private to the user that runs skiff, and used by one daemon
+//! at a time.
 //!
 //! The store holds secrets (a function's `secrets`, call payloads), and SQLite writes them
 //! to `skiff.db`, `skiff.db-wal` and `skiff.db-shm`. [`DataDir::open`] creates the directory
@@ -6,14 +7,22 @@
 //! 0600 for the store's files. Files under `bin/` keep their own modes: `skiff-init` must stay
 //! readable and executable, for it runs in containers as whatever user the image names (the
 //! engine, as root, reaches it through the 0700 directory to bind-mount it).
+//!
+//! Two daemons on one directory would share its store and its daemon id, and each would
+//! remove the other's containers as its own leftovers. [`DataDir::open`] therefore takes an
+//! exclusive `flock` on `skiff.lock` in it, held as long as the [`DataDir`] lives (the
+//! process's life, for the daemon); the file names the holder's pid for the error that a
+//! second daemon gets. The kernel drops the lock when the process ends, however it ends.
 
-use std::fs::{DirBuilder, OpenOptions, Permissions};
-use std::io;
+use std::fs::{DirBuilder, File, OpenOptions, Permissions};
+use std::io::{self, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// The store's file in the data directory.
 pub const STORE_FILE: &str = "skiff.db";
+/// The lock file in the data directory.
+pub const LOCK_FILE: &str = "skiff.lock";
 /// Mode of the data directory.
 const DIR_MODE: u32 = 0o700;
 /// Mode of the files in it.
@@ -41,17 +50,36 @@ pub enum DataDirError {
         /// What the system said.
         source: io::Error,
     },
+    /// Another process holds the directory's lock.
+    #[error("another skiff daemon ({holder}) is using {path}")]
+    InUse {
+        /// The directory.
+        path: PathBuf,
+        /// `pid N`, as the lock file says.
+        holder: String,
+    },
+    /// The lock file cannot be opened or locked.
+    #[error("cannot lock {path}: {source}")]
+    Lock {
+        /// The lock file.
+        path: PathBuf,
+        /// What the system said.
+        source: io::Error,
+    },
 }
 
-/// The data directory, ready for the daemon: created, private.
+/// The data directory, ready for the daemon: created, private, and locked for as long as
+/// this value lives.
 #[derive(Debug)]
 pub struct DataDir {
     path: PathBuf,
+    _lock: File,
 }
 
 impl DataDir {
     /// Creates `path` (mode 0700; its missing parents get the usual mode) or, when it exists
-    /// with a looser mode, restricts it to its owner.
+    /// with a looser mode, restricts it to its owner; then locks it, or fails with
+    /// [`DataDirError::InUse`] if another process (or another `DataDir`) holds it.
     pub fn open(path: &Path) -> Result<DataDir, DataDirError> {
         let create = |source| DataDirError::Create {
             path: path.to_path_buf(),
@@ -70,8 +98,10 @@ impl DataDir {
             mode: DIR_MODE,
             source,
         })?;
+        let lock = lock(path)?;
         Ok(DataDir {
             path: path.to_path_buf(),
+            _lock: lock,
         })
     }
 
@@ -84,6 +114,43 @@ impl DataDir {
     pub fn store_path(&self) -> PathBuf {
         self.path.join(STORE_FILE)
     }
+}
+
+/// Takes the exclusive lock of the data directory `dir`, and writes this process's id in
+/// the lock file.
+fn lock(dir: &Path) -> Result<File, DataDirError> {
+    let path = dir.join(LOCK_FILE);
+    let error = |source| DataDirError::Lock {
+        path: path.clone(),
+        source,
+    };
+    private_file(&path).map_err(error)?;
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(error)?;
+    use rustix::fs::{flock, FlockOperation};
+    match flock(&file, FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => {}
+        Err(errno) if errno == rustix::io::Errno::WOULDBLOCK => {
+            let mut text = String::new();
+            // The holder writes its pid just after it locks: an empty file is possible.
+            let _ = file.read_to_string(&mut text);
+            let holder = match text.trim().parse::<u32>() {
+                Ok(pid) => format!("pid {pid}"),
+                Err(_) => "pid unknown".to_string(),
+            };
+            return Err(DataDirError::InUse {
+                path: dir.to_path_buf(),
+                holder,
+            });
+        }
+        Err(errno) => return Err(error(errno.into())),
+    }
+    file.set_len(0).map_err(error)?;
+    writeln!(file, "{}", std::process::id()).map_err(error)?;
+    Ok(file)
 }
 
 /// Takes group and other permissions away from `path` if it has any (so a stricter mode set
@@ -171,6 +238,32 @@ mod tests {
         let fresh = root.path().join("new.db");
         private_file(&fresh).expect("create");
         assert_eq!(mode(&fresh), 0o600);
+    }
+
+    #[test]
+    fn one_holder_at_a_time_and_the_error_names_it() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let first = DataDir::open(root.path()).expect("first");
+        let lock = root.path().join(LOCK_FILE);
+        assert_eq!(mode(&lock), 0o600);
+        assert_eq!(
+            std::fs::read_to_string(&lock).expect("lock file"),
+            format!("{}\n", std::process::id())
+        );
+        // flock locks belong to an open file: a second open in this process is refused too.
+        let err = DataDir::open(root.path()).expect_err("held");
+        assert!(matches!(err, DataDirError::InUse { .. }), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "another skiff daemon (pid {}) is using {}",
+                std::process::id(),
+                root.path().display()
+            )
+        );
+        drop(first);
+        let again = DataDir::open(root.path()).expect("free once the holder is gone");
+        drop(again);
     }
 
     #[test]

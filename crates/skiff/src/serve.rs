@@ -345,6 +345,8 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
         Err(_) => tracing::warn!("connections still open 5s after shutdown were dropped"),
     }
     tracing::info!("skiff stopped");
+    // The data directory stays locked until the very end.
+    drop(data_dir);
     Ok(ExitCode::SUCCESS)
 }
 

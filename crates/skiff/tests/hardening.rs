@@ -1,5 +1,6 @@
 //! End-to-end tests of what a hostile look at skiff found, on the real Docker engine: the
-//! store's files are private, and `DOCKER_HOST` is honoured or refused.
+//! store's files are private, `DOCKER_HOST` is honoured or refused, and a data directory is
+//! used by one daemon at a time.
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -166,7 +167,7 @@ async fn the_store_is_private_and_exec_functions_still_run_after_tightening() {
 
     let check = |data: &Path| {
         assert_eq!(mode(data), "700", "the data directory");
-        for file in ["skiff.db", "skiff.db-wal", "skiff.db-shm"] {
+        for file in ["skiff.db", "skiff.db-wal", "skiff.db-shm", "skiff.lock"] {
             let path = data.join(file);
             assert_eq!(mode(&path), "600", "{file}");
             assert!(!nobody_can_read(&path), "nobody read {file}");
@@ -186,7 +187,7 @@ async fn the_store_is_private_and_exec_functions_still_run_after_tightening() {
     // Files left loose (by hand, or by an older skiff) are tightened at the next start.
     assert!(d.terminate().await, "{}", d.log());
     set_mode(&data, 0o755);
-    for file in ["skiff.db", "skiff.db-wal", "skiff.db-shm"] {
+    for file in ["skiff.db", "skiff.db-wal", "skiff.db-shm", "skiff.lock"] {
         let path = data.join(file);
         if path.exists() {
             set_mode(&path, 0o644);
@@ -491,4 +492,29 @@ async fn a_docker_host_skiff_cannot_use_is_refused_at_start() {
         let line = error_line(&stderr);
         assert!(line.contains(says), "{env:?}: {line}");
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// One daemon per data directory; a copy of one gets its own daemon id.
+
+#[tokio::test]
+async fn a_second_daemon_on_the_same_data_dir_is_refused() {
+    if !skiff_testing::ready() {
+        return;
+    }
+    let first = Daemon::start(skiff(), &[]).await;
+    deploy_ok(&first, "echo", json!({"image": "skiff/testfn:latest"})).await;
+    let stderr = serve_must_fail(first.data_dir.path(), &[]).await;
+    let line = error_line(&stderr);
+    let expected = format!(
+        "another skiff daemon (pid {}) is using {}",
+        first.pid(),
+        first.data_dir.path().display()
+    );
+    assert!(line.contains(&expected), "{line}");
+    // The first one is undisturbed.
+    let (status, body) = invoke(&first, "echo", "still here").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body, "still here");
+    first.stop().await;
 }
