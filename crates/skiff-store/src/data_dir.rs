@@ -13,10 +13,15 @@
 //! exclusive `flock` on `skiff.lock` in it, held as long as the [`DataDir`] lives (the
 //! process's life, for the daemon); the file names the holder's pid for the error that a
 //! second daemon gets. The kernel drops the lock when the process ends, however it ends.
+//!
+//! A copy of the directory (a backup restored beside the original, a second install made
+//! with `cp -a`) has a lock of its own, but the same store, so the same daemon id. Its
+//! [`DataDir::identity`] (canonical path, device and inode) tells it apart: the store binds
+//! the daemon id to it ([`crate::Store::bind_daemon_id`]) and draws a new id for a copy.
 
 use std::fs::{DirBuilder, File, OpenOptions, Permissions};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// The store's file in the data directory.
@@ -73,6 +78,7 @@ pub enum DataDirError {
 #[derive(Debug)]
 pub struct DataDir {
     path: PathBuf,
+    identity: String,
     _lock: File,
 }
 
@@ -99,10 +105,18 @@ impl DataDir {
             source,
         })?;
         let lock = lock(path)?;
+        let identity = identity(path).map_err(create)?;
         Ok(DataDir {
             path: path.to_path_buf(),
+            identity,
             _lock: lock,
         })
+    }
+
+    /// What this directory is, as no copy of it can be: its canonical path, device and
+    /// inode (`/var/lib/skiff (device 2049, inode 1234)`).
+    pub fn identity(&self) -> &str {
+        &self.identity
     }
 
     /// The directory.
@@ -114,6 +128,18 @@ impl DataDir {
     pub fn store_path(&self) -> PathBuf {
         self.path.join(STORE_FILE)
     }
+}
+
+/// The identity of directory `path`: canonical path, device, inode.
+fn identity(path: &Path) -> io::Result<String> {
+    let canonical = std::fs::canonicalize(path)?;
+    let metadata = std::fs::metadata(&canonical)?;
+    Ok(format!(
+        "{} (device {}, inode {})",
+        canonical.display(),
+        metadata.dev(),
+        metadata.ino()
+    ))
 }
 
 /// Takes the exclusive lock of the data directory `dir`, and writes this process's id in
@@ -264,6 +290,27 @@ mod tests {
         drop(first);
         let again = DataDir::open(root.path()).expect("free once the holder is gone");
         drop(again);
+    }
+
+    #[test]
+    fn the_identity_is_stable_and_a_copy_has_another() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let original = root.path().join("skiff");
+        let first = DataDir::open(&original)
+            .expect("open")
+            .identity()
+            .to_string();
+        let canonical = std::fs::canonicalize(&original).expect("canonical");
+        assert!(
+            first.starts_with(&format!("{} (device ", canonical.display())),
+            "{first}"
+        );
+        // Through another spelling of the same path: the same directory.
+        let again = DataDir::open(&root.path().join("./skiff/")).expect("reopen");
+        assert_eq!(again.identity(), first);
+        drop(again);
+        let copy = DataDir::open(&root.path().join("copy")).expect("copy");
+        assert_ne!(copy.identity(), first);
     }
 
     #[test]

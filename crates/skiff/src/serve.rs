@@ -297,6 +297,15 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
     let store = Store::open(&db)
         .await
         .with_context(|| format!("cannot open the store at {}", db.display()))?;
+    if let Some(previous) = store.bind_daemon_id(data_dir.identity()).await? {
+        tracing::warn!(
+            previous,
+            daemon = store.daemon_id().await?,
+            data_dir = data_dir.identity(),
+            "this data directory is a copy (or was moved): it gets a daemon id of its own; \
+             containers labelled with the previous id are left to their daemon"
+        );
+    }
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;

@@ -1,6 +1,6 @@
 //! End-to-end tests of what a hostile look at skiff found, on the real Docker engine: the
 //! store's files are private, `DOCKER_HOST` is honoured or refused, and a data directory is
-//! used by one daemon at a time.
+//! used by one daemon at a time and a copy of it gets its own daemon id.
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 fn skiff() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_skiff"))
@@ -37,6 +37,26 @@ async fn invoke(d: &Daemon, name: &str, body: &str) -> (StatusCode, String) {
         .expect("invoke request");
     let status = response.status();
     (status, response.text().await.unwrap_or_default())
+}
+
+async fn get_json(d: &Daemon, path: &str) -> Value {
+    reqwest::get(format!("{}{path}", d.url))
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .unwrap_or(Value::Null)
+}
+
+async fn wait_for(what: &str, limit: Duration, mut check: impl AsyncFnMut() -> bool) {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("timed out after {limit:?} waiting for {what}");
 }
 
 /// The permission bits of `path`, in octal (`"700"`).
@@ -517,4 +537,76 @@ async fn a_second_daemon_on_the_same_data_dir_is_refused() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body, "still here");
     first.stop().await;
+}
+
+async fn ready_instances(d: &Daemon, name: &str) -> usize {
+    get_json(d, &format!("/v1/functions/{name}/instances")).await["instances"]
+        .as_array()
+        .map_or(0, |list| {
+            list.iter().filter(|i| i["state"] == "ready").count()
+        })
+}
+
+#[tokio::test]
+async fn a_copy_of_a_data_dir_gets_its_own_daemon_id_and_leaves_the_original_alone() {
+    if !skiff_testing::ready() {
+        return;
+    }
+    let mut original = Daemon::start(skiff(), &[]).await;
+    let web = json!({"image": "skiff/echo-http:latest", "contract": "http",
+                     "readiness_path": "/ready", "memory": "64Mi", "min_instances": 1});
+    deploy_ok(&original, "web", web).await;
+    wait_for("an instance", Duration::from_secs(60), async || {
+        ready_instances(&original, "web").await == 1
+    })
+    .await;
+    assert!(original.terminate().await, "{}", original.log());
+
+    // A copy of the stopped daemon's directory, as a backup or a second install would be.
+    let copy = tempfile::tempdir().expect("tempdir");
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(format!("{}/.", original.data_dir.path().display()))
+        .arg(copy.path())
+        .status()
+        .expect("cp");
+    assert!(status.success());
+    // The harness logs each daemon into its data directory: the copy starts a log of its own.
+    std::fs::remove_file(copy.path().join("daemon.log")).expect("the copied log");
+
+    original.restart().await;
+    wait_for("the instance again", Duration::from_secs(60), async || {
+        ready_instances(&original, "web").await == 1
+    })
+    .await;
+    let before = original.containers();
+    assert!(!before.is_empty());
+
+    let copied = Daemon::builder(skiff()).data_dir(copy).start().await;
+    assert_ne!(copied.id, original.id, "the copy kept the daemon id");
+    assert!(
+        copied.plain_log().contains(&original.id),
+        "the copy does not say whose id it had:\n{}",
+        copied.log()
+    );
+    // The copy's start-up (which removes its own leftovers) left the original's alone.
+    let after = original.containers();
+    for container in &before {
+        assert!(after.contains(container), "{container} was removed");
+    }
+    let response = reqwest::get(format!("{}/fn/web/hello", original.url))
+        .await
+        .expect("call");
+    assert_eq!(response.status(), StatusCode::OK);
+    wait_for("the copy's instance", Duration::from_secs(60), async || {
+        ready_instances(&copied, "web").await == 1
+    })
+    .await;
+    copied.stop().await;
+    assert_eq!(original.containers().len(), before.len());
+    let response = reqwest::get(format!("{}/fn/web/again", original.url))
+        .await
+        .expect("call");
+    assert_eq!(response.status(), StatusCode::OK);
+    original.stop().await;
 }
