@@ -1,7 +1,7 @@
 //! [`ApiError`]: every failure the HTTP API reports, as `{"error": {"code", "message"}}`
 //! with the right status. Internal details (store, engine) are logged, not sent.
 
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
@@ -40,7 +40,12 @@ pub struct ErrorDetail {
 pub struct ApiError {
     status: StatusCode,
     detail: ErrorDetail,
+    /// Seconds for the `Retry-After` header of a refusal.
+    retry_after: Option<u32>,
 }
+
+/// The `Retry-After` of a 429: the limiter's queue and the file descriptors free up fast.
+const RETRY_AFTER_SECS: u32 = 1;
 
 impl ApiError {
     /// An error with `status`, `code` and `message`.
@@ -53,6 +58,7 @@ impl ApiError {
                 field: None,
                 call_id: None,
             },
+            retry_after: None,
         }
     }
 
@@ -106,6 +112,7 @@ impl From<PlatformError> for ApiError {
                     field: Some(spec.field),
                     call_id: None,
                 },
+                retry_after: None,
             },
             PlatformError::InvalidTrigger(spec) => ApiError {
                 status: StatusCode::BAD_REQUEST,
@@ -115,6 +122,7 @@ impl From<PlatformError> for ApiError {
                     field: Some(spec.field),
                     call_id: None,
                 },
+                retry_after: None,
             },
             err @ PlatformError::TriggerNotFound { .. } => {
                 ApiError::new(StatusCode::NOT_FOUND, "trigger_not_found", err.to_string())
@@ -133,12 +141,18 @@ impl From<PlatformError> for ApiError {
                     field: Some("image".to_string()),
                     call_id: None,
                 },
+                retry_after: None,
             },
-            err @ PlatformError::Overloaded { .. } => ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too_many_requests",
-                err.to_string(),
-            ),
+            err @ (PlatformError::Overloaded { .. } | PlatformError::NearFdLimit { .. }) => {
+                ApiError {
+                    retry_after: Some(RETRY_AFTER_SECS),
+                    ..ApiError::new(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "too_many_requests",
+                        err.to_string(),
+                    )
+                }
+            }
             PlatformError::CallFailed {
                 call_id,
                 error_type,
@@ -152,6 +166,7 @@ impl From<PlatformError> for ApiError {
                     field: None,
                     call_id: Some(call_id),
                 },
+                retry_after: None,
             },
             PlatformError::PayloadTooLarge { limit } => ApiError::payload_too_large(limit),
             PlatformError::BadRequest { message } => ApiError::bad_request(message),
@@ -192,11 +207,41 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let call_id = self.detail.call_id;
         let mut response = (self.status, Json(ErrorBody { error: self.detail })).into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
         if let Some(id) = call_id {
             if let Ok(value) = HeaderValue::from_str(&id.to_string()) {
                 response.headers_mut().insert(CALL_ID_HEADER, value);
             }
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_are_429_with_retry_after() {
+        for err in [
+            PlatformError::Overloaded {
+                running: 64,
+                queued: 1024,
+            },
+            PlatformError::NearFdLimit {
+                in_use: 900,
+                limit: 1024,
+            },
+        ] {
+            let response = ApiError::from(err).into_response();
+            assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+            assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+        }
+        let response = ApiError::bad_request("no").into_response();
+        assert!(response.headers().get(header::RETRY_AFTER).is_none());
     }
 }

@@ -9,8 +9,10 @@
 //! Per function, [`ExecDriver`] keeps up to `prewarm` prepared containers of the function's
 //! current version. A call takes one if there is one (a warm start of a fresh container) or
 //! prepares its own (a cold start), and a replacement is prepared in the background. A
-//! function not called for `idle_timeout` has its prepared containers removed.
+//! function not called for `idle_timeout` has its prepared containers removed. Near the
+//! daemon's limit of open files (see [`crate::fds`]), replacements wait.
 
+use crate::fds::{FdReservation, FDS_PER_PREPARE};
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use skiff_core::{labels, CallErrorType, Contract, Resources, VolumeMount};
@@ -84,6 +86,8 @@ pub struct ExecSettings {
     pub max_response_bytes: usize,
     /// Most log bytes kept.
     pub max_log_bytes: usize,
+    /// The daemon's file descriptors: prepared containers are not replaced near the limit.
+    pub fds: crate::fds::FdBudget,
 }
 
 /// A container created, attached and started, waiting for its call.
@@ -306,12 +310,13 @@ impl ExecDriver {
         pool.ready.pop_front()
     }
 
-    /// Prepares containers in the background until `target` has `prewarm` of them.
+    /// Prepares containers in the background until `target` has `prewarm` of them, as far
+    /// as the file descriptors allow (the next call or refill tries again).
     pub fn refill(self: &Arc<Self>, target: &Arc<ExecTarget>) {
         if self.cancel.is_cancelled() {
             return;
         }
-        let missing = {
+        let (missing, reservations) = {
             let mut pools = self.pools();
             let pool = pools.entry(target.function.clone()).or_default();
             if pool.version != target.version {
@@ -325,13 +330,26 @@ impl ExecDriver {
                 .settings
                 .prewarm
                 .saturating_sub(pool.ready.len() + pool.preparing);
-            pool.preparing += missing;
-            missing
+            let reservations: Vec<FdReservation> = (0..missing)
+                .map_while(|_| self.settings.fds.try_reserve(FDS_PER_PREPARE).ok())
+                .collect();
+            pool.preparing += reservations.len();
+            (missing, reservations)
         };
-        for _ in 0..missing {
+        if reservations.len() < missing {
+            tracing::debug!(
+                function = target.function,
+                skipped = missing - reservations.len(),
+                "near the open-files limit: prepared containers are not replaced for now"
+            );
+        }
+        for reservation in reservations {
             let driver = self.clone();
             let target = target.clone();
             self.tracker.spawn(async move {
+                // Held until the container is pooled (its attachment then shows in the
+                // sampled count) or given up.
+                let _reservation = reservation;
                 // Waiting for a slot ends at shutdown; a preparation under way is let finish,
                 // so that the container it creates is known and removed, never leaked.
                 let slot = tokio::select! {

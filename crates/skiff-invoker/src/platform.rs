@@ -3,6 +3,7 @@
 use crate::config::PlatformConfig;
 use crate::error::PlatformError;
 use crate::exec::{ExecDriver, ExecSettings, ExecTarget};
+use crate::fds::{FdBudget, FdReservation, Short, FDS_PER_CALL};
 use crate::http::Body;
 use crate::lambda::{LambdaRegistry, Outcome};
 use crate::limiter::{Limiter, Refused};
@@ -115,6 +116,7 @@ enum CallResult {
 #[derive(Debug)]
 struct Held {
     _slot: tokio::sync::OwnedSemaphorePermit,
+    _fds: FdReservation,
     _in_flight: InFlightGuard,
 }
 
@@ -302,6 +304,7 @@ pub struct Platform {
     functions: RwLock<HashMap<String, Arc<Entry>>>,
     deploys: Mutex<()>,
     limiter: Limiter,
+    fds: FdBudget,
     recorder: Recorder,
     exec: Arc<ExecDriver>,
     instances: Arc<InstanceManager>,
@@ -385,6 +388,7 @@ impl Platform {
 
         let tracker = TaskTracker::new();
         let cancel = CancellationToken::new();
+        let fds = FdBudget::new();
         let exec = ExecDriver::new(
             engine.clone(),
             ExecSettings {
@@ -397,6 +401,7 @@ impl Platform {
                 max_background_prepares: config.max_background_prepares,
                 max_response_bytes: config.max_response_bytes,
                 max_log_bytes: config.max_log_bytes,
+                fds: fds.clone(),
             },
             cancel.clone(),
         );
@@ -447,6 +452,7 @@ impl Platform {
         );
         let platform = Arc::new(Platform {
             limiter: Limiter::new(config.max_concurrent_calls, config.max_queued_calls),
+            fds,
             recorder: Recorder::start(store.clone(), &tracker),
             config,
             store,
@@ -476,6 +482,7 @@ impl Platform {
                 platform.instances.set_target(Arc::new(target));
             }
         }
+        platform.spawn_fd_sampler();
         platform.spawn_idle_reaper();
         platform.spawn_autoscaler();
         platform.spawn_health_checks();
@@ -521,6 +528,20 @@ impl Platform {
                 }
             }
         });
+    }
+
+    /// Counts the open file descriptors every [`crate::fds::SAMPLE_PERIOD`].
+    fn spawn_fd_sampler(self: &Arc<Self>) {
+        let fds = self.fds.clone();
+        self.spawn_every(crate::fds::SAMPLE_PERIOD, move || {
+            fds.sample();
+            std::future::ready(())
+        });
+    }
+
+    /// Whether a call would be admitted by the file descriptor budget now.
+    pub(crate) fn fds_admit_a_call(&self) -> bool {
+        self.fds.admits(FDS_PER_CALL).is_ok()
     }
 
     /// Removes the prepared containers of idle exec functions.
@@ -969,6 +990,10 @@ impl Platform {
         let received_at = Utc::now();
         let clock = Instant::now();
 
+        // Near the limit of open files a call is refused, not queued; once it has a slot,
+        // the descriptors it may need are promised to it for as long as it runs.
+        let near_limit = |Short { in_use, limit }| PlatformError::NearFdLimit { in_use, limit };
+        self.fds.admits(FDS_PER_CALL).map_err(near_limit)?;
         let slot = self
             .limiter
             .acquire(timeout)
@@ -978,6 +1003,7 @@ impl Platform {
                     PlatformError::Overloaded { running, queued }
                 }
             })?;
+        let fds = self.fds.try_reserve(FDS_PER_CALL).map_err(near_limit)?;
         let started_at = Utc::now();
         let waited = clock.elapsed();
         let deadline = tokio::time::Instant::now() + timeout;
@@ -1003,6 +1029,7 @@ impl Platform {
         match function.config.contract {
             Contract::Exec => {
                 let result = self.invoke_exec(&entry, request, call).await;
+                drop(fds);
                 drop(slot);
                 drop(in_flight);
                 result
@@ -1014,6 +1041,7 @@ impl Platform {
                     call,
                     Held {
                         _slot: slot,
+                        _fds: fds,
                         _in_flight: in_flight,
                     },
                 )
@@ -1026,6 +1054,7 @@ impl Platform {
                     call,
                     Held {
                         _slot: slot,
+                        _fds: fds,
                         _in_flight: in_flight,
                     },
                 )

@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use serde::Deserialize;
 use skiff_core::{ByteSize, HumanDuration};
 use skiff_gateway::GatewayConfig;
-use skiff_invoker::{Platform, PlatformConfig};
+use skiff_invoker::{fds, Platform, PlatformConfig};
 use skiff_runtime::docker::DockerEngine;
 use skiff_runtime::endpoint::Endpoint;
 use skiff_store::{DataDir, Store};
@@ -283,6 +283,16 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
     // An address skiff cannot use is refused, never swapped for the local socket.
     let endpoint = Endpoint::from_process()?;
     let data_dir = DataDir::open(&settings.platform.data_dir)?;
+    // Every call and every prepared container holds descriptors: take all the system gives.
+    match fds::raise_open_files_limit() {
+        Ok(limit) => tracing::info!(
+            "open files limit {} (was {}); new calls get 429 when fewer than {} are free",
+            limit.now,
+            limit.was,
+            fds::free_floor(limit.now)
+        ),
+        Err(err) => tracing::warn!(%err, "cannot raise the open files limit"),
+    }
     let engine = DockerEngine::connect_to(&endpoint)
         .await
         .with_context(|| {

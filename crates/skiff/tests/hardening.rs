@@ -1,6 +1,7 @@
 //! End-to-end tests of what a hostile look at skiff found, on the real Docker engine: the
-//! store's files are private, `DOCKER_HOST` is honoured or refused, and a data directory is
-//! used by one daemon at a time and a copy of it gets its own daemon id.
+//! store's files are private, `DOCKER_HOST` is honoured or refused, a data directory is used
+//! by one daemon at a time and a copy of it gets its own daemon id, and running short of
+//! file descriptors refuses calls (429) instead of failing them.
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -609,4 +610,112 @@ async fn a_copy_of_a_data_dir_gets_its_own_daemon_id_and_leaves_the_original_alo
         .expect("call");
     assert_eq!(response.status(), StatusCode::OK);
     original.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------
+// File descriptors.
+
+/// The soft and hard limits of open files of process `pid`.
+fn nofile_limits(pid: u32) -> (u64, u64) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).expect("limits");
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("Max open files");
+    let numbers: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    (numbers[0], numbers[1])
+}
+
+#[tokio::test]
+async fn the_open_files_limit_is_raised_to_the_hard_limit() {
+    if !skiff_testing::ready() {
+        return;
+    }
+    let d = Daemon::builder(skiff()).nofile(256, 8192).start().await;
+    assert_eq!(nofile_limits(d.pid()), (8192, 8192));
+    assert!(d.plain_log().contains("8192"), "{}", d.log());
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn near_the_open_files_limit_calls_are_refused_with_429_not_failed() {
+    if !skiff_testing::ready() {
+        return;
+    }
+    // Enough for the daemon, not for sixty calls at once (each holds a connection from the
+    // client and two or three to the engine).
+    let d = Daemon::builder(skiff()).nofile(160, 160).start().await;
+    deploy_ok(
+        &d,
+        "slow",
+        json!({"image": "skiff/testfn:latest", "timeout": "60s",
+               "env": {"MODE": "sleep", "SLEEP_MS": "3000"}}),
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let calls = (0..60).map(|i| {
+        let client = client.clone();
+        let url = format!("{}/v1/functions/slow/invoke", d.url);
+        async move {
+            let response = client
+                .post(url)
+                .body(format!("call {i}"))
+                .send()
+                .await
+                .expect("an answer");
+            let status = response.status();
+            let retry_after = response
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            let body = response.text().await.unwrap_or_default();
+            (i, status, retry_after, body)
+        }
+    });
+    let answers = futures::future::join_all(calls).await;
+    let mut served = 0;
+    let mut refused = 0;
+    for (i, status, retry_after, body) in answers {
+        match status {
+            StatusCode::OK => {
+                assert_eq!(body, format!("call {i}"));
+                served += 1;
+            }
+            StatusCode::TOO_MANY_REQUESTS => {
+                assert!(
+                    retry_after.is_some_and(|s| s >= 1),
+                    "no Retry-After: {body}"
+                );
+                let error: Value = serde_json::from_str(&body).expect("JSON error");
+                assert_eq!(error["error"]["code"], "too_many_requests", "{body}");
+                refused += 1;
+            }
+            other => panic!("call {i}: {other}: {body}\n{}", d.log()),
+        }
+    }
+    eprintln!("{served} calls served, {refused} refused");
+    assert!(served > 0, "no call was served");
+    assert!(refused > 0, "no call was refused: the limit was never near");
+
+    // No call failed for want of a descriptor.
+    let page = get_json(&d, "/v1/calls?function=slow&limit=1000").await;
+    for call in page["calls"].as_array().expect("calls") {
+        assert_ne!(call["error_type"], "start_failed", "{call}");
+    }
+    assert!(
+        !d.plain_log().contains("Too many open files"),
+        "{}",
+        d.log()
+    );
+
+    // Once the burst is over, the daemon serves again, then stops cleanly.
+    wait_for("a served call", Duration::from_secs(60), async || {
+        invoke(&d, "slow", "after").await.0 == StatusCode::OK
+    })
+    .await;
+    d.stop().await;
 }
