@@ -41,7 +41,12 @@ pub struct ErrorDetail {
 pub struct ApiError {
     status: StatusCode,
     detail: ErrorDetail,
+    /// Seconds for the `Retry-After` header of a refusal.
+    retry_after: Option<u32>,
 }
+
+/// The `Retry-After` of a 429: the limiter's queue and the file descriptors free up fast.
+const RETRY_AFTER_SECS: u32 = 1;
 
 impl ApiError {
     /// An error with `status`, `code` and `message`.
@@ -54,6 +59,7 @@ impl ApiError {
                 field: None,
                 call_id: None,
             },
+            retry_after: None,
         }
     }
 
@@ -121,6 +127,7 @@ impl From<PlatformError> for ApiError {
                     field: Some(spec.field),
                     call_id: None,
                 },
+                retry_after: None,
             },
             PlatformError::InvalidTrigger(spec) => ApiError {
                 status: StatusCode::BAD_REQUEST,
@@ -130,6 +137,7 @@ impl From<PlatformError> for ApiError {
                     field: Some(spec.field),
                     call_id: None,
                 },
+                retry_after: None,
             },
             err @ PlatformError::TriggerNotFound { .. } => {
                 ApiError::new(StatusCode::NOT_FOUND, "trigger_not_found", err.to_string())
@@ -148,12 +156,18 @@ impl From<PlatformError> for ApiError {
                     field: Some("image".to_string()),
                     call_id: None,
                 },
+                retry_after: None,
             },
-            err @ PlatformError::Overloaded { .. } => ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too_many_requests",
-                err.to_string(),
-            ),
+            err @ (PlatformError::Overloaded { .. } | PlatformError::NearFdLimit { .. }) => {
+                ApiError {
+                    retry_after: Some(RETRY_AFTER_SECS),
+                    ..ApiError::new(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "too_many_requests",
+                        err.to_string(),
+                    )
+                }
+            }
             PlatformError::CallFailed {
                 call_id,
                 error_type,
@@ -167,6 +181,7 @@ impl From<PlatformError> for ApiError {
                     field: None,
                     call_id: Some(call_id),
                 },
+                retry_after: None,
             },
             PlatformError::PayloadTooLarge { limit } => ApiError::payload_too_large(limit),
             PlatformError::BadRequest { message } => ApiError::bad_request(message),
@@ -206,18 +221,14 @@ impl From<PlatformError> for ApiError {
     }
 }
 
-/// Seconds a refused caller is told to wait before it tries again (`Retry-After` on 429).
-const RETRY_AFTER_SECS: u64 = 1;
-
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let call_id = self.detail.call_id;
-        let status = self.status;
         let mut response = (self.status, Json(ErrorBody { error: self.detail })).into_response();
-        if status == StatusCode::TOO_MANY_REQUESTS {
+        if let Some(seconds) = self.retry_after {
             response
                 .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         if let Some(id) = call_id {
             if let Ok(value) = HeaderValue::from_str(&id.to_string()) {
@@ -225,5 +236,30 @@ impl IntoResponse for ApiError {
             }
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_are_429_with_retry_after() {
+        for err in [
+            PlatformError::Overloaded {
+                running: 64,
+                queued: 1024,
+            },
+            PlatformError::NearFdLimit {
+                in_use: 900,
+                limit: 1024,
+            },
+        ] {
+            let response = ApiError::from(err).into_response();
+            assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+            assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+        }
+        let response = ApiError::bad_request("no").into_response();
+        assert!(response.headers().get(header::RETRY_AFTER).is_none());
     }
 }

@@ -95,11 +95,13 @@ impl From<PlatformError> for AwsError {
                 "RequestTooLargeException",
                 err.to_string(),
             ),
-            err @ PlatformError::Overloaded { .. } => AwsError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "TooManyRequestsException",
-                err.to_string(),
-            ),
+            err @ (PlatformError::Overloaded { .. } | PlatformError::NearFdLimit { .. }) => {
+                AwsError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "TooManyRequestsException",
+                    err.to_string(),
+                )
+            }
             err @ PlatformError::ShuttingDown => AwsError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "ServiceException",

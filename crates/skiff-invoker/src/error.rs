@@ -46,6 +46,15 @@ pub enum PlatformError {
         /// Calls queued.
         queued: usize,
     },
+    /// The daemon is near its limit of open files: new work is refused until some are
+    /// given back.
+    #[error("skiff is near its limit of open files ({in_use} of {limit} in use); try again later")]
+    NearFdLimit {
+        /// Descriptors open or promised to work under way.
+        in_use: u64,
+        /// The limit.
+        limit: u64,
+    },
     /// The call ran and failed; its record says more.
     #[error("{message}")]
     CallFailed {

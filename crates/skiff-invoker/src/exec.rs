@@ -10,7 +10,8 @@
 //! current version. A call takes one if there is one (a warm start of a fresh container) or
 //! prepares its own (a cold start); the platform then has a replacement prepared in the
 //! background ([`ExecDriver::refill`]). A function not called for `idle_timeout` has its
-//! prepared containers removed.
+//! prepared containers removed. Near the daemon's limit of open files (see [`crate::fds`]),
+//! replacements wait.
 //!
 //! A call ends by its deadline, or as soon as it is stopped (its caller went away, its
 //! function was deleted, the daemon is stopping): its container is killed then. The used
@@ -18,6 +19,7 @@
 //! ([`ExecDriver::remove_used`]) while the call still holds its slot, so that containers
 //! alive stay bounded by the calls in flight and the prepared ones.
 
+use crate::fds::{FdReservation, FDS_PER_PREPARE};
 use crate::running::CallGuard;
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
@@ -98,6 +100,8 @@ pub struct ExecSettings {
     pub max_log_bytes: usize,
     /// The key that signs each container's `SKIFF_TOKEN`.
     pub tokens: Arc<crate::token::TokenKey>,
+    /// The daemon's file descriptors: prepared containers are not replaced near the limit.
+    pub fds: crate::fds::FdBudget,
 }
 
 /// A container created, attached and started, waiting for its call.
@@ -343,14 +347,15 @@ impl ExecDriver {
         pool.ready.pop_front()
     }
 
-    /// Prepares containers in the background until `target` has `prewarm` of them. The
-    /// caller makes sure that the function still exists (a pool created here after
+    /// Prepares containers in the background until `target` has `prewarm` of them, as far
+    /// as the file descriptors allow (the next call or refill tries again). The caller makes
+    /// sure that the function still exists (a pool created here after
     /// [`ExecDriver::forget`] would outlive its function).
     pub fn refill(self: &Arc<Self>, target: &Arc<ExecTarget>) {
         if self.cancel.is_cancelled() {
             return;
         }
-        let missing = {
+        let (missing, reservations) = {
             let mut pools = self.pools();
             let pool = pools.entry(target.function.clone()).or_default();
             if pool.generation != target.generation {
@@ -364,13 +369,26 @@ impl ExecDriver {
                 .settings
                 .prewarm
                 .saturating_sub(pool.ready.len() + pool.preparing);
-            pool.preparing += missing;
-            missing
+            let reservations: Vec<FdReservation> = (0..missing)
+                .map_while(|_| self.settings.fds.try_reserve(FDS_PER_PREPARE).ok())
+                .collect();
+            pool.preparing += reservations.len();
+            (missing, reservations)
         };
-        for _ in 0..missing {
+        if reservations.len() < missing {
+            tracing::debug!(
+                function = target.function,
+                skipped = missing - reservations.len(),
+                "near the open-files limit: prepared containers are not replaced for now"
+            );
+        }
+        for reservation in reservations {
             let driver = self.clone();
             let target = target.clone();
             self.tracker.spawn(async move {
+                // Held until the container is pooled (its attachment then shows in the
+                // sampled count) or given up.
+                let _reservation = reservation;
                 // Waiting for a slot ends at shutdown; a preparation under way is let finish,
                 // so that the container it creates is known and removed, never leaked.
                 let slot = tokio::select! {

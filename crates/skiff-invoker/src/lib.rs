@@ -3,7 +3,8 @@
 //! [`Platform`] is the one entry point: the management API, the public route and (later) the
 //! Lambda API all call its methods, and nothing else. It owns
 //! - the function registry (the store, with an in-memory copy for the hot path);
-//! - the global call limiter (a bounded number of calls at once, a bounded queue, then 429);
+//! - the global call limiter (a bounded number of calls at once, a bounded queue, then 429),
+//!   and the budget of file descriptors ([`fds`]: near the limit, 429 too);
 //! - the contract drivers ([`exec`]: a fresh container per call, prepared ahead of time;
 //!   [`http`]: calls proxied to long-lived instances, managed per function by [`pool`]);
 //! - the call recorder (call records written in batches, off the call's path);
@@ -17,6 +18,7 @@ pub mod config;
 pub mod destinations;
 mod error;
 pub mod exec;
+pub mod fds;
 pub mod http;
 pub mod lambda;
 mod limiter;

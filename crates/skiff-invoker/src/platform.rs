@@ -3,6 +3,7 @@
 use crate::config::PlatformConfig;
 use crate::error::PlatformError;
 use crate::exec::{ExecDriver, ExecSettings, ExecTarget};
+use crate::fds::{FdBudget, FdReservation, Short, FDS_PER_CALL};
 use crate::http::Body;
 use crate::lambda::{LambdaRegistry, Outcome};
 use crate::limiter::{Limiter, Refused};
@@ -123,6 +124,7 @@ enum CallResult {
 #[derive(Debug)]
 struct Held {
     _slot: tokio::sync::OwnedSemaphorePermit,
+    _fds: FdReservation,
     _in_flight: InFlightGuard,
 }
 
@@ -340,6 +342,7 @@ pub struct Platform {
     functions: RwLock<HashMap<String, Arc<Entry>>>,
     deploys: Mutex<()>,
     limiter: Limiter,
+    fds: FdBudget,
     recorder: Recorder,
     exec: Arc<ExecDriver>,
     instances: Arc<InstanceManager>,
@@ -437,6 +440,7 @@ impl Platform {
             );
         let tracker = TaskTracker::new();
         let cancel = CancellationToken::new();
+        let fds = FdBudget::new();
         let exec = ExecDriver::new(
             engine.clone(),
             ExecSettings {
@@ -450,6 +454,7 @@ impl Platform {
                 max_response_bytes: config.max_response_bytes,
                 max_log_bytes: config.max_log_bytes,
                 tokens: tokens.clone(),
+                fds: fds.clone(),
             },
             cancel.clone(),
         );
@@ -502,6 +507,7 @@ impl Platform {
         );
         let platform = Arc::new(Platform {
             limiter: Limiter::new(config.max_concurrent_calls, config.max_queued_calls),
+            fds,
             recorder: Recorder::start(store.clone(), &tracker),
             config,
             store,
@@ -538,6 +544,7 @@ impl Platform {
             }
         }
         platform.spawn_engine_probe();
+        platform.spawn_fd_sampler();
         platform.spawn_idle_reaper();
         platform.spawn_autoscaler();
         platform.spawn_health_checks();
@@ -625,6 +632,20 @@ impl Platform {
                 *current = problem;
             }
         });
+    }
+
+    /// Counts the open file descriptors every [`crate::fds::SAMPLE_PERIOD`].
+    fn spawn_fd_sampler(self: &Arc<Self>) {
+        let fds = self.fds.clone();
+        self.spawn_every(crate::fds::SAMPLE_PERIOD, move || {
+            fds.sample();
+            std::future::ready(())
+        });
+    }
+
+    /// Whether a call would be admitted by the file descriptor budget now.
+    pub(crate) fn fds_admit_a_call(&self) -> bool {
+        self.fds.admits(FDS_PER_CALL).is_ok()
     }
 
     /// Removes the prepared containers of idle exec functions.
@@ -1132,6 +1153,10 @@ impl Platform {
         let call_id = request.call_id.unwrap_or_else(Uuid::now_v7);
         let received_at = Utc::now();
         let clock = Instant::now();
+        // Near the limit of open files a call is refused, not queued; once it has a slot,
+        // the descriptors it may need are promised to it for as long as it runs.
+        let near_limit = |Short { in_use, limit }| PlatformError::NearFdLimit { in_use, limit };
+        self.fds.admits(FDS_PER_CALL).map_err(near_limit)?;
         // A callee never gets more time than its caller has left.
         let own_timeout = function.config.timeout();
         let inherited = lineage.parent.map(|p| {
@@ -1147,6 +1172,7 @@ impl Platform {
                     PlatformError::Overloaded { running, queued }
                 }
             })?;
+        let fds = self.fds.try_reserve(FDS_PER_CALL).map_err(near_limit)?;
         let started_at = Utc::now();
         let waited = clock.elapsed();
         let now = tokio::time::Instant::now();
@@ -1187,6 +1213,7 @@ impl Platform {
         let (answer, answered) = oneshot::channel();
         let held = Held {
             _slot: slot,
+            _fds: fds,
             _in_flight: in_flight,
         };
         self.tracker.spawn(self.clone().run_call(

@@ -139,7 +139,8 @@ impl Platform {
                     _ = tokio::time::sleep(POLL) => {}
                 }
                 let free = u32::try_from(slots.available_permits()).unwrap_or(u32::MAX);
-                if free == 0 || !platform.is_accepting() {
+                // Near the limit of open files, calls stay queued until descriptors are free.
+                if free == 0 || !platform.is_accepting() || !platform.fds_admit_a_call() {
                     continue;
                 }
                 let claimed = match platform
@@ -270,7 +271,9 @@ impl Platform {
                 }
                 return;
             }
-            Err(PlatformError::Overloaded { .. }) | Err(PlatformError::ShuttingDown) => {
+            Err(PlatformError::Overloaded { .. })
+            | Err(PlatformError::NearFdLimit { .. })
+            | Err(PlatformError::ShuttingDown) => {
                 // Not an attempt: run it again later.
                 self.requeue_call(id, attempt, Duration::from_millis(500), None)
                     .await;

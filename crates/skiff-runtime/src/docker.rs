@@ -1,5 +1,6 @@
 //! [`ContainerEngine`] on the Docker Engine API, through bollard.
 
+use crate::endpoint::{Endpoint, EndpointError};
 use crate::error::Op;
 use crate::{
     Attachment, ContainerEngine, ContainerSpec, ContainerState, ContainerSummary, EngineError,
@@ -17,7 +18,7 @@ use bollard::query_parameters::{
     ListContainersOptionsBuilder, ListNetworksOptionsBuilder, RemoveContainerOptionsBuilder,
     StopContainerOptionsBuilder, WaitContainerOptionsBuilder,
 };
-use bollard::Docker;
+use bollard::{Docker, API_DEFAULT_VERSION};
 use futures::{StreamExt, TryStreamExt};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -29,19 +30,59 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// The bridge driver's option that turns inter-container communication off.
 const ICC_OPTION: &str = "com.docker.network.bridge.enable_icc";
 
-/// The Docker engine, reached over its Unix socket (or `DOCKER_HOST`).
+/// The Docker engine, reached over its Unix socket, or over TCP (with or without TLS).
 #[derive(Debug, Clone)]
 pub struct DockerEngine {
     docker: Docker,
     timeout: Duration,
 }
 
+/// Seconds a request to the engine may take (bollard's default).
+const REQUEST_TIMEOUT_SECS: u64 = 120;
+
 impl DockerEngine {
-    /// Connects with the local defaults (`DOCKER_HOST`, else `/var/run/docker.sock`) and
-    /// negotiates the API version with the engine, so that older engines (API 1.41) work.
+    /// Connects where `DOCKER_HOST` (with `DOCKER_TLS_VERIFY` and `DOCKER_CERT_PATH`) says,
+    /// else to `/var/run/docker.sock`; see [`DockerEngine::connect_to`].
     pub async fn connect() -> Result<Self, EngineError> {
-        let docker =
-            Docker::connect_with_local_defaults().map_err(|e| classify(Op("connect"), e))?;
+        DockerEngine::connect_to(&Endpoint::from_process()?).await
+    }
+
+    /// Connects to `endpoint` and negotiates the API version with the engine, so that older
+    /// engines (API 1.41) work. For TLS, the three files must be readable now.
+    pub async fn connect_to(endpoint: &Endpoint) -> Result<Self, EngineError> {
+        let docker = match endpoint {
+            Endpoint::Unix(path) => Docker::connect_with_unix(
+                &format!("unix://{}", path.display()),
+                REQUEST_TIMEOUT_SECS,
+                API_DEFAULT_VERSION,
+            ),
+            Endpoint::Tcp { address } => Docker::connect_with_http(
+                &format!("tcp://{address}"),
+                REQUEST_TIMEOUT_SECS,
+                API_DEFAULT_VERSION,
+            ),
+            Endpoint::Tls { address, cert_dir } => {
+                let [ca, cert, key] = ["ca.pem", "cert.pem", "key.pem"].map(|f| cert_dir.join(f));
+                for path in [&ca, &cert, &key] {
+                    if let Err(err) = std::fs::File::open(path) {
+                        return Err(EndpointError::Certificate {
+                            path: path.clone(),
+                            message: err.to_string(),
+                        }
+                        .into());
+                    }
+                }
+                Docker::connect_with_ssl(
+                    &format!("tcp://{address}"),
+                    &key,
+                    &cert,
+                    &ca,
+                    REQUEST_TIMEOUT_SECS,
+                    API_DEFAULT_VERSION,
+                )
+            }
+        }
+        .map_err(|e| classify(Op("connect"), e))?;
         let docker = docker
             .negotiate_version()
             .await

@@ -50,6 +50,9 @@ pub enum EngineError {
         /// The engine's message.
         message: String,
     },
+    /// The engine's address (`DOCKER_HOST` and the TLS settings) cannot be used.
+    #[error(transparent)]
+    Endpoint(#[from] crate::endpoint::EndpointError),
     /// Anything else on the way (a broken stream, a bad answer).
     #[error("{op}: {message}")]
     Other {

@@ -8,6 +8,7 @@
 //! scheduling code is tested against fakes of the same trait.
 
 pub mod docker;
+pub mod endpoint;
 mod error;
 #[cfg(feature = "fake")]
 pub mod fake;

@@ -1,5 +1,6 @@
 //! skiff-store: skiff's state in SQLite.
 //!
+//! - the data directory ([`DataDir`]): private to its owner, as are the store's files;
 //! - the daemon's identity ([`Store::daemon_id`]), in the `meta` table;
 //! - deployed functions ([`Store::put_function`], ...), their configuration as JSON;
 //! - call records and their logs ([`Store::write_calls`], [`Store::list_calls`], ...);
@@ -12,12 +13,14 @@
 
 mod calls;
 mod codec;
+pub mod data_dir;
 mod error;
 mod functions;
 mod queue;
 mod triggers;
 
 pub use calls::{CallFilter, CallWrite, DEFAULT_CALL_LIMIT, INTERRUPTED_MESSAGE, MAX_CALL_LIMIT};
+pub use data_dir::{DataDir, DataDirError};
 pub use error::StoreError;
 pub use queue::{Claimed, Payload, PendingCallback, StoredResult};
 pub use triggers::TickOutcome;
@@ -41,6 +44,20 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_CONNECTIONS: u32 = 4;
 /// The `meta` key of the daemon id.
 const DAEMON_ID_KEY: &str = "daemon_id";
+/// The `meta` key of the identity of the data directory the daemon id belongs to.
+const DAEMON_HOME_KEY: &str = "daemon_home";
+
+/// A new daemon id: 12 lowercase hex digits, 48 random bits.
+fn new_daemon_id() -> String {
+    // Every bit of a v7 uuid built without a counter is random but the timestamp,
+    // version and variant; its last 12 hex digits are 48 random bits.
+    let random = Uuid::new_v7(uuid::Timestamp::from_unix_time(0, 0, 0, 0));
+    let simple = random.simple().to_string();
+    simple
+        .get(simple.len() - 12..)
+        .unwrap_or(&simple)
+        .to_string()
+}
 
 /// skiff's database. Cheap to clone: clones share one connection pool.
 #[derive(Clone, Debug)]
@@ -51,6 +68,8 @@ pub struct Store {
 impl Store {
     /// Opens the database at `path`, creating the file and its parent directories if needed,
     /// and migrates it: WAL journal, `synchronous=NORMAL`, foreign keys on, 5s busy timeout.
+    /// The file, and SQLite's `-wal` and `-shm` beside it, are readable by their owner only
+    /// (mode 0600): existing ones are tightened, and SQLite gives new ones the file's mode.
     pub async fn open(path: &Path) -> Result<Store, StoreError> {
         let open_error = |source| StoreError::Open {
             path: path.to_path_buf(),
@@ -59,6 +78,13 @@ impl Store {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             tokio::fs::create_dir_all(parent)
                 .await
+                .map_err(|e| open_error(sqlx::Error::Io(e)))?;
+        }
+        data_dir::private_file(path).map_err(|e| open_error(sqlx::Error::Io(e)))?;
+        for suffix in ["-wal", "-shm", "-journal"] {
+            let mut beside = path.as_os_str().to_owned();
+            beside.push(suffix);
+            data_dir::private_if_present(Path::new(&beside))
                 .map_err(|e| open_error(sqlx::Error::Io(e)))?;
         }
         let options = SqliteConnectOptions::new()
@@ -106,21 +132,68 @@ impl Store {
 
     /// Creates the daemon id unless the database already has one.
     async fn ensure_daemon_id(&self) -> Result<(), StoreError> {
-        // Every bit of a v7 uuid built without a counter is random but the timestamp,
-        // version and variant; its last 12 hex digits are 48 random bits.
-        let random = Uuid::new_v7(uuid::Timestamp::from_unix_time(0, 0, 0, 0));
-        let simple = random.simple().to_string();
-        let id = simple.get(simple.len() - 12..).unwrap_or(&simple);
         sqlx::query("INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
             .bind(DAEMON_ID_KEY)
-            .bind(id)
+            .bind(new_daemon_id())
             .execute(&self.pool)
             .await
             .map_err(query("create the daemon id"))?;
         Ok(())
     }
 
-    /// A stable id for this database (12 lowercase hex digits), created at first open.
+    /// Binds the daemon id to `home`, the identity of the data directory the store is in
+    /// ([`DataDir::identity`]), so that a copy of the directory never passes for the
+    /// original: a daemon removes the containers labelled with its id. When the store was
+    /// bound to another directory (it was copied, or moved), a new id is drawn and the one
+    /// it replaces is returned. A store not bound yet (made before ids were bound) keeps its
+    /// id.
+    pub async fn bind_daemon_id(&self, home: &str) -> Result<Option<String>, StoreError> {
+        let what = "bind the daemon id to its data directory";
+        let mut tx = self.pool.begin().await.map_err(query(what))?;
+        let bound: Option<String> = sqlx::query_scalar("SELECT value FROM meta WHERE key = $1")
+            .bind(DAEMON_HOME_KEY)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(query(what))?;
+        if bound.as_deref() == Some(home) {
+            return Ok(None);
+        }
+        let replaced = match bound {
+            None => None,
+            Some(_) => {
+                let previous: Option<String> =
+                    sqlx::query_scalar("SELECT value FROM meta WHERE key = $1")
+                        .bind(DAEMON_ID_KEY)
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(query(what))?;
+                sqlx::query(
+                    "INSERT INTO meta (key, value) VALUES ($1, $2) \
+                     ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                )
+                .bind(DAEMON_ID_KEY)
+                .bind(new_daemon_id())
+                .execute(&mut *tx)
+                .await
+                .map_err(query(what))?;
+                previous
+            }
+        };
+        sqlx::query(
+            "INSERT INTO meta (key, value) VALUES ($1, $2) \
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(DAEMON_HOME_KEY)
+        .bind(home)
+        .execute(&mut *tx)
+        .await
+        .map_err(query(what))?;
+        tx.commit().await.map_err(query(what))?;
+        Ok(replaced)
+    }
+
+    /// A stable id for this database (12 lowercase hex digits), created at first open, and
+    /// drawn again when the store is found in a copy of its data directory.
     pub async fn daemon_id(&self) -> Result<String, StoreError> {
         let row = sqlx::query("SELECT value FROM meta WHERE key = $1")
             .bind(DAEMON_ID_KEY)
@@ -239,6 +312,75 @@ mod tests {
             .await
             .expect("open other");
         assert_ne!(other.daemon_id().await.expect("daemon id"), id);
+    }
+
+    #[tokio::test]
+    async fn the_daemon_id_follows_the_data_directory_it_was_drawn_for() {
+        let store = Store::open_in_memory().await.expect("open");
+        let id = store.daemon_id().await.expect("id");
+        // A store made before ids were bound keeps its id.
+        assert_eq!(
+            store
+                .bind_daemon_id("/srv/a (device 1, inode 2)")
+                .await
+                .expect("bind"),
+            None
+        );
+        assert_eq!(store.daemon_id().await.expect("id"), id);
+        assert_eq!(
+            store
+                .bind_daemon_id("/srv/a (device 1, inode 2)")
+                .await
+                .expect("again"),
+            None
+        );
+        assert_eq!(store.daemon_id().await.expect("id"), id);
+        // Found elsewhere: a copy, with an id of its own.
+        let replaced = store
+            .bind_daemon_id("/srv/b (device 1, inode 3)")
+            .await
+            .expect("copy");
+        assert_eq!(replaced.as_deref(), Some(id.as_str()));
+        let new = store.daemon_id().await.expect("id");
+        assert_ne!(new, id);
+        assert_eq!(new.len(), 12, "{new}");
+        assert_eq!(
+            store
+                .bind_daemon_id("/srv/b (device 1, inode 3)")
+                .await
+                .expect("stable"),
+            None
+        );
+        assert_eq!(store.daemon_id().await.expect("id"), new);
+    }
+
+    #[tokio::test]
+    async fn the_store_files_are_readable_by_their_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("skiff.db");
+        let files = ["skiff.db", "skiff.db-wal", "skiff.db-shm"].map(|f| dir.path().join(f));
+        let mode = |p: &Path| {
+            std::fs::metadata(p)
+                .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+                .permissions()
+                .mode()
+                & 0o777
+        };
+        let store = Store::open(&path).await.expect("open");
+        store.daemon_id().await.expect("a read");
+        for file in &files {
+            assert_eq!(mode(file), 0o600, "{}", file.display());
+        }
+        // Files an older skiff left readable by all are tightened on the next open.
+        for file in &files {
+            std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        }
+        let again = Store::open(&path).await.expect("reopen");
+        again.daemon_id().await.expect("a read");
+        for file in &files {
+            assert_eq!(mode(file), 0o600, "{}", file.display());
+        }
     }
 
     #[tokio::test]

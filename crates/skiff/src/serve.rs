@@ -8,9 +8,10 @@ use anyhow::{Context, Result};
 use serde::Deserialize;
 use skiff_core::{ByteSize, HumanDuration};
 use skiff_gateway::GatewayConfig;
-use skiff_invoker::{Platform, PlatformConfig};
+use skiff_invoker::{fds, Platform, PlatformConfig};
 use skiff_runtime::docker::DockerEngine;
-use skiff_store::Store;
+use skiff_runtime::endpoint::Endpoint;
+use skiff_store::{DataDir, Store};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -342,18 +343,43 @@ async fn termination() {
 pub async fn run(args: ServeArgs) -> Result<ExitCode> {
     init_logging();
     let settings = args.resolve()?;
-    let engine = DockerEngine::connect()
+    // An address skiff cannot use is refused, never swapped for the local socket.
+    let endpoint = Endpoint::from_process()?;
+    let data_dir = DataDir::open(&settings.platform.data_dir)?;
+    // Every call and every prepared container holds descriptors: take all the system gives.
+    match fds::raise_open_files_limit() {
+        Ok(limit) => tracing::info!(
+            "open files limit {} (was {}); new calls get 429 when fewer than {} are free",
+            limit.now,
+            limit.was,
+            fds::free_floor(limit.now)
+        ),
+        Err(err) => tracing::warn!(%err, "cannot raise the open files limit"),
+    }
+    let engine = DockerEngine::connect_to(&endpoint)
         .await
-        .context("cannot reach the Docker engine (is it running, and is DOCKER_HOST right?)")?
+        .with_context(|| {
+            format!("cannot reach the Docker engine at {endpoint} (is it running, and is DOCKER_HOST right?)")
+        })?
         .with_timeout(settings.engine_timeout);
     tracing::info!(
         api_version = engine.api_version(),
+        engine = %endpoint,
         "connected to the Docker engine"
     );
-    let db = settings.platform.data_dir.join("skiff.db");
+    let db = data_dir.store_path();
     let store = Store::open(&db)
         .await
         .with_context(|| format!("cannot open the store at {}", db.display()))?;
+    if let Some(previous) = store.bind_daemon_id(data_dir.identity()).await? {
+        tracing::warn!(
+            previous,
+            daemon = store.daemon_id().await?,
+            data_dir = data_dir.identity(),
+            "this data directory is a copy (or was moved): it gets a daemon id of its own; \
+             containers labelled with the previous id are left to their daemon"
+        );
+    }
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
@@ -404,6 +430,8 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
         Err(_) => tracing::warn!("connections still open 5s after shutdown were dropped"),
     }
     tracing::info!("skiff stopped");
+    // The data directory stays locked until the very end.
+    drop(data_dir);
     Ok(ExitCode::SUCCESS)
 }
 

@@ -113,12 +113,11 @@ async fn calls_end_by_their_deadline_when_the_engine_hangs_and_readyz_says_so() 
     }
     let proxy = FreezingProxy::start().await;
     let host = proxy.docker_host();
-    let d = Daemon::start_with_env(
-        skiff(),
-        &["--engine-timeout", "5s"],
-        &[("DOCKER_HOST", host.as_str())],
-    )
-    .await;
+    let d = Daemon::builder(skiff())
+        .args(&["--engine-timeout", "5s"])
+        .env("DOCKER_HOST", &host)
+        .start()
+        .await;
     let echo = json!({"image": "skiff/testfn:latest", "timeout": "3s"});
     d.deploy("warm", echo.clone()).await;
     d.deploy("cold", echo).await;

@@ -80,6 +80,7 @@ pub struct Daemon {
     binary: PathBuf,
     args: Vec<String>,
     env: Vec<(String, String)>,
+    nofile: Option<(u64, u64)>,
     /// The daemon's data directory (kept across restarts).
     pub data_dir: tempfile::TempDir,
     /// Base URL, e.g. `http://127.0.0.1:41234`.
@@ -96,24 +97,56 @@ fn free_port() -> u16 {
         .unwrap_or(0)
 }
 
-impl Daemon {
-    /// Starts `skiff serve` from `binary` with `args` added, and waits until it is ready.
-    pub async fn start(binary: &Path, args: &[&str]) -> Daemon {
-        Daemon::start_with_env(binary, args, &[]).await
+/// How to start a [`Daemon`] when the defaults of [`Daemon::start`] do not fit: extra
+/// environment variables, a data directory made beforehand, a lower open-files limit.
+#[derive(Debug)]
+pub struct DaemonBuilder {
+    binary: PathBuf,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    data_dir: Option<tempfile::TempDir>,
+    nofile: Option<(u64, u64)>,
+}
+
+impl DaemonBuilder {
+    /// Adds arguments to `skiff serve`.
+    pub fn args(mut self, args: &[&str]) -> Self {
+        self.args.extend(args.iter().map(|a| a.to_string()));
+        self
     }
 
-    /// [`Daemon::start`] with `env` added to the daemon's environment.
-    pub async fn start_with_env(binary: &Path, args: &[&str], env: &[(&str, &str)]) -> Daemon {
-        let data_dir = tempfile::tempdir().expect("a temporary data directory");
+    /// Sets an environment variable of the daemon (on top of the test's own environment).
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    /// Runs the daemon on this data directory rather than a new empty one.
+    pub fn data_dir(mut self, dir: tempfile::TempDir) -> Self {
+        self.data_dir = Some(dir);
+        self
+    }
+
+    /// Starts the daemon with these soft and hard limits of open files (through
+    /// util-linux's `prlimit`, which sets them and then becomes the daemon).
+    pub fn nofile(mut self, soft: u64, hard: u64) -> Self {
+        self.nofile = Some((soft, hard));
+        self
+    }
+
+    /// Starts the daemon and waits until it is ready.
+    pub async fn start(self) -> Daemon {
+        let data_dir = match self.data_dir {
+            Some(dir) => dir,
+            None => tempfile::tempdir().expect("a temporary data directory"),
+        };
         let log_path = data_dir.path().join("daemon.log");
         let mut daemon = Daemon {
             child: None,
-            binary: binary.to_path_buf(),
-            args: args.iter().map(|a| a.to_string()).collect(),
-            env: env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
+            binary: self.binary,
+            args: self.args,
+            env: self.env,
+            nofile: self.nofile,
             url: String::new(),
             id: String::new(),
             data_dir,
@@ -121,6 +154,24 @@ impl Daemon {
         };
         daemon.spawn().await;
         daemon
+    }
+}
+
+impl Daemon {
+    /// Starts `skiff serve` from `binary` with `args` added, and waits until it is ready.
+    pub async fn start(binary: &Path, args: &[&str]) -> Daemon {
+        Daemon::builder(binary).args(args).start().await
+    }
+
+    /// A daemon to set up before [`DaemonBuilder::start`].
+    pub fn builder(binary: &Path) -> DaemonBuilder {
+        DaemonBuilder {
+            binary: binary.to_path_buf(),
+            args: Vec::new(),
+            env: Vec::new(),
+            data_dir: None,
+            nofile: None,
+        }
     }
 
     async fn spawn(&mut self) {
@@ -130,7 +181,18 @@ impl Daemon {
             .append(true)
             .open(&self.log_path)
             .expect("daemon log file");
-        let child = Command::new(&self.binary)
+        let mut command = match self.nofile {
+            Some((soft, hard)) => {
+                let mut command = Command::new("prlimit");
+                command
+                    .arg(format!("--nofile={soft}:{hard}"))
+                    .arg("--")
+                    .arg(&self.binary);
+                command
+            }
+            None => Command::new(&self.binary),
+        };
+        let child = command
             .arg("serve")
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
@@ -139,6 +201,7 @@ impl Daemon {
             .args(&self.args)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env("SKIFF_LOG", "info,skiff=debug")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(log.try_clone().expect("log handle"))
             .stderr(log)
             .spawn()

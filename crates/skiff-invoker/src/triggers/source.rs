@@ -298,7 +298,9 @@ impl Platform {
                     Ok(())
                 }
             }
-            Err(PlatformError::Overloaded { .. }) | Err(PlatformError::ShuttingDown) => Err(None),
+            Err(PlatformError::Overloaded { .. })
+            | Err(PlatformError::NearFdLimit { .. })
+            | Err(PlatformError::ShuttingDown) => Err(None),
             Err(err) => Err(Some(err.to_string())),
         };
         let (answered, counted) = match result {
