@@ -500,7 +500,18 @@ async fn async_calls_older_than_their_max_event_age_are_given_up() {
         (2..=10).contains(&attempts),
         "retried, but not 10 times within 5s: {dead}"
     );
-    assert_eq!(dead["error_type"], "function_error", "{dead}");
+    // Its last retry was due before its age ran out; if it could only start after (a busy
+    // machine), the call ends `expired` instead, naming the function's last error.
+    let error_type = dead["error_type"].as_str().unwrap_or_default();
+    assert!(
+        error_type == "function_error"
+            || (error_type == "expired"
+                && dead["error_message"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("failing on purpose")),
+        "{dead}"
+    );
 
     d.stop().await;
 
