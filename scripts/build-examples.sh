@@ -13,7 +13,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 target=$(rustc -vV | sed -n 's/^host: //p')
 
-exec 9>"$root/target/.build-examples.lock" 2>/dev/null || { mkdir -p "$root/target"; exec 9>"$root/target/.build-examples.lock"; }
+mkdir -p "$root/target"
+exec 9>"$root/target/.build-examples.lock"
 flock 9
 
 # An explicit --target keeps these flags off build scripts and proc macros.
