@@ -15,8 +15,9 @@
 //! Where: only where [`CallbackPolicy`] lets callbacks go, checked on the address the name
 //! resolves to, right before connecting (each try connects anew, to that address).
 
+use crate::backoff::Backoff;
+use crate::body::full;
 use crate::destinations::CallbackPolicy;
-use crate::http::full;
 use http::{header, Method, Request, Uri};
 use skiff_core::CallStatus;
 use skiff_store::{PendingCallback, Store};
@@ -29,6 +30,8 @@ use uuid::Uuid;
 
 /// Tries per callback before it is given up.
 pub(crate) const ATTEMPTS: u32 = 5;
+/// The waits between tries: 1 s, doubling (1, 2, 4, 8 s for 5 tries).
+const RETRY: Backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
 /// Longest one try may take.
 const TRY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Callbacks in flight at once.
@@ -210,7 +213,6 @@ async fn deliver(
     cancel: &CancellationToken,
 ) {
     let id = callback.record.id;
-    let mut delay = Duration::from_secs(1);
     for attempt in 1..=ATTEMPTS {
         match send(policy, &callback).await {
             Ok(()) => {
@@ -228,9 +230,8 @@ async fn deliver(
         }
         tokio::select! {
             _ = cancel.cancelled() => return,
-            _ = tokio::time::sleep(delay) => {}
+            _ = tokio::time::sleep(RETRY.delay(attempt)) => {}
         }
-        delay = delay.saturating_mul(2);
     }
     if let Err(err) = store.finish_callback(id, false).await {
         tracing::error!(%err, call = %id, "cannot record a failed callback");

@@ -23,6 +23,7 @@ use crate::fds::{FdReservation, FDS_PER_PREPARE};
 use crate::running::CallGuard;
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
+use parking_lot::{Mutex, MutexGuard};
 use skiff_core::{labels, CallErrorType, Contract, Resources, VolumeMount};
 use skiff_runtime::init::INIT_PATH_IN_CONTAINER;
 use skiff_runtime::{
@@ -30,7 +31,7 @@ use skiff_runtime::{
 };
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::Semaphore;
@@ -233,11 +234,7 @@ impl ExecDriver {
     }
 
     fn pools(&self) -> MutexGuard<'_, HashMap<String, Pool>> {
-        // A panic while holding this lock cannot leave a pool half-updated in a way that
-        // matters (at worst a count is off until the next refill), so poisoning is ignored.
-        self.pools
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.pools.lock()
     }
 
     /// How many prepared containers `function` has ready now.

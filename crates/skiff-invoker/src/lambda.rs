@@ -12,9 +12,10 @@
 //! [`LambdaRegistry`] holds that state; the HTTP routes live in the gateway and only call it.
 
 use bytes::Bytes;
+use parking_lot::{Mutex, MutexGuard};
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 
@@ -97,7 +98,7 @@ pub struct LambdaRegistry {
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
+    m.lock()
 }
 
 impl LambdaRegistry {

@@ -1,39 +1,48 @@
 //! skiff-invoker: the platform's core operations, shared by every transport.
 //!
-//! [`Platform`] is the one entry point: the management API, the public route and (later) the
-//! Lambda API all call its methods, and nothing else. It owns
-//! - the function registry (the store, with an in-memory copy for the hot path);
-//! - the global call limiter (a bounded number of calls at once, a bounded queue, then 429),
-//!   and the budget of file descriptors ([`fds`]: near the limit, 429 too);
+//! [`Platform`] is the one entry point: the management API, the public route, the Lambda API
+//! and the function API all call its methods, and nothing else. Around it, one module per job:
+//! - admission and dispatch ([`platform`]); the function registry (`registry`);
 //! - the contract drivers ([`exec`]: a fresh container per call, prepared ahead of time;
-//!   [`http`]: calls proxied to long-lived instances, managed per function by [`pool`]);
-//! - the call recorder (call records written in batches, off the call's path);
-//! - the background tasks (preparing containers, removing used ones, expiring idle ones),
-//!   each with an owner, a bound and a shutdown path;
-//! - the [`triggers`]: cron schedules and broker subscriptions that start calls.
+//!   [`pool`]: long-lived instances for `http` and `lambda`; [`lambda`]: the Runtime API's
+//!   state), and each contract's call path (`invoke`);
+//! - a call's record from start to end (`calls`), written in batches (`recorder`), counted
+//!   in the [`metrics`]; the sync calls in flight (`running`);
+//! - the global limit (`limiter`) and the file descriptor budget (`fds`);
+//! - async calls: the durable queue (`queue`), the dispatcher (`dispatcher`), callbacks
+//!   ([`callback`], [`destinations`]);
+//! - the [`triggers`]: cron schedules and broker subscriptions that start calls;
+//! - the HTTP client to instances ([`proxy`]) and the body helpers ([`body`]).
 
 mod autoscale;
+mod backoff;
+pub mod body;
 pub mod callback;
+mod calls;
 pub mod config;
 pub mod destinations;
+mod dispatcher;
 mod error;
 pub mod exec;
 pub mod fds;
-pub mod http;
+mod invoke;
 pub mod lambda;
 mod limiter;
 pub mod metrics;
 mod platform;
 pub mod pool;
+pub mod proxy;
 mod queue;
 mod recorder;
+mod registry;
 mod running;
 pub mod token;
 pub mod triggers;
 
+pub use body::{Body, BoxError};
 pub use config::PlatformConfig;
 pub use error::PlatformError;
-pub use http::{Body, BoxError};
-pub use platform::{InvokeOutcome, InvokeRequest, Platform, CALLBACK_HEADER};
+pub use invoke::{InvokeOutcome, InvokeRequest};
+pub use platform::{Platform, CALLBACK_HEADER, DEPTH_HEADER};
 pub use pool::InstanceView;
 pub use token::{Caller, TokenError, TokenKey};

@@ -189,7 +189,7 @@ pub struct InstanceManager {
     pools: Mutex<HashMap<String, Pool>>,
     tracker: TaskTracker,
     cancel: CancellationToken,
-    client: crate::http::Client,
+    client: crate::proxy::Client,
     lambda: Arc<crate::lambda::LambdaRegistry>,
 }
 
@@ -251,7 +251,7 @@ impl InstanceManager {
         engine: Arc<dyn ContainerEngine>,
         settings: InstanceSettings,
         cancel: CancellationToken,
-        client: crate::http::Client,
+        client: crate::proxy::Client,
         lambda: Arc<crate::lambda::LambdaRegistry>,
     ) -> Arc<Self> {
         Arc::new(InstanceManager {
@@ -762,7 +762,7 @@ impl InstanceManager {
             if *exited.borrow() {
                 return Err("the instance exited before it was ready".to_string());
             }
-            if crate::http::is_ready(&self.client, addr, target.http.readiness_path.as_deref())
+            if crate::proxy::is_ready(&self.client, addr, target.http.readiness_path.as_deref())
                 .await
             {
                 return Ok(addr);
@@ -1003,7 +1003,7 @@ impl InstanceManager {
         let client = &self.client;
         let results = futures::future::join_all(probes.into_iter().map(
             |(function, id, addr, path)| async move {
-                let healthy = crate::http::is_ready(client, addr, path.as_deref()).await;
+                let healthy = crate::proxy::is_ready(client, addr, path.as_deref()).await;
                 (function, id, healthy)
             },
         ))

@@ -1,23 +1,20 @@
-//! The `http` contract: calls proxied to a long-lived instance over HTTP/1.1.
+//! The HTTP client to instances: pooled keep-alive connections, readiness probes, and the
+//! request an `http` call sends to its instance.
 //!
 //! Requests keep their method, path, query, headers (less hop-by-hop ones) and a streaming
 //! body; skiff adds `X-Skiff-Call-Id` and `X-Skiff-Deadline`. Responses stream back as the
-//! instance writes them. Connections to instances are pooled and kept alive.
+//! instance writes them.
 
+use crate::body::Body;
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, Request, Response, Uri};
-use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-/// An error inside a body stream.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-/// A request or response body: streamed, of any origin.
-pub type Body = UnsyncBoxBody<Bytes, BoxError>;
 /// The pooled HTTP/1.1 client that talks to instances.
 pub type Client = hyper_util::client::legacy::Client<HttpConnector, Body>;
 
@@ -25,13 +22,6 @@ pub type Client = hyper_util::client::legacy::Client<HttpConnector, Body>;
 pub const CALL_ID_HEADER: &str = "x-skiff-call-id";
 /// The header carrying the call's deadline (RFC 3339) to the function.
 pub const DEADLINE_HEADER: &str = "x-skiff-deadline";
-
-/// A body holding `bytes`.
-pub fn full(bytes: impl Into<Bytes>) -> Body {
-    http_body_util::Full::new(bytes.into())
-        .map_err(|never| match never {})
-        .boxed_unsync()
-}
 
 /// The client to instances: keep-alive, no Nagle, short connect timeout.
 pub fn client() -> Client {
@@ -137,96 +127,6 @@ pub fn response_headers(response: &Response<hyper::body::Incoming>) -> HeaderMap
     headers
 }
 
-/// A response body that finishes its call's record when it ends, breaks or is dropped, and
-/// holds the call's instance slot until then.
-pub(crate) struct Completion {
-    inner: hyper::body::Incoming,
-    bytes: u64,
-    state: Option<crate::platform::CompletionState>,
-}
-
-impl Completion {
-    /// Wraps an instance's response body.
-    pub(crate) fn wrap(
-        inner: hyper::body::Incoming,
-        state: crate::platform::CompletionState,
-    ) -> Body {
-        Completion {
-            inner,
-            bytes: 0,
-            state: Some(state),
-        }
-        .boxed_unsync()
-    }
-
-    fn complete(&mut self, end: StreamEnd) {
-        if let Some(state) = self.state.take() {
-            state.complete(self.bytes, end);
-        }
-    }
-}
-
-impl http_body::Body for Completion {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
-        use std::task::Poll;
-        match std::pin::Pin::new(&mut self.inner).poll_frame(cx) {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let Some(data) = frame.data_ref() {
-                    self.bytes += data.len() as u64;
-                }
-                Poll::Ready(Some(Ok(frame)))
-            }
-            Poll::Ready(Some(Err(err))) => {
-                self.complete(StreamEnd::Broken(err.to_string()));
-                Poll::Ready(Some(Err(Box::new(err))))
-            }
-            Poll::Ready(None) => {
-                self.complete(StreamEnd::Finished);
-                Poll::Ready(None)
-            }
-            Poll::Pending => Poll::Pending,
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-impl Drop for Completion {
-    fn drop(&mut self) {
-        // Dropped once its last frame was read (a server may stop polling a body that says
-        // it has ended), or before: then the caller went away mid-response.
-        let end = if http_body::Body::is_end_stream(&self.inner) {
-            StreamEnd::Finished
-        } else {
-            StreamEnd::Dropped
-        };
-        self.complete(end);
-    }
-}
-
-/// How a proxied response body ended.
-#[derive(Debug)]
-pub(crate) enum StreamEnd {
-    /// Read to its end.
-    Finished,
-    /// The instance's stream broke.
-    Broken(String),
-    /// Dropped before its end: the caller went away.
-    Dropped,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -248,7 +148,7 @@ mod tests {
             &headers,
             "call-1",
             "2026-01-01T00:00:00Z",
-            full(""),
+            crate::body::full(""),
         )
         .expect("request");
         assert_eq!(request.uri(), "http://10.0.0.2:8080/a/b?x=1");

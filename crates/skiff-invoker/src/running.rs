@@ -16,9 +16,10 @@
 //!
 //! Plain data behind one mutex, no I/O: unit-tested below.
 
+use parking_lot::{Mutex, MutexGuard};
 use skiff_core::CallErrorType;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, OnceLock};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -100,7 +101,7 @@ pub(crate) struct RunningCalls {
 
 impl RunningCalls {
     fn state(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        self.state.lock()
     }
 
     /// Registers call `id` until the returned guard is dropped.

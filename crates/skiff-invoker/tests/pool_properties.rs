@@ -61,7 +61,7 @@ fn run(concurrency: u32, max: u32, holds: Vec<u64>) -> Result<(), TestCaseError>
                 tokens: Arc::new(skiff_invoker::TokenKey::from_bytes([1; 64])),
             },
             cancel.clone(),
-            skiff_invoker::http::client(),
+            skiff_invoker::proxy::client(),
             skiff_invoker::lambda::LambdaRegistry::new(),
         );
         let image = "web:1".to_string();

@@ -18,21 +18,24 @@ mod nats;
 pub mod source;
 
 use crate::error::PlatformError;
-use crate::platform::Platform;
+use crate::invoke::Invoker;
+use crate::metrics::Metrics;
+use crate::queue::AsyncPolicy;
 use chrono::{DateTime, Utc};
-use skiff_core::trigger::{parse_trigger_name, plan_tick, tick_call_id, TickPlan};
+use skiff_core::trigger::{plan_tick, tick_call_id, TickPlan};
 use skiff_core::{
     CallRecord, CallStatus, Schedule, Trigger, TriggerKind, TriggerRecord, TriggerSpec,
     TriggerState, TriggerView,
 };
-use skiff_store::{Payload, TickOutcome};
-use source::{SourceStatus, Subscription};
+use skiff_store::{Payload, Store, TickOutcome};
+use source::{SourceStatus, Subscription, Supervisor};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
 /// The longest the cron runner sleeps without looking at its triggers again.
@@ -51,35 +54,54 @@ struct Live {
     removed: Arc<AtomicBool>,
 }
 
-/// The platform's triggers.
+/// The platform's triggers: the live ones, the cron runner, the broker subscriptions. They
+/// start calls through the narrow [`Invoker`] interface and the durable queue.
 #[derive(Debug)]
 pub(crate) struct Triggers {
     /// When this daemon started: cron ticks at or before it were missed while it was down.
     boot: DateTime<Utc>,
-    live: std::sync::RwLock<BTreeMap<String, Live>>,
+    live: parking_lot::RwLock<BTreeMap<String, Live>>,
     /// Wakes the cron runner when a cron trigger is created, replaced or deleted.
     changed: Notify,
+    store: Store,
+    policy: AsyncPolicy,
+    metrics: Arc<Metrics>,
+    /// Wakes the async dispatcher when a tick has queued a call.
+    queued: Arc<Notify>,
+    /// Owns the cron runner and the subscriptions.
+    tracker: TaskTracker,
+    /// Stops them all at shutdown.
+    cancel: CancellationToken,
 }
 
 impl Triggers {
-    pub(crate) fn new() -> Self {
-        Triggers {
+    pub(crate) fn new(
+        store: Store,
+        policy: AsyncPolicy,
+        metrics: Arc<Metrics>,
+        queued: Arc<Notify>,
+        tracker: TaskTracker,
+        cancel: CancellationToken,
+    ) -> Arc<Self> {
+        Arc::new(Triggers {
             boot: Utc::now(),
-            live: std::sync::RwLock::new(BTreeMap::new()),
+            live: parking_lot::RwLock::new(BTreeMap::new()),
             changed: Notify::new(),
-        }
+            store,
+            policy,
+            metrics,
+            queued,
+            tracker,
+            cancel,
+        })
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Live>> {
-        self.live
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn read(&self) -> parking_lot::RwLockReadGuard<'_, BTreeMap<String, Live>> {
+        self.live.read()
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Live>> {
-        self.live
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn write(&self) -> parking_lot::RwLockWriteGuard<'_, BTreeMap<String, Live>> {
+        self.live.write()
     }
 
     /// Removes a trigger and stops it; `deleted` tells its subscription to clean up.
@@ -112,19 +134,17 @@ impl Triggers {
     }
 }
 
-impl Platform {
-    /// Creates or replaces a trigger; returns it and whether it was created. The function
-    /// must exist. Replacing starts afresh: a new generation, a cron schedule that counts
-    /// from now, a broker subscription that reconnects.
-    pub async fn put_trigger(
+impl Triggers {
+    /// Creates or replaces trigger `name` (its spec validated, its function deployed: the
+    /// caller holds the deploy lock); returns it and whether it was created. Replacing
+    /// starts afresh: a new generation, a cron schedule that counts from now, a broker
+    /// subscription that reconnects.
+    pub(crate) async fn put(
         self: &Arc<Self>,
-        name: &str,
-        spec: &TriggerSpec,
+        invoker: Arc<dyn Invoker>,
+        name: String,
+        spec: TriggerSpec,
     ) -> Result<(TriggerView, bool), PlatformError> {
-        let name = parse_trigger_name(name).map_err(PlatformError::InvalidTrigger)?;
-        let spec = spec.validate().map_err(PlatformError::InvalidTrigger)?;
-        let _serialized = self.deploy_lock().await;
-        self.function(&spec.function)?;
         let now = Utc::now();
         let record = TriggerRecord {
             name: name.clone(),
@@ -133,17 +153,16 @@ impl Platform {
             last_tick: (spec.kind() == TriggerKind::Cron).then_some(now),
             spec,
         };
-        self.store().put_trigger(&record).await?;
-        let previous = self.triggers().remove(&name, false);
-        let live = self.run_trigger(record);
+        self.store.put_trigger(&record).await?;
+        let previous = self.remove(&name, false);
+        let live = self.run_trigger(&invoker, record);
         let view = Triggers::view(&live);
         Ok((view, previous.is_none()))
     }
 
     /// One trigger.
-    pub fn get_trigger(&self, name: &str) -> Result<TriggerView, PlatformError> {
-        self.triggers()
-            .read()
+    pub(crate) fn get(&self, name: &str) -> Result<TriggerView, PlatformError> {
+        self.read()
             .get(name)
             .map(Triggers::view)
             .ok_or_else(|| PlatformError::TriggerNotFound {
@@ -152,46 +171,45 @@ impl Platform {
     }
 
     /// All triggers, by name.
-    pub fn list_triggers(&self) -> Vec<TriggerView> {
-        self.triggers()
-            .read()
-            .values()
-            .map(Triggers::view)
-            .collect()
+    pub(crate) fn list(&self) -> Vec<TriggerView> {
+        self.read().values().map(Triggers::view).collect()
     }
 
-    /// Deletes a trigger: no further call starts from it (calls already queued run).
-    pub async fn delete_trigger(&self, name: &str) -> Result<(), PlatformError> {
-        let _serialized = self.deploy_lock().await;
-        if !self.store().delete_trigger(name).await? {
+    /// Deletes a trigger (the caller holds the deploy lock): no further call starts from
+    /// it (calls already queued run).
+    pub(crate) async fn delete(&self, name: &str) -> Result<(), PlatformError> {
+        if !self.store.delete_trigger(name).await? {
             return Err(PlatformError::TriggerNotFound {
                 name: name.to_string(),
             });
         }
-        self.triggers().remove(name, true);
+        self.remove(name, true);
         Ok(())
     }
 
     /// Deletes the triggers of a function being deleted (the caller holds the deploy lock).
-    pub(crate) async fn delete_triggers_of(&self, function: &str) -> Result<(), PlatformError> {
-        for name in self.store().delete_triggers_of(function).await? {
+    pub(crate) async fn delete_of(&self, function: &str) -> Result<(), PlatformError> {
+        for name in self.store.delete_triggers_of(function).await? {
             tracing::info!(trigger = %name, %function, "trigger deleted with its function");
-            self.triggers().remove(&name, true);
+            self.remove(&name, true);
         }
         Ok(())
     }
 
     /// Loads the stored triggers, starts the broker subscriptions and the cron runner.
-    pub(crate) async fn start_triggers(self: &Arc<Self>) -> Result<(), PlatformError> {
-        for record in self.store().list_triggers().await? {
-            self.run_trigger(record);
+    pub(crate) async fn start(
+        self: &Arc<Self>,
+        invoker: Arc<dyn Invoker>,
+    ) -> Result<(), PlatformError> {
+        for record in self.store.list_triggers().await? {
+            self.run_trigger(&invoker, record);
         }
-        self.spawn_cron_runner();
+        self.spawn_cron_runner(invoker);
         Ok(())
     }
 
     /// Registers a trigger and, for a broker trigger, starts its subscription.
-    fn run_trigger(self: &Arc<Self>, record: TriggerRecord) -> Live {
+    fn run_trigger(&self, invoker: &Arc<dyn Invoker>, record: TriggerRecord) -> Live {
         let kind = record.spec.kind();
         let status = Arc::new(SourceStatus::new(match kind {
             TriggerKind::Cron => TriggerState::Scheduled,
@@ -200,13 +218,18 @@ impl Platform {
         let removed = Arc::new(AtomicBool::new(false));
         let mut stop = None;
         if let Some(nats) = &record.spec.nats {
-            let timeout = self
+            let timeout = invoker
                 .function(&record.spec.function)
                 .map(|f| f.config.timeout())
                 .unwrap_or(skiff_core::spec::DEFAULT_TIMEOUT);
-            let token = self.child_token();
+            let token = self.cancel.child_token();
             let concurrency = nats.concurrency();
-            self.spawn_subscription(Subscription {
+            let supervisor = Supervisor {
+                invoker: invoker.clone(),
+                metrics: self.metrics.clone(),
+                tracker: self.tracker.clone(),
+            };
+            supervisor.spawn(Subscription {
                 trigger: record.name.clone(),
                 function: record.spec.function.clone(),
                 max_deliver: nats.max_deliver(),
@@ -232,24 +255,22 @@ impl Platform {
             stop,
             removed,
         };
-        self.triggers()
-            .write()
-            .insert(live.record.name.clone(), live.clone());
+        self.write().insert(live.record.name.clone(), live.clone());
         if kind == TriggerKind::Cron {
-            self.triggers().changed.notify_one();
+            self.changed.notify_one();
         }
         live
     }
 
     /// Runs the cron runner until shutdown.
-    fn spawn_cron_runner(self: &Arc<Self>) {
-        let platform = self.clone();
-        self.background().spawn(async move {
+    fn spawn_cron_runner(self: &Arc<Self>, invoker: Arc<dyn Invoker>) {
+        let triggers = self.clone();
+        self.tracker.spawn(async move {
             loop {
-                let changed = platform.triggers().changed.notified();
-                let wait = platform.cron_round().await;
+                let changed = triggers.changed.notified();
+                let wait = triggers.cron_round(&*invoker).await;
                 tokio::select! {
-                    _ = platform.cancelled() => return,
+                    _ = triggers.cancel.cancelled() => return,
                     _ = changed => {}
                     _ = tokio::time::sleep(wait) => {}
                 }
@@ -258,9 +279,8 @@ impl Platform {
     }
 
     /// Handles every due tick once; returns how long to sleep before the next one.
-    async fn cron_round(self: &Arc<Self>) -> Duration {
+    async fn cron_round(&self, invoker: &dyn Invoker) -> Duration {
         let crons: Vec<Live> = self
-            .triggers()
             .read()
             .values()
             .filter(|live| live.record.spec.kind() == TriggerKind::Cron)
@@ -281,7 +301,7 @@ impl Platform {
             };
             let now = Utc::now();
             let last = record.last_tick.unwrap_or(record.created_at);
-            let (tick, fire) = match plan_tick(&schedule, last, self.triggers().boot, now) {
+            let (tick, fire) = match plan_tick(&schedule, last, self.boot, now) {
                 TickPlan::Fire(tick) => (tick, true),
                 TickPlan::Skip(tick) => (tick, false),
                 TickPlan::WaitUntil(next) => {
@@ -297,7 +317,7 @@ impl Platform {
                     continue;
                 }
             };
-            match self.fire_tick(record, tick, fire).await {
+            match self.fire_tick(invoker, record, tick, fire).await {
                 Ok(()) => {
                     live.status.set(TriggerState::Scheduled, None);
                     // Look again at once: the next tick of this trigger is computed then.
@@ -316,18 +336,19 @@ impl Platform {
     /// Fires (or, with `fire` false, skips) one tick in one store transaction.
     async fn fire_tick(
         &self,
+        invoker: &dyn Invoker,
         record: &TriggerRecord,
         tick: DateTime<Utc>,
         fire: bool,
     ) -> Result<(), PlatformError> {
-        let function = self.function(&record.spec.function).ok();
+        let function = invoker.function(&record.spec.function);
         let call = function.filter(|_| fire).map(|function| {
             let (call, mut payload) = tick_call(record, tick);
-            payload.expires_at = Some(call.received_at + self.max_event_age(&function));
+            payload.expires_at = Some(call.received_at + self.policy.max_event_age(&function));
             (call, payload)
         });
         let outcome = self
-            .store()
+            .store
             .fire_tick(
                 &record.name,
                 record.generation,
@@ -338,25 +359,23 @@ impl Platform {
             .await?;
         match outcome {
             TickOutcome::Fired | TickOutcome::AlreadyFired => {
-                self.triggers()
-                    .advanced(&record.name, record.generation, tick);
+                self.advanced(&record.name, record.generation, tick);
                 if call.is_some() && outcome == TickOutcome::Fired {
                     tracing::debug!(trigger = %record.name, %tick, "cron tick fired");
-                    self.metrics().trigger_fired(&record.name, "fired");
-                    self.wake_dispatcher();
+                    self.metrics.trigger_fired(&record.name, "fired");
+                    self.queued.notify_one();
                 } else if fire {
                     tracing::info!(trigger = %record.name, %tick, "cron tick not fired");
                 } else {
                     tracing::info!(trigger = %record.name, %tick, "ticks missed while the daemon was down are skipped");
-                    self.metrics().trigger_fired(&record.name, "skipped");
+                    self.metrics.trigger_fired(&record.name, "skipped");
                 }
             }
             TickOutcome::Stale => {
                 // Replaced or deleted meanwhile, or written by an earlier round: read it again.
-                if let Some(stored) = self.store().get_trigger(&record.name).await? {
+                if let Some(stored) = self.store.get_trigger(&record.name).await? {
                     if let Some(tick) = stored.last_tick {
-                        self.triggers()
-                            .advanced(&stored.name, stored.generation, tick);
+                        self.advanced(&stored.name, stored.generation, tick);
                     }
                 }
             }

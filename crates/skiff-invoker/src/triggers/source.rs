@@ -6,8 +6,10 @@
 //! [`Connector`] makes a source, and is called again after any error. NATS JetStream is
 //! the first implementation (`nats.rs`); Redis Streams, Kafka or AMQP fit the same traits.
 
+use crate::backoff::Backoff;
 use crate::error::PlatformError;
-use crate::platform::{InvokeRequest, Platform};
+use crate::invoke::{InvokeRequest, Invoker};
+use crate::metrics::Metrics;
 use async_trait::async_trait;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue};
@@ -17,14 +19,17 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
-/// The longest wait between two connection attempts.
-const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(30);
-/// The first wait between two connection attempts (doubling after each failure).
-const FIRST_RECONNECT_DELAY: Duration = Duration::from_millis(500);
+/// The waits between two connection attempts: 0.5 s, doubling after each failure, at most
+/// 30 s.
+const RECONNECT: Backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
 /// The delay before a message whose call was refused (overload, shutdown) comes back.
 const REFUSED_DELAY: Duration = Duration::from_secs(1);
-/// The longest delay before a failed message is delivered again.
+/// The delays before a failed message is delivered again: 1 s doubling, with jitter...
+const REDELIVERY: Backoff =
+    Backoff::new(Duration::from_secs(1), MAX_REDELIVERY_DELAY).with_jitter(0.2);
+/// ...at most 60 s.
 const MAX_REDELIVERY_DELAY: Duration = Duration::from_secs(60);
 
 /// Why a source failed.
@@ -104,27 +109,21 @@ pub trait Connector: Send + Sync {
 
 /// A broker trigger's state, shared between its supervisor and the API.
 #[derive(Debug)]
-pub(crate) struct SourceStatus(std::sync::Mutex<(TriggerState, Option<String>)>);
+pub(crate) struct SourceStatus(parking_lot::Mutex<(TriggerState, Option<String>)>);
 
 impl SourceStatus {
     pub(crate) fn new(state: TriggerState) -> Self {
-        SourceStatus(std::sync::Mutex::new((state, None)))
+        SourceStatus(parking_lot::Mutex::new((state, None)))
     }
 
     /// The state and the last error.
     pub(crate) fn get(&self) -> (TriggerState, Option<String>) {
-        self.0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
+        self.0.lock().clone()
     }
 
     /// Sets the state; `error` replaces the last error when given.
     pub(crate) fn set(&self, state: TriggerState, error: Option<String>) {
-        let mut guard = self
-            .0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut guard = self.0.lock();
         guard.0 = state;
         if error.is_some() {
             guard.1 = error;
@@ -155,28 +154,35 @@ pub(crate) struct Subscription {
 
 /// The wait before connection attempt `failures + 1`.
 fn reconnect_delay(failures: u32) -> Duration {
-    FIRST_RECONNECT_DELAY
-        .saturating_mul(1u32 << failures.min(10))
-        .min(MAX_RECONNECT_DELAY)
+    RECONNECT.delay(failures.saturating_add(1))
 }
 
-/// The delay before delivery `delivery + 1` of a failed event: 1s doubling, at most 60s.
-pub(crate) fn redelivery_delay(delivery: u32) -> Duration {
-    crate::queue::backoff(Duration::from_secs(1), delivery).min(MAX_REDELIVERY_DELAY)
+/// The delay before delivery `delivery + 1` of a failed event.
+fn redelivery_delay(delivery: u32) -> Duration {
+    REDELIVERY.delay(delivery).min(MAX_REDELIVERY_DELAY)
 }
 
-impl Platform {
-    /// Runs one broker subscription on the platform's tracker until it is stopped:
-    /// connects (again after any error, with a growing delay), takes events while a slot
-    /// of its concurrency is free, and handles each in a task of its own.
-    pub(crate) fn spawn_subscription(self: &Arc<Self>, sub: Subscription) {
-        let platform = self.clone();
-        self.background().spawn(async move {
-            platform.supervise(sub).await;
+/// Turns a subscription's events into calls, through the platform's [`Invoker`].
+#[derive(Debug, Clone)]
+pub(crate) struct Supervisor {
+    pub(crate) invoker: Arc<dyn Invoker>,
+    pub(crate) metrics: Arc<Metrics>,
+    /// Owns the supervisor's task and its events' tasks.
+    pub(crate) tracker: TaskTracker,
+}
+
+impl Supervisor {
+    /// Runs one broker subscription on the tracker until it is stopped: connects (again
+    /// after any error, with a growing delay), takes events while a slot of its
+    /// concurrency is free, and handles each in a task of its own.
+    pub(crate) fn spawn(self, sub: Subscription) {
+        let tracker = self.tracker.clone();
+        tracker.spawn(async move {
+            self.supervise(sub).await;
         });
     }
 
-    async fn supervise(self: Arc<Self>, sub: Subscription) {
+    async fn supervise(self, sub: Subscription) {
         let slots = Arc::new(Semaphore::new(sub.concurrency.max(1) as usize));
         let mut failures: u32 = 0;
         'connect: while !sub.stop.is_cancelled() {
@@ -203,7 +209,7 @@ impl Platform {
             sub.status.set(TriggerState::Connected, None);
             tracing::info!(trigger = %sub.trigger, "broker trigger connected");
             loop {
-                if !self.is_accepting() {
+                if !self.invoker.is_accepting() {
                     // Shutting down: leave the messages to the broker for the next start.
                     break 'connect;
                 }
@@ -220,12 +226,12 @@ impl Platform {
                 };
                 match event {
                     Ok(event) => {
-                        let platform = self.clone();
+                        let supervisor = self.clone();
                         let function = sub.function.clone();
                         let trigger = sub.trigger.clone();
                         let max_deliver = sub.max_deliver;
-                        self.background().spawn(async move {
-                            platform
+                        self.tracker.spawn(async move {
+                            supervisor
                                 .handle_event(&trigger, &function, max_deliver, event)
                                 .await;
                             drop(permit);
@@ -253,13 +259,7 @@ impl Platform {
 
     /// Calls the function with one event, then acknowledges it, asks for it again later,
     /// or gives it up after its last delivery.
-    async fn handle_event(
-        self: &Arc<Self>,
-        trigger: &str,
-        function: &str,
-        max_deliver: u32,
-        event: Event,
-    ) {
+    async fn handle_event(&self, trigger: &str, function: &str, max_deliver: u32, event: Event) {
         let Event {
             body,
             headers: pairs,
@@ -287,7 +287,7 @@ impl Platform {
             headers,
             ..InvokeRequest::post(Trigger::Queue, body)
         };
-        let result = match self.invoke(function, request).await {
+        let result = match self.invoker.invoke(function, request).await {
             Ok(outcome) => {
                 let failed = outcome.status.is_server_error();
                 // An http call's record ends with its body.
@@ -313,7 +313,7 @@ impl Platform {
             }
             Err(Some(_)) => (acker.nack(redelivery_delay(delivery)).await, "retried"),
         };
-        self.metrics().trigger_fired(trigger, counted);
+        self.metrics.trigger_fired(trigger, counted);
         if let Err(err) = answered {
             tracing::warn!(%trigger, %err, "cannot answer the broker; it will deliver the message again");
         }
@@ -328,7 +328,7 @@ mod tests {
     fn delays_grow_and_are_capped() {
         assert_eq!(reconnect_delay(0), Duration::from_millis(500));
         assert_eq!(reconnect_delay(1), Duration::from_secs(1));
-        assert_eq!(reconnect_delay(20), MAX_RECONNECT_DELAY);
+        assert_eq!(reconnect_delay(20), Duration::from_secs(30));
         let first = redelivery_delay(1).as_secs_f64();
         assert!((0.8..=1.2).contains(&first), "{first}");
         assert!(redelivery_delay(30) <= MAX_REDELIVERY_DELAY);

@@ -1,0 +1,279 @@
+//! The async dispatcher: runs the calls of the durable queue under the global call limit,
+//! retries failed attempts with exponential backoff and jitter, and declares a call dead
+//! after its last attempt. Delivery is at least once: a call running when the daemon was
+//! killed runs again after the restart.
+
+use crate::callback::Callbacks;
+use crate::error::PlatformError;
+use crate::invoke::{InvokeRequest, Invoker};
+use crate::queue::AsyncPolicy;
+use crate::recorder::Recorder;
+use chrono::Utc;
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
+use http_body_util::BodyExt;
+use skiff_core::CallErrorType;
+use skiff_store::{Claimed, Store};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use uuid::Uuid;
+
+/// Most calls claimed from the store at once.
+const CLAIM_BATCH: u32 = 256;
+/// How often the dispatcher looks at the queue when nothing wakes it.
+const POLL: Duration = Duration::from_millis(200);
+
+/// Reads a body to its end, keeping at most `cap` bytes of it; returns them and the
+/// body's whole size.
+async fn read_capped(mut body: crate::body::Body, cap: usize) -> (Vec<u8>, u64) {
+    let mut kept = Vec::new();
+    let mut size = 0u64;
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else { break };
+        if let Ok(data) = frame.into_data() {
+            size += data.len() as u64;
+            let room = cap.saturating_sub(kept.len());
+            kept.extend_from_slice(&data[..data.len().min(room)]);
+        }
+    }
+    (kept, size)
+}
+
+/// Runs queued calls: claims those due, as many as it has room for, and runs each through
+/// the [`Invoker`] as a sync call; then retries, kills or completes it in the store and
+/// sends its callback. Stops at cancellation.
+#[derive(Debug)]
+pub(crate) struct Dispatcher {
+    store: Store,
+    invoker: Arc<dyn Invoker>,
+    recorder: Recorder,
+    callbacks: Callbacks,
+    policy: AsyncPolicy,
+    /// Notified when a call is queued (or due again).
+    wakeup: Arc<Notify>,
+    /// Most calls of the queue run at once.
+    max_running: usize,
+}
+
+impl Dispatcher {
+    pub(crate) fn new(
+        store: Store,
+        invoker: Arc<dyn Invoker>,
+        recorder: Recorder,
+        callbacks: Callbacks,
+        policy: AsyncPolicy,
+        wakeup: Arc<Notify>,
+        max_running: usize,
+    ) -> Arc<Self> {
+        Arc::new(Dispatcher {
+            store,
+            invoker,
+            recorder,
+            callbacks,
+            policy,
+            wakeup,
+            max_running,
+        })
+    }
+
+    /// Runs the dispatcher on `tracker` until `cancel` fires.
+    pub(crate) fn spawn(self: Arc<Self>, tracker: &TaskTracker, cancel: CancellationToken) {
+        let slots = Arc::new(Semaphore::new(self.max_running.max(1)));
+        let inner = tracker.clone();
+        tracker.spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = self.wakeup.notified() => {}
+                    _ = tokio::time::sleep(POLL) => {}
+                }
+                let free = u32::try_from(slots.available_permits()).unwrap_or(u32::MAX);
+                // Near the limit of open files, calls stay queued until descriptors are free.
+                if free == 0 || !self.invoker.is_accepting() || !self.invoker.has_room() {
+                    continue;
+                }
+                let claimed = match self.store.claim(Utc::now(), free.min(CLAIM_BATCH)).await {
+                    Ok(claimed) => claimed,
+                    Err(err) => {
+                        tracing::error!(%err, "cannot read the call queue");
+                        continue;
+                    }
+                };
+                for call in claimed {
+                    let Ok(permit) = slots.clone().acquire_owned().await else {
+                        return;
+                    };
+                    let dispatcher = self.clone();
+                    inner.spawn(async move {
+                        dispatcher.run_queued(call).await;
+                        drop(permit);
+                    });
+                }
+            }
+        });
+    }
+
+    async fn run_queued(&self, call: Claimed) {
+        let Claimed { record, payload } = call;
+        let id = record.id;
+        let attempt = record.attempt.max(1);
+        let has_callback = payload.callback_url.is_some();
+        let expires_at = payload.expires_at;
+        if expires_at.is_some_and(|at| at <= Utc::now()) {
+            let message = match &record.error_message {
+                Some(last) => format!("older than its max_event_age; last error: {last}"),
+                None => "older than its max_event_age before it could run".to_string(),
+            };
+            self.end_dead(id, attempt, CallErrorType::Expired, message)
+                .await;
+            if has_callback {
+                self.callbacks.notify(id).await;
+            }
+            return;
+        }
+        let mut headers = HeaderMap::new();
+        for (name, value) in &payload.headers {
+            if let (Ok(name), Ok(value)) = (
+                HeaderName::try_from(name.as_str()),
+                HeaderValue::from_str(value),
+            ) {
+                headers.append(name, value);
+            }
+        }
+        let request = InvokeRequest {
+            trigger: record.trigger,
+            method: Method::from_bytes(payload.method.as_bytes()).unwrap_or(Method::POST),
+            path: payload.path,
+            query: payload.query,
+            headers,
+            body: crate::body::full(payload.body),
+            call_id: Some(id),
+            attempt,
+            caller: None,
+        };
+        let failure = match self.invoker.invoke(&record.function, request).await {
+            Ok(outcome) => {
+                let content_type = outcome
+                    .headers
+                    .get(http::header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string);
+                // An http call's record ends with its body.
+                let (kept, size) = read_capped(outcome.body, self.policy.result_bytes).await;
+                let result = skiff_store::StoredResult {
+                    status_code: outcome.status.as_u16(),
+                    content_type,
+                    size,
+                    body: kept,
+                };
+                if let Err(err) = self.store.put_result(id, &result).await {
+                    tracing::error!(%err, call = %id, "cannot store a call's result");
+                }
+                if outcome.status.is_server_error() {
+                    // Recorded as a function error: retried like one.
+                    Some((
+                        CallErrorType::FunctionError,
+                        format!("the function answered {}", outcome.status),
+                    ))
+                } else {
+                    if has_callback {
+                        self.recorder.flush().await;
+                        self.callbacks.notify(id).await;
+                    }
+                    return;
+                }
+            }
+            // Stopped by the daemon's shutdown: not an attempt, it runs again after the restart.
+            Err(PlatformError::CallFailed {
+                error_type: CallErrorType::Interrupted,
+                ..
+            }) if !self.invoker.is_accepting() => {
+                self.requeue_call(id, attempt, Duration::ZERO, None).await;
+                return;
+            }
+            Err(PlatformError::CallFailed {
+                error_type,
+                message,
+                ..
+            }) => Some((error_type, message)),
+            Err(err @ PlatformError::LoopDetected { .. }) => {
+                self.recorder.flush().await;
+                self.end_dead(id, attempt, CallErrorType::Rejected, err.to_string())
+                    .await;
+                if has_callback {
+                    self.callbacks.notify(id).await;
+                }
+                return;
+            }
+            Err(PlatformError::FunctionNotFound { name }) => {
+                self.recorder.flush().await;
+                let message = format!("function `{name}` does not exist any more");
+                self.end_dead(id, attempt, CallErrorType::Rejected, message)
+                    .await;
+                if has_callback {
+                    self.callbacks.notify(id).await;
+                }
+                return;
+            }
+            Err(PlatformError::Overloaded { .. })
+            | Err(PlatformError::NearFdLimit { .. })
+            | Err(PlatformError::ShuttingDown) => {
+                // Not an attempt: run it again later.
+                self.requeue_call(id, attempt, Duration::from_millis(500), None)
+                    .await;
+                return;
+            }
+            Err(other) => Some((CallErrorType::EngineError, other.to_string())),
+        };
+        self.recorder.flush().await;
+        let max_attempts = self
+            .policy
+            .max_attempts(self.invoker.function(&record.function).as_ref());
+        let delay = self.policy.retry.delay(attempt);
+        let retry_at =
+            Utc::now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
+        if attempt < max_attempts && expires_at.is_none_or(|at| retry_at < at) {
+            self.requeue_call(id, attempt + 1, delay, failure).await;
+            return;
+        }
+        if let Err(err) = self.store.kill_call(id).await {
+            tracing::error!(%err, call = %id, "cannot mark a call dead");
+        }
+        if has_callback {
+            self.callbacks.notify(id).await;
+        }
+    }
+
+    async fn requeue_call(
+        &self,
+        id: Uuid,
+        attempt: u32,
+        delay: Duration,
+        error: Option<(CallErrorType, String)>,
+    ) {
+        let not_before =
+            Utc::now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
+        if let Err(err) = self.store.requeue(id, attempt, not_before, error).await {
+            tracing::error!(%err, call = %id, "cannot put a call back in the queue");
+        }
+    }
+
+    async fn end_dead(&self, id: Uuid, attempt: u32, kind: CallErrorType, message: String) {
+        if let Ok(Some(mut record)) = self.store.get_call(id).await {
+            record.status = skiff_core::CallStatus::Failed;
+            record.attempt = attempt;
+            record.error_type = Some(kind);
+            record.error_message = Some(message);
+            record.finished_at = Some(Utc::now());
+            let _ = self
+                .store
+                .write_calls(&[skiff_store::CallWrite { record, logs: None }])
+                .await;
+        }
+        if let Err(err) = self.store.kill_call(id).await {
+            tracing::error!(%err, call = %id, "cannot mark a call dead");
+        }
+    }
+}
