@@ -21,10 +21,7 @@ pub type Body = UnsyncBoxBody<Bytes, BoxError>;
 /// The pooled HTTP/1.1 client that talks to instances.
 pub type Client = hyper_util::client::legacy::Client<HttpConnector, Body>;
 
-/// The header carrying the call id to the function (and back to the caller).
-pub const CALL_ID_HEADER: &str = "x-skiff-call-id";
-/// The header carrying the call's deadline (RFC 3339) to the function.
-pub const DEADLINE_HEADER: &str = "x-skiff-deadline";
+pub use skiff_core::api::headers::{CALL_ID_HEADER, DEADLINE_HEADER};
 
 /// A body holding `bytes`.
 pub fn full(bytes: impl Into<Bytes>) -> Body {

@@ -34,6 +34,7 @@ pub mod triggers;
 pub use config::PlatformConfig;
 pub use error::PlatformError;
 pub use http::{Body, BoxError};
-pub use platform::{InvokeOutcome, InvokeRequest, Platform, CALLBACK_HEADER};
+pub use platform::{InvokeOutcome, InvokeRequest, Platform};
 pub use pool::InstanceView;
+pub use skiff_core::api::headers::CALLBACK_HEADER;
 pub use token::{Caller, TokenError, TokenKey};

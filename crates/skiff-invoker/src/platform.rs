@@ -16,6 +16,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use http_body_util::BodyExt;
+use skiff_core::api::headers::{CALLBACK_HEADER, DEPTH_HEADER};
 use skiff_core::{
     labels, CallErrorType, CallRecord, CallStatus, Contract, Function, FunctionName, FunctionSpec,
     FunctionView, Trigger,
@@ -210,13 +211,6 @@ fn limited(body: Body, limit: usize) -> Body {
 
 /// How long after a `lambda` call its instance's output is read again for the call's log.
 const LATE_OUTPUT: Duration = Duration::from_millis(100);
-
-/// The request header naming an async call's callback URL (not passed to the function).
-pub const CALLBACK_HEADER: &str = "x-skiff-callback-url";
-
-/// The header carrying a call's depth: how many function-to-function hops led to it. A
-/// function that passes on the header it received lets skiff count hops across any route.
-pub const DEPTH_HEADER: &str = "x-skiff-depth";
 
 /// How often the container engine is pinged for readiness (also the ping's bound).
 const ENGINE_PROBE: Duration = Duration::from_secs(2);
