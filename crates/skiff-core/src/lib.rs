@@ -1,5 +1,7 @@
 //! skiff-core: the types every part of skiff shares, and their validation. No I/O.
 //!
+//! - [`api`]: the API on the wire: the bodies the gateway serves and the CLI reads, and the
+//!   header names.
 //! - [`spec`]: what a user asks for when deploying a function, validated into a
 //!   [`spec::FunctionConfig`] with every default applied.
 //! - [`function`]: a deployed function as the platform stores it.
@@ -10,6 +12,7 @@
 //! - [`units`]: byte sizes (`128Mi`) and durations (`10s`) as users write them.
 //! - [`labels`]: the labels on every container skiff starts.
 
+pub mod api;
 pub mod call;
 pub mod function;
 pub mod instance;

@@ -1,6 +1,6 @@
 //! The management API under `/v1`, plus `/healthz` and `/readyz`.
 
-use crate::error::{ApiError, ErrorBody, CALL_ID_HEADER};
+use crate::error::ApiError;
 use crate::AppState;
 use axum::body::Body;
 use axum::extract::rejection::JsonRejection;
@@ -11,34 +11,23 @@ use axum::Extension;
 use axum::Json;
 use http::Method;
 use http_body_util::BodyExt;
-use serde::{Deserialize, Serialize};
-use skiff_core::{CallDetails, CallRecord, CallStatus, FunctionSpec, FunctionView, Trigger};
-use skiff_invoker::InstanceView;
+use skiff_core::api::headers::{
+    CALL_ID_HEADER, COLD_HEADER, PREFERENCE_APPLIED_HEADER, PREFER_HEADER, RESPOND_ASYNC,
+};
+use skiff_core::api::{
+    Accepted, CallDetails, CallPage, CallQueryText, CallRecord, ErrorBody, FunctionList,
+    FunctionSpec, FunctionView, Health, HealthStatus, InstanceList, ScaleRequest,
+};
+use skiff_core::{CallStatus, Trigger};
 use skiff_invoker::{Caller, InvokeOutcome, InvokeRequest};
 use skiff_store::CallFilter;
-use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
-
-/// The header telling whether an invocation waited for a container start.
-pub const COLD_HEADER: &str = "x-skiff-cold";
-
-/// Health of the process.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Health {
-    /// `ok`, or for readiness `ready`, `shutting_down` or `engine_unavailable`.
-    pub status: &'static str,
-    /// The daemon's id, as on the `skiff.daemon` label of its containers.
-    pub daemon: String,
-    /// Why the daemon is not ready, when it is not.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
-}
 
 /// `GET /healthz`: the process is up.
 #[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, body = Health)))]
 pub async fn healthz(State(state): State<AppState>) -> Json<Health> {
     Json(Health {
-        status: "ok",
+        status: HealthStatus::Ok,
         daemon: state.platform.daemon_id().to_string(),
         message: None,
     })
@@ -51,15 +40,19 @@ pub async fn healthz(State(state): State<AppState>) -> Json<Health> {
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
     let daemon = state.platform.daemon_id().to_string();
     let (code, status, message) = if !state.platform.is_accepting() {
-        (StatusCode::SERVICE_UNAVAILABLE, "shutting_down", None)
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            HealthStatus::ShuttingDown,
+            None,
+        )
     } else if let Some(problem) = state.platform.engine_problem() {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            "engine_unavailable",
+            HealthStatus::EngineUnavailable,
             Some(problem),
         )
     } else {
-        (StatusCode::OK, "ready", None)
+        (StatusCode::OK, HealthStatus::Ready, None)
     };
     (
         code,
@@ -69,13 +62,6 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>)
             message,
         }),
     )
-}
-
-/// A list of functions.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct FunctionList {
-    /// The functions, by name.
-    pub functions: Vec<FunctionView>,
 }
 
 /// `GET /v1/functions`
@@ -181,12 +167,12 @@ pub async fn invoke(
 /// Whether the caller asked for an async call (`Prefer: respond-async`).
 pub(crate) fn wants_async(headers: &HeaderMap) -> bool {
     headers
-        .get_all("prefer")
+        .get_all(PREFER_HEADER)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .any(|v| {
             v.split(',')
-                .any(|p| p.trim().eq_ignore_ascii_case("respond-async"))
+                .any(|p| p.trim().eq_ignore_ascii_case(RESPOND_ASYNC))
         })
 }
 
@@ -194,7 +180,10 @@ pub(crate) fn wants_async(headers: &HeaderMap) -> bool {
 pub(crate) fn accepted(id: uuid::Uuid) -> Result<Response, ApiError> {
     let mut response = (
         StatusCode::ACCEPTED,
-        Json(serde_json::json!({"call_id": id, "status": "queued"})),
+        Json(Accepted {
+            call_id: id,
+            status: CallStatus::Queued,
+        }),
     )
         .into_response();
     let headers = response.headers_mut();
@@ -205,8 +194,8 @@ pub(crate) fn accepted(id: uuid::Uuid) -> Result<Response, ApiError> {
         headers.insert(header::LOCATION, value);
     }
     headers.insert(
-        "preference-applied",
-        HeaderValue::from_static("respond-async"),
+        PREFERENCE_APPLIED_HEADER,
+        HeaderValue::from_static(RESPOND_ASYNC),
     );
     Ok(response)
 }
@@ -247,58 +236,21 @@ pub(crate) fn invoke_response(outcome: InvokeOutcome) -> Response {
     response
 }
 
-/// Filters of `GET /v1/calls`.
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-#[serde(deny_unknown_fields)]
-pub struct CallQuery {
-    /// Only calls of this function.
-    pub function: Option<String>,
-    /// Only calls in this status (`queued`, `running`, `succeeded`, `failed`, `timed_out`, `dead`).
-    pub status: Option<String>,
-    /// Only calls from this trigger (`http`, `api`, `async`, `cron`, `queue`, `lambda_api`).
-    pub trigger: Option<String>,
-    /// Only calls older than this call id (the `next` of the previous page).
-    pub before: Option<Uuid>,
-    /// Only calls received at or after this time (RFC 3339).
-    pub since: Option<chrono::DateTime<chrono::Utc>>,
-    /// Most calls to return (default 100, at most 1000).
-    pub limit: Option<u32>,
-}
-
-/// A page of call records, newest first.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct CallPage {
-    /// The calls.
-    pub calls: Vec<CallRecord>,
-    /// Pass as `before` to get the next page; absent on the last page.
-    pub next: Option<Uuid>,
-}
-
 /// `GET /v1/calls`
-#[utoipa::path(get, path = "/v1/calls", tag = "calls", params(CallQuery),
+#[utoipa::path(get, path = "/v1/calls", tag = "calls", params(CallQueryText),
     responses((status = 200, body = CallPage), (status = 400, body = ErrorBody)))]
 pub async fn list_calls(
     State(state): State<AppState>,
-    query: Result<Query<CallQuery>, axum::extract::rejection::QueryRejection>,
+    query: Result<Query<CallQueryText>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<CallPage>, ApiError> {
     let Query(query) = query.map_err(|r| ApiError::bad_request(r.body_text()))?;
-    let status = query
-        .status
-        .as_deref()
-        .map(str::parse::<CallStatus>)
-        .transpose()
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let trigger = query
-        .trigger
-        .as_deref()
-        .map(str::parse::<Trigger>)
-        .transpose()
+    let query = query
+        .parse()
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let filter = CallFilter {
         function: query.function,
-        status,
-        trigger,
+        status: query.status,
+        trigger: query.trigger,
         before: query.before,
         since: query.since,
         limit: query.limit.unwrap_or(0),
@@ -359,13 +311,6 @@ pub async fn call_logs(
         .into_response())
 }
 
-/// Instances of a function.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct InstanceList {
-    /// The instances (none for `exec` functions: each of their containers serves one call).
-    pub instances: Vec<InstanceView>,
-}
-
 /// `GET /v1/functions/{name}/instances`
 #[utoipa::path(get, path = "/v1/functions/{name}/instances", tag = "functions",
     params(("name" = String, Path, description = "Function name")),
@@ -377,16 +322,6 @@ pub async fn list_instances(
     Ok(Json(InstanceList {
         instances: state.platform.instances(&name)?,
     }))
-}
-
-/// The body of `POST /v1/functions/{name}/scale`.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ScaleRequest {
-    /// New `min_instances`, if given.
-    pub min_instances: Option<u32>,
-    /// New `max_instances`, if given.
-    pub max_instances: Option<u32>,
 }
 
 /// `POST /v1/functions/{name}/scale`: changes the instance bounds without a new version.

@@ -5,36 +5,10 @@ use axum::extract::rejection::JsonRejection;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Serialize;
+use skiff_core::api::headers::CALL_ID_HEADER;
+use skiff_core::api::{ErrorBody, ErrorDetail};
 use skiff_core::CallErrorType;
 use skiff_invoker::PlatformError;
-use utoipa::ToSchema;
-use uuid::Uuid;
-
-/// The header that carries a call's id on invoke responses, successful or not.
-pub const CALL_ID_HEADER: &str = "x-skiff-call-id";
-
-/// The body of every error response.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ErrorBody {
-    /// The error.
-    pub error: ErrorDetail,
-}
-
-/// What went wrong.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ErrorDetail {
-    /// A stable, machine-readable code (`function_not_found`, `invalid_spec`, `timeout`, ...).
-    pub code: String,
-    /// A readable explanation.
-    pub message: String,
-    /// The request field at fault, for validation errors.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub field: Option<String>,
-    /// The call that failed, when one was recorded.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub call_id: Option<Uuid>,
-}
 
 /// An error response of the API.
 #[derive(Debug)]

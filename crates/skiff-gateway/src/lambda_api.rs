@@ -19,6 +19,11 @@ use base64::Engine;
 use http_body_util::BodyExt;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use skiff_core::api::headers::{
+    AMZN_ERROR_TYPE_HEADER, AMZN_REQUEST_ID_HEADER, AMZ_EXECUTED_VERSION_HEADER,
+    AMZ_FUNCTION_ERROR_HEADER, AMZ_INVOCATION_TYPE_HEADER, AMZ_LOG_RESULT_HEADER,
+    AMZ_LOG_TYPE_HEADER, CALL_ID_HEADER,
+};
 use skiff_core::{
     ByteSize, CallErrorType, Contract, Function, FunctionSpec, HumanDuration, Trigger,
 };
@@ -74,7 +79,7 @@ impl IntoResponse for AwsError {
         let mut response = (self.status, Json(body)).into_response();
         response
             .headers_mut()
-            .insert("x-amzn-errortype", HeaderValue::from_static(self.kind));
+            .insert(AMZN_ERROR_TYPE_HEADER, HeaderValue::from_static(self.kind));
         response
     }
 }
@@ -368,11 +373,11 @@ async fn invoke(
 ) -> Result<Response, AwsError> {
     let name = function_name(&name);
     let invocation_type = headers
-        .get("x-amz-invocation-type")
+        .get(AMZ_INVOCATION_TYPE_HEADER)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("RequestResponse");
     let tail = headers
-        .get("x-amz-log-type")
+        .get(AMZ_LOG_TYPE_HEADER)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("Tail"));
     let request = InvokeRequest {
@@ -397,7 +402,7 @@ async fn invoke(
             let id = state.platform.enqueue(&name, request).await?;
             let mut response = StatusCode::ACCEPTED.into_response();
             if let Ok(value) = HeaderValue::from_str(&id.to_string()) {
-                response.headers_mut().insert("x-amzn-requestid", value);
+                response.headers_mut().insert(AMZN_REQUEST_ID_HEADER, value);
             }
             Ok(response)
         }
@@ -436,15 +441,15 @@ async fn invoke(
             let h = response.headers_mut();
             h.insert("content-type", HeaderValue::from_static("application/json"));
             h.insert(
-                "x-amz-executed-version",
+                AMZ_EXECUTED_VERSION_HEADER,
                 HeaderValue::from_static("$LATEST"),
             );
             if let Ok(value) = HeaderValue::from_str(&call_id.to_string()) {
-                h.insert("x-amzn-requestid", value.clone());
-                h.insert(crate::CALL_ID_HEADER, value);
+                h.insert(AMZN_REQUEST_ID_HEADER, value.clone());
+                h.insert(CALL_ID_HEADER, value);
             }
             if let Some(kind) = function_error {
-                h.insert("x-amz-function-error", HeaderValue::from_static(kind));
+                h.insert(AMZ_FUNCTION_ERROR_HEADER, HeaderValue::from_static(kind));
             }
             if tail {
                 // The function's output trails its answer by a few milliseconds.
@@ -453,7 +458,7 @@ async fn invoke(
                 let start = logs.len().saturating_sub(4096);
                 let encoded = base64::engine::general_purpose::STANDARD.encode(&logs[start..]);
                 if let Ok(value) = HeaderValue::from_str(&encoded) {
-                    h.insert("x-amz-log-result", value);
+                    h.insert(AMZ_LOG_RESULT_HEADER, value);
                 }
             }
             Ok(response)

@@ -9,7 +9,8 @@
 //!
 //! Handlers only parse and dispatch: each one turns a request into a call on
 //! [`skiff_invoker::Platform`] and its answer (or [`PlatformError`](skiff_invoker::PlatformError))
-//! into a response. Every error body is `{"error": {"code", "message"}}` ([`ApiError`]).
+//! into a response. Every error body is `{"error": {"code", "message"}}` ([`ApiError`]). The
+//! bodies and header names are [`skiff_core::api`]'s, shared with the CLI.
 
 mod api;
 mod error;
@@ -20,7 +21,7 @@ mod public;
 pub mod runtime_api;
 mod triggers_api;
 
-pub use error::{ApiError, ErrorBody, ErrorDetail, CALL_ID_HEADER};
+pub use error::ApiError;
 pub use openapi::ApiDoc;
 
 use axum::extract::DefaultBodyLimit;

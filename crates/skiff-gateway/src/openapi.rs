@@ -1,4 +1,5 @@
-//! The OpenAPI document of the API, generated from the handlers' annotations.
+//! The OpenAPI document of the API, generated from the handlers' annotations and the
+//! wire types of [`skiff_core::api`].
 
 use crate::{api, triggers_api};
 use axum::Json;
@@ -42,14 +43,15 @@ use utoipa::OpenApi;
         skiff_core::CallErrorType,
         skiff_core::Trigger,
         skiff_core::Contract,
-        crate::error::ErrorBody,
-        crate::error::ErrorDetail,
-        api::FunctionList,
-        api::CallPage,
-        api::Health,
-        api::InstanceList,
-        api::ScaleRequest,
-        skiff_invoker::InstanceView,
+        skiff_core::api::ErrorBody,
+        skiff_core::api::ErrorDetail,
+        skiff_core::api::FunctionList,
+        skiff_core::api::CallPage,
+        skiff_core::api::Health,
+        skiff_core::api::HealthStatus,
+        skiff_core::api::InstanceList,
+        skiff_core::api::ScaleRequest,
+        skiff_core::api::InstanceView,
         skiff_core::InstanceState,
         skiff_core::TriggerSpec,
         skiff_core::TriggerView,
@@ -58,7 +60,7 @@ use utoipa::OpenApi;
         skiff_core::CronSpec,
         skiff_core::NatsSpec,
         skiff_core::MissedTicks,
-        triggers_api::TriggerList,
+        skiff_core::api::TriggerList,
     )),
     tags(
         (name = "functions", description = "Deploy and manage functions"),

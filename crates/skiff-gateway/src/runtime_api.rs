@@ -11,14 +11,16 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
+use skiff_core::api::headers::{
+    RUNTIME_DEADLINE_MS_HEADER, RUNTIME_ERROR_TYPE_HEADER, RUNTIME_FUNCTION_ARN_HEADER,
+    RUNTIME_REQUEST_ID_HEADER, RUNTIME_TRACE_ID_HEADER,
+};
 use skiff_invoker::lambda::{Outcome, RuntimeError};
 use skiff_invoker::Platform;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
-
-const ERROR_TYPE_HEADER: &str = "lambda-runtime-function-error-type";
 
 /// Errors as the Runtime API reports them: `{"errorMessage", "errorType"}`.
 fn runtime_error(err: RuntimeError) -> Response {
@@ -46,7 +48,7 @@ fn accepted() -> Response {
 /// The error type of a failure report: the header, else the body's `errorType`.
 fn error_type(headers: &HeaderMap, body: &Bytes) -> String {
     headers
-        .get(ERROR_TYPE_HEADER)
+        .get(RUNTIME_ERROR_TYPE_HEADER)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string)
         .or_else(|| {
@@ -66,10 +68,10 @@ async fn next(
             let mut response = (StatusCode::OK, event.payload).into_response();
             let headers = response.headers_mut();
             let pairs = [
-                ("lambda-runtime-aws-request-id", event.request_id),
-                ("lambda-runtime-deadline-ms", event.deadline_ms.to_string()),
-                ("lambda-runtime-invoked-function-arn", event.function_arn),
-                ("lambda-runtime-trace-id", event.trace_id),
+                (RUNTIME_REQUEST_ID_HEADER, event.request_id),
+                (RUNTIME_DEADLINE_MS_HEADER, event.deadline_ms.to_string()),
+                (RUNTIME_FUNCTION_ARN_HEADER, event.function_arn),
+                (RUNTIME_TRACE_ID_HEADER, event.trace_id),
             ];
             for (name, value) in pairs {
                 if let Ok(value) = HeaderValue::from_str(&value) {

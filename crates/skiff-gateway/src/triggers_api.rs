@@ -1,21 +1,12 @@
 //! `/v1/triggers`: cron schedules and broker subscriptions that start calls.
 
-use crate::error::{ApiError, ErrorBody};
+use crate::error::ApiError;
 use crate::AppState;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use serde::{Deserialize, Serialize};
-use skiff_core::{TriggerSpec, TriggerView};
-use utoipa::ToSchema;
-
-/// A list of triggers.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct TriggerList {
-    /// The triggers, by name.
-    pub triggers: Vec<TriggerView>,
-}
+use skiff_core::api::{ErrorBody, TriggerList, TriggerSpec, TriggerView};
 
 /// `GET /v1/triggers`
 #[utoipa::path(get, path = "/v1/triggers", tag = "triggers",

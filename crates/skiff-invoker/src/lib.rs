@@ -43,6 +43,7 @@ pub use body::{Body, BoxError};
 pub use config::PlatformConfig;
 pub use error::PlatformError;
 pub use invoke::{InvokeOutcome, InvokeRequest};
-pub use platform::{Platform, CALLBACK_HEADER, DEPTH_HEADER};
+pub use platform::Platform;
 pub use pool::InstanceView;
+pub use skiff_core::api::headers::{CALLBACK_HEADER, DEPTH_HEADER};
 pub use token::{Caller, TokenError, TokenKey};

@@ -133,22 +133,7 @@ impl Drop for Lease {
     }
 }
 
-/// An instance as the API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
-pub struct InstanceView {
-    /// Instance id (the `skiff.instance` label).
-    pub id: String,
-    /// Container id.
-    pub container: String,
-    /// Function version it runs.
-    pub version: u64,
-    /// Lifecycle state.
-    pub state: InstanceState,
-    /// Calls it is serving.
-    pub in_flight: u32,
-    /// Seconds since it last finished a call (or started).
-    pub idle_seconds: u64,
-}
+pub use skiff_core::api::InstanceView;
 
 struct Instance {
     id: String,

@@ -18,10 +18,7 @@ use std::time::Duration;
 /// The pooled HTTP/1.1 client that talks to instances.
 pub type Client = hyper_util::client::legacy::Client<HttpConnector, Body>;
 
-/// The header carrying the call id to the function (and back to the caller).
-pub const CALL_ID_HEADER: &str = "x-skiff-call-id";
-/// The header carrying the call's deadline (RFC 3339) to the function.
-pub const DEADLINE_HEADER: &str = "x-skiff-deadline";
+pub use skiff_core::api::headers::{CALL_ID_HEADER, DEADLINE_HEADER};
 
 /// The client to instances: keep-alive, no Nagle, short connect timeout.
 pub fn client() -> Client {

@@ -1,20 +1,19 @@
 //! A small typed client of the skiff daemon's public HTTP API: one method per endpoint, and
 //! one error type ([`ClientError`]) whose message is always a single readable line.
 
+use chrono::SecondsFormat;
 use reqwest::{Method, RequestBuilder, Response, StatusCode, Url};
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
-use skiff_core::{
-    CallDetails, CallRecord, CallStatus, FunctionSpec, FunctionView, Trigger, TriggerSpec,
-    TriggerView,
+use skiff_core::api::headers::{
+    CALLBACK_HEADER, CALL_ID_HEADER, COLD_HEADER, PREFER_HEADER, RESPOND_ASYNC,
+};
+use skiff_core::api::{
+    Accepted, CallDetails, CallPage, CallQuery, CallRecord, ErrorBody, FunctionList, FunctionSpec,
+    FunctionView, Health, HealthStatus, InstanceList, InstanceView, ScaleRequest, TriggerList,
+    TriggerSpec, TriggerView,
 };
 use std::time::Duration;
 use uuid::Uuid;
-
-/// The header carrying the id of the call an invocation recorded.
-pub const CALL_ID_HEADER: &str = "x-skiff-call-id";
-/// The header telling whether an invocation waited for a cold start.
-pub const COLD_HEADER: &str = "x-skiff-cold";
 
 /// How long to wait for a TCP connection to the daemon.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -110,22 +109,6 @@ impl ClientError {
     }
 }
 
-/// The body of every error response of the API.
-#[derive(Debug, Deserialize)]
-struct ErrorEnvelope {
-    error: ErrorDetail,
-}
-
-#[derive(Debug, Deserialize)]
-struct ErrorDetail {
-    code: String,
-    message: String,
-    #[serde(default)]
-    field: Option<String>,
-    #[serde(default)]
-    call_id: Option<String>,
-}
-
 /// The answer to a deploy.
 #[derive(Debug, Clone)]
 pub struct Deployed {
@@ -144,71 +127,6 @@ pub struct Invoked {
     pub cold: Option<bool>,
     /// The function's response, byte for byte.
     pub output: Vec<u8>,
-}
-
-/// Filters of `GET /v1/calls`.
-#[derive(Debug, Clone, Default)]
-pub struct CallsQuery {
-    /// Only calls of this function.
-    pub function: Option<String>,
-    /// Only calls in this status.
-    pub status: Option<CallStatus>,
-    /// Only calls started by this trigger.
-    pub trigger: Option<Trigger>,
-    /// Only calls older than this one (the `next` of a previous page).
-    pub before: Option<Uuid>,
-    /// At most this many calls.
-    pub limit: Option<u32>,
-}
-
-/// One page of calls, newest first.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct CallsPage {
-    /// The calls.
-    pub calls: Vec<CallRecord>,
-    /// Pass as `before` to get the next page; `None` on the last one.
-    #[serde(default)]
-    pub next: Option<Uuid>,
-}
-
-#[derive(Debug, Deserialize)]
-struct FunctionList {
-    functions: Vec<FunctionView>,
-}
-
-/// One instance of a function: a container serving it (`http` contract).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Instance {
-    /// The instance's id.
-    pub id: String,
-    /// The id of its container.
-    pub container: String,
-    /// The function version it runs.
-    pub version: u64,
-    /// Where it is in its life (`starting`, `ready`, `busy`, `idle`, `paused`, ...).
-    pub state: String,
-    /// Calls it is serving now.
-    #[serde(default)]
-    pub in_flight: u32,
-    /// Seconds since it last finished a call (or started).
-    #[serde(default)]
-    pub idle_seconds: u64,
-}
-
-#[derive(Debug, Deserialize)]
-struct InstanceList {
-    instances: Vec<Instance>,
-}
-
-/// The body of `POST /v1/functions/{name}/scale`: the bounds to change, others kept.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct ScaleRequest {
-    /// New `min_instances`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub min_instances: Option<u32>,
-    /// New `max_instances`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_instances: Option<u32>,
 }
 
 /// A client of one skiff daemon.
@@ -295,7 +213,7 @@ impl ApiClient {
     }
 
     /// `GET /v1/functions/{name}/instances`: the instances of a function now.
-    pub async fn list_instances(&self, name: &str) -> Result<Vec<Instance>, ClientError> {
+    pub async fn list_instances(&self, name: &str) -> Result<Vec<InstanceView>, ClientError> {
         let request = self
             .request(Method::GET, &["v1", "functions", name, "instances"])
             .timeout(REQUEST_TIMEOUT);
@@ -350,15 +268,11 @@ impl ApiClient {
         let mut request = self
             .request(Method::POST, &["v1", "functions", name, "invoke"])
             .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
-            .header("prefer", "respond-async")
+            .header(PREFER_HEADER, RESPOND_ASYNC)
             .timeout(REQUEST_TIMEOUT)
             .body(body);
         if let Some(url) = callback {
-            request = request.header("x-skiff-callback-url", url);
-        }
-        #[derive(serde::Deserialize)]
-        struct Accepted {
-            call_id: Uuid,
+            request = request.header(CALLBACK_HEADER, url);
         }
         let accepted: Accepted = self.json(self.send(request).await?).await?;
         Ok(accepted.call_id)
@@ -374,23 +288,35 @@ impl ApiClient {
     }
 
     /// `GET /v1/calls`: one page of calls, newest first.
-    pub async fn list_calls(&self, query: &CallsQuery) -> Result<CallsPage, ClientError> {
+    pub async fn list_calls(&self, query: &CallQuery) -> Result<CallPage, ClientError> {
+        // Every filter is named, so that a new one cannot be left out of the URL.
+        let CallQuery {
+            function,
+            status,
+            trigger,
+            before,
+            since,
+            limit,
+        } = query;
         let mut url = self.url_of(&["v1", "calls"]);
         {
             let mut pairs = url.query_pairs_mut();
-            if let Some(function) = &query.function {
+            if let Some(function) = function {
                 pairs.append_pair("function", function);
             }
-            if let Some(status) = query.status {
+            if let Some(status) = status {
                 pairs.append_pair("status", status.as_str());
             }
-            if let Some(trigger) = query.trigger {
+            if let Some(trigger) = trigger {
                 pairs.append_pair("trigger", trigger.as_str());
             }
-            if let Some(before) = query.before {
+            if let Some(before) = before {
                 pairs.append_pair("before", &before.to_string());
             }
-            if let Some(limit) = query.limit {
+            if let Some(since) = since {
+                pairs.append_pair("since", &since.to_rfc3339_opts(SecondsFormat::AutoSi, true));
+            }
+            if let Some(limit) = limit {
                 pairs.append_pair("limit", &limit.to_string());
             }
         }
@@ -437,10 +363,6 @@ impl ApiClient {
 
     /// `GET /v1/triggers`: every trigger.
     pub async fn list_triggers(&self) -> Result<Vec<TriggerView>, ClientError> {
-        #[derive(Deserialize)]
-        struct TriggerList {
-            triggers: Vec<TriggerView>,
-        }
         let request = self
             .request(Method::GET, &["v1", "triggers"])
             .timeout(REQUEST_TIMEOUT);
@@ -468,15 +390,11 @@ impl ApiClient {
     /// `GET /healthz`: succeeds when the daemon is up.
     #[allow(dead_code)] // Part of the API surface; no command needs it yet.
     pub async fn health(&self) -> Result<(), ClientError> {
-        #[derive(Deserialize)]
-        struct Health {
-            status: String,
-        }
         let request = self
             .request(Method::GET, &["healthz"])
             .timeout(REQUEST_TIMEOUT);
         let health: Health = self.json(self.send(request).await?).await?;
-        if health.status == "ok" {
+        if health.status == HealthStatus::Ok {
             Ok(())
         } else {
             Err(ClientError::Decode {
@@ -544,13 +462,13 @@ impl ApiClient {
             Ok(body) => body.to_vec(),
             Err(err) => return self.transport(&err),
         };
-        match serde_json::from_slice::<ErrorEnvelope>(&body) {
-            Ok(ErrorEnvelope { error }) => ClientError::Api {
+        match serde_json::from_slice::<ErrorBody>(&body) {
+            Ok(ErrorBody { error }) => ClientError::Api {
                 status: status.as_u16(),
                 code: error.code,
                 message: error.message,
                 field: error.field,
-                call_id: error.call_id.or(header_call_id),
+                call_id: error.call_id.map(|id| id.to_string()).or(header_call_id),
             },
             Err(_) => {
                 let text = String::from_utf8_lossy(&body);
@@ -639,6 +557,7 @@ mod tests {
     use axum::routing::{get, post, put};
     use axum::{Json, Router};
     use serde_json::json;
+    use skiff_core::{CallStatus, InstanceState};
 
     fn view_json(name: &str, version: u64) -> serde_json::Value {
         json!({
@@ -660,7 +579,10 @@ mod tests {
 
     async fn serve() -> String {
         let app = Router::new()
-            .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+            .route(
+                "/healthz",
+                get(|| async { Json(json!({"status": "ok", "daemon": "0190b1a2"})) }),
+            )
             .route(
                 "/v1/functions",
                 get(|| async { Json(json!({"functions": [view_json("hello", 2)]})) }),
@@ -790,11 +712,11 @@ mod tests {
         );
 
         let page = client
-            .list_calls(&CallsQuery {
+            .list_calls(&CallQuery {
                 function: Some("a b".into()),
                 status: Some(CallStatus::Failed),
                 limit: Some(5),
-                ..CallsQuery::default()
+                ..CallQuery::default()
             })
             .await
             .expect("calls");
@@ -811,11 +733,11 @@ mod tests {
         let instances = client.list_instances("web").await.expect("instances");
         assert_eq!(
             instances,
-            vec![Instance {
+            vec![InstanceView {
                 id: "4f9a0c1d2e3b".into(),
                 container: "0123456789abcdef".into(),
                 version: 1,
-                state: "ready".into(),
+                state: InstanceState::Ready,
                 in_flight: 0,
                 idle_seconds: 3,
             }]

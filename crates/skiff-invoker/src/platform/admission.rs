@@ -11,17 +11,11 @@ use crate::limiter::Refused;
 use crate::running::Parent;
 use chrono::Utc;
 use http::HeaderValue;
+use skiff_core::api::headers::{CALLBACK_HEADER, DEPTH_HEADER};
 use skiff_core::{CallErrorType, CallRecord, CallStatus, Trigger};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 use uuid::Uuid;
-
-/// The request header naming an async call's callback URL (not passed to the function).
-pub const CALLBACK_HEADER: &str = "x-skiff-callback-url";
-
-/// The header carrying a call's depth: how many function-to-function hops led to it. A
-/// function that passes on the header it received lets skiff count hops across any route.
-pub const DEPTH_HEADER: &str = "x-skiff-depth";
 
 /// How long after a call's deadline its caller waits for the answer before it gets a
 /// `timeout` failure of its own (the call's task is then still stopping the container).

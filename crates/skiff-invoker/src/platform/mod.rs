@@ -13,8 +13,6 @@ mod functions;
 mod lifecycle;
 mod setup;
 
-pub use admission::{CALLBACK_HEADER, DEPTH_HEADER};
-
 use crate::callback::Callbacks;
 use crate::calls::{CallLog, InFlight};
 use crate::config::PlatformConfig;

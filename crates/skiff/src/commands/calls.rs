@@ -1,8 +1,9 @@
 //! `skiff calls` (list, or `calls get ID`) and `skiff logs`: the record of calls.
 
-use crate::client::{ApiClient, CallsPage, CallsQuery};
+use crate::client::ApiClient;
 use crate::output::{self, Table};
 use clap::builder::{PossibleValuesParser, TypedValueParser};
+use skiff_core::api::{CallPage, CallQuery};
 use skiff_core::{BodyEncoding, CallOutput, CallRecord, CallStatus, Trigger};
 use std::process::ExitCode;
 use uuid::Uuid;
@@ -74,13 +75,14 @@ fn trigger_parser() -> impl TypedValueParser<Value = Trigger> {
 }
 
 impl CallsFilter {
-    fn query(&self) -> CallsQuery {
-        CallsQuery {
+    fn query(&self) -> CallQuery {
+        CallQuery {
             function: self.function.clone(),
             status: self.status,
             trigger: self.trigger,
             before: self.before,
             limit: Some(self.limit),
+            since: None,
         }
     }
 }
@@ -220,7 +222,7 @@ pub async fn run(client: &ApiClient, args: CallsArgs, json: bool) -> anyhow::Res
             }
         }
         None => {
-            let page: CallsPage = client.list_calls(&args.filter.query()).await?;
+            let page: CallPage = client.list_calls(&args.filter.query()).await?;
             if json {
                 output::print_json(&page)?;
             } else if page.calls.is_empty() {

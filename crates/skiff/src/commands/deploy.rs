@@ -1,19 +1,16 @@
 //! `skiff deploy`: builds a [`FunctionSpec`] from `skiff.toml` and flags, and puts it.
 
+use super::manifest::{load_manifest, Manifest, MANIFEST_FILE};
 use crate::client::{ApiClient, ClientError};
 use crate::output;
 use anyhow::{anyhow, bail};
 use clap::builder::{PossibleValuesParser, TypedValueParser};
-use serde::Deserialize;
+use skiff_core::spec::INSTANCE_FIELDS;
 use skiff_core::{
     ByteSize, Contract, FunctionName, FunctionSpec, FunctionView, HumanDuration, VolumeMount,
 };
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
-
-/// The file `skiff deploy` reads in the function's folder.
-pub const MANIFEST_FILE: &str = "skiff.toml";
 
 /// Arguments of `skiff deploy`.
 #[derive(Debug, clap::Args)]
@@ -99,59 +96,69 @@ pub struct DeployArgs {
     pub dir: Option<PathBuf>,
 }
 
-/// A `skiff.toml`: the function's name and any field of a [`FunctionSpec`].
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Manifest {
-    /// The function's name.
-    pub name: Option<String>,
-    /// The container image.
-    pub image: Option<String>,
-    /// The contract.
-    pub contract: Option<Contract>,
-    /// Memory limit.
-    pub memory: Option<ByteSize>,
-    /// CPU quota.
-    pub cpus: Option<f64>,
-    /// Pids limit.
-    pub pids: Option<u32>,
-    /// Size of `/tmp`.
-    pub tmp_size: Option<ByteSize>,
-    /// Call timeout.
-    pub timeout: Option<HumanDuration>,
-    /// Environment variables.
-    #[serde(default)]
-    pub env: BTreeMap<String, String>,
-    /// Secrets.
-    #[serde(default)]
-    pub secrets: BTreeMap<String, String>,
-    /// Port of the instances (`http` contract).
-    pub port: Option<u16>,
-    /// Readiness path of the instances (`http` contract).
-    pub readiness_path: Option<String>,
-    /// Startup timeout of the instances (`http` contract).
-    pub startup_timeout: Option<HumanDuration>,
-    /// Calls one instance serves at once (`http` contract).
-    pub concurrency: Option<u32>,
-    /// Instances kept running (`http` contract).
-    pub min_instances: Option<u32>,
-    /// Most instances at once (`http` contract).
-    pub max_instances: Option<u32>,
-    /// Idle time before an extra instance is stopped (`http` contract).
-    pub idle_timeout: Option<HumanDuration>,
-    /// The autoscaler's stable window (`http` contract).
-    pub autoscale_window: Option<HumanDuration>,
-    /// The autoscaler's target share of concurrency (`http` contract).
-    pub target_utilization: Option<f64>,
-    /// The handler (`lambda` contract).
-    pub handler: Option<String>,
-    /// Retries of a failed async call.
-    pub retries: Option<u32>,
-    /// Oldest an async call may get.
-    pub max_event_age: Option<HumanDuration>,
-    /// Named volumes, `NAME:/path[:ro]`.
-    #[serde(default)]
-    pub volumes: Vec<String>,
+impl DeployArgs {
+    /// Writes the flags given onto `spec` (read from `skiff.toml`, or empty): a flag replaces
+    /// the file's value, `--env` and `--secret` add to the file's tables (replacing a key
+    /// set there), and `--volume` adds to the file's volumes (replacing one on the same
+    /// path).
+    pub fn apply_to(&self, spec: &mut FunctionSpec) {
+        // Every field of the spec is named, so that a new one cannot miss its flag.
+        let FunctionSpec {
+            image,
+            contract,
+            memory,
+            cpus,
+            pids,
+            tmp_size,
+            timeout,
+            env,
+            secrets,
+            port,
+            readiness_path,
+            startup_timeout,
+            concurrency,
+            min_instances,
+            max_instances,
+            idle_timeout,
+            autoscale_window,
+            target_utilization,
+            handler,
+            retries,
+            max_event_age,
+            volumes,
+        } = spec;
+        if let Some(flag) = &self.image {
+            image.clone_from(flag);
+        }
+        set(contract, &self.contract);
+        set(memory, &self.memory);
+        set(cpus, &self.cpus);
+        set(pids, &self.pids);
+        set(tmp_size, &self.tmp_size);
+        set(timeout, &self.timeout);
+        env.extend(self.env.iter().cloned());
+        secrets.extend(self.secrets.iter().cloned());
+        set(port, &self.port);
+        set(readiness_path, &self.readiness_path);
+        set(startup_timeout, &self.startup_timeout);
+        set(concurrency, &self.concurrency);
+        set(min_instances, &self.min_instances);
+        set(max_instances, &self.max_instances);
+        set(idle_timeout, &self.idle_timeout);
+        set(autoscale_window, &self.autoscale_window);
+        set(target_utilization, &self.target_utilization);
+        set(handler, &self.handler);
+        set(retries, &self.retries);
+        set(max_event_age, &self.max_event_age);
+        *volumes = merge_volumes(std::mem::take(volumes), &self.volumes);
+    }
+}
+
+/// `field` replaced by `flag`, when the flag was given.
+fn set<T: Clone>(field: &mut Option<T>, flag: &Option<T>) {
+    if flag.is_some() {
+        field.clone_from(flag);
+    }
 }
 
 fn contract_parser() -> impl TypedValueParser<Value = Contract> {
@@ -223,105 +230,21 @@ fn parse_secret_with(
     }
 }
 
-/// Reads `text`, the content of the manifest at `path`. Errors are one line naming the file,
-/// the problem (an unknown key is named) and where it is.
-pub fn parse_manifest(text: &str, path: &Path) -> anyhow::Result<Manifest> {
-    toml::from_str(text).map_err(|err| {
-        let message = output::one_line(err.message());
-        match err.span() {
-            Some(span) => {
-                let before = &text[..span.start.min(text.len())];
-                let line = before.matches('\n').count() + 1;
-                let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-                anyhow!(
-                    "{}: {message} (line {line}, column {column})",
-                    path.display()
-                )
-            }
-            None => anyhow!("{}: {message}", path.display()),
-        }
-    })
-}
-
-/// Reads `dir/skiff.toml` if there is one (an empty `dir` is the current folder).
-pub fn load_manifest(dir: &Path) -> anyhow::Result<Option<Manifest>> {
-    // An empty `dir` is the current folder (and messages then say just `skiff.toml`).
-    let path = dir.join(MANIFEST_FILE);
-    let dir = if dir.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        dir
-    };
-    match std::fs::read_to_string(&path) {
-        Ok(text) => parse_manifest(&text, &path).map(Some),
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-            if dir.is_dir() {
-                Ok(None)
-            } else {
-                bail!("{} is not a folder", dir.display())
-            }
-        }
-        Err(err) => bail!("cannot read {}: {err}", path.display()),
-    }
-}
-
 /// The function's name and spec: the manifest's values, overridden by the flags.
 pub fn build_spec(args: &DeployArgs, manifest: Manifest) -> anyhow::Result<(String, FunctionSpec)> {
+    let Manifest { name, mut spec } = manifest;
     let name =
-        args.name.clone().or(manifest.name).ok_or_else(|| {
+        args.name.clone().or(name).ok_or_else(|| {
             anyhow!("no function name: pass NAME or set `name` in {MANIFEST_FILE}")
         })?;
     let name = FunctionName::parse(name.trim()).map_err(|err| anyhow!("{}", err.message))?;
-    let image = args
-        .image
-        .clone()
-        .or(manifest.image)
-        .map(|image| image.trim().to_string())
-        .filter(|image| !image.is_empty())
-        .ok_or_else(|| anyhow!("no image: pass --image or set `image` in {MANIFEST_FILE}"))?;
-    let mut env = manifest.env;
-    env.extend(args.env.iter().cloned());
-    let mut secrets = manifest.secrets;
-    secrets.extend(args.secrets.iter().cloned());
-    let spec = FunctionSpec {
-        image,
-        contract: args.contract.or(manifest.contract),
-        memory: args.memory.or(manifest.memory),
-        cpus: args.cpus.or(manifest.cpus),
-        pids: args.pids.or(manifest.pids),
-        tmp_size: args.tmp_size.or(manifest.tmp_size),
-        timeout: args.timeout.or(manifest.timeout),
-        env,
-        secrets,
-        port: args.port.or(manifest.port),
-        readiness_path: args.readiness_path.clone().or(manifest.readiness_path),
-        startup_timeout: args.startup_timeout.or(manifest.startup_timeout),
-        concurrency: args.concurrency.or(manifest.concurrency),
-        min_instances: args.min_instances.or(manifest.min_instances),
-        max_instances: args.max_instances.or(manifest.max_instances),
-        idle_timeout: args.idle_timeout.or(manifest.idle_timeout),
-        autoscale_window: args.autoscale_window.or(manifest.autoscale_window),
-        target_utilization: args.target_utilization.or(manifest.target_utilization),
-        handler: args.handler.clone().or(manifest.handler),
-        retries: args.retries.or(manifest.retries),
-        max_event_age: args.max_event_age.or(manifest.max_event_age),
-        volumes: merge_volumes(manifest.volumes, &args.volumes),
-    };
+    args.apply_to(&mut spec);
+    spec.image = spec.image.trim().to_string();
+    if spec.image.is_empty() {
+        bail!("no image: pass --image or set `image` in {MANIFEST_FILE}");
+    }
     Ok((name.to_string(), spec))
 }
-
-/// The fields of a spec that only long-lived instances (the `http` contract) take.
-const INSTANCE_FIELDS: [&str; 9] = [
-    "port",
-    "readiness_path",
-    "startup_timeout",
-    "concurrency",
-    "min_instances",
-    "max_instances",
-    "idle_timeout",
-    "autoscale_window",
-    "target_utilization",
-];
 
 /// The line `skiff deploy` prints: `deployed web (version 1, image ... @ sha256:..., http on
 /// port 8080, 0-10 instances x 10 calls)`.
@@ -389,7 +312,9 @@ pub async fn run(client: &ApiClient, args: DeployArgs, json: bool) -> anyhow::Re
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::commands::manifest::parse_manifest;
     use clap::Parser;
+    use std::path::Path;
     use std::time::Duration;
 
     #[derive(Debug, Parser)]
@@ -429,18 +354,21 @@ TOKEN = "s3cret"
     fn a_manifest_reads_every_field() {
         let m = manifest(FULL).expect("valid");
         assert_eq!(m.name.as_deref(), Some("hello"));
-        assert_eq!(m.image.as_deref(), Some("skiff/hello:latest"));
-        assert_eq!(m.contract, Some(Contract::Exec));
-        assert_eq!(m.memory, Some(ByteSize::mib(128)));
-        assert_eq!(m.cpus, Some(0.5));
-        assert_eq!(m.pids, Some(64));
-        assert_eq!(m.tmp_size, Some(ByteSize::mib(16)));
-        assert_eq!(m.timeout, Some(HumanDuration(Duration::from_secs(10))));
-        assert_eq!(m.env.get("GREETING").map(String::as_str), Some("hi"));
-        assert_eq!(m.secrets.get("TOKEN").map(String::as_str), Some("s3cret"));
+        assert_eq!(m.spec.image, "skiff/hello:latest");
+        assert_eq!(m.spec.contract, Some(Contract::Exec));
+        assert_eq!(m.spec.memory, Some(ByteSize::mib(128)));
+        assert_eq!(m.spec.cpus, Some(0.5));
+        assert_eq!(m.spec.pids, Some(64));
+        assert_eq!(m.spec.tmp_size, Some(ByteSize::mib(16)));
+        assert_eq!(m.spec.timeout, Some(HumanDuration(Duration::from_secs(10))));
+        assert_eq!(m.spec.env.get("GREETING").map(String::as_str), Some("hi"));
+        assert_eq!(
+            m.spec.secrets.get("TOKEN").map(String::as_str),
+            Some("s3cret")
+        );
         let m = manifest("memory = 134217728\ntimeout = 5").expect("numbers");
-        assert_eq!(m.memory, Some(ByteSize::mib(128)));
-        assert_eq!(m.timeout, Some(HumanDuration(Duration::from_secs(5))));
+        assert_eq!(m.spec.memory, Some(ByteSize::mib(128)));
+        assert_eq!(m.spec.timeout, Some(HumanDuration(Duration::from_secs(5))));
     }
 
     const HTTP: &str = r#"
@@ -459,18 +387,18 @@ idle_timeout = "2m"
     #[test]
     fn a_manifest_reads_the_instance_settings() {
         let m = manifest(HTTP).expect("valid");
-        assert_eq!(m.contract, Some(Contract::Http));
-        assert_eq!(m.port, Some(9000));
-        assert_eq!(m.readiness_path.as_deref(), Some("/ready"));
+        assert_eq!(m.spec.contract, Some(Contract::Http));
+        assert_eq!(m.spec.port, Some(9000));
+        assert_eq!(m.spec.readiness_path.as_deref(), Some("/ready"));
         assert_eq!(
-            m.startup_timeout,
+            m.spec.startup_timeout,
             Some(HumanDuration(Duration::from_secs(5)))
         );
-        assert_eq!(m.concurrency, Some(4));
-        assert_eq!(m.min_instances, Some(1));
-        assert_eq!(m.max_instances, Some(3));
+        assert_eq!(m.spec.concurrency, Some(4));
+        assert_eq!(m.spec.min_instances, Some(1));
+        assert_eq!(m.spec.max_instances, Some(3));
         assert_eq!(
-            m.idle_timeout,
+            m.spec.idle_timeout,
             Some(HumanDuration(Duration::from_secs(120)))
         );
         let (_, spec) = build_spec(&args(&[]), m).expect("builds");
@@ -540,6 +468,86 @@ idle_timeout = "2m"
                 ..FunctionSpec::default()
             },
             "unset settings stay unset"
+        );
+    }
+
+    #[test]
+    fn every_flag_reaches_the_spec() {
+        let a = args(&[
+            "f",
+            "--image",
+            "img",
+            "--contract",
+            "lambda",
+            "--memory",
+            "64Mi",
+            "--cpus",
+            "0.5",
+            "--pids",
+            "32",
+            "--tmp-size",
+            "8Mi",
+            "--timeout",
+            "5s",
+            "-e",
+            "A=1",
+            "-s",
+            "B=2",
+            "--port",
+            "81",
+            "--readiness-path",
+            "/r",
+            "--startup-timeout",
+            "3s",
+            "--concurrency",
+            "1",
+            "--min",
+            "1",
+            "--max",
+            "2",
+            "--idle-timeout",
+            "1m",
+            "--autoscale-window",
+            "20s",
+            "--target-utilization",
+            "0.5",
+            "--handler",
+            "app.h",
+            "--retries",
+            "3",
+            "--max-event-age",
+            "1h",
+            "-v",
+            "d1:/data",
+        ]);
+        let (_, spec) = build_spec(&a, Manifest::default()).expect("builds");
+        let secs = |s| Some(HumanDuration(Duration::from_secs(s)));
+        assert_eq!(
+            spec,
+            FunctionSpec {
+                image: "img".into(),
+                contract: Some(Contract::Lambda),
+                memory: Some(ByteSize::mib(64)),
+                cpus: Some(0.5),
+                pids: Some(32),
+                tmp_size: Some(ByteSize::mib(8)),
+                timeout: secs(5),
+                env: [("A".to_string(), "1".to_string())].into(),
+                secrets: [("B".to_string(), "2".to_string())].into(),
+                port: Some(81),
+                readiness_path: Some("/r".into()),
+                startup_timeout: secs(3),
+                concurrency: Some(1),
+                min_instances: Some(1),
+                max_instances: Some(2),
+                idle_timeout: secs(60),
+                autoscale_window: secs(20),
+                target_utilization: Some(0.5),
+                handler: Some("app.h".into()),
+                retries: Some(3),
+                max_event_age: secs(3600),
+                volumes: vec!["d1:/data".into()],
+            }
         );
     }
 

@@ -1,8 +1,9 @@
 //! `skiff instances` and `skiff scale`: the long-lived instances of an `http` function.
 
-use crate::client::{ApiClient, Instance, ScaleRequest};
+use crate::client::ApiClient;
 use crate::output::{self, Table};
 use anyhow::bail;
+use skiff_core::api::{InstanceView, ScaleRequest};
 use std::process::ExitCode;
 
 /// Arguments of `skiff instances`.
@@ -26,7 +27,7 @@ pub struct ScaleArgs {
 }
 
 /// The table `skiff instances` prints.
-pub fn instances_table(instances: &[Instance]) -> Table {
+pub fn instances_table(instances: &[InstanceView]) -> Table {
     let mut table = Table::new(["ID", "STATE", "IN-FLIGHT", "VERSION", "IDLE", "CONTAINER"]);
     for i in instances {
         // An instance serving calls is not idle, whatever its last finished call.
@@ -37,7 +38,7 @@ pub fn instances_table(instances: &[Instance]) -> Table {
         };
         table.push(vec![
             i.id.clone(),
-            i.state.clone(),
+            i.state.to_string(),
             i.in_flight.to_string(),
             i.version.to_string(),
             idle,
@@ -93,6 +94,7 @@ pub async fn scale(client: &ApiClient, args: ScaleArgs, json: bool) -> anyhow::R
 mod tests {
     use super::*;
     use clap::Parser;
+    use skiff_core::InstanceState;
 
     #[derive(Debug, Parser)]
     struct Cli {
@@ -144,19 +146,19 @@ mod tests {
     #[test]
     fn instances_list_as_a_table() {
         let instances = [
-            Instance {
+            InstanceView {
                 id: "4f9a0c1d2e3b".into(),
                 container: "0123456789abcdef0123456789abcdef".into(),
                 version: 2,
-                state: "idle".into(),
+                state: InstanceState::Idle,
                 in_flight: 0,
                 idle_seconds: 125,
             },
-            Instance {
+            InstanceView {
                 id: "77aa00bb11cc".into(),
                 container: "fedcba9876543210".into(),
                 version: 2,
-                state: "busy".into(),
+                state: InstanceState::Busy,
                 in_flight: 3,
                 idle_seconds: 9,
             },

@@ -10,6 +10,7 @@ mod deploy;
 mod functions;
 mod instances;
 mod invoke;
+mod manifest;
 mod triggers;
 
 use crate::client::ApiClient;

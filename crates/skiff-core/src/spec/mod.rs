@@ -1,5 +1,31 @@
 //! What a user asks for when deploying a function ([`FunctionSpec`]) and its validated,
 //! defaults-applied form ([`FunctionConfig`]).
+//!
+//! [`FunctionSpec::validate`] checks the spec area by area, each area in its own module with
+//! its validated type and defaults: `resources` (memory, CPUs, pids, `/tmp`, timeout), `env`
+//! (environment and secrets), `lambda` (the handler), `http` (how instances are reached),
+//! `scaling` (how many instances, how many calls each), `async_calls` (the retry policy)
+//! and `volumes`. The syntax of image references and readiness paths is checked by
+//! [`crate::syntax`]. Every bound is checked by the one helper in `range`.
+
+mod async_calls;
+mod env;
+mod http;
+mod lambda;
+mod range;
+mod resources;
+mod scaling;
+mod volumes;
+
+pub use http::{HttpSettings, DEFAULT_PORT, DEFAULT_STARTUP_TIMEOUT};
+pub use resources::{
+    Resources, DEFAULT_CPUS, DEFAULT_MEMORY, DEFAULT_PIDS, DEFAULT_TIMEOUT, DEFAULT_TMP_SIZE,
+};
+pub use scaling::{
+    Scaling, DEFAULT_CONCURRENCY, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_INSTANCES,
+    DEFAULT_TARGET_UTILIZATION,
+};
+pub use volumes::{check_volume_name, VolumeMount};
 
 use crate::units::{ByteSize, HumanDuration};
 use serde::{Deserialize, Serialize};
@@ -8,43 +34,19 @@ use std::fmt;
 use std::time::Duration;
 use utoipa::ToSchema;
 
-/// Default memory limit of a function's container.
-pub const DEFAULT_MEMORY: ByteSize = ByteSize::mib(256);
-/// Default CPU quota, in CPUs.
-pub const DEFAULT_CPUS: f64 = 1.0;
-/// Default pids limit.
-pub const DEFAULT_PIDS: u32 = 256;
-/// Default size of the writable `/tmp`.
-pub const DEFAULT_TMP_SIZE: ByteSize = ByteSize::mib(64);
-/// Default call timeout.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
-/// Default port of an `http` instance.
-pub const DEFAULT_PORT: u16 = 8080;
-/// Default time an `http` instance may take to become ready.
-pub const DEFAULT_STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
-/// Default calls served at once by one instance.
-pub const DEFAULT_CONCURRENCY: u32 = 10;
-/// Default most instances of a function.
-pub const DEFAULT_MAX_INSTANCES: u32 = 10;
-/// Default share of an instance's concurrency the autoscaler aims to use.
-pub const DEFAULT_TARGET_UTILIZATION: f64 = 0.7;
-/// Default idle time before an extra instance is stopped.
-pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
-
-const MIN_MEMORY: ByteSize = ByteSize::mib(6);
-const MAX_MEMORY: ByteSize = ByteSize(64 << 30);
-const MAX_CPUS: f64 = 256.0;
-const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
-/// Most retries of a failed async call.
-const MAX_RETRIES: u32 = 10;
-/// Range of the oldest an async call may get.
-const MIN_EVENT_AGE: Duration = Duration::from_secs(1);
-const MAX_EVENT_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
-const MAX_ENV_ENTRIES: usize = 256;
-const MAX_ENV_VALUE: usize = 32 * 1024;
-const MAX_VOLUMES: usize = 16;
-/// Paths a volume may not be mounted on, nor below: the sandbox's own mounts.
-const RESERVED_MOUNT_PATHS: [&str; 5] = ["/tmp", "/proc", "/dev", "/sys", "/.skiff"];
+/// The fields of a spec that only long-lived instances (the `http` and `lambda` contracts)
+/// take, in the order they are checked.
+pub const INSTANCE_FIELDS: [&str; 9] = [
+    "port",
+    "readiness_path",
+    "startup_timeout",
+    "concurrency",
+    "min_instances",
+    "max_instances",
+    "idle_timeout",
+    "autoscale_window",
+    "target_utilization",
+];
 
 /// A validated function name: 1 to 64 ASCII letters, digits, `-` or `_`, starting with a
 /// letter or digit.
@@ -218,102 +220,6 @@ pub struct FunctionSpec {
     pub volumes: Vec<String>,
 }
 
-/// A named volume mounted in a function's containers: `name:/target` or `name:/target:ro`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct VolumeMount {
-    /// The Docker volume's name.
-    pub name: String,
-    /// Where it is mounted in the container (an absolute path).
-    pub target: String,
-    /// Whether it is mounted read-only.
-    pub read_only: bool,
-}
-
-impl fmt::Display for VolumeMount {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.name, self.target)?;
-        if self.read_only {
-            f.write_str(":ro")?;
-        }
-        Ok(())
-    }
-}
-
-/// Checks that `name` is a Docker named volume's name (not a host path); the error says
-/// what is wrong.
-pub fn check_volume_name(name: &str) -> Result<(), String> {
-    if name.starts_with(['/', '.', '~']) || name.contains('/') {
-        return Err(format!(
-            "`{name}` is a host path: only Docker named volumes can be mounted"
-        ));
-    }
-    let valid_name = (2..=128).contains(&name.len())
-        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
-    if !valid_name {
-        return Err(format!(
-            "`{name}` is not a volume name: use 2 to 128 letters, digits, `_`, `.` or `-`, starting with a letter or digit"
-        ));
-    }
-    Ok(())
-}
-
-impl VolumeMount {
-    /// Reads `NAME:/path[:ro|:rw]`; the error says what is wrong.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let parts: Vec<&str> = text.split(':').collect();
-        let (name, target, mode) = match parts.as_slice() {
-            [name, target] => (*name, *target, None),
-            [name, target, mode] => (*name, *target, Some(*mode)),
-            _ => {
-                return Err(format!(
-                    "`{text}` is not a volume: use NAME:/path or NAME:/path:ro"
-                ))
-            }
-        };
-        check_volume_name(name)?;
-        let valid_path = target.starts_with('/')
-            && target.len() <= 512
-            && !target.chars().any(|c| c.is_whitespace() || c.is_control())
-            && (target == "/"
-                || target[1..]
-                    .split('/')
-                    .all(|part| !matches!(part, "" | "." | "..")));
-        if !valid_path {
-            return Err(format!(
-                "`{target}` is not a mount path: use an absolute path such as /data, without `.`, `..` or `//`"
-            ));
-        }
-        if target == "/" {
-            return Err("a volume cannot be mounted over `/`".to_string());
-        }
-        if let Some(reserved) = RESERVED_MOUNT_PATHS
-            .iter()
-            .find(|r| target == **r || target.starts_with(&format!("{r}/")))
-        {
-            return Err(format!(
-                "`{target}` is reserved: a volume cannot be mounted on or below {reserved}"
-            ));
-        }
-        let read_only = match mode {
-            None | Some("rw") => false,
-            Some("ro") => true,
-            Some(other) => {
-                return Err(format!(
-                    "`{other}` is not a mount mode: use ro (read-only) or rw (the default)"
-                ))
-            }
-        };
-        Ok(VolumeMount {
-            name: name.to_string(),
-            target: target.to_string(),
-            read_only,
-        })
-    }
-}
-
 /// A spec that was refused: which field, and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {message}")]
@@ -332,19 +238,6 @@ impl SpecError {
             message: message.into(),
         }
     }
-}
-
-/// Resource limits of a function's containers.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
-pub struct Resources {
-    /// Memory limit in bytes (no extra swap).
-    pub memory_bytes: u64,
-    /// CPU quota in CPUs.
-    pub cpus: f64,
-    /// Pids limit.
-    pub pids: u32,
-    /// Size of the `/tmp` tmpfs in bytes.
-    pub tmp_bytes: u64,
 }
 
 /// A validated function configuration with every default applied: what the platform runs.
@@ -380,77 +273,6 @@ pub struct FunctionConfig {
     /// Named volumes mounted in every container.
     #[serde(default)]
     pub volumes: Vec<VolumeMount>,
-}
-
-/// How skiff reaches an `http` instance.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct HttpSettings {
-    /// Port the instance listens on.
-    pub port: u16,
-    /// Path that answers 2xx when ready; `None`: a TCP connect is enough.
-    pub readiness_path: Option<String>,
-    /// Longest an instance may take to become ready, in milliseconds.
-    pub startup_timeout_ms: u64,
-}
-
-impl Default for HttpSettings {
-    fn default() -> Self {
-        HttpSettings {
-            port: DEFAULT_PORT,
-            readiness_path: None,
-            startup_timeout_ms: DEFAULT_STARTUP_TIMEOUT.as_millis() as u64,
-        }
-    }
-}
-
-impl HttpSettings {
-    /// The startup timeout.
-    pub fn startup_timeout(&self) -> Duration {
-        Duration::from_millis(self.startup_timeout_ms)
-    }
-}
-
-/// How many instances of a function run, and how many calls each takes.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
-pub struct Scaling {
-    /// Calls one instance serves at once.
-    pub concurrency: u32,
-    /// Instances kept running with no calls.
-    pub min_instances: u32,
-    /// Most instances at once.
-    pub max_instances: u32,
-    /// Idle time after which an instance beyond the minimum is stopped, in milliseconds.
-    pub idle_timeout_ms: u64,
-    /// The autoscaler's stable window in milliseconds; `None`: the daemon's default.
-    #[serde(default)]
-    pub window_ms: Option<u64>,
-    /// Share of each instance's concurrency the autoscaler aims to use.
-    #[serde(default = "default_target_utilization")]
-    pub target_utilization: f64,
-}
-
-fn default_target_utilization() -> f64 {
-    DEFAULT_TARGET_UTILIZATION
-}
-
-impl Default for Scaling {
-    fn default() -> Self {
-        Scaling {
-            concurrency: DEFAULT_CONCURRENCY,
-            min_instances: 0,
-            max_instances: DEFAULT_MAX_INSTANCES,
-            idle_timeout_ms: DEFAULT_IDLE_TIMEOUT.as_millis() as u64,
-            window_ms: None,
-            target_utilization: DEFAULT_TARGET_UTILIZATION,
-        }
-    }
-}
-
-impl Scaling {
-    /// The idle timeout.
-    pub fn idle_timeout(&self) -> Duration {
-        Duration::from_millis(self.idle_timeout_ms)
-    }
 }
 
 impl FunctionConfig {
@@ -507,302 +329,62 @@ impl FunctionSpec {
         }
         crate::syntax::check_image(image).map_err(|m| SpecError::new("image", m))?;
         let contract = self.contract.unwrap_or_default();
-        if let Some(handler) = &self.handler {
-            if contract != Contract::Lambda {
-                return Err(SpecError::new(
-                    "handler",
-                    "applies to the `lambda` contract only",
-                ));
-            }
-            if handler.is_empty()
-                || handler.len() > 256
-                || handler.chars().any(|c| c.is_whitespace() || c.is_control())
-            {
-                return Err(SpecError::new(
-                    "handler",
-                    format!("`{handler}` is not a handler name"),
-                ));
-            }
-        }
-        if contract == Contract::Lambda {
-            for (field, set) in [
-                ("port", self.port.is_some()),
-                ("readiness_path", self.readiness_path.is_some()),
-            ] {
-                if set {
-                    return Err(SpecError::new(
-                        field,
-                        "does not apply to the `lambda` contract: instances talk to skiff's Runtime API",
-                    ));
-                }
-            }
-            if self.concurrency.is_some_and(|c| c != 1) {
-                return Err(SpecError::new(
-                    "concurrency",
-                    "a `lambda` instance serves one event at a time: leave it unset or 1",
-                ));
-            }
-        }
-        let memory = self.memory.unwrap_or(DEFAULT_MEMORY);
-        if memory < MIN_MEMORY || memory > MAX_MEMORY {
-            return Err(SpecError::new(
-                "memory",
-                format!("{memory} is out of range: use {MIN_MEMORY} to {MAX_MEMORY}"),
-            ));
-        }
-        let cpus = self.cpus.unwrap_or(DEFAULT_CPUS);
-        if !cpus.is_finite() || !(0.01..=MAX_CPUS).contains(&cpus) {
-            return Err(SpecError::new(
-                "cpus",
-                format!("{cpus} is out of range: use 0.01 to {MAX_CPUS}"),
-            ));
-        }
-        let pids = self.pids.unwrap_or(DEFAULT_PIDS);
-        if !(8..=65_536).contains(&pids) {
-            return Err(SpecError::new(
-                "pids",
-                format!("{pids} is out of range: use 8 to 65536"),
-            ));
-        }
-        // /tmp is charged to the memory limit: by default it is capped by it too.
-        let tmp = self.tmp_size.unwrap_or(DEFAULT_TMP_SIZE.min(memory));
-        if tmp < ByteSize::mib(1) || tmp > memory {
-            return Err(SpecError::new(
-                "tmp_size",
-                format!("{tmp} is out of range: use 1Mi up to the memory limit ({memory})"),
-            ));
-        }
-        let timeout = self.timeout.map(|t| t.0).unwrap_or(DEFAULT_TIMEOUT);
-        if timeout < Duration::from_millis(100) || timeout > MAX_TIMEOUT {
-            return Err(SpecError::new(
-                "timeout",
-                format!(
-                    "{} is out of range: use 100ms to 1h",
-                    HumanDuration(timeout)
-                ),
-            ));
-        }
-        check_vars("env", &self.env)?;
-        check_vars("secrets", &self.secrets)?;
-        if self.env.len() + self.secrets.len() > MAX_ENV_ENTRIES {
-            return Err(SpecError::new(
-                "env",
-                format!("too many variables: at most {MAX_ENV_ENTRIES} env and secrets together"),
-            ));
-        }
-        if let Some(key) = self.secrets.keys().find(|k| self.env.contains_key(*k)) {
-            return Err(SpecError::new(
-                format!("secrets.{key}"),
-                "is also set in env; a name may be in only one of them",
-            ));
-        }
+        lambda::check(self, contract)?;
+        let resources = resources::validate(self)?;
+        let timeout = resources::timeout(self)?;
+        env::check(&self.env, &self.secrets)?;
         let (http, scaling) = self.validate_instances(contract)?;
-        if let Some(retries) = self.retries.filter(|r| *r > MAX_RETRIES) {
-            return Err(SpecError::new(
-                "retries",
-                format!("{retries} is out of range: use 0 to {MAX_RETRIES}"),
-            ));
-        }
-        let max_event_age = self.max_event_age.map(|d| d.0);
-        if let Some(age) = max_event_age.filter(|a| *a < MIN_EVENT_AGE || *a > MAX_EVENT_AGE) {
-            return Err(SpecError::new(
-                "max_event_age",
-                format!("{} is out of range: use 1s to 7d", HumanDuration(age)),
-            ));
-        }
-        let volumes = self.validate_volumes()?;
+        let policy = async_calls::validate(self)?;
+        let volumes = volumes::validate(&self.volumes)?;
         Ok(FunctionConfig {
-            retries: self.retries,
-            max_event_age_ms: max_event_age
-                .map(|a| u64::try_from(a.as_millis()).unwrap_or(u64::MAX)),
+            retries: policy.retries,
+            max_event_age_ms: policy.max_event_age_ms,
             http,
             scaling,
             volumes,
             handler: self.handler.clone(),
             image: image.to_string(),
             contract,
-            resources: Resources {
-                memory_bytes: memory.bytes(),
-                cpus,
-                pids,
-                tmp_bytes: tmp.bytes(),
-            },
+            resources,
             timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
             env: self.env.clone(),
             secrets: self.secrets.clone(),
         })
     }
-}
 
-impl FunctionSpec {
-    /// The named volumes, checked: at most 16, one per mount path.
-    fn validate_volumes(&self) -> Result<Vec<VolumeMount>, SpecError> {
-        if self.volumes.len() > MAX_VOLUMES {
-            return Err(SpecError::new(
-                "volumes",
-                format!("too many volumes: at most {MAX_VOLUMES}"),
-            ));
-        }
-        let mut volumes: Vec<VolumeMount> = Vec::with_capacity(self.volumes.len());
-        for (i, text) in self.volumes.iter().enumerate() {
-            let field = format!("volumes[{i}]");
-            let volume = VolumeMount::parse(text.trim()).map_err(|m| SpecError::new(&field, m))?;
-            if volumes.iter().any(|v| v.target == volume.target) {
-                return Err(SpecError::new(
-                    field,
-                    format!("{} is already mounted by another volume", volume.target),
-                ));
-            }
-            volumes.push(volume);
-        }
-        Ok(volumes)
+    /// The first of [`INSTANCE_FIELDS`] this spec sets, if any.
+    fn first_instance_field(&self) -> Option<&'static str> {
+        // In the order of INSTANCE_FIELDS.
+        let set = [
+            self.port.is_some(),
+            self.readiness_path.is_some(),
+            self.startup_timeout.is_some(),
+            self.concurrency.is_some(),
+            self.min_instances.is_some(),
+            self.max_instances.is_some(),
+            self.idle_timeout.is_some(),
+            self.autoscale_window.is_some(),
+            self.target_utilization.is_some(),
+        ];
+        INSTANCE_FIELDS
+            .into_iter()
+            .zip(set)
+            .find_map(|(field, set)| set.then_some(field))
     }
 
     /// The settings of long-lived instances; refused on contracts that have none.
     fn validate_instances(&self, contract: Contract) -> Result<(HttpSettings, Scaling), SpecError> {
         if contract == Contract::Exec {
-            let given = [
-                ("port", self.port.is_some()),
-                ("readiness_path", self.readiness_path.is_some()),
-                ("startup_timeout", self.startup_timeout.is_some()),
-                ("concurrency", self.concurrency.is_some()),
-                ("min_instances", self.min_instances.is_some()),
-                ("max_instances", self.max_instances.is_some()),
-                ("idle_timeout", self.idle_timeout.is_some()),
-                ("autoscale_window", self.autoscale_window.is_some()),
-                ("target_utilization", self.target_utilization.is_some()),
-            ];
-            if let Some((field, _)) = given.iter().find(|(_, set)| *set) {
+            if let Some(field) = self.first_instance_field() {
                 return Err(SpecError::new(
-                    *field,
+                    field,
                     "applies to long-lived instances; the `exec` contract runs a fresh container per call",
                 ));
             }
             return Ok((HttpSettings::default(), Scaling::default()));
         }
-        let port = self.port.unwrap_or(DEFAULT_PORT);
-        if port == 0 {
-            return Err(SpecError::new("port", "0 is not a port: use 1 to 65535"));
-        }
-        if let Some(path) = &self.readiness_path {
-            crate::syntax::check_readiness_path(path)
-                .map_err(|m| SpecError::new("readiness_path", m))?;
-        }
-        let startup = self
-            .startup_timeout
-            .map_or(DEFAULT_STARTUP_TIMEOUT, |d| d.0);
-        if startup < Duration::from_millis(100) || startup > Duration::from_secs(600) {
-            return Err(SpecError::new(
-                "startup_timeout",
-                format!(
-                    "{} is out of range: use 100ms to 10m",
-                    HumanDuration(startup)
-                ),
-            ));
-        }
-        let concurrency = match contract {
-            Contract::Lambda => 1,
-            _ => self.concurrency.unwrap_or(DEFAULT_CONCURRENCY),
-        };
-        if !(1..=1000).contains(&concurrency) {
-            return Err(SpecError::new(
-                "concurrency",
-                format!("{concurrency} is out of range: use 1 to 1000"),
-            ));
-        }
-        let max = self.max_instances.unwrap_or(DEFAULT_MAX_INSTANCES);
-        if !(1..=1000).contains(&max) {
-            return Err(SpecError::new(
-                "max_instances",
-                format!("{max} is out of range: use 1 to 1000"),
-            ));
-        }
-        let min = self.min_instances.unwrap_or(0);
-        if min > max {
-            return Err(SpecError::new(
-                "min_instances",
-                format!("{min} is more than max_instances ({max})"),
-            ));
-        }
-        let idle = self.idle_timeout.map_or(DEFAULT_IDLE_TIMEOUT, |d| d.0);
-        if idle < Duration::from_millis(100) || idle > Duration::from_secs(7 * 24 * 3600) {
-            return Err(SpecError::new(
-                "idle_timeout",
-                format!(
-                    "{} is out of range: use 100ms to 7 days",
-                    HumanDuration(idle)
-                ),
-            ));
-        }
-        let window = self.autoscale_window.map(|d| d.0);
-        if let Some(window) = window {
-            if window < Duration::from_secs(1) || window > Duration::from_secs(3600) {
-                return Err(SpecError::new(
-                    "autoscale_window",
-                    format!("{} is out of range: use 1s to 1h", HumanDuration(window)),
-                ));
-            }
-        }
-        let target = self
-            .target_utilization
-            .unwrap_or(DEFAULT_TARGET_UTILIZATION);
-        if !target.is_finite() || !(0.1..=1.0).contains(&target) {
-            return Err(SpecError::new(
-                "target_utilization",
-                format!("{target} is out of range: use 0.1 to 1"),
-            ));
-        }
-        Ok((
-            HttpSettings {
-                port,
-                readiness_path: self.readiness_path.clone(),
-                startup_timeout_ms: startup.as_millis() as u64,
-            },
-            Scaling {
-                concurrency,
-                min_instances: min,
-                max_instances: max,
-                idle_timeout_ms: idle.as_millis() as u64,
-                window_ms: window.map(|w| w.as_millis() as u64),
-                target_utilization: target,
-            },
-        ))
+        Ok((http::validate(self)?, scaling::validate(self, contract)?))
     }
-}
-
-fn check_vars(field: &str, vars: &BTreeMap<String, String>) -> Result<(), SpecError> {
-    for (key, value) in vars {
-        let valid_name = key
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-            && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if !valid_name {
-            return Err(SpecError::new(
-                format!("{field}.{key}"),
-                "is not a valid variable name: use letters, digits and `_`, not starting with a digit",
-            ));
-        }
-        if key.starts_with("SKIFF_") {
-            return Err(SpecError::new(
-                format!("{field}.{key}"),
-                "names starting with SKIFF_ are reserved for call metadata",
-            ));
-        }
-        if value.contains('\0') {
-            return Err(SpecError::new(
-                format!("{field}.{key}"),
-                "must not contain a NUL byte",
-            ));
-        }
-        if value.len() > MAX_ENV_VALUE {
-            return Err(SpecError::new(
-                format!("{field}.{key}"),
-                format!("is longer than {MAX_ENV_VALUE} bytes"),
-            ));
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

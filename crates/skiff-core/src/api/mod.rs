@@ -1,0 +1,39 @@
+//! The API on the wire: every body the gateway serves and the CLI reads, and the name of
+//! every header skiff uses, each declared once. The gateway's handlers and its OpenAPI
+//! document use these types; the CLI's client decodes the same ones.
+//!
+//! | route | request | answer |
+//! | --- | --- | --- |
+//! | `GET /healthz`, `GET /readyz` | | [`Health`] |
+//! | `GET /v1/functions` | | [`FunctionList`] |
+//! | `GET`, `PUT`, `DELETE /v1/functions/{name}` | [`FunctionSpec`] | [`FunctionView`] |
+//! | `GET /v1/functions/{name}/instances` | | [`InstanceList`] |
+//! | `POST /v1/functions/{name}/scale` | [`ScaleRequest`] | [`FunctionView`] |
+//! | `POST /v1/functions/{name}/invoke`, `ANY /fn/{name}` | the function's input | its output, or [`Accepted`] (async) |
+//! | `GET /v1/calls` | [`CallQuery`] (read as [`CallQueryText`]) | [`CallPage`] |
+//! | `GET /v1/calls/{id}` | | [`CallDetails`] |
+//! | `POST /v1/calls/{id}/redrive` | | [`CallRecord`] |
+//! | `GET /v1/triggers` | | [`TriggerList`] |
+//! | `GET`, `PUT`, `DELETE /v1/triggers/{name}` | [`TriggerSpec`] | [`TriggerView`] |
+//! | any error | | [`ErrorBody`] |
+//!
+//! Header names are in [`headers`].
+
+mod calls;
+mod error;
+mod functions;
+pub mod headers;
+mod health;
+mod triggers;
+
+pub use calls::{Accepted, CallPage, CallQuery, CallQueryText};
+pub use error::{ErrorBody, ErrorDetail};
+pub use functions::{FunctionList, InstanceList, InstanceView, ScaleRequest};
+pub use health::{Health, HealthStatus};
+pub use triggers::TriggerList;
+
+// Bodies that live with their domain types.
+pub use crate::call::{CallDetails, CallRecord};
+pub use crate::function::FunctionView;
+pub use crate::spec::FunctionSpec;
+pub use crate::trigger::{TriggerSpec, TriggerView};
