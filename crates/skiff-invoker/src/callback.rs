@@ -19,6 +19,9 @@ use crate::backoff::Backoff;
 use crate::body::full;
 use crate::destinations::CallbackPolicy;
 use http::{header, Method, Request, Uri};
+use skiff_core::api::headers::{
+    ATTEMPT_HEADER, CALL_ID_HEADER, FUNCTION_HEADER, STATUS_CODE_HEADER, STATUS_HEADER,
+};
 use skiff_core::CallStatus;
 use skiff_store::{PendingCallback, Store};
 use std::sync::Arc;
@@ -257,14 +260,14 @@ async fn send(policy: &CallbackPolicy, callback: &PendingCallback) -> Result<(),
         .method(Method::POST)
         .uri(target)
         .header(header::HOST, host)
-        .header("x-skiff-call-id", record.id.hyphenated().to_string())
-        .header("x-skiff-function", &record.function)
-        .header("x-skiff-attempt", record.attempt.to_string());
+        .header(CALL_ID_HEADER, record.id.hyphenated().to_string())
+        .header(FUNCTION_HEADER, &record.function)
+        .header(ATTEMPT_HEADER, record.attempt.to_string());
     let body = if record.status == CallStatus::Succeeded {
-        request = request.header("x-skiff-status", "succeeded");
+        request = request.header(STATUS_HEADER, "succeeded");
         match &callback.result {
             Some(result) => {
-                request = request.header("x-skiff-status-code", result.status_code.to_string());
+                request = request.header(STATUS_CODE_HEADER, result.status_code.to_string());
                 if let Some(content_type) = &result.content_type {
                     request = request.header(header::CONTENT_TYPE, content_type);
                 }
@@ -274,10 +277,10 @@ async fn send(policy: &CallbackPolicy, callback: &PendingCallback) -> Result<(),
         }
     } else {
         request = request
-            .header("x-skiff-status", "dead")
+            .header(STATUS_HEADER, "dead")
             .header(header::CONTENT_TYPE, "application/json");
         if let Some(result) = &callback.result {
-            request = request.header("x-skiff-status-code", result.status_code.to_string());
+            request = request.header(STATUS_CODE_HEADER, result.status_code.to_string());
         }
         serde_json::json!({"error": {
             "code": record.error_type.map_or("failed", |t| t.as_str()),

@@ -166,29 +166,8 @@ impl Platform {
                 "the `exec` contract runs a fresh container per call; it has no instances to scale",
             )));
         }
-        let scaling = &mut function.config.scaling;
-        if let Some(min) = min {
-            scaling.min_instances = min;
-        }
-        if let Some(max) = max {
-            if !(1..=1000).contains(&max) {
-                return Err(PlatformError::InvalidSpec(skiff_core::SpecError::new(
-                    "max_instances",
-                    format!("{max} is out of range: use 1 to 1000"),
-                )));
-            }
-            scaling.max_instances = max;
-        }
-        if scaling.min_instances > scaling.max_instances {
-            return Err(PlatformError::InvalidSpec(skiff_core::SpecError::new(
-                "min_instances",
-                format!(
-                    "{} is more than max_instances ({})",
-                    scaling.min_instances, scaling.max_instances
-                ),
-            )));
-        }
-        let scaling = *scaling;
+        let scaling = function.config.scaling.with_bounds(min, max)?;
+        function.config.scaling = scaling;
         function.updated_at = Utc::now();
         self.store.put_function(&function).await?;
         let view = FunctionView::from(&function);

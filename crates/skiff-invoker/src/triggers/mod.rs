@@ -22,6 +22,7 @@ use crate::invoke::Invoker;
 use crate::metrics::Metrics;
 use crate::queue::AsyncPolicy;
 use chrono::{DateTime, Utc};
+use skiff_core::api::headers::{SCHEDULED_AT_HEADER, TRIGGER_HEADER};
 use skiff_core::trigger::{plan_tick, tick_call_id, TickPlan};
 use skiff_core::{
     CallRecord, CallStatus, Schedule, Trigger, TriggerKind, TriggerRecord, TriggerSpec,
@@ -389,8 +390,8 @@ fn tick_call(record: &TriggerRecord, tick: DateTime<Utc>) -> (CallRecord, Payloa
     let id = tick_call_id(&record.name, record.generation, tick);
     let (content_type, body) = record.spec.cron_body();
     let mut headers = vec![
-        ("x-skiff-trigger".to_string(), record.name.clone()),
-        ("x-skiff-scheduled-at".to_string(), tick.to_rfc3339()),
+        (TRIGGER_HEADER.to_string(), record.name.clone()),
+        (SCHEDULED_AT_HEADER.to_string(), tick.to_rfc3339()),
     ];
     if let Some(content_type) = content_type {
         headers.push(("content-type".to_string(), content_type.to_string()));

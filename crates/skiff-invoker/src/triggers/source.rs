@@ -14,6 +14,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use http_body_util::BodyExt;
+use skiff_core::api::headers::{DELIVERY_HEADER, TRIGGER_HEADER};
 use skiff_core::{Trigger, TriggerState};
 use std::sync::Arc;
 use std::time::Duration;
@@ -279,9 +280,9 @@ impl Supervisor {
             }
         }
         if let Ok(value) = HeaderValue::from_str(trigger) {
-            headers.insert("x-skiff-trigger", value);
+            headers.insert(TRIGGER_HEADER, value);
         }
-        headers.insert("x-skiff-delivery", HeaderValue::from(delivery));
+        headers.insert(DELIVERY_HEADER, HeaderValue::from(delivery));
         let request = InvokeRequest {
             attempt: delivery.max(1),
             headers,
