@@ -194,12 +194,14 @@ async fn functions_cannot_reach_each_others_containers() {
         json!({"image": "skiff/echo-http:latest", "contract": "http", "min_instances": 1}),
     )
     .await;
-    let web = eventually("web's instance", Duration::from_secs(60), || async {
-        d.function_containers("web").into_iter().next()
+    // Its address, once it has one (a container being started has none yet).
+    let web_ip = eventually("web's instance", Duration::from_secs(60), || async {
+        d.function_containers("web")
+            .iter()
+            .map(|id| container_ip(id))
+            .find(|ip| !ip.is_empty())
     })
     .await;
-    let web_ip = container_ip(&web);
-    assert!(!web_ip.is_empty());
     d.deploy(
         "probe",
         json!({"image": "skiff/testfn:latest", "env": {"MODE": "connect"}}),
