@@ -11,9 +11,9 @@
 //!   in, a plan of actions out ([`events`]), with injected time;
 //! - [`InstanceManager`] (this module): the thin async layer. It feeds events in, keeps the
 //!   answer channel of each waiting call, and carries the actions out on the engine as
-//!   tasks of its own `TaskTracker`: starts ([`instance`]: create, start, wait until ready,
+//!   tasks of its own `TaskTracker`: starts (`instance.rs`: create, start, wait until ready,
 //!   and a watcher per instance that reports its exit), stops, pauses and resumes, and the
-//!   rounds of health checks ([`health`]).
+//!   rounds of health checks (`health.rs`).
 
 pub mod events;
 mod health;

@@ -2,7 +2,7 @@
 //!
 //! [`PoolState`] holds, for every `http` and `lambda` function, its current
 //! [`InstanceTarget`], its instances, how many are starting, the calls waiting for a slot
-//! and its [`Autoscaler`]. [`PoolState::handle`] takes one [`Event`] (something that
+//! and its `Autoscaler`. [`PoolState::handle`] takes one [`Event`] (something that
 //! happened: a call asked for a slot, an instance became ready, its container exited, a
 //! tick of the autoscaler) at an `Instant` given by the caller, updates the pools, and
 //! returns the plan: the [`Action`]s the async layer (`InstanceManager`) carries out, in
