@@ -1,10 +1,20 @@
-//! Invariants of the instance pool, as property tests on the fake engine: whatever the
-//! concurrency, the bound on instances and the pattern of calls,
+//! Invariants of the instance pool, as property tests: whatever the concurrency, the bound
+//! on instances and the pattern of calls,
 //! - no function ever has more running instances than `max_instances`;
 //! - no instance ever serves more calls at once than its concurrency;
 //! - every call gets exactly one answer (a lease), none is lost.
 //!
+//! They are checked twice. On the state machine itself (`model`), driven by a simulated
+//! async layer with simulated time, many interleavings cheaply: starts of varying length,
+//! scale-down, pauses and resumes, instances that crash or turn out broken, calls that give
+//! up. Then through `InstanceManager` on the fake engine, which proves that the async
+//! layer carries the plans out: leases through their channels, and nothing left at
+//! shutdown.
+//!
 //! Behaviour on real containers is proven by the end-to-end tests.
+
+#[path = "pool_properties/model.rs"]
+mod model;
 
 use proptest::prelude::*;
 use skiff_core::{HttpSettings, Resources, Scaling};

@@ -6,13 +6,11 @@ use super::{Contracts, InvokeOutcome, InvokeRequest};
 use crate::calls::{CallContext, CallResult, Held};
 use crate::error::PlatformError;
 use crate::lambda::Outcome;
-use crate::pool::OutputTail;
 use crate::registry::Entry;
 use crate::running::CallGuard;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use skiff_core::CallErrorType;
 use skiff_store::CallWrite;
-use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -59,7 +57,7 @@ impl Contracts {
         };
         self.leased(&mut call, &lease, guard);
         let output = lease.output.clone();
-        let mark = output.lock().unwrap_or_else(|p| p.into_inner()).mark();
+        let mark = output.lock().mark();
         let deadline_ms = (call.started_at
             + chrono::Duration::from_std(call.timeout).unwrap_or(chrono::Duration::MAX))
         .timestamp_millis();
@@ -75,7 +73,7 @@ impl Contracts {
         )
         .await;
         // One event at a time: what the instance wrote meanwhile is this call's log.
-        let written = output.lock().unwrap_or_else(|p| p.into_inner()).since(mark);
+        let written = output.lock().since(mark);
         let cold = lease.cold;
         let result = match answer {
             Ok(Ok(Outcome::Response(body))) => Ok(body),
@@ -154,7 +152,7 @@ impl Contracts {
     fn rewrite_late_log(
         &self,
         id: Uuid,
-        output: Arc<std::sync::Mutex<OutputTail>>,
+        output: crate::pool::Output,
         mark: u64,
         seen: usize,
         took: Duration,
@@ -162,7 +160,7 @@ impl Contracts {
         let (recorder, store) = (self.log.recorder().clone(), self.store.clone());
         self.tracker.spawn(async move {
             tokio::time::sleep(LATE_OUTPUT).await;
-            let late = output.lock().unwrap_or_else(|p| p.into_inner()).since(mark);
+            let late = output.lock().since(mark);
             let logs = lambda_log(id, &late, took);
             if logs.len() > seen {
                 // The final record was sent before this task woke; write it first.
