@@ -13,6 +13,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use http_body_util::BodyExt;
 use skiff_core::CallErrorType;
 use skiff_store::{Claimed, Store};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Notify, Semaphore};
@@ -41,43 +42,77 @@ async fn read_capped(mut body: crate::body::Body, cap: usize) -> (Vec<u8>, u64) 
     (kept, size)
 }
 
+/// The queued calls whose run the dispatcher has not finished: a call can be recorded
+/// `succeeded` a moment before its answer is stored. A reader who sees such a call final
+/// waits for it to settle, so that it reads the record and its result together.
+#[derive(Debug, Default)]
+pub(crate) struct Unsettled {
+    ids: parking_lot::Mutex<HashSet<Uuid>>,
+    settled: Notify,
+}
+
+impl Unsettled {
+    /// Marks `id` unsettled until the returned guard is dropped.
+    fn begin(self: &Arc<Self>, id: Uuid) -> SettleGuard {
+        self.ids.lock().insert(id);
+        SettleGuard {
+            unsettled: self.clone(),
+            id,
+        }
+    }
+
+    /// Waits, for at most `bound`, until `id` is settled.
+    pub(crate) async fn settled(&self, id: Uuid, bound: Duration) {
+        let _ = tokio::time::timeout(bound, async {
+            loop {
+                let settled = self.settled.notified();
+                if !self.ids.lock().contains(&id) {
+                    return;
+                }
+                settled.await;
+            }
+        })
+        .await;
+    }
+
+    /// Whether `id` is being run.
+    pub(crate) fn contains(&self, id: Uuid) -> bool {
+        self.ids.lock().contains(&id)
+    }
+}
+
+/// Settles its call when dropped.
+struct SettleGuard {
+    unsettled: Arc<Unsettled>,
+    id: Uuid,
+}
+
+impl Drop for SettleGuard {
+    fn drop(&mut self) {
+        self.unsettled.ids.lock().remove(&self.id);
+        self.unsettled.settled.notify_waiters();
+    }
+}
+
 /// Runs queued calls: claims those due, as many as it has room for, and runs each through
 /// the [`Invoker`] as a sync call; then retries, kills or completes it in the store and
 /// sends its callback. Stops at cancellation.
 #[derive(Debug)]
 pub(crate) struct Dispatcher {
-    store: Store,
-    invoker: Arc<dyn Invoker>,
-    recorder: Recorder,
-    callbacks: Callbacks,
-    policy: AsyncPolicy,
+    pub(crate) store: Store,
+    pub(crate) invoker: Arc<dyn Invoker>,
+    pub(crate) recorder: Recorder,
+    pub(crate) callbacks: Callbacks,
+    pub(crate) policy: AsyncPolicy,
     /// Notified when a call is queued (or due again).
-    wakeup: Arc<Notify>,
+    pub(crate) wakeup: Arc<Notify>,
     /// Most calls of the queue run at once.
-    max_running: usize,
+    pub(crate) max_running: usize,
+    /// The calls being run.
+    pub(crate) unsettled: Arc<Unsettled>,
 }
 
 impl Dispatcher {
-    pub(crate) fn new(
-        store: Store,
-        invoker: Arc<dyn Invoker>,
-        recorder: Recorder,
-        callbacks: Callbacks,
-        policy: AsyncPolicy,
-        wakeup: Arc<Notify>,
-        max_running: usize,
-    ) -> Arc<Self> {
-        Arc::new(Dispatcher {
-            store,
-            invoker,
-            recorder,
-            callbacks,
-            policy,
-            wakeup,
-            max_running,
-        })
-    }
-
     /// Runs the dispatcher on `tracker` until `cancel` fires.
     pub(crate) fn spawn(self: Arc<Self>, tracker: &TaskTracker, cancel: CancellationToken) {
         let slots = Arc::new(Semaphore::new(self.max_running.max(1)));
@@ -118,6 +153,7 @@ impl Dispatcher {
     async fn run_queued(&self, call: Claimed) {
         let Claimed { record, payload } = call;
         let id = record.id;
+        let _settle = self.unsettled.begin(id);
         let attempt = record.attempt.max(1);
         let has_callback = payload.callback_url.is_some();
         let expires_at = payload.expires_at;
@@ -275,5 +311,29 @@ impl Dispatcher {
         if let Err(err) = self.store.kill_call(id).await {
             tracing::error!(%err, call = %id, "cannot mark a call dead");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_reader_waits_until_a_call_run_settles() {
+        let unsettled = Arc::new(Unsettled::default());
+        let id = Uuid::now_v7();
+        // Nothing to wait for.
+        unsettled.settled(id, Duration::from_secs(5)).await;
+        let guard = unsettled.begin(id);
+        assert!(unsettled.contains(id));
+        let reader = tokio::spawn({
+            let unsettled = unsettled.clone();
+            async move { unsettled.settled(id, Duration::from_secs(5)).await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!reader.is_finished(), "the reader waits while the run lasts");
+        drop(guard);
+        reader.await.expect("the reader ends once the run settles");
+        assert!(!unsettled.contains(id));
     }
 }

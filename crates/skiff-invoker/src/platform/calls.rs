@@ -8,6 +8,9 @@ use skiff_store::CallFilter;
 use std::collections::HashMap;
 use uuid::Uuid;
 
+/// The longest a reader waits for an async call's answer to be stored with its record.
+const SETTLE_BOUND: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl Platform {
     /// One call's record.
     pub async fn get_call(&self, id: Uuid) -> Result<CallRecord, PlatformError> {
@@ -20,7 +23,12 @@ impl Platform {
 
     /// A call's record and, for an async call that answered, its (size-capped) result.
     pub async fn call_details(&self, id: Uuid) -> Result<skiff_core::CallDetails, PlatformError> {
-        let record = self.get_call(id).await?;
+        let mut record = self.get_call(id).await?;
+        if record.status.is_final() && self.unsettled.contains(id) {
+            // Final a moment before the dispatcher stored its answer: read them together.
+            self.unsettled.settled(id, SETTLE_BOUND).await;
+            record = self.get_call(id).await?;
+        }
         let result =
             self.store.get_result(id).await?.map(|r| {
                 skiff_core::CallOutput::new(r.status_code, r.content_type, &r.body, r.size)

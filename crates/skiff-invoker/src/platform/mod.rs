@@ -17,7 +17,7 @@ use crate::callback::Callbacks;
 use crate::calls::{CallLog, InFlight};
 use crate::config::PlatformConfig;
 use crate::destinations::CallbackPolicy;
-use crate::dispatcher::Dispatcher;
+use crate::dispatcher::{Dispatcher, Unsettled};
 use crate::error::PlatformError;
 use crate::exec::{ExecDriver, ExecSettings};
 use crate::fds::{FdBudget, FDS_PER_CALL};
@@ -73,6 +73,8 @@ pub struct Platform {
     in_flight: Arc<InFlight>,
     /// The last engine probe's error; `None` while the engine answers.
     engine_problem: parking_lot::Mutex<Option<String>>,
+    /// The queued calls the dispatcher is running.
+    unsettled: Arc<Unsettled>,
 }
 
 impl Platform {
@@ -236,6 +238,7 @@ impl Platform {
             accepting,
             in_flight: Arc::new(InFlight::default()),
             engine_problem: parking_lot::Mutex::new(None),
+            unsettled: Arc::new(Unsettled::default()),
             deploys: tokio::sync::Mutex::new(()),
             functions,
             daemon_id,
@@ -254,15 +257,16 @@ impl Platform {
             }
         }
         platform.spawn_background();
-        Dispatcher::new(
-            platform.store.clone(),
-            platform.clone(),
+        Arc::new(Dispatcher {
+            store: platform.store.clone(),
+            invoker: platform.clone(),
             recorder,
             callbacks,
-            platform.policy,
-            platform.queued.clone(),
-            platform.config.max_concurrent_calls,
-        )
+            policy: platform.policy,
+            wakeup: platform.queued.clone(),
+            max_running: platform.config.max_concurrent_calls,
+            unsettled: platform.unsettled.clone(),
+        })
         .spawn(&platform.tracker, platform.cancel.clone());
         platform.triggers.start(platform.clone()).await?;
         Ok(platform)
