@@ -331,7 +331,10 @@ mod tests {
             async move { unsettled.settled(id, Duration::from_secs(5)).await }
         });
         tokio::time::sleep(Duration::from_millis(20)).await;
-        assert!(!reader.is_finished(), "the reader waits while the run lasts");
+        assert!(
+            !reader.is_finished(),
+            "the reader waits while the run lasts"
+        );
         drop(guard);
         reader.await.expect("the reader ends once the run settles");
         assert!(!unsettled.contains(id));
