@@ -2,58 +2,24 @@
 //! the routes it has and those it does not, and the variables function containers get. The
 //! end-to-end tests of the `skiff` crate prove it from inside real containers.
 
+mod common;
+
 use axum::body::Body;
-use axum::http::{Request, StatusCode};
+use axum::http::{HeaderMap, Request, StatusCode};
 use axum::Router;
-use http_body_util::BodyExt;
+use common::{respond, Harness};
 use serde_json::{json, Value};
-use skiff_gateway::{app, function_api, GatewayConfig};
-use skiff_invoker::{Platform, PlatformConfig};
-use skiff_runtime::fake::{FakeEngine, Script};
-use skiff_store::Store;
-use std::sync::Arc;
-use tower::ServiceExt;
 
-struct Harness {
-    api: Router,
-    functions: Router,
-    engine: Arc<FakeEngine>,
-    _dir: tempfile::TempDir,
-}
-
-async fn harness() -> Harness {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let engine = Arc::new(FakeEngine::new());
-    engine.add_image(
-        "hello:1",
-        Script {
-            stdout: "Hello World!\n".into(),
-            stderr: "".into(),
-            exit_code: 0,
-        },
-    );
-    let store = Store::open_in_memory().await.expect("store");
-    let mut config = PlatformConfig::new(dir.path().to_path_buf());
-    config.exec_prewarm = 0;
-    let platform = Platform::start(config, store, engine.clone())
-        .await
-        .expect("platform");
-    Harness {
-        api: app(platform.clone(), GatewayConfig::default()),
-        functions: function_api::router(platform),
-        engine,
-        _dir: dir,
-    }
-}
-
-async fn send(
+/// `method uri` with `body`, sent with the bearer `token` and `headers`; the status, the
+/// answer as JSON (or else as a JSON string) and the headers.
+async fn send_as(
     app: &Router,
     method: &str,
     uri: &str,
     token: Option<&str>,
     headers: &[(&str, &str)],
     body: &str,
-) -> (StatusCode, Value, http::HeaderMap) {
+) -> (StatusCode, Value, HeaderMap) {
     let mut request = Request::builder().method(method).uri(uri);
     if let Some(token) = token {
         request = request.header("authorization", format!("Bearer {token}"));
@@ -62,15 +28,7 @@ async fn send(
         request = request.header(*name, *value);
     }
     let request = request.body(Body::from(body.to_string())).expect("request");
-    let response = app.clone().oneshot(request).await.expect("response");
-    let status = response.status();
-    let headers = response.headers().clone();
-    let bytes = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
+    let (status, headers, bytes) = respond(app, request).await;
     let value = serde_json::from_slice(&bytes)
         .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
     (status, value, headers)
@@ -80,7 +38,7 @@ async fn send(
 /// `INSTANCE`, the instance id of the container they were read from).
 async fn deploy(h: &Harness, name: &str) -> std::collections::HashMap<String, String> {
     let spec = json!({"image": "hello:1"}).to_string();
-    let (status, _, _) = send(
+    let (status, _, _) = send_as(
         &h.api,
         "PUT",
         &format!("/v1/functions/{name}"),
@@ -90,7 +48,7 @@ async fn deploy(h: &Harness, name: &str) -> std::collections::HashMap<String, St
     )
     .await;
     assert!(status.is_success(), "{status}");
-    let (status, _, _) = send(&h.api, "POST", &format!("/fn/{name}"), None, &[], "").await;
+    let (status, _, _) = send_as(&h.api, "POST", &format!("/fn/{name}"), None, &[], "").await;
     assert_eq!(status, StatusCode::OK);
     let spec = h
         .engine
@@ -111,7 +69,7 @@ async fn deploy(h: &Harness, name: &str) -> std::collections::HashMap<String, St
 
 #[tokio::test]
 async fn containers_get_the_function_api_url_and_their_own_token() {
-    let h = harness().await;
+    let h = Harness::hello().await;
     let env = deploy(&h, "vote").await;
     let url = &env["SKIFF_API_URL"];
     assert!(url.starts_with("http://127.0.0.1:"), "{url}");
@@ -128,10 +86,10 @@ async fn containers_get_the_function_api_url_and_their_own_token() {
 
 #[tokio::test]
 async fn a_valid_token_invokes_sync_async_and_follows_the_call() {
-    let h = harness().await;
+    let h = Harness::hello().await;
     let token = deploy(&h, "vote").await["SKIFF_TOKEN"].clone();
     deploy(&h, "worker").await;
-    let (status, body, headers) = send(
+    let (status, body, headers) = send_as(
         &h.functions,
         "POST",
         "/v1/functions/worker/invoke",
@@ -143,7 +101,7 @@ async fn a_valid_token_invokes_sync_async_and_follows_the_call() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body, "Hello World!\n");
     assert!(headers.contains_key("x-skiff-call-id"));
-    let (status, body, _) = send(
+    let (status, body, _) = send_as(
         &h.functions,
         "GET",
         "/fn/worker/a/b?c=1",
@@ -153,7 +111,7 @@ async fn a_valid_token_invokes_sync_async_and_follows_the_call() {
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let (status, body, _) = send(
+    let (status, body, _) = send_as(
         &h.functions,
         "POST",
         "/v1/functions/worker/invoke",
@@ -164,7 +122,7 @@ async fn a_valid_token_invokes_sync_async_and_follows_the_call() {
     .await;
     assert_eq!(status, StatusCode::ACCEPTED);
     let id = body["call_id"].as_str().expect("call id");
-    let (status, record, _) = send(
+    let (status, record, _) = send_as(
         &h.functions,
         "GET",
         &format!("/v1/calls/{id}"),
@@ -179,7 +137,7 @@ async fn a_valid_token_invokes_sync_async_and_follows_the_call() {
     // Another function's token does not read vote's call, nor vote's token a call made
     // from outside: both are "not found".
     let worker = deploy(&h, "worker").await["SKIFF_TOKEN"].clone();
-    let (status, body, _) = send(
+    let (status, body, _) = send_as(
         &h.functions,
         "GET",
         &format!("/v1/calls/{id}"),
@@ -190,9 +148,9 @@ async fn a_valid_token_invokes_sync_async_and_follows_the_call() {
     .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(body["error"]["code"], "call_not_found");
-    let (_, _, headers) = send(&h.api, "POST", "/fn/worker", None, &[], "").await;
+    let (_, _, headers) = send_as(&h.api, "POST", "/fn/worker", None, &[], "").await;
     let outside = headers["x-skiff-call-id"].to_str().expect("id").to_string();
-    let (status, _, _) = send(
+    let (status, _, _) = send_as(
         &h.functions,
         "GET",
         &format!("/v1/calls/{outside}"),
@@ -202,7 +160,7 @@ async fn a_valid_token_invokes_sync_async_and_follows_the_call() {
     )
     .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let (status, _, _) = send(
+    let (status, _, _) = send_as(
         &h.api,
         "GET",
         &format!("/v1/calls/{outside}"),
@@ -216,7 +174,7 @@ async fn a_valid_token_invokes_sync_async_and_follows_the_call() {
         StatusCode::OK,
         "the management API reads every call"
     );
-    let (status, body, _) = send(
+    let (status, body, _) = send_as(
         &h.functions,
         "POST",
         "/v1/functions/nope/invoke",
@@ -231,7 +189,7 @@ async fn a_valid_token_invokes_sync_async_and_follows_the_call() {
 
 #[tokio::test]
 async fn missing_forged_and_tampered_tokens_are_refused() {
-    let h = harness().await;
+    let h = Harness::hello().await;
     let vote = deploy(&h, "vote").await;
     let token = vote["SKIFF_TOKEN"].clone();
     deploy(&h, "worker").await;
@@ -253,7 +211,7 @@ async fn missing_forged_and_tampered_tokens_are_refused() {
             ("POST", "/fn/worker"),
             ("GET", "/v1/calls/0190a5b2-0000-7000-8000-000000000000"),
         ] {
-            let (status, body, _) = send(&h.functions, method, uri, token, &[], "{}").await;
+            let (status, body, _) = send_as(&h.functions, method, uri, token, &[], "{}").await;
             assert_eq!(status, StatusCode::UNAUTHORIZED, "{what}: {uri}");
             assert_eq!(body["error"]["code"], "unauthorized", "{what}");
             let message = body["error"]["message"].as_str().unwrap_or_default();
@@ -261,7 +219,7 @@ async fn missing_forged_and_tampered_tokens_are_refused() {
         }
     }
     // A basic credential is not a bearer token.
-    let (status, _, _) = send(
+    let (status, _, _) = send_as(
         &h.functions,
         "POST",
         "/fn/worker",
@@ -272,15 +230,15 @@ async fn missing_forged_and_tampered_tokens_are_refused() {
     .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     // The token of another daemon (another key) is refused too.
-    let other = harness().await;
+    let other = Harness::hello().await;
     let foreign = deploy(&other, "vote").await["SKIFF_TOKEN"].clone();
-    let (status, _, _) = send(&h.functions, "POST", "/fn/worker", Some(&foreign), &[], "").await;
+    let (status, _, _) = send_as(&h.functions, "POST", "/fn/worker", Some(&foreign), &[], "").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
 
 #[tokio::test]
 async fn management_routes_are_absent() {
-    let h = harness().await;
+    let h = Harness::hello().await;
     let token = deploy(&h, "vote").await["SKIFF_TOKEN"].clone();
     let spec = json!({"image": "hello:1"}).to_string();
     for (method, uri) in [
@@ -300,11 +258,11 @@ async fn management_routes_are_absent() {
         ("GET", "/v1/openapi.json"),
         ("GET", "/2015-03-31/functions/"),
     ] {
-        let (status, body, _) = send(&h.functions, method, uri, Some(&token), &[], &spec).await;
+        let (status, body, _) = send_as(&h.functions, method, uri, Some(&token), &[], &spec).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{method} {uri}");
         assert_eq!(body["error"]["code"], "not_found", "{method} {uri}");
     }
-    let (status, body, _) = send(
+    let (status, body, _) = send_as(
         &h.functions,
         "GET",
         "/v1/functions/vote/invoke",
@@ -316,18 +274,18 @@ async fn management_routes_are_absent() {
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(body["error"]["code"], "method_not_allowed");
     // Nothing was deployed nor deleted.
-    let (status, _, _) = send(&h.api, "GET", "/v1/functions/evil", None, &[], "").await;
+    let (status, _, _) = send_as(&h.api, "GET", "/v1/functions/evil", None, &[], "").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let (status, _, _) = send(&h.api, "GET", "/v1/functions/vote", None, &[], "").await;
+    let (status, _, _) = send_as(&h.api, "GET", "/v1/functions/vote", None, &[], "").await;
     assert_eq!(status, StatusCode::OK);
 }
 
 #[tokio::test]
 async fn volumes_are_created_with_labels_mounted_and_shown() {
-    let h = harness().await;
+    let h = Harness::hello().await;
     let spec =
         json!({"image": "hello:1", "volumes": ["tally:/data", "tally:/view:ro"]}).to_string();
-    let (status, view, _) = send(
+    let (status, view, _) = send_as(
         &h.api,
         "PUT",
         "/v1/functions/worker",
@@ -341,7 +299,7 @@ async fn volumes_are_created_with_labels_mounted_and_shown() {
     let labels = &h.engine.volumes()["tally"];
     assert_eq!(labels["skiff.managed"], "true");
     assert_eq!(labels["skiff.volume"], "tally");
-    let (status, _, _) = send(&h.api, "POST", "/fn/worker", None, &[], "").await;
+    let (status, _, _) = send_as(&h.api, "POST", "/fn/worker", None, &[], "").await;
     assert_eq!(status, StatusCode::OK);
     let spec = h.engine.created_specs().pop().expect("a container");
     assert_eq!(spec.volumes.len(), 2);
@@ -355,7 +313,7 @@ async fn volumes_are_created_with_labels_mounted_and_shown() {
         .any(|v| v.target == "/data" && !v.read_only));
     // A host path is refused, naming the entry.
     let spec = json!({"image": "hello:1", "volumes": ["/etc:/data"]}).to_string();
-    let (status, body, _) = send(
+    let (status, body, _) = send_as(
         &h.api,
         "PUT",
         "/v1/functions/evil",
@@ -368,15 +326,15 @@ async fn volumes_are_created_with_labels_mounted_and_shown() {
     assert_eq!(body["error"]["code"], "invalid_spec");
     assert_eq!(body["error"]["field"], "volumes[0]");
     // Deleting the function leaves the volume.
-    let (status, _, _) = send(&h.api, "DELETE", "/v1/functions/worker", None, &[], "").await;
+    let (status, _, _) = send_as(&h.api, "DELETE", "/v1/functions/worker", None, &[], "").await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     assert!(h.engine.volumes().contains_key("tally"));
 }
 
 #[tokio::test]
 async fn the_openapi_document_describes_volumes_and_the_function_api() {
-    let h = harness().await;
-    let (status, doc, _) = send(&h.api, "GET", "/v1/openapi.json", None, &[], "").await;
+    let h = Harness::hello().await;
+    let (status, doc, _) = send_as(&h.api, "GET", "/v1/openapi.json", None, &[], "").await;
     assert_eq!(status, StatusCode::OK);
     let spec = &doc["components"]["schemas"]["FunctionSpec"]["properties"];
     assert_eq!(spec["volumes"]["type"], "array", "{spec}");

@@ -2,96 +2,31 @@
 //! fake engine: status codes, error bodies, routing. Behaviour on real containers is proven
 //! by the end-to-end tests of the `skiff` crate.
 
+mod common;
+
 use axum::body::Body;
-use axum::http::{Request, StatusCode};
-use axum::Router;
-use http_body_util::BodyExt;
+use axum::http::StatusCode;
+use common::{script, send, send_json, Harness};
 use serde_json::{json, Value};
-use skiff_gateway::{app, GatewayConfig};
-use skiff_invoker::{Platform, PlatformConfig};
-use skiff_runtime::fake::{FakeEngine, Script};
-use skiff_store::Store;
-use std::sync::Arc;
-use tower::ServiceExt;
 
-struct Harness {
-    app: Router,
-    engine: Arc<FakeEngine>,
-    _dir: tempfile::TempDir,
-}
-
+/// `hello:1` says hello and logs a line; `broken:1` fails with exit code 2. Request bodies
+/// are limited to 16 bytes.
 async fn harness() -> Harness {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let engine = Arc::new(FakeEngine::new());
-    engine.add_image(
-        "hello:1",
-        Script {
-            stdout: "Hello World!\n".into(),
-            stderr: "a log line\n".into(),
-            exit_code: 0,
-        },
-    );
-    engine.add_image(
-        "broken:1",
-        Script {
-            stdout: "".into(),
-            stderr: "it broke\n".into(),
-            exit_code: 2,
-        },
-    );
-    let store = Store::open_in_memory().await.expect("store");
-    let mut config = PlatformConfig::new(dir.path().to_path_buf());
-    config.exec_prewarm = 0;
-    config.max_request_bytes = 16;
-    let platform = Platform::start(config, store, engine.clone())
-        .await
-        .expect("platform");
-    let app = app(platform, GatewayConfig::default());
-    Harness {
-        app,
-        engine,
-        _dir: dir,
-    }
-}
-
-async fn send(
-    app: &Router,
-    method: &str,
-    uri: &str,
-    body: impl Into<Body>,
-) -> (StatusCode, Vec<u8>, http::HeaderMap) {
-    let request = Request::builder()
-        .method(method)
-        .uri(uri)
-        .header("content-type", "application/json")
-        .body(body.into())
-        .expect("request");
-    let response = app.clone().oneshot(request).await.expect("response");
-    let status = response.status();
-    let headers = response.headers().clone();
-    let bytes = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes()
-        .to_vec();
-    (status, bytes, headers)
-}
-
-async fn send_json(app: &Router, method: &str, uri: &str, body: Value) -> (StatusCode, Value) {
-    let (status, bytes, _) = send(app, method, uri, body.to_string()).await;
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    Harness::start(
+        &[
+            ("hello:1", script("Hello World!\n", "a log line\n", 0)),
+            ("broken:1", script("", "it broke\n", 2)),
+        ],
+        |config| config.max_request_bytes = 16,
     )
+    .await
 }
 
 #[tokio::test]
 async fn put_creates_then_updates_and_delete_removes() {
     let h = harness().await;
     let (status, view) = send_json(
-        &h.app,
+        &h.api,
         "PUT",
         "/v1/functions/hello",
         json!({"image": "hello:1", "memory": "128Mi"}),
@@ -105,7 +40,7 @@ async fn put_creates_then_updates_and_delete_removes() {
         .unwrap_or_default()
         .starts_with("sha256:"));
     let (status, view) = send_json(
-        &h.app,
+        &h.api,
         "PUT",
         "/v1/functions/hello",
         json!({"image": "hello:1"}),
@@ -113,12 +48,12 @@ async fn put_creates_then_updates_and_delete_removes() {
     .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(view["version"], 2);
-    let (status, list) = send_json(&h.app, "GET", "/v1/functions", Value::Null).await;
+    let (status, list) = send_json(&h.api, "GET", "/v1/functions", Value::Null).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(list["functions"][0]["name"], "hello");
-    let (status, _, _) = send(&h.app, "DELETE", "/v1/functions/hello", Body::empty()).await;
+    let (status, _, _) = send(&h.api, "DELETE", "/v1/functions/hello", Body::empty()).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    let (status, body) = send_json(&h.app, "GET", "/v1/functions/hello", Value::Null).await;
+    let (status, body) = send_json(&h.api, "GET", "/v1/functions/hello", Value::Null).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(body["error"]["code"], "function_not_found");
 }
@@ -134,17 +69,17 @@ async fn invalid_specs_name_their_field() {
             "env.bad name",
         ),
     ] {
-        let (status, body) = send_json(&h.app, "PUT", "/v1/functions/f", spec).await;
+        let (status, body) = send_json(&h.api, "PUT", "/v1/functions/f", spec).await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert_eq!(body["error"]["code"], "invalid_spec");
         assert_eq!(body["error"]["field"], field, "{body}");
     }
-    let (status, body, _) = send(&h.app, "PUT", "/v1/functions/f", "{not json").await;
+    let (status, body, _) = send(&h.api, "PUT", "/v1/functions/f", "{not json").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     let body: Value = serde_json::from_slice(&body).expect("json error body");
     assert_eq!(body["error"]["code"], "invalid_spec");
     let (status, body) = send_json(
-        &h.app,
+        &h.api,
         "PUT",
         "/v1/functions/f",
         json!({"image": "missing:1"}),
@@ -158,31 +93,31 @@ async fn invalid_specs_name_their_field() {
 async fn invoke_answers_with_output_and_call_id_and_failures_are_typed() {
     let h = harness().await;
     send_json(
-        &h.app,
+        &h.api,
         "PUT",
         "/v1/functions/hello",
         json!({"image": "hello:1"}),
     )
     .await;
     send_json(
-        &h.app,
+        &h.api,
         "PUT",
         "/v1/functions/broken",
         json!({"image": "broken:1"}),
     )
     .await;
 
-    let (status, body, headers) = send(&h.app, "POST", "/v1/functions/hello/invoke", "{}").await;
+    let (status, body, headers) = send(&h.api, "POST", "/v1/functions/hello/invoke", "{}").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body, b"Hello World!\n");
     assert_eq!(headers["x-skiff-cold"], "true");
     let call_id = headers["x-skiff-call-id"].to_str().expect("id").to_string();
     let (status, record) =
-        send_json(&h.app, "GET", &format!("/v1/calls/{call_id}"), Value::Null).await;
+        send_json(&h.api, "GET", &format!("/v1/calls/{call_id}"), Value::Null).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(record["status"], "succeeded");
     let (_, logs, _) = send(
-        &h.app,
+        &h.api,
         "GET",
         &format!("/v1/calls/{call_id}/logs"),
         Body::empty(),
@@ -190,7 +125,7 @@ async fn invoke_answers_with_output_and_call_id_and_failures_are_typed() {
     .await;
     assert_eq!(logs, b"a log line\n");
 
-    let (status, body, headers) = send(&h.app, "GET", "/fn/broken/x?y=1", Body::empty()).await;
+    let (status, body, headers) = send(&h.api, "GET", "/fn/broken/x?y=1", Body::empty()).await;
     assert_eq!(status, StatusCode::BAD_GATEWAY);
     let body: Value = serde_json::from_slice(&body).expect("json");
     assert_eq!(body["error"]["code"], "function_error");
@@ -203,11 +138,11 @@ async fn invoke_answers_with_output_and_call_id_and_failures_are_typed() {
         headers["x-skiff-call-id"].to_str().ok()
     );
 
-    let (status, body) = send_json(&h.app, "POST", "/v1/functions/nope/invoke", Value::Null).await;
+    let (status, body) = send_json(&h.api, "POST", "/v1/functions/nope/invoke", Value::Null).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(body["error"]["code"], "function_not_found");
 
-    let (status, page) = send_json(&h.app, "GET", "/v1/calls?function=broken", Value::Null).await;
+    let (status, page) = send_json(&h.api, "GET", "/v1/calls?function=broken", Value::Null).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(page["calls"][0]["trigger"], "http");
     assert_eq!(page["calls"][0]["status"], "failed");
@@ -225,34 +160,34 @@ async fn invoke_answers_with_output_and_call_id_and_failures_are_typed() {
 async fn bodies_over_the_limit_get_413_in_json() {
     let h = harness().await;
     send_json(
-        &h.app,
+        &h.api,
         "PUT",
         "/v1/functions/hello",
         json!({"image": "hello:1"}),
     )
     .await;
     let (status, body, _) =
-        send(&h.app, "POST", "/v1/functions/hello/invoke", vec![b'x'; 17]).await;
+        send(&h.api, "POST", "/v1/functions/hello/invoke", vec![b'x'; 17]).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     let body: Value = serde_json::from_slice(&body).expect("json");
     assert_eq!(body["error"]["code"], "payload_too_large");
-    let (status, _, _) = send(&h.app, "POST", "/fn/hello", vec![b'x'; 16]).await;
+    let (status, _, _) = send(&h.api, "POST", "/fn/hello", vec![b'x'; 16]).await;
     assert_eq!(status, StatusCode::OK);
 }
 
 #[tokio::test]
 async fn unknown_routes_methods_and_queries_are_json_errors() {
     let h = harness().await;
-    let (status, body) = send_json(&h.app, "GET", "/nope", Value::Null).await;
+    let (status, body) = send_json(&h.api, "GET", "/nope", Value::Null).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(body["error"]["code"], "not_found");
-    let (status, body) = send_json(&h.app, "PATCH", "/v1/functions/x", Value::Null).await;
+    let (status, body) = send_json(&h.api, "PATCH", "/v1/functions/x", Value::Null).await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(body["error"]["code"], "method_not_allowed");
-    let (status, body) = send_json(&h.app, "GET", "/v1/calls?limit=many", Value::Null).await;
+    let (status, body) = send_json(&h.api, "GET", "/v1/calls?limit=many", Value::Null).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["error"]["code"], "invalid_request");
-    let (status, body) = send_json(&h.app, "GET", "/healthz", Value::Null).await;
+    let (status, body) = send_json(&h.api, "GET", "/healthz", Value::Null).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["status"], "ok");
 }

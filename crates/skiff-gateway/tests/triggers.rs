@@ -3,67 +3,18 @@
 //! triggers going with it. Firing on real containers is proven by the `skiff` crate's
 //! end-to-end tests.
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
-use axum::Router;
-use http_body_util::BodyExt;
+mod common;
+
+use axum::http::StatusCode;
+use common::{send_json, Harness};
 use serde_json::{json, Value};
-use skiff_gateway::{app, GatewayConfig};
-use skiff_invoker::{Platform, PlatformConfig};
-use skiff_runtime::fake::{FakeEngine, Script};
-use skiff_store::Store;
-use std::sync::Arc;
-use tower::ServiceExt;
-
-async fn harness() -> (Router, tempfile::TempDir) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let engine = Arc::new(FakeEngine::new());
-    engine.add_image(
-        "hello:1",
-        Script {
-            stdout: "Hello World!\n".into(),
-            stderr: "".into(),
-            exit_code: 0,
-        },
-    );
-    let store = Store::open_in_memory().await.expect("store");
-    let mut config = PlatformConfig::new(dir.path().to_path_buf());
-    config.exec_prewarm = 0;
-    let platform = Platform::start(config, store, engine)
-        .await
-        .expect("platform");
-    (app(platform, GatewayConfig::default()), dir)
-}
-
-async fn send(app: &Router, method: &str, uri: &str, body: Value) -> (StatusCode, Value) {
-    let body = if body.is_null() {
-        Body::empty()
-    } else {
-        Body::from(body.to_string())
-    };
-    let request = Request::builder()
-        .method(method)
-        .uri(uri)
-        .header("content-type", "application/json")
-        .body(body)
-        .expect("request");
-    let response = app.clone().oneshot(request).await.expect("response");
-    let status = response.status();
-    let bytes = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
-    let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    (status, value)
-}
 
 #[tokio::test]
 async fn triggers_are_created_replaced_listed_and_deleted() {
-    let (app, _dir) = harness().await;
-    let (status, _) = send(
-        &app,
+    let h = Harness::hello().await;
+    let app = &h.api;
+    let (status, _) = send_json(
+        app,
         "PUT",
         "/v1/functions/hello",
         json!({"image": "hello:1"}),
@@ -72,7 +23,7 @@ async fn triggers_are_created_replaced_listed_and_deleted() {
     assert_eq!(status, StatusCode::CREATED);
 
     let spec = json!({"function": "hello", "cron": {"schedule": "0 9 * * MON-FRI", "timezone": "Europe/Paris"}, "body": "hi"});
-    let (status, created) = send(&app, "PUT", "/v1/triggers/morning", spec).await;
+    let (status, created) = send_json(app, "PUT", "/v1/triggers/morning", spec).await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     assert_eq!(created["name"], "morning");
     assert_eq!(created["kind"], "cron");
@@ -82,39 +33,40 @@ async fn triggers_are_created_replaced_listed_and_deleted() {
     assert!(created["next_tick"].is_string(), "{created}");
 
     let spec = json!({"function": "hello", "cron": {"schedule": "@daily", "missed": "skip"}});
-    let (status, replaced) = send(&app, "PUT", "/v1/triggers/morning", spec).await;
+    let (status, replaced) = send_json(app, "PUT", "/v1/triggers/morning", spec).await;
     assert_eq!(status, StatusCode::OK, "{replaced}");
     assert_eq!(replaced["cron"]["schedule"], "@daily");
     assert_eq!(replaced["cron"]["timezone"], "UTC");
 
-    let (status, list) = send(&app, "GET", "/v1/triggers", Value::Null).await;
+    let (status, list) = send_json(app, "GET", "/v1/triggers", Value::Null).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(list["triggers"].as_array().map(Vec::len), Some(1), "{list}");
-    let (status, one) = send(&app, "GET", "/v1/triggers/morning", Value::Null).await;
+    let (status, one) = send_json(app, "GET", "/v1/triggers/morning", Value::Null).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(one["cron"]["missed"], "skip");
 
-    let (status, _) = send(&app, "DELETE", "/v1/triggers/morning", Value::Null).await;
+    let (status, _) = send_json(app, "DELETE", "/v1/triggers/morning", Value::Null).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    let (status, body) = send(&app, "DELETE", "/v1/triggers/morning", Value::Null).await;
+    let (status, body) = send_json(app, "DELETE", "/v1/triggers/morning", Value::Null).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(body["error"]["code"], "trigger_not_found");
 
     // A function's triggers go with it.
     let spec = json!({"function": "hello", "cron": {"schedule": "@hourly"}});
-    let (status, _) = send(&app, "PUT", "/v1/triggers/hourly", spec).await;
+    let (status, _) = send_json(app, "PUT", "/v1/triggers/hourly", spec).await;
     assert_eq!(status, StatusCode::CREATED);
-    let (status, _) = send(&app, "DELETE", "/v1/functions/hello", Value::Null).await;
+    let (status, _) = send_json(app, "DELETE", "/v1/functions/hello", Value::Null).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    let (_, list) = send(&app, "GET", "/v1/triggers", Value::Null).await;
+    let (_, list) = send_json(app, "GET", "/v1/triggers", Value::Null).await;
     assert_eq!(list["triggers"], json!([]));
 }
 
 #[tokio::test]
 async fn bad_triggers_are_refused_with_typed_errors() {
-    let (app, _dir) = harness().await;
-    let (status, _) = send(
-        &app,
+    let h = Harness::hello().await;
+    let app = &h.api;
+    let (status, _) = send_json(
+        app,
         "PUT",
         "/v1/functions/hello",
         json!({"image": "hello:1"}),
@@ -172,14 +124,15 @@ async fn bad_triggers_are_refused_with_typed_errors() {
             Some("name"),
         ),
     ] {
-        let (got, body) = send(&app, "PUT", &format!("/v1/triggers/{name}"), spec.clone()).await;
+        let (got, body) =
+            send_json(app, "PUT", &format!("/v1/triggers/{name}"), spec.clone()).await;
         assert_eq!(got.as_u16(), status, "{spec}: {body}");
         assert_eq!(body["error"]["code"], code, "{spec}: {body}");
         if let Some(field) = field {
             assert_eq!(body["error"]["field"], field, "{spec}: {body}");
         }
     }
-    let (status, body) = send(&app, "GET", "/v1/triggers/none", Value::Null).await;
+    let (status, body) = send_json(app, "GET", "/v1/triggers/none", Value::Null).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(body["error"]["code"], "trigger_not_found");
 }

@@ -5,37 +5,26 @@
 //! Run: `cargo bench -p skiff --bench async_queue` (CALLS=n to change the enqueue count).
 
 use serde_json::{json, Value};
-use skiff_testing::Daemon;
-use std::path::Path;
+use skiff_testing::bench::{count, engine_ready};
+use skiff_testing::stats::{millis, Latencies};
+use skiff_testing::{skiff_bin, Daemon};
 use std::time::{Duration, Instant};
 
 #[tokio::main]
 async fn main() {
-    assert!(
-        skiff_testing::ready(),
-        "the benchmark needs the Docker engine"
-    );
-    let calls: usize = std::env::var("CALLS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(5000);
-    let d = Daemon::start(
-        Path::new(env!("CARGO_BIN_EXE_skiff")),
-        &["--max-concurrent-calls", "256"],
-    )
-    .await;
+    engine_ready();
+    let calls = count("CALLS", 5000);
+    let d = Daemon::start(skiff_bin!(), &["--max-concurrent-calls", "256"]).await;
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(128)
         .build()
         .expect("client");
-    let response = client
-        .put(format!("{}/v1/functions/web", d.url))
-        .json(&json!({"image": "skiff/echo-http:latest", "contract": "http", "readiness_path": "/ready",
-                      "memory": "64Mi", "concurrency": 128, "min_instances": 1, "max_instances": 2}))
-        .send()
-        .await
-        .expect("deploy");
-    assert!(response.status().is_success());
+    d.deploy(
+        "web",
+        json!({"image": "skiff/echo-http:latest", "contract": "http", "readiness_path": "/ready",
+               "memory": "64Mi", "concurrency": 128, "min_instances": 1, "max_instances": 2}),
+    )
+    .await;
     let url = format!("{}/fn/web/", d.url);
     // Warm up.
     for _ in 0..20 {
@@ -116,7 +105,7 @@ async fn main() {
     let drain_time = started.elapsed();
 
     // End-to-end latency of one async call at a time.
-    let mut latencies = Vec::new();
+    let mut latencies = Latencies::new();
     for _ in 0..50 {
         let started = Instant::now();
         let response = client
@@ -144,11 +133,9 @@ async fn main() {
             }
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
-        latencies.push(started.elapsed());
+        latencies.record(started.elapsed());
     }
-    latencies.sort();
     d.stop().await;
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!("| measure | result | target |");
     println!("| --- | --- | --- |");
     println!(
@@ -161,8 +148,8 @@ async fn main() {
     );
     println!(
         "| end-to-end async latency (accepted -> succeeded seen by polling), p50 / p99 | {:.2} / {:.2} ms | - |",
-        ms(latencies[latencies.len() / 2]),
-        ms(latencies[(latencies.len() - 1) * 99 / 100])
+        millis(latencies.median()),
+        millis(latencies.p99())
     );
 }
 

@@ -12,76 +12,31 @@
 //! Run: `cargo bench -p skiff --bench http_warm` (SAMPLES=n for the latency sample count).
 
 use bollard::models::{ContainerCreateBody, HostConfig};
-use bollard::query_parameters::RemoveContainerOptionsBuilder;
-use serde_json::{json, Value};
+use serde_json::json;
 use skiff_runtime::docker::DockerEngine;
-use skiff_testing::Daemon;
-use std::path::Path;
+use skiff_testing::bench::{count, engine_ready, raw_start, until_paused};
+use skiff_testing::stats::{ms, ratio, Latencies};
+use skiff_testing::{container_ip, eventually, skiff_bin, Daemon};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 const IMAGE: &str = "skiff/echo-http:latest";
 
-fn percentile(sorted: &[Duration], q: f64) -> Duration {
-    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.3} ms", d.as_secs_f64() * 1000.0)
-}
-
-struct Summary {
-    p50: Duration,
-    p99: Duration,
-}
-
-fn summarize(mut samples: Vec<Duration>) -> Summary {
-    samples.sort();
-    Summary {
-        p50: percentile(&samples, 0.5),
-        p99: percentile(&samples, 0.99),
-    }
-}
-
-async fn deploy(d: &Daemon, name: &str, spec: Value) {
-    let response = reqwest::Client::new()
-        .put(format!("{}/v1/functions/{name}", d.url))
-        .json(&spec)
-        .send()
-        .await
-        .expect("deploy");
-    assert!(
-        response.status().is_success(),
-        "{:?}",
-        response.text().await
-    );
-}
-
+/// The address of the first instance of `name` once it has started.
 async fn instance_addr(d: &Daemon, name: &str) -> String {
-    for _ in 0..200 {
-        let body: Value = reqwest::get(format!("{}/v1/functions/{name}/instances", d.url))
-            .await
-            .expect("instances")
-            .json()
-            .await
-            .expect("json");
-        if let Some(container) = body["instances"][0]["container"].as_str() {
-            if body["instances"][0]["state"] != "starting" {
-                let out = Command::new("docker")
-                    .args([
-                        "inspect",
-                        "-f",
-                        "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
-                        container,
-                    ])
-                    .output()
-                    .expect("docker inspect");
-                return format!("{}:8080", String::from_utf8_lossy(&out.stdout).trim());
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("no instance of {name} became ready");
+    let container = eventually(
+        &format!("an instance of {name} ready"),
+        Duration::from_secs(10),
+        async || {
+            let instances = d.instances(name).await;
+            let first = instances.first()?;
+            (first["state"] != "starting")
+                .then(|| first["container"].as_str().map(str::to_string))
+                .flatten()
+        },
+    )
+    .await;
+    format!("{}:8080", container_ip(&container))
 }
 
 async fn sequential(client: &reqwest::Client, url: &str, n: usize) -> Vec<Duration> {
@@ -114,9 +69,9 @@ fn wrk(url: &str) -> Option<f64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
-async fn raw_create_start(engine: &DockerEngine, samples: usize) -> Vec<Duration> {
-    let docker = engine.client();
-    let mut times = Vec::new();
+/// The baseline: create and start through the Engine API (to "started", not "ready").
+async fn raw_create_start(engine: &DockerEngine, samples: usize) -> Latencies {
+    let mut times = Latencies::new();
     for _ in 0..samples {
         let body = ContainerCreateBody {
             image: Some(IMAGE.to_string()),
@@ -125,37 +80,18 @@ async fn raw_create_start(engine: &DockerEngine, samples: usize) -> Vec<Duration
                 network_mode: Some("skiff-functions".to_string()),
                 ..Default::default()
             }),
-            labels: Some([("skiff.bench".to_string(), "true".to_string())].into()),
             ..Default::default()
         };
-        let started = Instant::now();
-        let id = docker
-            .create_container(None, body)
-            .await
-            .expect("create")
-            .id;
-        docker.start_container(&id, None).await.expect("start");
-        times.push(started.elapsed());
-        let rm = RemoveContainerOptionsBuilder::default().force(true).build();
-        docker
-            .remove_container(&id, Some(rm))
-            .await
-            .expect("remove");
+        times.record(raw_start(engine.client(), body, false).await);
     }
     times
 }
 
 #[tokio::main]
 async fn main() {
-    assert!(
-        skiff_testing::ready(),
-        "the benchmark needs the Docker engine"
-    );
-    let samples: usize = std::env::var("SAMPLES")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(2000);
-    let skiff = Path::new(env!("CARGO_BIN_EXE_skiff"));
+    engine_ready();
+    let samples = count("SAMPLES", 2000);
+    let skiff = skiff_bin!();
     let engine = DockerEngine::connect().await.expect("docker");
     let d = Daemon::start(
         skiff,
@@ -171,8 +107,7 @@ async fn main() {
     .await;
 
     // 1 and 2: warm latency and throughput, one instance.
-    deploy(
-        &d,
+    d.deploy(
         "web",
         json!({"image": IMAGE, "contract": "http", "readiness_path": "/ready",
         "concurrency": 128, "min_instances": 1, "max_instances": 1}),
@@ -183,28 +118,25 @@ async fn main() {
     let client = reqwest::Client::new();
     sequential(&client, &direct, 200).await;
     sequential(&client, &through, 200).await;
-    let (mut direct_samples, mut skiff_samples) = (Vec::new(), Vec::new());
+    let (mut direct_lat, mut skiff_lat) = (Latencies::new(), Latencies::new());
     for _ in 0..10 {
-        direct_samples.extend(sequential(&client, &direct, samples / 10).await);
-        skiff_samples.extend(sequential(&client, &through, samples / 10).await);
+        direct_lat.extend(sequential(&client, &direct, samples / 10).await);
+        skiff_lat.extend(sequential(&client, &through, samples / 10).await);
     }
-    let direct_lat = summarize(direct_samples);
-    let skiff_lat = summarize(skiff_samples);
     let throughput = match (wrk(&direct), wrk(&through)) {
         (Some(a), Some(b)) => Some((a, b)),
         _ => None,
     };
 
     // 3: first call to an idle function (its last instance paused) vs raw create+start.
-    deploy(
-        &d,
+    d.deploy(
         "idle",
         json!({"image": IMAGE, "contract": "http", "readiness_path": "/ready",
         "idle_timeout": "1s"}),
     )
     .await;
     let idle_url = format!("{}/fn/idle/", d.url);
-    let mut resumes = Vec::new();
+    let mut resume = Latencies::new();
     for _ in 0..10 {
         client
             .get(&idle_url)
@@ -214,31 +146,17 @@ async fn main() {
             .bytes()
             .await
             .expect("body");
-        // Wait until the instance is paused again.
-        for _ in 0..100 {
-            let body: Value = reqwest::get(format!("{}/v1/functions/idle/instances", d.url))
-                .await
-                .expect("instances")
-                .json()
-                .await
-                .expect("json");
-            if body["instances"][0]["state"] == "paused" {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        until_paused(&d, "idle").await;
         let started = Instant::now();
         let response = client.get(&idle_url).send().await.expect("call");
         assert_eq!(response.headers()["x-skiff-cold"], "true");
         response.bytes().await.expect("body");
-        resumes.push(started.elapsed());
+        resume.record(started.elapsed());
     }
-    let resume = summarize(resumes);
-    let raw = summarize(raw_create_start(&engine, 10).await);
+    let raw = raw_create_start(&engine, 10).await;
 
     // 4: a burst from zero to 500 concurrent calls.
-    deploy(
-        &d,
+    d.deploy(
         "burst",
         json!({"image": IMAGE, "contract": "http", "readiness_path": "/ready",
         "concurrency": 50, "max_instances": 10}),
@@ -263,7 +181,7 @@ async fn main() {
     });
     let results = futures::future::join_all(calls).await;
     let errors = results.iter().filter(|(ok, _)| !ok).count();
-    let burst = summarize(results.into_iter().map(|(_, t)| t).collect());
+    let burst: Latencies = results.into_iter().map(|(_, t)| t).collect();
     d.stop().await;
 
     println!("http contract, image {IMAGE}, {samples} sequential samples per path\n");
@@ -271,15 +189,15 @@ async fn main() {
     println!("| --- | --- | --- | --- | --- |");
     println!(
         "| warm latency p50 (keep-alive) | {} direct | {} | +{} | <= +0.2 ms |",
-        ms(direct_lat.p50),
-        ms(skiff_lat.p50),
-        ms(skiff_lat.p50.saturating_sub(direct_lat.p50))
+        ms(direct_lat.median(), 3),
+        ms(skiff_lat.median(), 3),
+        ms(skiff_lat.median().saturating_sub(direct_lat.median()), 3)
     );
     println!(
         "| warm latency p99 (keep-alive) | {} direct | {} | +{} | <= +1 ms |",
-        ms(direct_lat.p99),
-        ms(skiff_lat.p99),
-        ms(skiff_lat.p99.saturating_sub(direct_lat.p99))
+        ms(direct_lat.p99(), 3),
+        ms(skiff_lat.p99(), 3),
+        ms(skiff_lat.p99().saturating_sub(direct_lat.p99()), 3)
     );
     match throughput {
         Some((direct, through)) => println!(
@@ -289,16 +207,16 @@ async fn main() {
         None => println!("| warm throughput | wrk not installed | - | not measured | >= 0.85x |"),
     }
     println!(
-        "| first call to an idle function (paused instance), p50 / p99 | {} / {} raw create+start | {} / {} | {:.2}x | <= 0.1x |",
-        ms(raw.p50),
-        ms(raw.p99),
-        ms(resume.p50),
-        ms(resume.p99),
-        resume.p50.as_secs_f64() / raw.p50.as_secs_f64()
+        "| first call to an idle function (paused instance), p50 / p99 | {} / {} raw create+start | {} / {} | {} | <= 0.1x |",
+        ms(raw.median(), 3),
+        ms(raw.p99(), 3),
+        ms(resume.median(), 3),
+        ms(resume.p99(), 3),
+        ratio(resume.median(), raw.median())
     );
     println!(
         "| burst 0 -> 500 concurrent calls (50 ms each) | - | p50 {} / p99 {} | {errors} errors | 0 errors |",
-        ms(burst.p50),
-        ms(burst.p99)
+        ms(burst.median(), 3),
+        ms(burst.p99(), 3)
     );
 }

@@ -6,8 +6,8 @@
 //! Run: `cargo bench -p skiff --bench many_functions` (FUNCTIONS=n to change N).
 
 use serde_json::json;
-use skiff_testing::Daemon;
-use std::path::Path;
+use skiff_testing::bench::{count, engine_ready};
+use skiff_testing::{skiff_bin, Daemon};
 use std::time::Instant;
 
 fn rss_kib(pid: u32) -> u64 {
@@ -24,19 +24,9 @@ fn rss_kib(pid: u32) -> u64 {
 
 #[tokio::main]
 async fn main() {
-    assert!(
-        skiff_testing::ready(),
-        "the benchmark needs the Docker engine"
-    );
-    let n: usize = std::env::var("FUNCTIONS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1000);
-    let d = Daemon::start(
-        Path::new(env!("CARGO_BIN_EXE_skiff")),
-        &["--exec-prewarm", "0"],
-    )
-    .await;
+    engine_ready();
+    let n = count("FUNCTIONS", 1000);
+    let d = Daemon::start(skiff_bin!(), &["--exec-prewarm", "0"]).await;
     let idle = rss_kib(d.pid());
     let client = reqwest::Client::new();
     let started = Instant::now();

@@ -4,59 +4,9 @@
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use skiff_testing::Daemon;
+use skiff_testing::{skiff_bin, Daemon};
 use std::collections::HashSet;
-use std::path::Path;
 use std::time::{Duration, Instant};
-
-fn skiff() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_skiff"))
-}
-
-async fn daemon(args: &[&str]) -> Option<Daemon> {
-    if !skiff_testing::ready() {
-        return None;
-    }
-    Some(Daemon::start(skiff(), args).await)
-}
-
-async fn deploy(d: &Daemon, name: &str, spec: Value) {
-    let response = reqwest::Client::new()
-        .put(format!("{}/v1/functions/{name}", d.url))
-        .json(&spec)
-        .send()
-        .await
-        .expect("deploy");
-    assert!(
-        response.status().is_success(),
-        "{:?}",
-        response.text().await
-    );
-}
-
-async fn call_record(d: &Daemon, id: &str) -> Value {
-    reqwest::get(format!("{}/v1/calls/{id}", d.url))
-        .await
-        .expect("get call")
-        .json()
-        .await
-        .expect("json")
-}
-
-async fn wait_status(d: &Daemon, id: &str, status: &str, limit: Duration) -> Value {
-    let started = Instant::now();
-    loop {
-        let record = call_record(d, id).await;
-        if record["status"] == status {
-            return record;
-        }
-        assert!(
-            started.elapsed() < limit,
-            "call {id} never reached {status}: {record}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 async fn enqueue(client: &reqwest::Client, url: &str, body: &'static str) -> String {
     let response = client
@@ -78,8 +28,11 @@ async fn enqueue(client: &reqwest::Client, url: &str, body: &'static str) -> Str
 
 #[tokio::test]
 async fn an_async_call_is_accepted_then_runs() {
-    let Some(d) = daemon(&[]).await else { return };
-    deploy(&d, "hello", json!({"image": "skiff/hello:latest"})).await;
+    let Some(d) = Daemon::start_if_ready(skiff_bin!(), &[]).await else {
+        return;
+    };
+    d.deploy("hello", json!({"image": "skiff/hello:latest"}))
+        .await;
     let client = reqwest::Client::new();
     let id = enqueue(
         &client,
@@ -87,19 +40,14 @@ async fn an_async_call_is_accepted_then_runs() {
         r#"{"name":"Ann"}"#,
     )
     .await;
-    let record = wait_status(&d, &id, "succeeded", Duration::from_secs(30)).await;
+    let record = d.wait_call(&id, "succeeded", Duration::from_secs(30)).await;
     assert_eq!(record["trigger"], "async");
     assert_eq!(record["attempt"], 1);
-    let logs = reqwest::get(format!("{}/v1/calls/{id}/logs", d.url))
-        .await
-        .expect("logs")
-        .text()
-        .await
-        .expect("text");
+    let logs = d.logs(&id).await;
     assert!(logs.contains("greeting Ann"), "{logs}");
     // The public route takes Prefer too, and bodies over the async limit are refused.
     let id = enqueue(&client, &format!("{}/fn/hello", d.url), "{}").await;
-    wait_status(&d, &id, "succeeded", Duration::from_secs(30)).await;
+    d.wait_call(&id, "succeeded", Duration::from_secs(30)).await;
     let big = client
         .post(format!("{}/fn/hello", d.url))
         .header("Prefer", "respond-async")
@@ -113,18 +61,18 @@ async fn an_async_call_is_accepted_then_runs() {
 
 #[tokio::test]
 async fn a_failing_async_call_is_retried_then_dead_then_redriven() {
-    let Some(d) = daemon(&["--async-retry-delay", "100ms"]).await else {
+    let Some(d) = Daemon::start_if_ready(skiff_bin!(), &["--async-retry-delay", "100ms"]).await
+    else {
         return;
     };
-    deploy(
-        &d,
+    d.deploy(
         "fail",
         json!({"image": "skiff/testfn:latest", "env": {"MODE": "exit"}}),
     )
     .await;
     let client = reqwest::Client::new();
     let id = enqueue(&client, &format!("{}/v1/functions/fail/invoke", d.url), "").await;
-    let dead = wait_status(&d, &id, "dead", Duration::from_secs(60)).await;
+    let dead = d.wait_call(&id, "dead", Duration::from_secs(60)).await;
     assert_eq!(
         dead["attempt"], 3,
         "1 attempt + 2 retries by default: {dead}"
@@ -136,7 +84,7 @@ async fn a_failing_async_call_is_retried_then_dead_then_redriven() {
         .await
         .expect("redrive");
     assert_eq!(redriven.status(), StatusCode::OK);
-    let dead = wait_status(&d, &id, "dead", Duration::from_secs(60)).await;
+    let dead = d.wait_call(&id, "dead", Duration::from_secs(60)).await;
     assert_eq!(dead["attempt"], 3);
     let not_dead = client
         .post(format!(
@@ -166,13 +114,14 @@ async fn stored_payload(d: &Daemon, id: &str) -> Option<Vec<u8>> {
 
 #[tokio::test]
 async fn a_succeeded_calls_payload_is_deleted_and_a_dead_ones_kept_for_redrive() {
-    let Some(mut d) = daemon(&["--async-retry-delay", "100ms"]).await else {
+    let Some(mut d) = Daemon::start_if_ready(skiff_bin!(), &["--async-retry-delay", "100ms"]).await
+    else {
         return;
     };
     let echo = json!({"image": "skiff/testfn:latest", "env": {"MODE": "echo"}, "retries": 0});
     let failing = json!({"image": "skiff/testfn:latest", "env": {"MODE": "exit"}, "retries": 0});
-    deploy(&d, "ok", echo.clone()).await;
-    deploy(&d, "flaky", failing).await;
+    d.deploy("ok", echo.clone()).await;
+    d.deploy("flaky", failing).await;
     let client = reqwest::Client::new();
     let ok = enqueue(
         &client,
@@ -186,8 +135,8 @@ async fn a_succeeded_calls_payload_is_deleted_and_a_dead_ones_kept_for_redrive()
         "kept for a redrive",
     )
     .await;
-    wait_status(&d, &ok, "succeeded", Duration::from_secs(60)).await;
-    wait_status(&d, &dead, "dead", Duration::from_secs(60)).await;
+    d.wait_call(&ok, "succeeded", Duration::from_secs(60)).await;
+    d.wait_call(&dead, "dead", Duration::from_secs(60)).await;
     assert!(d.terminate().await, "clean exit:\n{}", d.log());
     assert_eq!(
         stored_payload(&d, &ok).await,
@@ -203,14 +152,16 @@ async fn a_succeeded_calls_payload_is_deleted_and_a_dead_ones_kept_for_redrive()
     // The function fixed, the dead call redriven through the API runs with its payload;
     // once it succeeded, that payload goes too.
     d.restart().await;
-    deploy(&d, "flaky", echo).await;
+    d.deploy("flaky", echo).await;
     let redriven = client
         .post(format!("{}/v1/calls/{dead}/redrive", d.url))
         .send()
         .await
         .expect("redrive");
     assert_eq!(redriven.status(), StatusCode::OK);
-    let record = wait_status(&d, &dead, "succeeded", Duration::from_secs(60)).await;
+    let record = d
+        .wait_call(&dead, "succeeded", Duration::from_secs(60))
+        .await;
     assert_eq!(record["result"]["body"], "kept for a redrive", "{record}");
     assert!(d.terminate().await, "clean exit:\n{}", d.log());
     assert_eq!(stored_payload(&d, &dead).await, None);
@@ -219,11 +170,11 @@ async fn a_succeeded_calls_payload_is_deleted_and_a_dead_ones_kept_for_redrive()
 
 #[tokio::test]
 async fn ten_thousand_accepted_async_calls_survive_sigkill() {
-    let Some(mut d) = daemon(&["--max-concurrent-calls", "64"]).await else {
+    let Some(mut d) = Daemon::start_if_ready(skiff_bin!(), &["--max-concurrent-calls", "64"]).await
+    else {
         return;
     };
-    deploy(
-        &d,
+    d.deploy(
         "web",
         json!({"image": "skiff/echo-http:latest", "contract": "http", "readiness_path": "/ready",
                "memory": "64Mi", "concurrency": 64, "max_instances": 2, "min_instances": 1}),
@@ -253,15 +204,9 @@ async fn ten_thousand_accepted_async_calls_survive_sigkill() {
     }
     assert_eq!(ids.len(), total, "every call was accepted with its own id");
     // Kill the daemon while the queue drains.
-    let waiting: Value = reqwest::get(format!(
-        "{}/v1/calls?function=web&status=queued&limit=1",
-        d.url
-    ))
-    .await
-    .expect("queued")
-    .json()
-    .await
-    .expect("json");
+    let waiting = d
+        .get_json("/v1/calls?function=web&status=queued&limit=1")
+        .await;
     assert!(
         !waiting["calls"]
             .as_array()
@@ -277,16 +222,11 @@ async fn ten_thousand_accepted_async_calls_survive_sigkill() {
         finished.clear();
         let mut before: Option<String> = None;
         loop {
-            let mut page_url = format!("{}/v1/calls?function=web&limit=1000", d.url);
+            let mut page_path = "/v1/calls?function=web&limit=1000".to_string();
             if let Some(b) = &before {
-                page_url.push_str(&format!("&before={b}"));
+                page_path.push_str(&format!("&before={b}"));
             }
-            let page: Value = reqwest::get(page_url)
-                .await
-                .expect("page")
-                .json()
-                .await
-                .expect("json");
+            let page = d.get_json(&page_path).await;
             for call in page["calls"].as_array().cloned().unwrap_or_default() {
                 let status = call["status"].as_str().unwrap_or_default();
                 if !matches!(status, "queued" | "running") {
@@ -379,21 +319,24 @@ fn header<'a>(hook: &'a Hook, name: &str) -> &'a str {
 #[tokio::test]
 async fn an_async_call_keeps_its_result_and_sends_it_to_its_callback() {
     // The receiver listens on loopback, where callbacks go only when allowed.
-    let Some(d) = daemon(&[
-        "--async-retry-delay",
-        "100ms",
-        "--async-result-bytes",
-        "16",
-        "--callback-allow",
-        "127.0.0.1/32",
-    ])
+    let Some(d) = Daemon::start_if_ready(
+        skiff_bin!(),
+        &[
+            "--async-retry-delay",
+            "100ms",
+            "--async-result-bytes",
+            "16",
+            "--callback-allow",
+            "127.0.0.1/32",
+        ],
+    )
     .await
     else {
         return;
     };
-    deploy(&d, "echo", json!({"image": "skiff/testfn:latest"})).await;
-    deploy(
-        &d,
+    d.deploy("echo", json!({"image": "skiff/testfn:latest"}))
+        .await;
+    d.deploy(
         "fail",
         json!({"image": "skiff/testfn:latest", "env": {"MODE": "exit"}, "retries": 1}),
     )
@@ -401,19 +344,15 @@ async fn an_async_call_keeps_its_result_and_sends_it_to_its_callback() {
     // The receiver refuses the first try: the callback is tried again.
     let (hook_url, mut hooks) = receiver(1).await;
     let client = reqwest::Client::new();
-    let accepted = client
-        .post(format!("{}/v1/functions/echo/invoke", d.url))
-        .header("Prefer", "respond-async")
-        .header("X-Skiff-Callback-Url", &hook_url)
-        .body("hello, callback")
-        .send()
-        .await
-        .expect("enqueue");
-    assert_eq!(accepted.status(), StatusCode::ACCEPTED);
-    let id = accepted.headers()["x-skiff-call-id"]
-        .to_str()
-        .expect("id")
-        .to_string();
+    let accepted = d
+        .call_async(
+            "/v1/functions/echo/invoke",
+            "hello, callback",
+            Some(&hook_url),
+        )
+        .await;
+    assert_eq!(accepted.status, StatusCode::ACCEPTED);
+    let id = accepted.call_id().expect("id");
     let hook = next_hook(&mut hooks).await;
     assert_eq!(header(&hook, "x-skiff-call-id"), id);
     assert_eq!(header(&hook, "x-skiff-function"), "echo");
@@ -424,7 +363,7 @@ async fn an_async_call_keeps_its_result_and_sends_it_to_its_callback() {
         "the function's output, whole: the cap is 16 bytes"
     );
     // The callback header is skiff's, not the function's: the echo shows no trace of it.
-    let record = wait_status(&d, &id, "succeeded", Duration::from_secs(30)).await;
+    let record = d.wait_call(&id, "succeeded", Duration::from_secs(30)).await;
     assert_eq!(record["result"]["status_code"], 200);
     assert_eq!(record["result"]["encoding"], "utf8");
     assert_eq!(record["result"]["body"], "hello, callback");
@@ -437,20 +376,16 @@ async fn an_async_call_keeps_its_result_and_sends_it_to_its_callback() {
         "0123456789abcdefXYZ",
     )
     .await;
-    let record = wait_status(&d, &id, "succeeded", Duration::from_secs(30)).await;
+    let record = d.wait_call(&id, "succeeded", Duration::from_secs(30)).await;
     assert_eq!(record["result"]["body"], "0123456789abcdef");
     assert_eq!(record["result"]["size"], 19);
     assert_eq!(record["result"]["truncated"], true);
 
     // A call that dies sends its last error.
-    let accepted = client
-        .post(format!("{}/v1/functions/fail/invoke", d.url))
-        .header("Prefer", "respond-async")
-        .header("X-Skiff-Callback-Url", &hook_url)
-        .send()
-        .await
-        .expect("enqueue");
-    assert_eq!(accepted.status(), StatusCode::ACCEPTED);
+    let accepted = d
+        .call_async("/v1/functions/fail/invoke", "", Some(&hook_url))
+        .await;
+    assert_eq!(accepted.status, StatusCode::ACCEPTED);
     let hook = next_hook(&mut hooks).await;
     assert_eq!(header(&hook, "x-skiff-status"), "dead");
     assert_eq!(header(&hook, "x-skiff-attempt"), "2", "1 attempt + 1 retry");
@@ -459,15 +394,11 @@ async fn an_async_call_keeps_its_result_and_sends_it_to_its_callback() {
 
     // Bad callback URLs are refused before anything is stored.
     for bad in ["https://example.com/hook", "not a url", "/relative"] {
-        let refused = client
-            .post(format!("{}/v1/functions/echo/invoke", d.url))
-            .header("Prefer", "respond-async")
-            .header("X-Skiff-Callback-Url", bad)
-            .send()
+        let (status, body) = d
+            .call_async("/v1/functions/echo/invoke", "", Some(bad))
             .await
-            .expect("enqueue");
-        assert_eq!(refused.status(), StatusCode::BAD_REQUEST, "{bad}");
-        let body: Value = refused.json().await.expect("json");
+            .status_json();
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
         assert_eq!(body["error"]["code"], "invalid_request", "{body}");
     }
     d.stop().await;
@@ -475,26 +406,25 @@ async fn an_async_call_keeps_its_result_and_sends_it_to_its_callback() {
 
 #[tokio::test]
 async fn async_calls_older_than_their_max_event_age_are_given_up() {
-    let Some(d) = daemon(&["--async-retry-delay", "300ms"]).await else {
+    let Some(d) = Daemon::start_if_ready(skiff_bin!(), &["--async-retry-delay", "300ms"]).await
+    else {
         return;
     };
     // Retries stop once the next one would come after the call's max event age.
-    deploy(
-        &d,
+    d.deploy(
         "fail",
         json!({"image": "skiff/testfn:latest", "env": {"MODE": "exit"},
                "retries": 10, "max_event_age": "5s"}),
     )
     .await;
-    deploy(
-        &d,
+    d.deploy(
         "echo",
         json!({"image": "skiff/testfn:latest", "max_event_age": "1s"}),
     )
     .await;
     let client = reqwest::Client::new();
     let failing = enqueue(&client, &format!("{}/v1/functions/fail/invoke", d.url), "").await;
-    let dead = wait_status(&d, &failing, "dead", Duration::from_secs(60)).await;
+    let dead = d.wait_call(&failing, "dead", Duration::from_secs(60)).await;
     let attempts = dead["attempt"].as_u64().expect("attempt");
     assert!(
         (2..=10).contains(&attempts),
@@ -517,43 +447,43 @@ async fn async_calls_older_than_their_max_event_age_are_given_up() {
 
     // A call still queued when its age runs out never runs: with one call at a time, a
     // slow call holds the only slot for 3 s while a call with a 1 s age waits.
-    let Some(d) = daemon(&["--max-concurrent-calls", "1"]).await else {
+    let Some(d) = Daemon::start_if_ready(skiff_bin!(), &["--max-concurrent-calls", "1"]).await
+    else {
         return;
     };
-    deploy(
-        &d,
+    d.deploy(
         "slow",
         json!({"image": "skiff/testfn:latest", "env": {"MODE": "sleep", "SLEEP_MS": "3000"}}),
     )
     .await;
-    deploy(
-        &d,
+    d.deploy(
         "echo",
         json!({"image": "skiff/testfn:latest", "max_event_age": "1s"}),
     )
     .await;
     let slow = enqueue(&client, &format!("{}/v1/functions/slow/invoke", d.url), "").await;
-    wait_status(&d, &slow, "running", Duration::from_secs(30)).await;
+    d.wait_call(&slow, "running", Duration::from_secs(30)).await;
     let late = enqueue(
         &client,
         &format!("{}/v1/functions/echo/invoke", d.url),
         "late",
     )
     .await;
-    let dead = wait_status(&d, &late, "dead", Duration::from_secs(60)).await;
+    let dead = d.wait_call(&late, "dead", Duration::from_secs(60)).await;
     assert_eq!(dead["error_type"], "expired", "{dead}");
     assert!(dead.get("result").is_none(), "it never ran: {dead}");
-    wait_status(&d, &slow, "succeeded", Duration::from_secs(30)).await;
+    d.wait_call(&slow, "succeeded", Duration::from_secs(30))
+        .await;
     d.stop().await;
 }
 
 #[tokio::test]
 async fn an_http_function_answering_5xx_is_retried_and_its_answers_kept() {
-    let Some(d) = daemon(&["--async-retry-delay", "100ms"]).await else {
+    let Some(d) = Daemon::start_if_ready(skiff_bin!(), &["--async-retry-delay", "100ms"]).await
+    else {
         return;
     };
-    deploy(
-        &d,
+    d.deploy(
         "web",
         json!({"image": "skiff/echo-http:latest", "contract": "http", "readiness_path": "/ready",
                "memory": "64Mi", "retries": 1}),
@@ -561,14 +491,16 @@ async fn an_http_function_answering_5xx_is_retried_and_its_answers_kept() {
     .await;
     let client = reqwest::Client::new();
     let failing = enqueue(&client, &format!("{}/fn/web/status/503", d.url), "").await;
-    let dead = wait_status(&d, &failing, "dead", Duration::from_secs(60)).await;
+    let dead = d.wait_call(&failing, "dead", Duration::from_secs(60)).await;
     assert_eq!(dead["attempt"], 2, "1 attempt + 1 retry: {dead}");
     assert_eq!(dead["error_type"], "function_error");
     assert_eq!(dead["result"]["status_code"], 503, "{dead}");
     assert_eq!(dead["result"]["body"], "status 503");
     // 4xx is the function's answer, not a failure to retry.
     let refused = enqueue(&client, &format!("{}/fn/web/status/404", d.url), "").await;
-    let done = wait_status(&d, &refused, "succeeded", Duration::from_secs(60)).await;
+    let done = d
+        .wait_call(&refused, "succeeded", Duration::from_secs(60))
+        .await;
     assert_eq!(done["attempt"], 1);
     assert_eq!(done["result"]["status_code"], 404);
     d.stop().await;

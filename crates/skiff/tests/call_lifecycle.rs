@@ -4,20 +4,12 @@
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use skiff_testing::{containers_with_label, eventually, Daemon};
-use std::path::Path;
+use skiff_testing::{containers_with_label, eventually, skiff_bin, Daemon};
 use std::time::Duration;
-
-fn skiff() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_skiff"))
-}
 
 /// The calls of `function`, oldest first.
 async fn calls_of(d: &Daemon, function: &str) -> Vec<Value> {
-    let page = d.get_json(&format!("/v1/calls?function={function}")).await;
-    let mut calls = page["calls"].as_array().cloned().unwrap_or_default();
-    calls.reverse();
-    calls
+    d.calls(&format!("function={function}")).await
 }
 
 /// The one call of `function`, once there is one.
@@ -34,7 +26,7 @@ async fn final_record(d: &Daemon, id: &str) -> Value {
         &format!("call {id} reaching a final status"),
         Duration::from_secs(60),
         || async {
-            let record = d.get_json(&format!("/v1/calls/{id}")).await;
+            let record = d.call_record(id).await;
             let status = record["status"].as_str().unwrap_or_default();
             (status != "running" && status != "queued").then_some(record)
         },
@@ -44,13 +36,9 @@ async fn final_record(d: &Daemon, id: &str) -> Value {
 
 /// `skiff_calls_running` from `/metrics`: the call slots in use.
 async fn slots_in_use(d: &Daemon) -> u64 {
-    let text = reqwest::get(format!("{}/metrics", d.url))
+    d.get_text("/metrics")
         .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
-    text.lines()
+        .lines()
         .find_map(|l| l.strip_prefix("skiff_calls_running "))
         .and_then(|v| v.trim().parse().ok())
         .expect("skiff_calls_running")
@@ -91,12 +79,7 @@ fn call_in_background(
 
 /// Deletes `name` and waits until no container of it is left.
 async fn delete_leaves_no_container(d: &Daemon, name: &str) {
-    let deleted = reqwest::Client::new()
-        .delete(format!("{}/v1/functions/{name}", d.url))
-        .send()
-        .await
-        .expect("delete");
-    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+    assert_eq!(d.delete_function(name).await, StatusCode::NO_CONTENT);
     eventually(
         "no container of the deleted function",
         Duration::from_secs(30),
@@ -115,7 +98,7 @@ async fn an_exec_call_whose_caller_hangs_up_is_stopped_recorded_and_cleaned_up()
     if !skiff_testing::ready() {
         return;
     }
-    let d = Daemon::start(skiff(), &[]).await;
+    let d = Daemon::start(skiff_bin!(), &[]).await;
     d.deploy("sleeper", sleeper("60s")).await;
     // The caller gives up after 3 s, as `curl -m 3` does.
     let hung_up = reqwest::Client::builder()
@@ -142,7 +125,7 @@ async fn an_http_call_whose_caller_hangs_up_is_recorded_as_such() {
     if !skiff_testing::ready() {
         return;
     }
-    let d = Daemon::start(skiff(), &[]).await;
+    let d = Daemon::start(skiff_bin!(), &[]).await;
     d.deploy(
         "web",
         json!({"image": "skiff/echo-http:latest", "contract": "http", "timeout": "60s"}),
@@ -186,7 +169,7 @@ async fn deleting_a_function_stops_its_calls_and_leaves_none_of_its_containers()
     if !skiff_testing::ready() {
         return;
     }
-    let d = Daemon::start(skiff(), &[]).await;
+    let d = Daemon::start(skiff_bin!(), &[]).await;
     d.deploy("doomed", sleeper("120s")).await;
     let running = call_in_background(&d, "doomed");
     let call = the_call(&d, "doomed").await;
@@ -216,13 +199,13 @@ async fn a_graceful_stop_finalises_the_records_of_calls_in_flight() {
     if !skiff_testing::ready() {
         return;
     }
-    let mut d = Daemon::start(skiff(), &["--shutdown-grace", "1s"]).await;
+    let mut d = Daemon::start(skiff_bin!(), &["--shutdown-grace", "1s"]).await;
     d.deploy("sleeper", sleeper("120s")).await;
     let running = call_in_background(&d, "sleeper");
     let call = the_call(&d, "sleeper").await;
     let id = call["id"].as_str().expect("id").to_string();
     eventually("the call running", Duration::from_secs(30), || async {
-        (d.get_json(&format!("/v1/calls/{id}")).await["status"] == "running").then_some(())
+        (d.call_record(&id).await["status"] == "running").then_some(())
     })
     .await;
     assert!(d.terminate().await, "a clean exit:\n{}", d.log());
@@ -232,7 +215,7 @@ async fn a_graceful_stop_finalises_the_records_of_calls_in_flight() {
     }
     // The record was finished by the stop itself, not by the next start's sweep.
     d.restart().await;
-    let record = d.get_json(&format!("/v1/calls/{id}")).await;
+    let record = d.call_record(&id).await;
     assert_eq!(record["status"], "failed", "{record}");
     assert_eq!(record["error_type"], "interrupted", "{record}");
     assert_eq!(
@@ -247,7 +230,7 @@ async fn a_function_calling_itself_is_stopped_at_the_depth_limit() {
     if !skiff_testing::ready() {
         return;
     }
-    let d = Daemon::start(skiff(), &["--max-call-depth", "3"]).await;
+    let d = Daemon::start(skiff_bin!(), &["--max-call-depth", "3"]).await;
     d.deploy(
         "ouroboros",
         json!({"image": "skiff/testfn:latest", "timeout": "60s",
@@ -303,7 +286,7 @@ async fn a_callee_never_gets_more_time_than_its_caller_has_left() {
     if !skiff_testing::ready() {
         return;
     }
-    let d = Daemon::start(skiff(), &[]).await;
+    let d = Daemon::start(skiff_bin!(), &[]).await;
     d.deploy("slow", sleeper("120s")).await;
     d.deploy(
         "impatient",

@@ -1,18 +1,14 @@
 //! The `skiff` command line against a real daemon on the real engine.
 
 use serde_json::Value;
-use skiff_testing::Daemon;
+use skiff_testing::cli::assert_one_error_line;
+use skiff_testing::{skiff_bin, Daemon};
 use std::io::Write;
-use std::path::Path;
 use std::process::{Command, Output, Stdio};
-
-fn skiff_bin() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_skiff"))
-}
 
 /// Runs `skiff args...` against `d` with `stdin` as input.
 fn skiff(d: &Daemon, args: &[&str], stdin: &[u8]) -> Output {
-    let mut child = Command::new(skiff_bin())
+    let mut child = Command::new(skiff_bin!())
         .args(args)
         .env("SKIFF_URL", &d.url)
         .stdin(Stdio::piped())
@@ -30,20 +26,12 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).to_string()
 }
 
-fn assert_one_error_line(output: &Output) {
-    assert!(!output.status.success(), "expected a failure");
-    let stderr = text(&output.stderr);
-    let lines: Vec<&str> = stderr.lines().collect();
-    assert_eq!(lines.len(), 1, "one readable line, got: {stderr}");
-    assert!(lines[0].starts_with("error: "), "{stderr}");
-}
-
 #[tokio::test]
 async fn deploy_invoke_list_calls_logs_and_remove() {
     if !skiff_testing::ready() {
         return;
     }
-    let d = Daemon::start(skiff_bin(), &[]).await;
+    let d = Daemon::start(skiff_bin!(), &[]).await;
     let out = skiff(
         &d,
         &[
@@ -156,7 +144,7 @@ async fn deploy_from_a_folder_and_report_failures_in_one_line() {
     if !skiff_testing::ready() {
         return;
     }
-    let d = Daemon::start(skiff_bin(), &[]).await;
+    let d = Daemon::start(skiff_bin!(), &[]).await;
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(
         dir.path().join("skiff.toml"),
@@ -214,7 +202,7 @@ async fn deploy_from_a_folder_and_report_failures_in_one_line() {
     d.stop().await;
 
     // No daemon at all.
-    let out = Command::new(skiff_bin())
+    let out = Command::new(skiff_bin!())
         .args(["ls"])
         .env("SKIFF_URL", "http://127.0.0.1:9")
         .output()

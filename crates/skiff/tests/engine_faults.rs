@@ -4,17 +4,13 @@
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use skiff_testing::{eventually, Daemon};
-use std::path::{Path, PathBuf};
+use skiff_testing::{eventually, skiff_bin, Daemon};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
-
-fn skiff() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_skiff"))
-}
 
 const ENGINE_SOCKET: &str = "/var/run/docker.sock";
 
@@ -98,14 +94,6 @@ async fn pump(
     }
 }
 
-async fn readiness(d: &Daemon) -> (StatusCode, Value) {
-    let response = reqwest::get(format!("{}/readyz", d.url))
-        .await
-        .expect("readyz");
-    let status = response.status();
-    (status, response.json().await.expect("json"))
-}
-
 #[tokio::test]
 async fn calls_end_by_their_deadline_when_the_engine_hangs_and_readyz_says_so() {
     if !skiff_testing::ready() {
@@ -113,7 +101,7 @@ async fn calls_end_by_their_deadline_when_the_engine_hangs_and_readyz_says_so() 
     }
     let proxy = FreezingProxy::start().await;
     let host = proxy.docker_host();
-    let d = Daemon::builder(skiff())
+    let d = Daemon::builder(skiff_bin!())
         .args(&["--engine-timeout", "5s"])
         .env("DOCKER_HOST", &host)
         .start()
@@ -155,21 +143,18 @@ async fn calls_end_by_their_deadline_when_the_engine_hangs_and_readyz_says_so() 
         assert_eq!(body["error"]["code"], "timeout", "{name}: {body}");
     }
     let (status, health) = eventually("readyz to notice", Duration::from_secs(30), || async {
-        let (status, health) = readiness(&d).await;
+        let (status, health) = d.get("/readyz").await.status_json();
         (status == StatusCode::SERVICE_UNAVAILABLE).then_some((status, health))
     })
     .await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(health["status"], "engine_unavailable", "{health}");
     // Liveness is not readiness: the process is up.
-    let live = reqwest::get(format!("{}/healthz", d.url))
-        .await
-        .expect("healthz");
-    assert_eq!(live.status(), StatusCode::OK);
+    assert_eq!(d.get("/healthz").await.status, StatusCode::OK);
 
     proxy.freeze(false);
     eventually("readyz to recover", Duration::from_secs(30), || async {
-        (readiness(&d).await.0 == StatusCode::OK).then_some(())
+        (d.get("/readyz").await.status == StatusCode::OK).then_some(())
     })
     .await;
     assert_eq!(call("warm").await.status(), StatusCode::OK);

@@ -3,81 +3,19 @@
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use skiff_testing::Daemon;
-use std::path::Path;
+use skiff_testing::{skiff_bin, Daemon};
 
-fn skiff() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_skiff"))
-}
-
-async fn daemon(args: &[&str]) -> Option<Daemon> {
-    if !skiff_testing::ready() {
-        return None;
-    }
-    Some(Daemon::start(skiff(), args).await)
-}
-
-async fn deploy(d: &Daemon, name: &str, spec: Value) -> (StatusCode, Value) {
-    let response = reqwest::Client::new()
-        .put(format!("{}/v1/functions/{name}", d.url))
-        .json(&spec)
-        .send()
-        .await
-        .expect("deploy request");
-    let status = response.status();
-    (status, response.json().await.expect("deploy body"))
-}
-
+/// Creates function `name`: the API answers 201.
 async fn deploy_ok(d: &Daemon, name: &str, spec: Value) {
-    let (status, body) = deploy(d, name, spec).await;
+    let (status, body) = d.put_function(name, spec).await.status_json();
     assert_eq!(status, StatusCode::CREATED, "{body}");
-}
-
-struct Answer {
-    status: StatusCode,
-    call_id: Option<String>,
-    body: Vec<u8>,
-}
-
-impl Answer {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
-    }
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).to_string()
-    }
-}
-
-async fn invoke(d: &Daemon, name: &str, body: impl Into<reqwest::Body>) -> Answer {
-    let response = reqwest::Client::new()
-        .post(format!("{}/v1/functions/{name}/invoke", d.url))
-        .body(body)
-        .send()
-        .await
-        .expect("invoke request");
-    let status = response.status();
-    let call_id = response
-        .headers()
-        .get("x-skiff-call-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let body = response.bytes().await.expect("invoke body").to_vec();
-    Answer {
-        status,
-        call_id,
-        body,
-    }
-}
-
-async fn get_json(d: &Daemon, path: &str) -> (StatusCode, Value) {
-    let response = reqwest::get(format!("{}{path}", d.url)).await.expect("GET");
-    let status = response.status();
-    (status, response.json().await.unwrap_or(Value::Null))
 }
 
 #[tokio::test]
 async fn hello_answers_by_api_and_public_route_and_records_the_call() {
-    let Some(d) = daemon(&[]).await else { return };
+    let Some(d) = Daemon::start_if_ready(skiff_bin!(), &[]).await else {
+        return;
+    };
     deploy_ok(
         &d,
         "hello",
@@ -85,39 +23,32 @@ async fn hello_answers_by_api_and_public_route_and_records_the_call() {
     )
     .await;
 
-    let answer = invoke(&d, "hello", r#"{"name":"Ann"}"#).await;
+    let answer = d.invoke("hello", r#"{"name":"Ann"}"#).await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
     assert_eq!(answer.text(), "Hello Ann!\n");
-    let call_id = answer.call_id.expect("call id header");
+    let call_id = answer.call_id().expect("call id header");
 
-    let answer = invoke(&d, "hello", "").await;
+    let answer = d.invoke("hello", "").await;
     assert_eq!(answer.text(), "Hello World!\n");
 
-    let response = reqwest::Client::new()
-        .post(format!("{}/fn/hello", d.url))
-        .body(r#"{"name":"Bob"}"#)
-        .send()
-        .await
-        .expect("public route");
-    assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(response.text().await.expect("body"), "Hello Bob!\n");
+    let answer = d.call("hello", r#"{"name":"Bob"}"#).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(answer.text(), "Hello Bob!\n");
 
-    let (status, record) = get_json(&d, &format!("/v1/calls/{call_id}")).await;
+    let (status, record) = d.get(&format!("/v1/calls/{call_id}")).await.status_json();
     assert_eq!(status, StatusCode::OK);
     assert_eq!(record["status"], "succeeded");
     assert_eq!(record["function"], "hello");
     assert_eq!(record["trigger"], "api");
     assert_eq!(record["exit_code"], 0);
     assert_eq!(record["response_size"], 11);
-    let logs = reqwest::get(format!("{}/v1/calls/{call_id}/logs", d.url))
-        .await
-        .expect("logs")
-        .text()
-        .await
-        .expect("logs body");
+    let logs = d.logs(&call_id).await;
     assert!(logs.contains("hello: greeting Ann"), "{logs}");
 
-    let (_, page) = get_json(&d, "/v1/calls?function=hello&trigger=http").await;
+    let (_, page) = d
+        .get("/v1/calls?function=hello&trigger=http")
+        .await
+        .status_json();
     let calls = page["calls"].as_array().expect("calls");
     assert_eq!(calls.len(), 1, "{page}");
     assert_eq!(calls[0]["trigger"], "http");
@@ -126,12 +57,14 @@ async fn hello_answers_by_api_and_public_route_and_records_the_call() {
 
 #[tokio::test]
 async fn stdin_and_stdout_are_binary_safe_for_a_1mib_body() {
-    let Some(d) = daemon(&[]).await else { return };
+    let Some(d) = Daemon::start_if_ready(skiff_bin!(), &[]).await else {
+        return;
+    };
     deploy_ok(&d, "echo", json!({"image": "skiff/testfn:latest"})).await;
     let body: Vec<u8> = (0..(1u32 << 20))
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
         .collect();
-    let answer = invoke(&d, "echo", body.clone()).await;
+    let answer = d.invoke("echo", body.clone()).await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
     assert_eq!(answer.body.len(), body.len());
     assert!(answer.body == body, "the echoed bytes differ");
@@ -140,7 +73,9 @@ async fn stdin_and_stdout_are_binary_safe_for_a_1mib_body() {
 
 #[tokio::test]
 async fn call_metadata_env_and_secrets_reach_the_function() {
-    let Some(d) = daemon(&[]).await else { return };
+    let Some(d) = Daemon::start_if_ready(skiff_bin!(), &[]).await else {
+        return;
+    };
     deploy_ok(
         &d,
         "env",
@@ -188,7 +123,7 @@ async fn call_metadata_env_and_secrets_reach_the_function() {
     );
 
     // Secret values are never returned by the API.
-    let (_, function) = get_json(&d, "/v1/functions/env").await;
+    let (_, function) = d.get("/v1/functions/env").await.status_json();
     assert_eq!(function["secrets"], json!(["API_TOKEN"]));
     assert!(!function.to_string().contains("s3cret"), "{function}");
     d.stop().await;
@@ -196,7 +131,9 @@ async fn call_metadata_env_and_secrets_reach_the_function() {
 
 #[tokio::test]
 async fn the_sandbox_is_read_only_unprivileged_and_limited() {
-    let Some(d) = daemon(&[]).await else { return };
+    let Some(d) = Daemon::start_if_ready(skiff_bin!(), &[]).await else {
+        return;
+    };
     deploy_ok(
         &d,
         "probe",
@@ -204,7 +141,7 @@ async fn the_sandbox_is_read_only_unprivileged_and_limited() {
                "env": {"MODE": "isolation"}}),
     )
     .await;
-    let answer = invoke(&d, "probe", "").await;
+    let answer = d.invoke("probe", "").await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
     let report = answer.text();
     for expected in [
@@ -228,7 +165,9 @@ async fn the_sandbox_is_read_only_unprivileged_and_limited() {
 
 #[tokio::test]
 async fn a_call_past_its_timeout_is_stopped_with_504() {
-    let Some(d) = daemon(&[]).await else { return };
+    let Some(d) = Daemon::start_if_ready(skiff_bin!(), &[]).await else {
+        return;
+    };
     deploy_ok(
         &d,
         "slow",
@@ -236,7 +175,7 @@ async fn a_call_past_its_timeout_is_stopped_with_504() {
     )
     .await;
     let started = std::time::Instant::now();
-    let answer = invoke(&d, "slow", "").await;
+    let answer = d.invoke("slow", "").await;
     assert_eq!(
         answer.status,
         StatusCode::GATEWAY_TIMEOUT,
@@ -245,8 +184,8 @@ async fn a_call_past_its_timeout_is_stopped_with_504() {
     );
     assert_eq!(answer.json()["error"]["code"], "timeout");
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
-    let call_id = answer.call_id.expect("call id");
-    let (_, record) = get_json(&d, &format!("/v1/calls/{call_id}")).await;
+    let call_id = answer.call_id().expect("call id");
+    let (_, record) = d.get(&format!("/v1/calls/{call_id}")).await.status_json();
     assert_eq!(record["status"], "timed_out");
     assert_eq!(record["error_type"], "timeout");
     d.stop().await;
@@ -254,7 +193,9 @@ async fn a_call_past_its_timeout_is_stopped_with_504() {
 
 #[tokio::test]
 async fn out_of_memory_crash_and_non_zero_exit_are_told_apart() {
-    let Some(d) = daemon(&[]).await else { return };
+    let Some(d) = Daemon::start_if_ready(skiff_bin!(), &[]).await else {
+        return;
+    };
     deploy_ok(&d, "oom", json!({"image": "skiff/testfn:latest", "memory": "32Mi", "tmp_size": "8Mi", "env": {"MODE": "oom"}})).await;
     deploy_ok(
         &d,
@@ -269,7 +210,7 @@ async fn out_of_memory_crash_and_non_zero_exit_are_told_apart() {
     )
     .await;
 
-    let oom = invoke(&d, "oom", "").await;
+    let oom = d.invoke("oom", "").await;
     assert_eq!(oom.status, StatusCode::BAD_GATEWAY);
     assert_eq!(
         oom.json()["error"]["code"],
@@ -278,7 +219,7 @@ async fn out_of_memory_crash_and_non_zero_exit_are_told_apart() {
         oom.text()
     );
 
-    let fail = invoke(&d, "fail", "").await;
+    let fail = d.invoke("fail", "").await;
     assert_eq!(fail.status, StatusCode::BAD_GATEWAY);
     assert_eq!(
         fail.json()["error"]["code"],
@@ -286,8 +227,8 @@ async fn out_of_memory_crash_and_non_zero_exit_are_told_apart() {
         "{}",
         fail.text()
     );
-    let call_id = fail.call_id.expect("call id");
-    let (_, record) = get_json(&d, &format!("/v1/calls/{call_id}")).await;
+    let call_id = fail.call_id().expect("call id");
+    let (_, record) = d.get(&format!("/v1/calls/{call_id}")).await.status_json();
     assert_eq!(record["status"], "failed");
     assert_eq!(record["exit_code"], 3);
     assert!(
@@ -298,7 +239,7 @@ async fn out_of_memory_crash_and_non_zero_exit_are_told_apart() {
         "the stderr excerpt is in the record: {record}"
     );
 
-    let abort = invoke(&d, "abort", "").await;
+    let abort = d.invoke("abort", "").await;
     assert_eq!(abort.status, StatusCode::BAD_GATEWAY);
     assert_eq!(abort.json()["error"]["code"], "crashed", "{}", abort.text());
     d.stop().await;
@@ -306,7 +247,8 @@ async fn out_of_memory_crash_and_non_zero_exit_are_told_apart() {
 
 #[tokio::test]
 async fn output_over_the_limit_fails_the_call_and_kills_the_container() {
-    let Some(d) = daemon(&["--max-response-size", "1Mi"]).await else {
+    let Some(d) = Daemon::start_if_ready(skiff_bin!(), &["--max-response-size", "1Mi"]).await
+    else {
         return;
     };
     deploy_ok(
@@ -316,7 +258,7 @@ async fn output_over_the_limit_fails_the_call_and_kills_the_container() {
     )
     .await;
     let started = std::time::Instant::now();
-    let answer = invoke(&d, "flood", "").await;
+    let answer = d.invoke("flood", "").await;
     assert_eq!(answer.status, StatusCode::BAD_GATEWAY);
     assert_eq!(
         answer.json()["error"]["code"],
@@ -333,7 +275,9 @@ async fn output_over_the_limit_fails_the_call_and_kills_the_container() {
 
 #[tokio::test]
 async fn fifty_concurrent_calls_each_get_their_own_answer() {
-    let Some(d) = daemon(&[]).await else { return };
+    let Some(d) = Daemon::start_if_ready(skiff_bin!(), &[]).await else {
+        return;
+    };
     deploy_ok(
         &d,
         "upper",
@@ -358,14 +302,22 @@ async fn fifty_concurrent_calls_each_get_their_own_answer() {
         assert_eq!(status, StatusCode::OK, "call {i}: {text}");
         assert_eq!(text, format!("CALL NUMBER {i}\n"));
     }
-    let (_, page) = get_json(&d, "/v1/calls?function=upper&status=succeeded&limit=100").await;
+    let (_, page) = d
+        .get("/v1/calls?function=upper&status=succeeded&limit=100")
+        .await
+        .status_json();
     assert_eq!(page["calls"].as_array().map(Vec::len), Some(50));
     d.stop().await;
 }
 
 #[tokio::test]
 async fn calls_beyond_the_limit_and_queue_get_429() {
-    let Some(d) = daemon(&["--max-concurrent-calls", "1", "--max-queued-calls", "0"]).await else {
+    let Some(d) = Daemon::start_if_ready(
+        skiff_bin!(),
+        &["--max-concurrent-calls", "1", "--max-queued-calls", "0"],
+    )
+    .await
+    else {
         return;
     };
     deploy_ok(
@@ -385,7 +337,7 @@ async fn calls_beyond_the_limit_and_queue_get_429() {
             .status()
     });
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    let second = invoke(&d, "slow", "").await;
+    let second = d.invoke("slow", "").await;
     assert_eq!(
         second.status,
         StatusCode::TOO_MANY_REQUESTS,
@@ -399,29 +351,31 @@ async fn calls_beyond_the_limit_and_queue_get_429() {
 
 #[tokio::test]
 async fn bad_input_gets_typed_errors() {
-    let Some(d) = daemon(&["--max-request-size", "1Ki"]).await else {
+    let Some(d) = Daemon::start_if_ready(skiff_bin!(), &["--max-request-size", "1Ki"]).await else {
         return;
     };
-    let answer = invoke(&d, "nope", "").await;
+    let answer = d.invoke("nope", "").await;
     assert_eq!(answer.status, StatusCode::NOT_FOUND);
     assert_eq!(answer.json()["error"]["code"], "function_not_found");
 
-    let (status, body) = deploy(
-        &d,
-        "bad",
-        json!({"image": "skiff/hello:latest", "memory": "1Ki"}),
-    )
-    .await;
+    let (status, body) = d
+        .put_function(
+            "bad",
+            json!({"image": "skiff/hello:latest", "memory": "1Ki"}),
+        )
+        .await
+        .status_json();
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["error"]["code"], "invalid_spec");
     assert_eq!(body["error"]["field"], "memory");
 
-    let (status, body) = deploy(
-        &d,
-        "bad",
-        json!({"image": "skiff/hello:latest", "memroy": "64Mi"}),
-    )
-    .await;
+    let (status, body) = d
+        .put_function(
+            "bad",
+            json!({"image": "skiff/hello:latest", "memroy": "64Mi"}),
+        )
+        .await
+        .status_json();
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(
         body["error"]["message"]
@@ -431,28 +385,34 @@ async fn bad_input_gets_typed_errors() {
         "{body}"
     );
 
-    let (status, body) = deploy(&d, "bad name!", json!({"image": "skiff/hello:latest"})).await;
+    let (status, body) = d
+        .put_function("bad name!", json!({"image": "skiff/hello:latest"}))
+        .await
+        .status_json();
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert_eq!(body["error"]["field"], "name");
 
-    let (status, body) = deploy(&d, "ghost", json!({"image": "skiff/no-such-image:1"})).await;
+    let (status, body) = d
+        .put_function("ghost", json!({"image": "skiff/no-such-image:1"}))
+        .await
+        .status_json();
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(body["error"]["code"], "image_not_found");
 
     deploy_ok(&d, "echo", json!({"image": "skiff/testfn:latest"})).await;
-    let answer = invoke(&d, "echo", vec![b'x'; 1024]).await;
+    let answer = d.invoke("echo", vec![b'x'; 1024]).await;
     assert_eq!(answer.status, StatusCode::OK, "at the limit is fine");
-    let answer = invoke(&d, "echo", vec![b'x'; 1025]).await;
+    let answer = d.invoke("echo", vec![b'x'; 1025]).await;
     assert_eq!(answer.status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(answer.json()["error"]["code"], "payload_too_large");
 
-    let (status, body) = get_json(&d, "/v1/calls/not-a-uuid").await;
+    let (status, body) = d.get("/v1/calls/not-a-uuid").await.status_json();
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(body["error"]["code"], "call_not_found");
-    let (status, body) = get_json(&d, "/v1/calls?status=bogus").await;
+    let (status, body) = d.get("/v1/calls?status=bogus").await.status_json();
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["error"]["code"], "invalid_request");
-    let (status, body) = get_json(&d, "/no/such/route").await;
+    let (status, body) = d.get("/no/such/route").await.status_json();
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(body["error"]["code"], "not_found");
     d.stop().await;
@@ -460,12 +420,12 @@ async fn bad_input_gets_typed_errors() {
 
 #[tokio::test]
 async fn a_restarted_daemon_keeps_its_store_and_reaps_what_it_left() {
-    let Some(mut d) = daemon(&[]).await else {
+    let Some(mut d) = Daemon::start_if_ready(skiff_bin!(), &[]).await else {
         return;
     };
     deploy_ok(&d, "hello", json!({"image": "skiff/hello:latest"})).await;
-    let answer = invoke(&d, "hello", r#"{"name":"Ann"}"#).await;
-    let call_id = answer.call_id.expect("call id");
+    let answer = d.invoke("hello", r#"{"name":"Ann"}"#).await;
+    let call_id = answer.call_id().expect("call id");
     // A prepared container is made ready for the next call; SIGKILL leaves it behind.
     for _ in 0..200 {
         if !d.containers().is_empty() {
@@ -506,20 +466,20 @@ async fn a_restarted_daemon_keeps_its_store_and_reaps_what_it_left() {
         "the orphan was removed at start-up"
     );
 
-    let (status, function) = get_json(&d, "/v1/functions/hello").await;
+    let (status, function) = d.get("/v1/functions/hello").await.status_json();
     assert_eq!(status, StatusCode::OK);
     assert_eq!(function["version"], 1);
-    let (status, record) = get_json(&d, &format!("/v1/calls/{call_id}")).await;
+    let (status, record) = d.get(&format!("/v1/calls/{call_id}")).await.status_json();
     assert_eq!(status, StatusCode::OK);
     assert_eq!(record["status"], "succeeded");
-    let answer = invoke(&d, "hello", r#"{"name":"again"}"#).await;
+    let answer = d.invoke("hello", r#"{"name":"again"}"#).await;
     assert_eq!(answer.text(), "Hello again!\n");
     d.stop().await;
 }
 
 #[tokio::test]
 async fn sigterm_lets_calls_in_flight_finish_then_removes_every_container() {
-    let Some(mut d) = daemon(&[]).await else {
+    let Some(mut d) = Daemon::start_if_ready(skiff_bin!(), &[]).await else {
         return;
     };
     deploy_ok(
@@ -553,39 +513,38 @@ async fn sigterm_lets_calls_in_flight_finish_then_removes_every_container() {
 
 #[tokio::test]
 async fn update_and_delete_functions() {
-    let Some(d) = daemon(&[]).await else { return };
+    let Some(d) = Daemon::start_if_ready(skiff_bin!(), &[]).await else {
+        return;
+    };
     deploy_ok(&d, "f", json!({"image": "skiff/hello:latest"})).await;
-    let (status, view) = deploy(
-        &d,
-        "f",
-        json!({"image": "skiff/uppercase:latest", "timeout": "5s"}),
-    )
-    .await;
+    let (status, view) = d
+        .put_function(
+            "f",
+            json!({"image": "skiff/uppercase:latest", "timeout": "5s"}),
+        )
+        .await
+        .status_json();
     assert_eq!(status, StatusCode::OK, "an update answers 200");
     assert_eq!(view["version"], 2);
     assert_eq!(view["timeout"], "5s");
     assert_eq!(
-        invoke(&d, "f", "abc").await.text(),
+        d.invoke("f", "abc").await.text(),
         "ABC",
         "the new image serves calls"
     );
-    let (_, list) = get_json(&d, "/v1/functions").await;
+    let (_, list) = d.get("/v1/functions").await.status_json();
     assert_eq!(list["functions"].as_array().map(Vec::len), Some(1));
-    let status = reqwest::Client::new()
-        .delete(format!("{}/v1/functions/f", d.url))
-        .send()
-        .await
-        .expect("delete")
-        .status();
-    assert_eq!(status, StatusCode::NO_CONTENT);
-    assert_eq!(invoke(&d, "f", "").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(d.delete_function("f").await, StatusCode::NO_CONTENT);
+    assert_eq!(d.invoke("f", "").await.status, StatusCode::NOT_FOUND);
     d.stop().await;
 }
 
 #[tokio::test]
 async fn the_openapi_document_describes_every_route() {
-    let Some(d) = daemon(&[]).await else { return };
-    let (status, doc) = get_json(&d, "/v1/openapi.json").await;
+    let Some(d) = Daemon::start_if_ready(skiff_bin!(), &[]).await else {
+        return;
+    };
+    let (status, doc) = d.get("/v1/openapi.json").await.status_json();
     assert_eq!(status, StatusCode::OK);
     assert!(doc["openapi"]
         .as_str()
@@ -617,11 +576,8 @@ async fn a_daemon_whose_log_pipe_is_gone_still_cleans_up_on_sigint() {
     }
     // Output to a pipe whose reader went away (`skiff serve | tee` after Ctrl-C).
     let dir = tempfile::tempdir().expect("tempdir");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("port");
-    let mut child = std::process::Command::new(skiff())
+    let port = skiff_testing::free_port();
+    let mut child = std::process::Command::new(skiff_bin!())
         .args([
             "serve",
             "--listen",

@@ -4,64 +4,15 @@
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use skiff_testing::Daemon;
+use skiff_testing::{env_lines, skiff_bin, Daemon};
 use std::collections::HashMap;
-use std::path::Path;
-
-fn skiff() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_skiff"))
-}
-
-async fn daemon() -> Option<Daemon> {
-    if !skiff_testing::ready() {
-        return None;
-    }
-    Some(Daemon::start(skiff(), &[]).await)
-}
-
-async fn deploy(d: &Daemon, name: &str, spec: Value) {
-    let response = reqwest::Client::new()
-        .put(format!("{}/v1/functions/{name}", d.url))
-        .json(&spec)
-        .send()
-        .await
-        .expect("deploy");
-    assert!(
-        response.status().is_success(),
-        "{:?}",
-        response.text().await
-    );
-}
-
-/// `KEY=VALUE` lines as a map.
-fn env_lines(text: &str) -> HashMap<String, String> {
-    text.lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
-
-/// The environment of an exec function's container (testfn `MODE=env`).
-async fn exec_env(d: &Daemon, name: &str) -> HashMap<String, String> {
-    deploy(
-        d,
-        name,
-        json!({"image": "skiff/testfn:latest", "env": {"MODE": "env"}}),
-    )
-    .await;
-    let response = reqwest::Client::new()
-        .post(format!("{}/fn/{name}", d.url))
-        .send()
-        .await
-        .expect("invoke");
-    assert_eq!(response.status(), StatusCode::OK);
-    env_lines(&response.text().await.expect("text"))
-}
 
 #[tokio::test]
 async fn exec_and_http_containers_get_the_api_url_and_their_own_token() {
-    let Some(d) = daemon().await else { return };
-    let env = exec_env(&d, "envfn").await;
+    let Some(d) = Daemon::start_if_ready(skiff_bin!(), &[]).await else {
+        return;
+    };
+    let env = d.exec_env("envfn").await;
     let url = env.get("SKIFF_API_URL").expect("SKIFF_API_URL in exec");
     assert!(url.starts_with("http://"), "{url}");
     assert!(
@@ -70,8 +21,7 @@ async fn exec_and_http_containers_get_the_api_url_and_their_own_token() {
     );
     assert!(env["SKIFF_TOKEN"].starts_with("skf2.envfn."), "{env:?}");
 
-    deploy(
-        &d,
+    d.deploy(
         "web",
         json!({"image": "skiff/echo-http:latest", "contract": "http"}),
     )
@@ -92,34 +42,21 @@ async fn exec_and_http_containers_get_the_api_url_and_their_own_token() {
 
 #[tokio::test]
 async fn a_function_calls_another_synchronously() {
-    let Some(d) = daemon().await else { return };
-    deploy(&d, "target", json!({"image": "skiff/testfn:latest"})).await;
-    deploy(
-        &d,
+    let Some(d) = Daemon::start_if_ready(skiff_bin!(), &[]).await else {
+        return;
+    };
+    d.deploy("target", json!({"image": "skiff/testfn:latest"}))
+        .await;
+    d.deploy(
         "caller",
         json!({"image": "skiff/testfn:latest", "env": {"MODE": "call", "TARGET": "target"}}),
     )
     .await;
     let client = reqwest::Client::new();
-    let response = client
-        .post(format!("{}/fn/caller", d.url))
-        .body("ping through two functions")
-        .send()
-        .await
-        .expect("invoke");
-    assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(
-        response.text().await.expect("text"),
-        "ping through two functions"
-    );
-    let page: Value = client
-        .get(format!("{}/v1/calls?function=target", d.url))
-        .send()
-        .await
-        .expect("calls")
-        .json()
-        .await
-        .expect("json");
+    let answer = d.call("caller", "ping through two functions").await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(answer.text(), "ping through two functions");
+    let page = d.get_json("/v1/calls?function=target").await;
     assert_eq!(page["calls"][0]["status"], "succeeded", "{page}");
     assert_eq!(page["calls"][0]["trigger"], "api");
     assert!(
@@ -129,8 +66,7 @@ async fn a_function_calls_another_synchronously() {
     );
 
     // A call to a function that does not exist fails the caller, with the answer in its log.
-    deploy(
-        &d,
+    d.deploy(
         "lost",
         json!({"image": "skiff/testfn:latest", "env": {"MODE": "call", "TARGET": "nobody"}}),
     )
@@ -145,14 +81,7 @@ async fn a_function_calls_another_synchronously() {
         .to_str()
         .expect("id")
         .to_string();
-    let logs = client
-        .get(format!("{}/v1/calls/{id}/logs", d.url))
-        .send()
-        .await
-        .expect("logs")
-        .text()
-        .await
-        .expect("text");
+    let logs = d.logs(&id).await;
     assert!(
         logs.contains("404") && logs.contains("function_not_found"),
         "{logs}"
@@ -162,9 +91,12 @@ async fn a_function_calls_another_synchronously() {
 
 #[tokio::test]
 async fn the_function_api_needs_a_valid_token_and_only_invokes() {
-    let Some(d) = daemon().await else { return };
-    let env = exec_env(&d, "envfn").await;
-    deploy(&d, "target", json!({"image": "skiff/testfn:latest"})).await;
+    let Some(d) = Daemon::start_if_ready(skiff_bin!(), &[]).await else {
+        return;
+    };
+    let env = d.exec_env("envfn").await;
+    d.deploy("target", json!({"image": "skiff/testfn:latest"}))
+        .await;
     let api = &env["SKIFF_API_URL"];
     let token = &env["SKIFF_TOKEN"];
     let client = reqwest::Client::new();
@@ -240,7 +172,7 @@ async fn the_function_api_needs_a_valid_token_and_only_invokes() {
         .to_str()
         .expect("id")
         .to_string();
-    let other = exec_env(&d, "other").await;
+    let other = d.exec_env("other").await;
     let by_other = client
         .post(&invoke)
         .bearer_auth(&other["SKIFF_TOKEN"])
@@ -305,9 +237,10 @@ async fn the_function_api_needs_a_valid_token_and_only_invokes() {
             .expect("request");
         assert_eq!(response.status(), StatusCode::NOT_FOUND, "{method} {path}");
     }
-    let target = reqwest::get(format!("{}/v1/functions/target", d.url))
-        .await
-        .expect("get");
-    assert_eq!(target.status(), StatusCode::OK, "still deployed");
+    assert_eq!(
+        d.get("/v1/functions/target").await.status,
+        StatusCode::OK,
+        "still deployed"
+    );
     d.stop().await;
 }

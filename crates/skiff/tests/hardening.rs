@@ -5,60 +5,13 @@
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use skiff_testing::Daemon;
+use skiff_testing::{skiff_bin, wait_until, Daemon};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-fn skiff() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_skiff"))
-}
-
-async fn deploy_ok(d: &Daemon, name: &str, spec: Value) {
-    let response = reqwest::Client::new()
-        .put(format!("{}/v1/functions/{name}", d.url))
-        .json(&spec)
-        .send()
-        .await
-        .expect("deploy request");
-    let status = response.status();
-    let body: Value = response.json().await.unwrap_or(Value::Null);
-    assert!(status.is_success(), "{status}: {body}");
-}
-
-async fn invoke(d: &Daemon, name: &str, body: &str) -> (StatusCode, String) {
-    let response = reqwest::Client::new()
-        .post(format!("{}/v1/functions/{name}/invoke", d.url))
-        .body(body.to_string())
-        .send()
-        .await
-        .expect("invoke request");
-    let status = response.status();
-    (status, response.text().await.unwrap_or_default())
-}
-
-async fn get_json(d: &Daemon, path: &str) -> Value {
-    reqwest::get(format!("{}{path}", d.url))
-        .await
-        .expect("GET")
-        .json()
-        .await
-        .unwrap_or(Value::Null)
-}
-
-async fn wait_for(what: &str, limit: Duration, mut check: impl AsyncFnMut() -> bool) {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    panic!("timed out after {limit:?} waiting for {what}");
-}
+use std::time::Duration;
 
 /// The permission bits of `path`, in octal (`"700"`).
 fn mode(path: &Path) -> String {
@@ -77,7 +30,7 @@ fn set_mode(path: &Path, mode: u32) {
 /// Runs `skiff serve` on `data_dir` with `env` added, expecting it to give up at start;
 /// returns its stderr. Fails if it is still running a minute later (it is then killed).
 async fn serve_must_fail(data_dir: &Path, env: &[(&str, &str)]) -> String {
-    let child = tokio::process::Command::new(skiff())
+    let child = tokio::process::Command::new(skiff_bin!())
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
         .envs(env.iter().copied())
@@ -171,17 +124,16 @@ async fn the_store_is_private_and_exec_functions_still_run_after_tightening() {
     let dir = tempfile::tempdir().expect("tempdir");
     // As an older skiff (or a umask of 022) would have left it.
     set_mode(dir.path(), 0o755);
-    let mut d = Daemon::builder(skiff()).data_dir(dir).start().await;
+    let mut d = Daemon::builder(skiff_bin!()).data_dir(dir).start().await;
     let data = d.data_dir.path().to_path_buf();
-    deploy_ok(
-        &d,
+    d.deploy(
         "echo",
         json!({"image": "skiff/testfn:latest", "secrets": {"API_TOKEN": "s3cret-in-the-wal"}}),
     )
     .await;
-    deploy_ok(&d, "nobody", json!({"image": non_root_image()})).await;
+    d.deploy("nobody", json!({"image": non_root_image()})).await;
     for name in ["echo", "nobody"] {
-        let (status, body) = invoke(&d, name, "private").await;
+        let (status, body) = d.invoke(name, "private").await.status_text();
         assert_eq!(status, StatusCode::OK, "{name}: {body}");
         assert_eq!(body, "private", "{name}");
     }
@@ -215,7 +167,7 @@ async fn the_store_is_private_and_exec_functions_still_run_after_tightening() {
         }
     }
     d.restart().await;
-    let (status, body) = invoke(&d, "nobody", "again").await;
+    let (status, body) = d.invoke("nobody", "again").await.status_text();
     assert_eq!(status, StatusCode::OK, "{body}");
     check(&data);
     d.stop().await;
@@ -300,13 +252,12 @@ impl Proxy {
 
 /// Deploys and calls an exec function (`hello`) and stops the daemon cleanly.
 async fn deploy_call_and_stop(d: Daemon) {
-    deploy_ok(
-        &d,
+    d.deploy(
         "hello",
         json!({"image": "skiff/hello:latest", "memory": "64Mi", "timeout": "20s"}),
     )
     .await;
-    let (status, body) = invoke(&d, "hello", r#"{"name":"Ann"}"#).await;
+    let (status, body) = d.invoke("hello", r#"{"name":"Ann"}"#).await.status_text();
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body, "Hello Ann!\n");
     d.stop().await;
@@ -319,7 +270,7 @@ async fn docker_host_tcp_is_where_the_daemon_talks_to_the_engine() {
     }
     let proxy = Proxy::start(None).await;
     let host = format!("tcp://{}", proxy.address);
-    let d = Daemon::builder(skiff())
+    let d = Daemon::builder(skiff_bin!())
         .env("DOCKER_HOST", &host)
         .start()
         .await;
@@ -461,7 +412,7 @@ async fn docker_host_tcp_with_tls_verify_uses_the_certificates() {
         "a handshake succeeded with another CA"
     );
 
-    let d = Daemon::builder(skiff())
+    let d = Daemon::builder(skiff_bin!())
         .env("DOCKER_HOST", &host)
         .env("DOCKER_TLS_VERIFY", "1")
         .env("DOCKER_CERT_PATH", cert_path)
@@ -523,8 +474,10 @@ async fn a_second_daemon_on_the_same_data_dir_is_refused() {
     if !skiff_testing::ready() {
         return;
     }
-    let first = Daemon::start(skiff(), &[]).await;
-    deploy_ok(&first, "echo", json!({"image": "skiff/testfn:latest"})).await;
+    let first = Daemon::start(skiff_bin!(), &[]).await;
+    first
+        .deploy("echo", json!({"image": "skiff/testfn:latest"}))
+        .await;
     let stderr = serve_must_fail(first.data_dir.path(), &[]).await;
     let line = error_line(&stderr);
     let expected = format!(
@@ -534,18 +487,18 @@ async fn a_second_daemon_on_the_same_data_dir_is_refused() {
     );
     assert!(line.contains(&expected), "{line}");
     // The first one is undisturbed.
-    let (status, body) = invoke(&first, "echo", "still here").await;
+    let (status, body) = first.invoke("echo", "still here").await.status_text();
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body, "still here");
     first.stop().await;
 }
 
 async fn ready_instances(d: &Daemon, name: &str) -> usize {
-    get_json(d, &format!("/v1/functions/{name}/instances")).await["instances"]
-        .as_array()
-        .map_or(0, |list| {
-            list.iter().filter(|i| i["state"] == "ready").count()
-        })
+    d.instances(name)
+        .await
+        .iter()
+        .filter(|i| i["state"] == "ready")
+        .count()
 }
 
 #[tokio::test]
@@ -553,11 +506,11 @@ async fn a_copy_of_a_data_dir_gets_its_own_daemon_id_and_leaves_the_original_alo
     if !skiff_testing::ready() {
         return;
     }
-    let mut original = Daemon::start(skiff(), &[]).await;
+    let mut original = Daemon::start(skiff_bin!(), &[]).await;
     let web = json!({"image": "skiff/echo-http:latest", "contract": "http",
                      "readiness_path": "/ready", "memory": "64Mi", "min_instances": 1});
-    deploy_ok(&original, "web", web).await;
-    wait_for("an instance", Duration::from_secs(60), async || {
+    original.deploy("web", web).await;
+    wait_until("an instance", Duration::from_secs(60), async || {
         ready_instances(&original, "web").await == 1
     })
     .await;
@@ -576,14 +529,14 @@ async fn a_copy_of_a_data_dir_gets_its_own_daemon_id_and_leaves_the_original_alo
     std::fs::remove_file(copy.path().join("daemon.log")).expect("the copied log");
 
     original.restart().await;
-    wait_for("the instance again", Duration::from_secs(60), async || {
+    wait_until("the instance again", Duration::from_secs(60), async || {
         ready_instances(&original, "web").await == 1
     })
     .await;
     let before = original.containers();
     assert!(!before.is_empty());
 
-    let copied = Daemon::builder(skiff()).data_dir(copy).start().await;
+    let copied = Daemon::builder(skiff_bin!()).data_dir(copy).start().await;
     assert_ne!(copied.id, original.id, "the copy kept the daemon id");
     assert!(
         copied.plain_log().contains(&original.id),
@@ -595,20 +548,14 @@ async fn a_copy_of_a_data_dir_gets_its_own_daemon_id_and_leaves_the_original_alo
     for container in &before {
         assert!(after.contains(container), "{container} was removed");
     }
-    let response = reqwest::get(format!("{}/fn/web/hello", original.url))
-        .await
-        .expect("call");
-    assert_eq!(response.status(), StatusCode::OK);
-    wait_for("the copy's instance", Duration::from_secs(60), async || {
+    assert_eq!(original.get("/fn/web/hello").await.status, StatusCode::OK);
+    wait_until("the copy's instance", Duration::from_secs(60), async || {
         ready_instances(&copied, "web").await == 1
     })
     .await;
     copied.stop().await;
     assert_eq!(original.containers().len(), before.len());
-    let response = reqwest::get(format!("{}/fn/web/again", original.url))
-        .await
-        .expect("call");
-    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(original.get("/fn/web/again").await.status, StatusCode::OK);
     original.stop().await;
 }
 
@@ -634,7 +581,10 @@ async fn the_open_files_limit_is_raised_to_the_hard_limit() {
     if !skiff_testing::ready() {
         return;
     }
-    let d = Daemon::builder(skiff()).nofile(256, 8192).start().await;
+    let d = Daemon::builder(skiff_bin!())
+        .nofile(256, 8192)
+        .start()
+        .await;
     assert_eq!(nofile_limits(d.pid()), (8192, 8192));
     assert!(d.plain_log().contains("8192"), "{}", d.log());
     d.stop().await;
@@ -647,9 +597,8 @@ async fn near_the_open_files_limit_calls_are_refused_with_429_not_failed() {
     }
     // Enough for the daemon, not for sixty calls at once (each holds a connection from the
     // client and two or three to the engine).
-    let d = Daemon::builder(skiff()).nofile(160, 160).start().await;
-    deploy_ok(
-        &d,
+    let d = Daemon::builder(skiff_bin!()).nofile(160, 160).start().await;
+    d.deploy(
         "slow",
         json!({"image": "skiff/testfn:latest", "timeout": "60s",
                "env": {"MODE": "sleep", "SLEEP_MS": "3000"}}),
@@ -702,7 +651,7 @@ async fn near_the_open_files_limit_calls_are_refused_with_429_not_failed() {
     assert!(refused > 0, "no call was refused: the limit was never near");
 
     // No call failed for want of a descriptor.
-    let page = get_json(&d, "/v1/calls?function=slow&limit=1000").await;
+    let page = d.get("/v1/calls?function=slow&limit=1000").await.json();
     for call in page["calls"].as_array().expect("calls") {
         assert_ne!(call["error_type"], "start_failed", "{call}");
     }
@@ -713,8 +662,8 @@ async fn near_the_open_files_limit_calls_are_refused_with_429_not_failed() {
     );
 
     // Once the burst is over, the daemon serves again, then stops cleanly.
-    wait_for("a served call", Duration::from_secs(60), async || {
-        invoke(&d, "slow", "after").await.0 == StatusCode::OK
+    wait_until("a served call", Duration::from_secs(60), async || {
+        d.invoke("slow", "after").await.status == StatusCode::OK
     })
     .await;
     d.stop().await;

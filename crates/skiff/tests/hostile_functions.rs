@@ -1,42 +1,18 @@
 //! Functions acting against the platform or each other, on the real engine: a callback
 //! aimed at the daemon's own API, and functions reaching each other's containers.
 
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use skiff_testing::{eventually, Daemon};
-use std::path::Path;
-use std::process::Command;
+use skiff_testing::{container_ip, eventually, skiff_bin, Answer, Daemon};
 use std::time::Duration;
 
-fn skiff() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_skiff"))
-}
-
-/// Calls `name` with `body`; returns the status and the answer as text.
-async fn call(d: &Daemon, name: &str, body: &str) -> (StatusCode, String) {
-    let response = reqwest::Client::new()
-        .post(format!("{}/fn/{name}", d.url))
+/// Calls `name` with `body`, waiting at most a minute; the status and the answer as text.
+async fn call_within_a_minute(d: &Daemon, name: &str, body: &str) -> (StatusCode, String) {
+    let request = d
+        .request(Method::POST, &format!("/fn/{name}"))
         .body(body.to_string())
-        .timeout(Duration::from_secs(60))
-        .send()
-        .await
-        .expect("call");
-    let status = response.status();
-    (status, response.text().await.expect("text"))
-}
-
-/// The address of a container on its network, from the engine.
-fn container_ip(id: &str) -> String {
-    let output = Command::new("docker")
-        .args([
-            "inspect",
-            "--format",
-            "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
-            id,
-        ])
-        .output()
-        .expect("docker inspect");
-    String::from_utf8_lossy(&output.stdout).trim().to_string()
+        .timeout(Duration::from_secs(60));
+    Answer::of(request).await.status_text()
 }
 
 /// What testfn `MODE=request` printed: the status code and the body.
@@ -50,24 +26,16 @@ async fn a_function_cannot_aim_a_callback_at_the_daemon() {
     if !skiff_testing::ready() {
         return;
     }
-    let d = Daemon::start(skiff(), &[]).await;
+    let d = Daemon::start(skiff_bin!(), &[]).await;
     d.deploy("victim", json!({"image": "skiff/testfn:latest"}))
         .await;
     let port = d.url.rsplit(':').next().expect("port").to_string();
     // The function API's address, as functions see it.
-    let env = {
-        d.deploy(
-            "envfn",
-            json!({"image": "skiff/testfn:latest", "env": {"MODE": "env"}}),
-        )
-        .await;
-        call(&d, "envfn", "").await.1
-    };
-    let api = env
-        .lines()
-        .find_map(|l| l.strip_prefix("SKIFF_API_URL="))
-        .expect("SKIFF_API_URL")
-        .to_string();
+    let api = d
+        .exec_env("envfn")
+        .await
+        .remove("SKIFF_API_URL")
+        .expect("SKIFF_API_URL");
     for (target, why) in [
         (
             format!("http://127.0.0.1:{port}/2015-03-31/functions"),
@@ -96,7 +64,7 @@ async fn a_function_cannot_aim_a_callback_at_the_daemon() {
                            "HEADERS": format!("Prefer: respond-async;;X-Skiff-Callback-Url: {target}")}}),
         )
         .await;
-        let (status, text) = call(&d, name, "{}").await;
+        let (status, text) = call_within_a_minute(&d, name, "{}").await;
         assert_eq!(status, StatusCode::OK, "{text}");
         let (code, body) = answer(&text);
         assert_eq!(code, "400", "{target}: {text}");
@@ -136,26 +104,18 @@ async fn callbacks_are_checked_again_when_they_are_sent() {
         let _ = axum::serve(listener, app).await;
     });
     // Accepted while loopback was allowed; the daemon is killed before the call ends.
-    let mut d = Daemon::start(skiff(), &["--callback-allow", "127.0.0.1/32"]).await;
+    let mut d = Daemon::start(skiff_bin!(), &["--callback-allow", "127.0.0.1/32"]).await;
     d.deploy(
         "slow",
         json!({"image": "skiff/testfn:latest",
                "env": {"MODE": "sleep", "SLEEP_MS": "3000"}}),
     )
     .await;
-    let accepted = reqwest::Client::new()
-        .post(format!("{}/v1/functions/slow/invoke", d.url))
-        .header("Prefer", "respond-async")
-        .header("X-Skiff-Callback-Url", &hook)
-        .body("later")
-        .send()
-        .await
-        .expect("enqueue");
-    assert_eq!(accepted.status(), StatusCode::ACCEPTED);
-    let id = accepted.headers()["x-skiff-call-id"]
-        .to_str()
-        .expect("id")
-        .to_string();
+    let accepted = d
+        .call_async("/v1/functions/slow/invoke", "later", Some(&hook))
+        .await;
+    assert_eq!(accepted.status, StatusCode::ACCEPTED);
+    let id = accepted.call_id().expect("id");
     d.kill();
     // Restarted without the allowance: the call runs again and succeeds, and its callback,
     // stored with the call, is refused at the moment it would be sent.
@@ -187,7 +147,7 @@ async fn functions_cannot_reach_each_others_containers() {
     if !skiff_testing::ready() {
         return;
     }
-    let d = Daemon::start(skiff(), &[]).await;
+    let d = Daemon::start(skiff_bin!(), &[]).await;
     // An http instance, up from deploy on.
     d.deploy(
         "web",
@@ -208,22 +168,17 @@ async fn functions_cannot_reach_each_others_containers() {
     )
     .await;
     // An exec function cannot reach the http instance...
-    let (status, text) = call(&d, "probe", &format!("{web_ip}:8080")).await;
+    let (status, text) = call_within_a_minute(&d, "probe", &format!("{web_ip}:8080")).await;
     assert_eq!(status, StatusCode::OK);
     assert!(text.starts_with("failed"), "exec -> instance: {text}");
     // ...but reaches skiff's function API, on the network's gateway.
-    d.deploy(
-        "envfn",
-        json!({"image": "skiff/testfn:latest", "env": {"MODE": "env"}}),
-    )
-    .await;
-    let env = call(&d, "envfn", "").await.1;
+    let env = d.exec_env("envfn").await;
     let api = env
-        .lines()
-        .find_map(|l| l.strip_prefix("SKIFF_API_URL=http://"))
+        .get("SKIFF_API_URL")
+        .and_then(|url| url.strip_prefix("http://"))
         .expect("SKIFF_API_URL")
         .to_string();
-    let (_, text) = call(&d, "probe", &api).await;
+    let (_, text) = call_within_a_minute(&d, "probe", &api).await;
     assert_eq!(text.trim(), "connected", "exec -> function API");
 
     // The other way: an exec container listening while its call runs...
@@ -233,13 +188,10 @@ async fn functions_cannot_reach_each_others_containers() {
                "env": {"MODE": "listen", "LISTEN_PORT": "9000"}}),
     )
     .await;
-    let accepted = reqwest::Client::new()
-        .post(format!("{}/v1/functions/listener/invoke", d.url))
-        .header("Prefer", "respond-async")
-        .send()
-        .await
-        .expect("enqueue");
-    assert_eq!(accepted.status(), StatusCode::ACCEPTED);
+    let accepted = d
+        .call_async("/v1/functions/listener/invoke", "", None)
+        .await;
+    assert_eq!(accepted.status, StatusCode::ACCEPTED);
     // ...which the host (skiff) reaches...
     let listening = eventually("the listener", Duration::from_secs(60), || async {
         for id in d.function_containers("listener") {
@@ -258,23 +210,15 @@ async fn functions_cannot_reach_each_others_containers() {
     })
     .await;
     // ...and the http instance does not.
-    let answer = reqwest::get(format!("{}/fn/web/connect?addr={listening}", d.url))
+    let (status, text) = d
+        .get(&format!("/fn/web/connect?addr={listening}"))
         .await
-        .expect("call");
-    let status = answer.status();
-    let text = answer.text().await.expect("text");
+        .status_text();
     assert_eq!(status, StatusCode::BAD_GATEWAY, "instance -> exec: {text}");
     assert!(text.starts_with("failed"), "{text}");
     // The instance reaches the function API too.
-    let answer = reqwest::get(format!("{}/fn/web/connect?addr={api}", d.url))
-        .await
-        .expect("call");
-    assert_eq!(answer.status(), StatusCode::OK, "instance -> function API");
-    let deleted = reqwest::Client::new()
-        .delete(format!("{}/v1/functions/listener", d.url))
-        .send()
-        .await
-        .expect("delete");
-    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+    let answer = d.get(&format!("/fn/web/connect?addr={api}")).await;
+    assert_eq!(answer.status, StatusCode::OK, "instance -> function API");
+    assert_eq!(d.delete_function("listener").await, StatusCode::NO_CONTENT);
     d.stop().await;
 }

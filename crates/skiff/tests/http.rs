@@ -2,74 +2,25 @@
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use skiff_testing::Daemon;
+use skiff_testing::{merged, skiff_bin, wait_until, Daemon};
 use std::collections::HashSet;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-fn skiff() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_skiff"))
-}
-
-async fn daemon(args: &[&str]) -> Option<Daemon> {
-    if !skiff_testing::ready() {
-        return None;
-    }
-    Some(Daemon::start(skiff(), args).await)
-}
-
-async fn deploy(d: &Daemon, name: &str, spec: Value) -> Value {
-    let response = reqwest::Client::new()
-        .put(format!("{}/v1/functions/{name}", d.url))
-        .json(&spec)
-        .send()
-        .await
-        .expect("deploy request");
-    let status = response.status();
-    let body: Value = response.json().await.expect("deploy body");
-    assert!(status.is_success(), "{status}: {body}");
-    body
-}
-
+/// An `echo-http` function's spec, with the fields of `extra`.
 fn web(extra: Value) -> Value {
-    let mut spec = json!({"image": "skiff/echo-http:latest", "contract": "http",
-                          "readiness_path": "/ready", "memory": "64Mi", "timeout": "20s"});
-    if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
-        for (k, v) in extra {
-            spec.insert(k.clone(), v.clone());
-        }
-    }
-    spec
-}
-
-async fn get(d: &Daemon, path: &str) -> reqwest::Response {
-    reqwest::get(format!("{}{path}", d.url)).await.expect("GET")
-}
-
-async fn instances(d: &Daemon, name: &str) -> Vec<Value> {
-    let body: Value = get(d, &format!("/v1/functions/{name}/instances"))
-        .await
-        .json()
-        .await
-        .expect("instances");
-    body["instances"].as_array().cloned().unwrap_or_default()
-}
-
-async fn wait_for(what: &str, limit: Duration, mut check: impl AsyncFnMut() -> bool) {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("timed out after {limit:?} waiting for {what}");
+    merged(
+        json!({"image": "skiff/echo-http:latest", "contract": "http",
+               "readiness_path": "/ready", "memory": "64Mi", "timeout": "20s"}),
+        extra,
+    )
 }
 
 #[tokio::test]
 async fn requests_are_proxied_with_method_path_query_headers_and_streaming_bodies() {
-    let Some(d) = daemon(&[]).await else { return };
-    deploy(&d, "web", web(json!({}))).await;
+    let Some(d) = Daemon::start_if_ready(skiff_bin!(), &[]).await else {
+        return;
+    };
+    d.deploy("web", web(json!({}))).await;
     let client = reqwest::Client::new();
     let response = client
         .patch(format!("{}/fn/web/some/path?x=1&y=two", d.url))
@@ -138,26 +89,18 @@ async fn requests_are_proxied_with_method_path_query_headers_and_streaming_bodie
     assert_eq!(rest, b"chunk 1\nchunk 2\n");
 
     // The function's own status passes through; a 5xx is recorded as a failed call.
-    let response = get(&d, "/fn/web/status/418").await;
-    assert_eq!(response.status(), StatusCode::IM_A_TEAPOT);
-    let response = get(&d, "/fn/web/status/503").await;
-    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
-    let id = response.headers()["x-skiff-call-id"]
+    let response = d.get("/fn/web/status/418").await;
+    assert_eq!(response.status, StatusCode::IM_A_TEAPOT);
+    let response = d.get("/fn/web/status/503").await;
+    assert_eq!(response.status, StatusCode::SERVICE_UNAVAILABLE);
+    let id = response.headers["x-skiff-call-id"]
         .to_str()
         .expect("id")
         .to_string();
-    let record: Value = get(&d, &format!("/v1/calls/{id}"))
-        .await
-        .json()
-        .await
-        .expect("record");
+    let record = d.call_record(&id).await;
     assert_eq!(record["status"], "failed");
     assert_eq!(record["error_type"], "function_error");
-    let record: Value = get(&d, &format!("/v1/calls/{call_id}"))
-        .await
-        .json()
-        .await
-        .expect("record");
+    let record = d.call_record(&call_id).await;
     assert_eq!(record["status"], "succeeded");
     assert_eq!(record["trigger"], "http");
     d.stop().await;
@@ -165,44 +108,40 @@ async fn requests_are_proxied_with_method_path_query_headers_and_streaming_bodie
 
 #[tokio::test]
 async fn the_second_call_reuses_the_warm_instance() {
-    let Some(d) = daemon(&[]).await else { return };
-    deploy(&d, "web", web(json!({}))).await;
-    let first = get(&d, "/fn/web/").await;
-    assert_eq!(first.headers()["x-skiff-cold"], "true");
-    let first_id = first.headers()["x-skiff-call-id"]
+    let Some(d) = Daemon::start_if_ready(skiff_bin!(), &[]).await else {
+        return;
+    };
+    d.deploy("web", web(json!({}))).await;
+    let first = d.get("/fn/web/").await;
+    assert_eq!(first.headers["x-skiff-cold"], "true");
+    let first_id = first.headers["x-skiff-call-id"]
         .to_str()
         .expect("id")
         .to_string();
-    let first: Value = first.json().await.expect("json");
-    let record: Value = get(&d, &format!("/v1/calls/{first_id}"))
-        .await
-        .json()
-        .await
-        .expect("record");
+    let first = first.json();
+    let record = d.call_record(&first_id).await;
     assert!(
         record["wait_ms"].as_u64().unwrap_or(0) > 0,
         "the wait for the instance is recorded: {record}"
     );
     assert_eq!(record["cold"], true);
-    let second = get(&d, "/fn/web/").await;
-    assert_eq!(second.headers()["x-skiff-cold"], "false");
-    let second: Value = second.json().await.expect("json");
+    let second = d.get("/fn/web/").await;
+    assert_eq!(second.headers["x-skiff-cold"], "false");
+    let second = second.json();
     assert_eq!(first["instance"], second["instance"]);
     assert_eq!(first["pid"], second["pid"]);
-    let list = instances(&d, "web").await;
+    let list = d.instances("web").await;
     assert_eq!(list.len(), 1, "{list:?}");
     d.stop().await;
 }
 
 #[tokio::test]
 async fn per_instance_concurrency_holds_and_instances_stay_within_max() {
-    let Some(d) = daemon(&[]).await else { return };
-    deploy(
-        &d,
-        "web",
-        web(json!({"concurrency": 2, "max_instances": 3})),
-    )
-    .await;
+    let Some(d) = Daemon::start_if_ready(skiff_bin!(), &[]).await else {
+        return;
+    };
+    d.deploy("web", web(json!({"concurrency": 2, "max_instances": 3})))
+        .await;
     let calls = (0..12).map(|_| {
         let url = format!("{}/fn/web/?sleep_ms=700", d.url);
         async move {
@@ -228,15 +167,12 @@ async fn per_instance_concurrency_holds_and_instances_stay_within_max() {
 
 #[tokio::test]
 async fn a_hundred_concurrent_calls_scale_up_within_max_and_none_is_lost() {
-    let Some(d) = daemon(&["--max-concurrent-calls", "200"]).await else {
+    let Some(d) = Daemon::start_if_ready(skiff_bin!(), &["--max-concurrent-calls", "200"]).await
+    else {
         return;
     };
-    deploy(
-        &d,
-        "web",
-        web(json!({"concurrency": 5, "max_instances": 4})),
-    )
-    .await;
+    d.deploy("web", web(json!({"concurrency": 5, "max_instances": 4})))
+        .await;
     let url = d.url.clone();
     let watcher = tokio::spawn(async move {
         let mut most = 0;
@@ -280,17 +216,21 @@ async fn a_hundred_concurrent_calls_scale_up_within_max_and_none_is_lost() {
 
 #[tokio::test]
 async fn min_instances_are_warm_from_deploy_and_idle_ones_scale_to_zero() {
-    let Some(d) = daemon(&["--autoscale-window", "2s", "--keep-paused", "false"]).await else {
+    let Some(d) = Daemon::start_if_ready(
+        skiff_bin!(),
+        &["--autoscale-window", "2s", "--keep-paused", "false"],
+    )
+    .await
+    else {
         return;
     };
-    deploy(
-        &d,
+    d.deploy(
         "web",
         web(json!({"min_instances": 2, "idle_timeout": "1s"})),
     )
     .await;
-    wait_for("two ready instances", Duration::from_secs(20), async || {
-        let list = instances(&d, "web").await;
+    wait_until("two ready instances", Duration::from_secs(20), async || {
+        let list = d.instances("web").await;
         list.len() == 2 && list.iter().all(|i| i["state"] == "ready")
     })
     .await;
@@ -302,45 +242,46 @@ async fn min_instances_are_warm_from_deploy_and_idle_ones_scale_to_zero() {
         .await
         .expect("scale");
     assert_eq!(response.status(), StatusCode::OK);
-    wait_for("no instance", Duration::from_secs(20), async || {
-        instances(&d, "web").await.is_empty()
+    wait_until("no instance", Duration::from_secs(20), async || {
+        d.instances("web").await.is_empty()
     })
     .await;
-    wait_for("no container", Duration::from_secs(20), async || {
+    wait_until("no container", Duration::from_secs(20), async || {
         skiff_testing::containers_with_label("skiff.function=web")
             .iter()
             .all(|c| !d.containers().contains(c))
     })
     .await;
     // And a call brings one back.
-    let response = get(&d, "/fn/web/").await;
-    assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(response.headers()["x-skiff-cold"], "true");
+    let response = d.get("/fn/web/").await;
+    assert_eq!(response.status, StatusCode::OK);
+    assert_eq!(response.headers["x-skiff-cold"], "true");
     d.stop().await;
 }
 
 #[tokio::test]
 async fn the_last_idle_instance_is_paused_and_resumes_fast() {
     // The function's own autoscaler window (the daemon's default is 60s).
-    let Some(d) = daemon(&[]).await else { return };
-    deploy(
-        &d,
+    let Some(d) = Daemon::start_if_ready(skiff_bin!(), &[]).await else {
+        return;
+    };
+    d.deploy(
         "web",
         web(json!({"idle_timeout": "1s", "autoscale_window": "2s"})),
     )
     .await;
-    let first: Value = get(&d, "/fn/web/").await.json().await.expect("json");
-    wait_for("a paused instance", Duration::from_secs(20), async || {
-        let list = instances(&d, "web").await;
+    let first = d.get("/fn/web/").await.json();
+    wait_until("a paused instance", Duration::from_secs(20), async || {
+        let list = d.instances("web").await;
         list.len() == 1 && list[0]["state"] == "paused"
     })
     .await;
     let started = Instant::now();
-    let response = get(&d, "/fn/web/").await;
+    let response = d.get("/fn/web/").await;
     let took = started.elapsed();
-    assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(response.headers()["x-skiff-cold"], "true");
-    let again: Value = response.json().await.expect("json");
+    assert_eq!(response.status, StatusCode::OK);
+    assert_eq!(response.headers["x-skiff-cold"], "true");
+    let again = response.json();
     assert_eq!(first["pid"], again["pid"], "the same process, resumed");
     assert_eq!(first["instance"], again["instance"]);
     eprintln!("resumed in {took:?}");
@@ -349,22 +290,24 @@ async fn the_last_idle_instance_is_paused_and_resumes_fast() {
 
 #[tokio::test]
 async fn a_crashed_instance_fails_its_call_and_is_replaced() {
-    let Some(d) = daemon(&[]).await else { return };
-    deploy(&d, "web", web(json!({}))).await;
-    let before: Value = get(&d, "/fn/web/").await.json().await.expect("json");
-    let response = get(&d, "/fn/web/crash").await;
-    assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
-    let error: Value = response.json().await.expect("json");
+    let Some(d) = Daemon::start_if_ready(skiff_bin!(), &[]).await else {
+        return;
+    };
+    d.deploy("web", web(json!({}))).await;
+    let before = d.get("/fn/web/").await.json();
+    let response = d.get("/fn/web/crash").await;
+    assert_eq!(response.status, StatusCode::BAD_GATEWAY);
+    let error = response.json();
     assert_eq!(error["error"]["code"], "crashed", "{error}");
-    let response = get(&d, "/fn/web/").await;
-    assert_eq!(response.status(), StatusCode::OK);
-    let after: Value = response.json().await.expect("json");
+    let response = d.get("/fn/web/").await;
+    assert_eq!(response.status, StatusCode::OK);
+    let after = response.json();
     assert_ne!(
         before["instance"], after["instance"],
         "a new instance serves"
     );
-    wait_for("one instance left", Duration::from_secs(10), async || {
-        instances(&d, "web").await.len() == 1
+    wait_until("one instance left", Duration::from_secs(10), async || {
+        d.instances("web").await.len() == 1
     })
     .await;
     d.stop().await;
@@ -372,20 +315,21 @@ async fn a_crashed_instance_fails_its_call_and_is_replaced() {
 
 #[tokio::test]
 async fn an_image_that_never_listens_fails_clearly_and_leaves_no_container() {
-    let Some(d) = daemon(&[]).await else { return };
-    deploy(
-        &d,
+    let Some(d) = Daemon::start_if_ready(skiff_bin!(), &[]).await else {
+        return;
+    };
+    d.deploy(
         "deaf",
         web(json!({"env": {"NEVER_LISTEN": "1"}, "startup_timeout": "1s", "max_instances": 1})),
     )
     .await;
-    let response = get(&d, "/fn/deaf/").await;
-    assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
-    let error: Value = response.json().await.expect("json");
+    let response = d.get("/fn/deaf/").await;
+    assert_eq!(response.status, StatusCode::BAD_GATEWAY);
+    let error = response.json();
     assert_eq!(error["error"]["code"], "start_failed", "{error}");
     let message = error["error"]["message"].as_str().unwrap_or_default();
     assert!(message.contains("did not become ready"), "{message}");
-    wait_for(
+    wait_until(
         "no container of deaf",
         Duration::from_secs(15),
         async || {
@@ -401,9 +345,11 @@ async fn an_image_that_never_listens_fails_clearly_and_leaves_no_container() {
 
 #[tokio::test]
 async fn a_redeploy_finishes_calls_in_flight_then_drains_the_old_instances() {
-    let Some(d) = daemon(&[]).await else { return };
-    deploy(&d, "web", web(json!({"env": {"GEN": "1"}}))).await;
-    let old: Value = get(&d, "/fn/web/").await.json().await.expect("json");
+    let Some(d) = Daemon::start_if_ready(skiff_bin!(), &[]).await else {
+        return;
+    };
+    d.deploy("web", web(json!({"env": {"GEN": "1"}}))).await;
+    let old = d.get("/fn/web/").await.json();
     let url = format!("{}/fn/web/?sleep_ms=1500", d.url);
     let slow = tokio::spawn(async move {
         let response = reqwest::get(url).await.expect("slow call");
@@ -413,8 +359,8 @@ async fn a_redeploy_finishes_calls_in_flight_then_drains_the_old_instances() {
         )
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
-    deploy(&d, "web", web(json!({"env": {"GEN": "2"}}))).await;
-    let new: Value = get(&d, "/fn/web/").await.json().await.expect("json");
+    d.deploy("web", web(json!({"env": {"GEN": "2"}}))).await;
+    let new = d.get("/fn/web/").await.json();
     assert_ne!(
         old["instance"], new["instance"],
         "the new version runs in a new instance"
@@ -426,11 +372,11 @@ async fn a_redeploy_finishes_calls_in_flight_then_drains_the_old_instances() {
         "the call in flight on the old version finished"
     );
     assert_eq!(answer["instance"], old["instance"]);
-    wait_for(
+    wait_until(
         "the old instance gone",
         Duration::from_secs(20),
         async || {
-            let list = instances(&d, "web").await;
+            let list = d.instances("web").await;
             list.len() == 1 && list[0]["version"] == 2
         },
     )
@@ -440,21 +386,21 @@ async fn a_redeploy_finishes_calls_in_flight_then_drains_the_old_instances() {
 
 #[tokio::test]
 async fn an_instance_that_fails_its_health_checks_is_replaced() {
-    let Some(d) = daemon(&["--health-interval", "300ms"]).await else {
+    let Some(d) = Daemon::start_if_ready(skiff_bin!(), &["--health-interval", "300ms"]).await
+    else {
         return;
     };
-    deploy(&d, "web", web(json!({}))).await;
-    let before: Value = get(&d, "/fn/web/").await.json().await.expect("json");
-    let response = get(&d, "/fn/web/sick").await;
-    assert_eq!(response.status(), StatusCode::OK);
+    d.deploy("web", web(json!({}))).await;
+    let before = d.get("/fn/web/").await.json();
+    let response = d.get("/fn/web/sick").await;
+    assert_eq!(response.status, StatusCode::OK);
     let old = before["instance"].as_str().unwrap_or_default().to_string();
-    wait_for(
+    wait_until(
         "the sick instance replaced",
         Duration::from_secs(20),
         async || {
-            let answer: Value = match get(&d, "/fn/web/").await.json().await {
-                Ok(v) => v,
-                Err(_) => return false,
+            let Some(answer) = d.get("/fn/web/").await.try_json() else {
+                return false;
             };
             answer["instance"].as_str().is_some_and(|i| i != old)
         },
@@ -465,17 +411,16 @@ async fn an_instance_that_fails_its_health_checks_is_replaced() {
 
 #[tokio::test]
 async fn calls_beyond_the_queue_get_429_and_no_record_is_left_running() {
-    let Some(d) = daemon(&["--max-queued-calls", "1"]).await else {
+    let Some(d) = Daemon::start_if_ready(skiff_bin!(), &["--max-queued-calls", "1"]).await else {
         return;
     };
-    deploy(
-        &d,
+    d.deploy(
         "web",
         web(json!({"concurrency": 1, "max_instances": 1, "min_instances": 1})),
     )
     .await;
-    wait_for("a ready instance", Duration::from_secs(20), async || {
-        instances(&d, "web")
+    wait_until("a ready instance", Duration::from_secs(20), async || {
+        d.instances("web")
             .await
             .iter()
             .any(|i| i["state"] == "ready")
@@ -500,11 +445,7 @@ async fn calls_beyond_the_queue_get_429_and_no_record_is_left_running() {
         ],
         "one runs, one waits, the third is refused"
     );
-    let page: Value = get(&d, "/v1/calls?function=web")
-        .await
-        .json()
-        .await
-        .expect("calls");
+    let page = d.get_json("/v1/calls?function=web").await;
     let calls = page["calls"].as_array().cloned().unwrap_or_default();
     assert_eq!(calls.len(), 3, "{page}");
     assert!(calls.iter().all(|c| c["status"] != "running"), "{page}");

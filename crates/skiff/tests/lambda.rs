@@ -3,64 +3,26 @@
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use skiff_testing::Daemon;
+use skiff_testing::{merged, skiff_bin, Daemon};
 use std::collections::HashSet;
-use std::path::Path;
 
-fn skiff() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_skiff"))
-}
-
-async fn daemon() -> Option<Daemon> {
-    if !skiff_testing::ready() {
-        return None;
-    }
-    Some(Daemon::start(skiff(), &[]).await)
-}
-
-async fn deploy(d: &Daemon, name: &str, extra: Value) {
-    let mut spec = json!({"image": "skiff/lambda-hello:latest", "contract": "lambda",
-                          "memory": "64Mi", "timeout": "10s"});
-    if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
-        for (k, v) in extra {
-            spec.insert(k.clone(), v.clone());
-        }
-    }
-    let response = reqwest::Client::new()
-        .put(format!("{}/v1/functions/{name}", d.url))
-        .json(&spec)
-        .send()
-        .await
-        .expect("deploy");
-    let status = response.status();
-    assert!(status.is_success(), "{status}: {:?}", response.text().await);
-}
-
-async fn call(
-    d: &Daemon,
-    name: &str,
-    event: Value,
-) -> (StatusCode, reqwest::header::HeaderMap, Value) {
-    let response = reqwest::Client::new()
-        .post(format!("{}/fn/{name}", d.url))
-        .json(&event)
-        .send()
-        .await
-        .expect("call");
-    let status = response.status();
-    let headers = response.headers().clone();
-    (
-        status,
-        headers,
-        response.json().await.unwrap_or(Value::Null),
-    )
+/// A `skiff/lambda-hello` function's spec, with the fields of `extra`.
+fn lambda_hello(extra: Value) -> Value {
+    let spec = json!({"image": "skiff/lambda-hello:latest", "contract": "lambda",
+                      "memory": "64Mi", "timeout": "10s"});
+    merged(spec, extra)
 }
 
 #[tokio::test]
 async fn an_unmodified_lambda_runtime_function_answers_and_is_reused_warm() {
-    let Some(d) = daemon().await else { return };
-    deploy(&d, "greeter", json!({})).await;
-    let (status, headers, answer) = call(&d, "greeter", json!({"name": "Ann"})).await;
+    let Some(d) = Daemon::start_if_ready(skiff_bin!(), &[]).await else {
+        return;
+    };
+    d.deploy("greeter", lambda_hello(json!({}))).await;
+    let (status, headers, answer) = d
+        .call_json("greeter", &json!({"name": "Ann"}))
+        .await
+        .parts();
     assert_eq!(status, StatusCode::OK, "{answer}");
     assert_eq!(answer["message"], "Hello Ann!");
     assert_eq!(answer["function"], "greeter");
@@ -69,31 +31,29 @@ async fn an_unmodified_lambda_runtime_function_answers_and_is_reused_warm() {
         headers["x-skiff-call-id"].to_str().ok()
     );
     assert_eq!(headers["x-skiff-cold"], "true");
-    let (status, headers, answer) = call(&d, "greeter", json!({})).await;
+    let (status, headers, answer) = d.call_json("greeter", &json!({})).await.parts();
     assert_eq!(status, StatusCode::OK);
     assert_eq!(answer["message"], "Hello World!");
     assert_eq!(headers["x-skiff-cold"], "false", "the instance is reused");
-    let list: Value = reqwest::get(format!("{}/v1/functions/greeter/instances", d.url))
-        .await
-        .expect("instances")
-        .json()
-        .await
-        .expect("json");
-    assert_eq!(
-        list["instances"].as_array().map(Vec::len),
-        Some(1),
-        "{list}"
-    );
+    let list = d.instances("greeter").await;
+    assert_eq!(list.len(), 1, "{list:?}");
     d.stop().await;
 }
 
 #[tokio::test]
 async fn errors_timeouts_and_init_errors_are_reported() {
-    let Some(d) = daemon().await else { return };
-    deploy(&d, "greeter", json!({"timeout": "1s"})).await;
-    deploy(&d, "broken", json!({"env": {"FAIL_INIT": "1"}})).await;
+    let Some(d) = Daemon::start_if_ready(skiff_bin!(), &[]).await else {
+        return;
+    };
+    d.deploy("greeter", lambda_hello(json!({"timeout": "1s"})))
+        .await;
+    d.deploy("broken", lambda_hello(json!({"env": {"FAIL_INIT": "1"}})))
+        .await;
 
-    let (status, _, error) = call(&d, "greeter", json!({"fail": "boom"})).await;
+    let (status, _, error) = d
+        .call_json("greeter", &json!({"fail": "boom"}))
+        .await
+        .parts();
     assert_eq!(status, StatusCode::BAD_GATEWAY, "{error}");
     assert_eq!(error["error"]["code"], "function_error");
     assert!(
@@ -104,22 +64,31 @@ async fn errors_timeouts_and_init_errors_are_reported() {
         "{error}"
     );
 
-    let (status, _, error) = call(&d, "greeter", json!({"sleep_ms": 3000})).await;
+    let (status, _, error) = d
+        .call_json("greeter", &json!({"sleep_ms": 3000}))
+        .await
+        .parts();
     assert_eq!(status, StatusCode::GATEWAY_TIMEOUT, "{error}");
     assert_eq!(error["error"]["code"], "timeout");
     // The instance busy past the deadline was replaced; the function still answers.
-    let (status, _, answer) = call(&d, "greeter", json!({"name": "again"})).await;
+    let (status, _, answer) = d
+        .call_json("greeter", &json!({"name": "again"}))
+        .await
+        .parts();
     assert_eq!(status, StatusCode::OK, "{answer}");
     assert_eq!(answer["message"], "Hello again!");
 
     // An instance that dies in the middle of an event fails that call, and is replaced.
-    let (status, _, error) = call(&d, "greeter", json!({"exit": true})).await;
+    let (status, _, error) = d.call_json("greeter", &json!({"exit": true})).await.parts();
     assert_eq!(status, StatusCode::BAD_GATEWAY, "{error}");
     assert_eq!(error["error"]["code"], "crashed", "{error}");
-    let (status, _, answer) = call(&d, "greeter", json!({"name": "after"})).await;
+    let (status, _, answer) = d
+        .call_json("greeter", &json!({"name": "after"}))
+        .await
+        .parts();
     assert_eq!(status, StatusCode::OK, "{answer}");
 
-    let (status, _, error) = call(&d, "broken", json!({})).await;
+    let (status, _, error) = d.call_json("broken", &json!({})).await.parts();
     assert_eq!(status, StatusCode::BAD_GATEWAY, "{error}");
     assert_eq!(error["error"]["code"], "start_failed");
     assert!(
@@ -134,8 +103,11 @@ async fn errors_timeouts_and_init_errors_are_reported() {
 
 #[tokio::test]
 async fn twenty_concurrent_invocations_get_twenty_distinct_correct_answers() {
-    let Some(d) = daemon().await else { return };
-    deploy(&d, "greeter", json!({"max_instances": 5})).await;
+    let Some(d) = Daemon::start_if_ready(skiff_bin!(), &[]).await else {
+        return;
+    };
+    d.deploy("greeter", lambda_hello(json!({"max_instances": 5})))
+        .await;
     let calls = (0..20).map(|i| {
         let url = format!("{}/fn/greeter", d.url);
         async move {

@@ -2,7 +2,7 @@
 //! whole lifecycle of a function in `tests/python/lambda_lifecycle.py`; plain HTTP checks
 //! that no route of that API shows a secret's value.
 
-use skiff_testing::Daemon;
+use skiff_testing::{skiff_bin, Daemon};
 use std::path::Path;
 use std::process::Command;
 
@@ -16,18 +16,10 @@ async fn boto3_drives_the_whole_lifecycle() {
         .output()
         .map(|o| o.status.success())
         .unwrap_or(false);
-    if !has_boto3 {
-        let in_ci = std::env::var("CI")
-            .map(|v| v == "true" || v == "1")
-            .unwrap_or(false);
-        assert!(
-            !in_ci,
-            "boto3 must be installed in CI (.ci/run installs it)"
-        );
-        eprintln!("SKIPPED: boto3 is not installed (pip install boto3)");
+    if !skiff_testing::needs(has_boto3, "boto3", ".ci/run installs it: pip install boto3") {
         return;
     }
-    let d = Daemon::start(Path::new(env!("CARGO_BIN_EXE_skiff")), &[]).await;
+    let d = Daemon::start(skiff_bin!(), &[]).await;
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/lambda_lifecycle.py");
     let run = tokio::task::spawn_blocking({
         let url = d.url.clone();
@@ -65,19 +57,17 @@ async fn no_lambda_route_shows_a_secret_and_updates_keep_them() {
     if !skiff_testing::ready() {
         return;
     }
-    let d = Daemon::start(Path::new(env!("CARGO_BIN_EXE_skiff")), &[]).await;
+    let d = Daemon::start(skiff_bin!(), &[]).await;
     let client = reqwest::Client::new();
     const SECRET: &str = "s3cret-value-9f2c";
-    let response = client
-        .put(format!("{}/v1/functions/env", d.url))
-        .json(
-            &serde_json::json!({"image": "skiff/testfn:latest", "timeout": "10s",
+    let created = d
+        .put_function(
+            "env",
+            serde_json::json!({"image": "skiff/testfn:latest", "timeout": "10s",
             "env": {"MODE": "env", "GREETING": "hi"}, "secrets": {"API_TOKEN": SECRET}}),
         )
-        .send()
-        .await
-        .expect("deploy");
-    assert_eq!(response.status(), reqwest::StatusCode::CREATED);
+        .await;
+    assert_eq!(created.status, reqwest::StatusCode::CREATED);
     let base = format!("{}/2015-03-31/functions", d.url);
     let invoke = || async {
         let out = client
@@ -166,12 +156,7 @@ async fn no_lambda_route_shows_a_secret_and_updates_keep_them() {
         assert!(!body.contains(SECRET), "{route} shows the secret: {body}");
     }
     // The management API still names it, without its value.
-    let view: serde_json::Value = reqwest::get(format!("{}/v1/functions/env", d.url))
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let view = d.get_json("/v1/functions/env").await;
     assert_eq!(view["secrets"], serde_json::json!(["API_TOKEN"]));
     d.stop().await;
 }

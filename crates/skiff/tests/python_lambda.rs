@@ -3,116 +3,53 @@
 //! `skiff/python-lambda:latest` by `scripts/build-python-lambda.sh` (a Debian root file system
 //! made with debootstrap; nothing is pulled from a registry).
 
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use skiff_testing::Daemon;
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::OnceLock;
+use skiff_testing::{skiff_bin, Answer, Daemon};
 
 const IMAGE: &str = "skiff/python-lambda:latest";
 
-fn skiff() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_skiff"))
-}
-
-/// Builds `skiff/python-lambda:latest` once per process; panics with the script's output if
-/// the build fails.
-fn ensure_python_image() {
-    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
-    let result = BUILT.get_or_init(|| {
-        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../../scripts")
-            .join("build-python-lambda.sh");
-        let output = Command::new("bash")
-            .arg(&script)
-            .output()
-            .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
-        if output.status.success() {
-            Ok(())
-        } else {
-            Err(format!(
-                "{} failed ({}):\n{}{}",
-                script.display(),
-                output.status,
-                String::from_utf8_lossy(&output.stdout),
-                String::from_utf8_lossy(&output.stderr)
-            ))
-        }
-    });
-    if let Err(message) = result {
-        panic!("{message}");
-    }
-}
-
-async fn daemon() -> Option<Daemon> {
+async fn python_daemon() -> Option<Daemon> {
     if !skiff_testing::ready() {
         return None;
     }
-    ensure_python_image();
-    Some(Daemon::start(skiff(), &[]).await)
+    skiff_testing::ensure_python_lambda_image();
+    Some(Daemon::start(skiff_bin!(), &[]).await)
 }
 
-async fn deploy(d: &Daemon, name: &str) {
-    let spec = json!({"image": IMAGE, "contract": "lambda", "memory": "128Mi", "timeout": "10s"});
-    let response = reqwest::Client::new()
-        .put(format!("{}/v1/functions/{name}", d.url))
-        .json(&spec)
-        .send()
-        .await
-        .expect("deploy");
-    let status = response.status();
-    assert!(status.is_success(), "{status}: {:?}", response.text().await);
-}
-
-async fn call(
-    d: &Daemon,
-    name: &str,
-    event: Value,
-) -> (StatusCode, reqwest::header::HeaderMap, Value) {
-    let response = reqwest::Client::new()
-        .post(format!("{}/fn/{name}", d.url))
-        .json(&event)
-        .send()
-        .await
-        .expect("call");
-    let status = response.status();
-    let headers = response.headers().clone();
-    (
-        status,
-        headers,
-        response.json().await.unwrap_or(Value::Null),
-    )
+/// The function's spec.
+fn python_lambda() -> Value {
+    json!({"image": IMAGE, "contract": "lambda", "memory": "128Mi", "timeout": "10s"})
 }
 
 /// `POST /2015-03-31/functions/{name}/invocations` (the Lambda API's Invoke) with a raw client.
-async fn invoke(
+async fn lambda_invoke(
     d: &Daemon,
     name: &str,
     event: Value,
 ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
-    let response = reqwest::Client::new()
-        .post(format!("{}/2015-03-31/functions/{name}/invocations", d.url))
-        .body(event.to_string())
-        .send()
-        .await
-        .expect("invoke");
-    let status = response.status();
-    let headers = response.headers().clone();
-    let body = response.text().await.unwrap_or_default();
-    (
-        status,
-        headers,
-        serde_json::from_str(&body).unwrap_or(Value::String(body)),
+    let answer = Answer::of(
+        d.request(
+            Method::POST,
+            &format!("/2015-03-31/functions/{name}/invocations"),
+        )
+        .body(event.to_string()),
     )
+    .await;
+    let body = answer
+        .try_json()
+        .unwrap_or_else(|| Value::String(answer.text()));
+    (answer.status, answer.headers, body)
 }
 
 #[tokio::test]
 async fn an_awslambdaric_python_function_answers_fails_and_is_reused_warm() {
-    let Some(d) = daemon().await else { return };
-    deploy(&d, "py").await;
+    let Some(d) = python_daemon().await else {
+        return;
+    };
+    d.deploy("py", python_lambda()).await;
 
-    let (status, headers, answer) = call(&d, "py", json!({"name": "Ann"})).await;
+    let (status, headers, answer) = d.call_json("py", &json!({"name": "Ann"})).await.parts();
     assert_eq!(status, StatusCode::OK, "{answer}\n{}", d.log());
     assert_eq!(answer["message"], "Hello Ann!", "{answer}");
     assert_eq!(answer["function"], "py", "{answer}");
@@ -123,7 +60,7 @@ async fn an_awslambdaric_python_function_answers_fails_and_is_reused_warm() {
     );
     assert_eq!(headers["x-skiff-cold"], "true");
 
-    let (status, headers, answer) = call(&d, "py", json!({})).await;
+    let (status, headers, answer) = d.call_json("py", &json!({})).await.parts();
     assert_eq!(status, StatusCode::OK, "{answer}\n{}", d.log());
     assert_eq!(answer["message"], "Hello World!", "{answer}");
     assert_eq!(headers["x-skiff-cold"], "false", "the instance is reused");
@@ -134,12 +71,7 @@ async fn an_awslambdaric_python_function_answers_fails_and_is_reused_warm() {
         .to_string();
     let mut logs = String::new();
     for _ in 0..50 {
-        logs = reqwest::get(format!("{}/v1/calls/{call_id}/logs", d.url))
-            .await
-            .expect("logs")
-            .text()
-            .await
-            .expect("logs body");
+        logs = d.logs(&call_id).await;
         if logs.contains(&format!("python-lambda: event {call_id}")) {
             break;
         }
@@ -150,7 +82,7 @@ async fn an_awslambdaric_python_function_answers_fails_and_is_reused_warm() {
         "{logs}"
     );
 
-    let (status, _, error) = call(&d, "py", json!({"fail": "boom"})).await;
+    let (status, _, error) = d.call_json("py", &json!({"fail": "boom"})).await.parts();
     assert_eq!(status, StatusCode::BAD_GATEWAY, "{error}\n{}", d.log());
     assert_eq!(error["error"]["code"], "function_error", "{error}");
     assert!(
@@ -162,7 +94,7 @@ async fn an_awslambdaric_python_function_answers_fails_and_is_reused_warm() {
     );
 
     // After a handler error the same instance goes on answering.
-    let (status, headers, answer) = call(&d, "py", json!({"name": "again"})).await;
+    let (status, headers, answer) = d.call_json("py", &json!({"name": "again"})).await.parts();
     assert_eq!(status, StatusCode::OK, "{answer}\n{}", d.log());
     assert_eq!(answer["message"], "Hello again!", "{answer}");
     assert_eq!(headers["x-skiff-cold"], "false", "{answer}");
@@ -171,15 +103,17 @@ async fn an_awslambdaric_python_function_answers_fails_and_is_reused_warm() {
 
 #[tokio::test]
 async fn the_lambda_api_invokes_an_awslambdaric_python_function() {
-    let Some(d) = daemon().await else { return };
-    deploy(&d, "py").await;
+    let Some(d) = python_daemon().await else {
+        return;
+    };
+    d.deploy("py", python_lambda()).await;
 
-    let (status, headers, answer) = invoke(&d, "py", json!({"name": "Bo"})).await;
+    let (status, headers, answer) = lambda_invoke(&d, "py", json!({"name": "Bo"})).await;
     assert_eq!(status, StatusCode::OK, "{answer}\n{}", d.log());
     assert_eq!(answer["message"], "Hello Bo!", "{answer}");
     assert!(headers.get("x-amz-function-error").is_none(), "{headers:?}");
 
-    let (status, headers, error) = invoke(&d, "py", json!({"fail": "x"})).await;
+    let (status, headers, error) = lambda_invoke(&d, "py", json!({"fail": "x"})).await;
     assert_eq!(status, StatusCode::OK, "{error}\n{}", d.log());
     assert_eq!(
         headers

@@ -3,50 +3,32 @@
 //! JetStream subscriptions (a real `nats-server -js`) that acknowledge after success and
 //! get failed messages delivered again; typed errors for bad triggers.
 
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use skiff_testing::Daemon;
+use skiff_testing::cli::assert_one_error_line;
+use skiff_testing::{poll, skiff_bin, Answer, Daemon};
 use std::collections::HashSet;
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-fn skiff() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_skiff"))
-}
+/// How often the calls and triggers are looked at while waiting.
+const WAIT_EVERY: Duration = Duration::from_millis(200);
 
-async fn daemon() -> Option<Daemon> {
-    if !skiff_testing::ready() {
-        return None;
-    }
-    Some(Daemon::start(skiff(), &["--async-retry-delay", "200ms"]).await)
-}
+/// The daemon's arguments: failed async calls are retried soon.
+const ARGS: &[&str] = &["--async-retry-delay", "200ms"];
 
 /// Deploys `skiff/testfn` in `report` mode and checks that it reports: the image is pinned
 /// at deploy, so a tag rebuilt meanwhile by another checkout sharing the engine (with an
 /// older testfn) cannot change what the function runs; such a tag is rebuilt and the
 /// function deployed again.
 async fn deploy_report(d: &Daemon, name: &str) {
-    let client = reqwest::Client::new();
     for _ in 0..5 {
-        let response = client
-            .put(format!("{}/v1/functions/{name}", d.url))
-            .json(&json!({"image": "skiff/testfn:latest", "env": {"MODE": "report"}, "timeout": "10s"}))
-            .send()
-            .await
-            .expect("deploy");
-        assert!(
-            response.status().is_success(),
-            "{:?}",
-            response.text().await
-        );
-        let probe = client
-            .post(format!("{}/v1/functions/{name}/invoke", d.url))
-            .body("probe")
-            .send()
-            .await
-            .expect("probe");
-        if probe.status().is_success() {
+        d.deploy(
+            name,
+            json!({"image": "skiff/testfn:latest", "env": {"MODE": "report"}, "timeout": "10s"}),
+        )
+        .await;
+        if d.invoke(name, "probe").await.status.is_success() {
             return;
         }
         let _ = Command::new("bash")
@@ -57,42 +39,18 @@ async fn deploy_report(d: &Daemon, name: &str) {
 }
 
 async fn put_trigger(d: &Daemon, name: &str, spec: Value) -> (StatusCode, Value) {
-    let response = reqwest::Client::new()
-        .put(format!("{}/v1/triggers/{name}", d.url))
-        .json(&spec)
-        .send()
-        .await
-        .expect("put trigger");
-    let status = response.status();
-    (status, response.json().await.expect("json"))
-}
-
-async fn get_json(url: String) -> (StatusCode, Value) {
-    let response = reqwest::get(url).await.expect("get");
-    let status = response.status();
-    (status, response.json().await.expect("json"))
+    Answer::of(
+        d.request(Method::PUT, &format!("/v1/triggers/{name}"))
+            .json(&spec),
+    )
+    .await
+    .status_json()
 }
 
 /// Every call of `function` started by `trigger` (`cron`, `queue`), oldest first.
 async fn calls(d: &Daemon, function: &str, trigger: &str) -> Vec<Value> {
-    let (status, page) = get_json(format!(
-        "{}/v1/calls?function={function}&trigger={trigger}&limit=1000",
-        d.url
-    ))
-    .await;
-    assert_eq!(status, StatusCode::OK, "{page}");
-    let mut calls = page["calls"].as_array().cloned().unwrap_or_default();
-    calls.reverse();
-    calls
-}
-
-async fn logs(d: &Daemon, id: &str) -> String {
-    reqwest::get(format!("{}/v1/calls/{id}/logs", d.url))
+    d.calls(&format!("function={function}&trigger={trigger}&limit=1000"))
         .await
-        .expect("logs")
-        .text()
-        .await
-        .expect("text")
 }
 
 /// Waits until `check` holds on the calls of `function` from `trigger`, or panics.
@@ -104,19 +62,18 @@ async fn wait_calls(
     what: &str,
     check: impl Fn(&[Value]) -> bool,
 ) -> Vec<Value> {
-    let started = Instant::now();
-    loop {
-        let found = calls(d, function, trigger).await;
-        if check(&found) {
-            return found;
-        }
-        assert!(
-            started.elapsed() < limit,
+    let mut found = Vec::new();
+    let done = poll(limit, WAIT_EVERY, async || {
+        found = calls(d, function, trigger).await;
+        check(&found).then(|| found.clone())
+    })
+    .await;
+    done.unwrap_or_else(|| {
+        panic!(
             "{what}: not within {limit:?}; calls: {found:#?}\n{}",
             d.log()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        )
+    })
 }
 
 fn finished(calls: &[Value]) -> usize {
@@ -141,7 +98,9 @@ fn tick_of(call: &Value) -> chrono::DateTime<chrono::Utc> {
 
 #[tokio::test]
 async fn a_cron_trigger_fires_async_calls_with_its_payload() {
-    let Some(d) = daemon().await else { return };
+    let Some(d) = Daemon::start_if_ready(skiff_bin!(), ARGS).await else {
+        return;
+    };
     deploy_report(&d, "ticker").await;
     let (status, body) = put_trigger(
         &d,
@@ -169,7 +128,7 @@ async fn a_cron_trigger_fires_async_calls_with_its_payload() {
         assert_eq!(call["trigger"], "cron");
         assert_eq!(call["request_size"], 7);
         let id = call["id"].as_str().expect("id");
-        let log = logs(&d, id).await;
+        let log = d.logs(id).await;
         assert!(log.contains("body={\"n\":1}"), "{log}");
         assert!(
             log.contains("SKIFF_HEADER_X_SKIFF_TRIGGER=every-second"),
@@ -197,19 +156,14 @@ async fn a_cron_trigger_fires_async_calls_with_its_payload() {
     let unique: HashSet<_> = ticks.iter().collect();
     assert_eq!(unique.len(), ticks.len(), "{ticks:?}");
 
-    let metrics = reqwest::get(format!("{}/metrics", d.url))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = d.get_text("/metrics").await;
     assert!(
         metrics.contains("skiff_trigger_firings_total{trigger=\"every-second\",result=\"fired\"}"),
         "{metrics}"
     );
 
     // The CLI lists and shows it.
-    let out = Command::new(skiff())
+    let out = Command::new(skiff_bin!())
         .args(["--url", &d.url, "triggers"])
         .output()
         .expect("skiff triggers");
@@ -220,7 +174,7 @@ async fn a_cron_trigger_fires_async_calls_with_its_payload() {
         text.contains("every-second") && text.contains("* * * * * * (UTC)"),
         "{text}"
     );
-    let out = Command::new(skiff())
+    let out = Command::new(skiff_bin!())
         .args(["--url", &d.url, "--json", "triggers", "get", "every-second"])
         .output()
         .expect("skiff triggers get");
@@ -228,7 +182,7 @@ async fn a_cron_trigger_fires_async_calls_with_its_payload() {
     assert_eq!(shown["function"], "ticker");
 
     // Deleted: no tick after that.
-    let out = Command::new(skiff())
+    let out = Command::new(skiff_bin!())
         .args(["--url", &d.url, "triggers", "rm", "every-second"])
         .output()
         .expect("skiff triggers rm");
@@ -237,7 +191,7 @@ async fn a_cron_trigger_fires_async_calls_with_its_payload() {
     let before = calls(&d, "ticker", "cron").await.len();
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert_eq!(calls(&d, "ticker", "cron").await.len(), before);
-    let (status, body) = get_json(format!("{}/v1/triggers/every-second", d.url)).await;
+    let (status, body) = d.get("/v1/triggers/every-second").await.status_json();
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(body["error"]["code"], "trigger_not_found");
     d.stop().await;
@@ -245,7 +199,9 @@ async fn a_cron_trigger_fires_async_calls_with_its_payload() {
 
 #[tokio::test]
 async fn no_tick_fires_twice_across_sigkill() {
-    let Some(mut d) = daemon().await else { return };
+    let Some(mut d) = Daemon::start_if_ready(skiff_bin!(), ARGS).await else {
+        return;
+    };
     deploy_report(&d, "ticker").await;
     let (status, body) = put_trigger(
         &d,
@@ -289,7 +245,9 @@ async fn no_tick_fires_twice_across_sigkill() {
 
 #[tokio::test]
 async fn ticks_missed_while_down_run_once_or_are_skipped() {
-    let Some(mut d) = daemon().await else { return };
+    let Some(mut d) = Daemon::start_if_ready(skiff_bin!(), ARGS).await else {
+        return;
+    };
     deploy_report(&d, "once").await;
     deploy_report(&d, "never").await;
     // One tick a minute, a few seconds from now: the daemon is down when it passes.
@@ -333,7 +291,7 @@ async fn ticks_missed_while_down_run_once_or_are_skipped() {
         calls(&d, "never", "cron").await.is_empty(),
         "skip fires nothing for it"
     );
-    let (_, never) = get_json(format!("{}/v1/triggers/never", d.url)).await;
+    let (_, never) = d.get("/v1/triggers/never").await.status_json();
     assert!(
         never["last_tick"].is_string(),
         "the skipped tick is recorded: {never}"
@@ -343,7 +301,9 @@ async fn ticks_missed_while_down_run_once_or_are_skipped() {
 
 #[tokio::test]
 async fn bad_triggers_get_typed_errors() {
-    let Some(d) = daemon().await else { return };
+    let Some(d) = Daemon::start_if_ready(skiff_bin!(), ARGS).await else {
+        return;
+    };
     deploy_report(&d, "target").await;
     for (spec, status, code, field) in [
         (
@@ -404,7 +364,7 @@ async fn bad_triggers_get_typed_errors() {
     )
     .await;
     assert_eq!(got, StatusCode::BAD_REQUEST, "{body}");
-    let out = Command::new(skiff())
+    let out = Command::new(skiff_bin!())
         .args([
             "--url",
             &d.url,
@@ -419,15 +379,11 @@ async fn bad_triggers_get_typed_errors() {
         .output()
         .expect("skiff triggers create");
     assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(
-        err.starts_with("error: ") && err.contains("function_not_found"),
-        "{err}"
-    );
+    let err = assert_one_error_line(&out);
+    assert!(err.contains("function_not_found"), "{err}");
 
     // The OpenAPI document describes the trigger routes and shapes.
-    let (_, doc) = get_json(format!("{}/v1/openapi.json", d.url)).await;
+    let (_, doc) = d.get("/v1/openapi.json").await.status_json();
     for path in ["/v1/triggers", "/v1/triggers/{name}"] {
         assert!(doc["paths"].get(path).is_some(), "{path} missing");
     }
@@ -465,13 +421,8 @@ async fn bad_triggers_get_typed_errors() {
     )
     .await;
     assert_eq!(replaced["cron"]["schedule"], "@daily");
-    let response = reqwest::Client::new()
-        .delete(format!("{}/v1/functions/target", d.url))
-        .send()
-        .await
-        .expect("delete");
-    assert_eq!(response.status(), StatusCode::NO_CONTENT);
-    let (_, list) = get_json(format!("{}/v1/triggers", d.url)).await;
+    assert_eq!(d.delete_function("target").await, StatusCode::NO_CONTENT);
+    let (_, list) = d.get("/v1/triggers").await.status_json();
     assert_eq!(list["triggers"], json!([]), "{list}");
     d.stop().await;
 }
@@ -493,24 +444,7 @@ impl Nats {
             .output()
             .map(|o| o.status.success())
             .unwrap_or(false);
-        if !found {
-            let in_ci = std::env::var("CI")
-                .map(|v| v == "true" || v == "1")
-                .unwrap_or(false);
-            assert!(
-                !in_ci,
-                "this test needs nats-server (Debian package nats-server), and CI=true"
-            );
-            eprintln!("SKIPPED: nats-server is not installed; this test needs it");
-        }
-        found
-    }
-
-    fn free_port() -> u16 {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("a free port")
+        skiff_testing::needs(found, "nats-server", "the Debian package nats-server")
     }
 
     async fn start(port: u16) -> Nats {
@@ -527,16 +461,20 @@ impl Nats {
             port,
             _store: store,
         };
-        for _ in 0..100 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-            {
-                return nats;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("nats-server did not listen on {port} within 10s");
+        let listening = poll(
+            Duration::from_secs(10),
+            Duration::from_millis(100),
+            async || {
+                let connected = tokio::net::TcpStream::connect(("127.0.0.1", port)).await;
+                connected.is_ok().then_some(())
+            },
+        )
+        .await;
+        assert!(
+            listening.is_some(),
+            "nats-server did not listen on {port} within 10s"
+        );
+        nats
     }
 
     fn url(&self) -> String {
@@ -571,26 +509,34 @@ impl Drop for Nats {
 }
 
 async fn wait_state(d: &Daemon, trigger: &str, state: &str, limit: Duration) -> Value {
-    let started = Instant::now();
-    loop {
-        let (_, body) = get_json(format!("{}/v1/triggers/{trigger}", d.url)).await;
-        if body["state"] == state {
-            return body;
-        }
-        assert!(
-            started.elapsed() < limit,
-            "trigger {trigger} never {state}: {body}\n{}",
-            d.log()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let mut body = Value::Null;
+    let reached = poll(limit, Duration::from_millis(100), async || {
+        body = d.get_json(&format!("/v1/triggers/{trigger}")).await;
+        (body["state"] == state).then(|| body.clone())
+    })
+    .await;
+    reached.unwrap_or_else(|| panic!("trigger {trigger} never {state}: {body}\n{}", d.log()))
+}
+
+/// The attempt and the status of each of `calls`, in the order of their attempts.
+fn attempts(calls: &mut [(Value, String)]) -> Vec<(u64, &str)> {
+    calls.sort_by_key(|(c, _)| c["attempt"].as_u64());
+    calls
+        .iter()
+        .map(|(c, _)| {
+            (
+                c["attempt"].as_u64().unwrap_or(0),
+                c["status"].as_str().unwrap_or(""),
+            )
+        })
+        .collect()
 }
 
 /// The calls whose log shows `body`, with their logs.
 async fn calls_with_body(d: &Daemon, function: &str, body: &str) -> Vec<(Value, String)> {
     let mut found = Vec::new();
     for call in calls(d, function, "queue").await {
-        let log = logs(d, call["id"].as_str().expect("id")).await;
+        let log = d.logs(call["id"].as_str().expect("id")).await;
         if log.contains(&format!("body={body}\n")) {
             found.push((call, log));
         }
@@ -603,8 +549,10 @@ async fn nats_messages_are_acked_after_success_and_redelivered_after_failure() {
     if !Nats::available() {
         return;
     }
-    let Some(d) = daemon().await else { return };
-    let nats = Nats::start(Nats::free_port()).await;
+    let Some(d) = Daemon::start_if_ready(skiff_bin!(), ARGS).await else {
+        return;
+    };
+    let nats = Nats::start(skiff_testing::free_port()).await;
     deploy_report(&d, "worker").await;
     let (status, body) = put_trigger(
         &d,
@@ -649,16 +597,7 @@ async fn nats_messages_are_acked_after_success_and_redelivered_after_failure() {
     );
 
     let mut flaky = calls_with_body(&d, "worker", "fail-once").await;
-    flaky.sort_by_key(|(c, _)| c["attempt"].as_u64());
-    let outcomes: Vec<(u64, &str)> = flaky
-        .iter()
-        .map(|(c, _)| {
-            (
-                c["attempt"].as_u64().unwrap_or(0),
-                c["status"].as_str().unwrap_or(""),
-            )
-        })
-        .collect();
+    let outcomes = attempts(&mut flaky);
     assert_eq!(
         outcomes,
         vec![(1, "failed"), (2, "succeeded")],
@@ -666,16 +605,7 @@ async fn nats_messages_are_acked_after_success_and_redelivered_after_failure() {
     );
 
     let mut bad = calls_with_body(&d, "worker", "fail-always").await;
-    bad.sort_by_key(|(c, _)| c["attempt"].as_u64());
-    let outcomes: Vec<(u64, &str)> = bad
-        .iter()
-        .map(|(c, _)| {
-            (
-                c["attempt"].as_u64().unwrap_or(0),
-                c["status"].as_str().unwrap_or(""),
-            )
-        })
-        .collect();
+    let outcomes = attempts(&mut bad);
     assert_eq!(
         outcomes,
         vec![(1, "failed"), (2, "failed")],
@@ -683,12 +613,7 @@ async fn nats_messages_are_acked_after_success_and_redelivered_after_failure() {
     );
     assert_eq!(bad[1].0["error_type"], "function_error");
 
-    let metrics = reqwest::get(format!("{}/metrics", d.url))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = d.get_text("/metrics").await;
     for (result, count) in [("acked", 2), ("retried", 2), ("given_up", 1)] {
         let line =
             format!("skiff_trigger_firings_total{{trigger=\"jobs\",result=\"{result}\"}} {count}");
@@ -702,9 +627,11 @@ async fn a_nats_trigger_connects_once_the_broker_is_up() {
     if !Nats::available() {
         return;
     }
-    let Some(d) = daemon().await else { return };
+    let Some(d) = Daemon::start_if_ready(skiff_bin!(), ARGS).await else {
+        return;
+    };
     deploy_report(&d, "late").await;
-    let port = Nats::free_port();
+    let port = skiff_testing::free_port();
     let url = format!("nats://127.0.0.1:{port}");
     let (status, body) = put_trigger(
         &d,
@@ -713,18 +640,20 @@ async fn a_nats_trigger_connects_once_the_broker_is_up() {
     )
     .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
-    let (_, shown) = get_json(format!("{}/v1/triggers/waiting", d.url)).await;
+    let (_, shown) = d.get("/v1/triggers/waiting").await.status_json();
     assert_eq!(shown["state"], "connecting", "{shown}");
-    let started = Instant::now();
-    loop {
-        let (_, shown) = get_json(format!("{}/v1/triggers/waiting", d.url)).await;
-        if shown["last_error"].is_string() {
-            assert_eq!(shown["state"], "connecting", "{shown}");
-            break;
-        }
-        assert!(started.elapsed() < Duration::from_secs(20), "{shown}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let mut shown = Value::Null;
+    let failed = poll(
+        Duration::from_secs(20),
+        Duration::from_millis(100),
+        async || {
+            shown = d.get_json("/v1/triggers/waiting").await;
+            shown["last_error"].is_string().then_some(())
+        },
+    )
+    .await;
+    assert!(failed.is_some(), "{shown}");
+    assert_eq!(shown["state"], "connecting", "{shown}");
     let nats = Nats::start(port).await;
     wait_state(&d, "waiting", "connected", Duration::from_secs(40)).await;
     nats.publish("late", "hello", &[]).await;

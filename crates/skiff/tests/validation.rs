@@ -5,31 +5,15 @@
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use skiff_testing::Daemon;
-use std::path::Path;
-
-fn skiff() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_skiff"))
-}
-
-async fn put(d: &Daemon, name: &str, body: impl Into<reqwest::Body>) -> (StatusCode, Value) {
-    let response = reqwest::Client::new()
-        .put(format!("{}/v1/functions/{name}", d.url))
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .expect("deploy request");
-    let status = response.status();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
+use skiff_testing::cli::assert_one_error_line;
+use skiff_testing::{skiff_bin, Daemon};
 
 #[tokio::test]
 async fn malformed_image_references_and_readiness_paths_are_invalid_specs() {
     if !skiff_testing::ready() {
         return;
     }
-    let d = Daemon::start(skiff(), &[]).await;
+    let d = Daemon::start(skiff_bin!(), &[]).await;
     // A name over 255 characters with its registry: skiff's grammar lets it through, the
     // engine refuses it (400), and that is the spec's fault too, not the engine's.
     let too_long_for_the_engine = format!("registry.example/{}:1", "a".repeat(250));
@@ -46,32 +30,31 @@ async fn malformed_image_references_and_readiness_paths_are_invalid_specs() {
             "readiness_path",
         ),
     ] {
-        let (status, body) = put(&d, "bad", spec.to_string()).await;
+        let (status, body) = d.put_function("bad", spec.clone()).await.status_json();
         assert_eq!(status, StatusCode::BAD_REQUEST, "{spec}: {body}");
         assert_eq!(body["error"]["code"], "invalid_spec", "{spec}: {body}");
         assert_eq!(body["error"]["field"], field, "{spec}: {body}");
     }
-    let (status, body) = put(&d, "bad", json!({"image": "UPPER:1"}).to_string()).await;
+    let (status, body) = d
+        .put_function("bad", json!({"image": "UPPER:1"}))
+        .await
+        .status_json();
     let message = body["error"]["message"].as_str().unwrap_or_default();
     assert!(message.contains("UPPER:1"), "{status}: {message}");
     // None of them was deployed.
-    let response = reqwest::get(format!("{}/v1/functions/bad", d.url))
-        .await
-        .expect("get");
-    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        d.get("/v1/functions/bad").await.status,
+        StatusCode::NOT_FOUND
+    );
 
     // The CLI says so in one line and fails.
-    let out = std::process::Command::new(skiff())
+    let out = std::process::Command::new(skiff_bin!())
         .args(["deploy", "bad", "--image", "UPPER:1", "--url", &d.url])
         .output()
         .expect("skiff deploy");
     assert_eq!(out.status.code(), Some(1), "{out:?}");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(
-        stderr.starts_with("error: ") && stderr.contains("invalid_spec"),
-        "{stderr}"
-    );
+    let stderr = assert_one_error_line(&out);
+    assert!(stderr.contains("invalid_spec"), "{stderr}");
     d.stop().await;
 }
 
@@ -80,11 +63,11 @@ async fn spec_bodies_over_the_limit_are_413() {
     if !skiff_testing::ready() {
         return;
     }
-    let d = Daemon::start(skiff(), &[]).await;
+    let d = Daemon::start(skiff_bin!(), &[]).await;
     // Valid JSON, 3 MiB of it.
     let big = "x".repeat(3 << 20);
-    let spec = json!({"image": "skiff/hello:latest", "env": {"BIG": big}}).to_string();
-    let (status, body) = put(&d, "big", spec).await;
+    let spec = json!({"image": "skiff/hello:latest", "env": {"BIG": big}});
+    let (status, body) = d.put_function("big", spec).await.status_json();
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
     assert_eq!(body["error"]["code"], "payload_too_large", "{body}");
 
@@ -113,12 +96,13 @@ async fn spec_bodies_over_the_limit_are_413() {
     assert!(body["Message"].as_str().is_some(), "{body}");
 
     // A spec under the limit is still read (and deployed).
-    let (status, body) = put(
-        &d,
-        "small",
-        json!({"image": "skiff/hello:latest", "env": {"BIG": "x".repeat(16 << 10)}}).to_string(),
-    )
-    .await;
+    let (status, body) = d
+        .put_function(
+            "small",
+            json!({"image": "skiff/hello:latest", "env": {"BIG": "x".repeat(16 << 10)}}),
+        )
+        .await
+        .status_json();
     assert_eq!(status, StatusCode::CREATED, "{body}");
     d.stop().await;
 }

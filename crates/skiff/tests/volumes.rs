@@ -5,53 +5,16 @@
 //! restart alike.
 
 use reqwest::StatusCode;
-use serde_json::{json, Value};
-use skiff_testing::{Daemon, TestVolume};
-use std::path::Path;
-
-fn skiff() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_skiff"))
-}
-
-async fn deploy(d: &Daemon, name: &str, spec: Value) -> Value {
-    let response = reqwest::Client::new()
-        .put(format!("{}/v1/functions/{name}", d.url))
-        .json(&spec)
-        .send()
-        .await
-        .expect("deploy");
-    let status = response.status();
-    let body: Value = response.json().await.expect("json");
-    assert!(status.is_success(), "{body}");
-    body
-}
-
-async fn invoke(d: &Daemon, name: &str, body: &'static str) -> (StatusCode, String) {
-    let response = reqwest::Client::new()
-        .post(format!("{}/fn/{name}", d.url))
-        .body(body)
-        .send()
-        .await
-        .expect("invoke");
-    let status = response.status();
-    let text = response.text().await.expect("text");
-    (status, text)
-}
+use serde_json::json;
+use skiff_testing::cli::assert_one_error_line;
+use skiff_testing::{skiff_bin, Daemon, TestVolume};
 
 async fn logs_of_last_call(d: &Daemon, function: &str) -> String {
-    let page: Value = reqwest::get(format!("{}/v1/calls?function={function}&limit=1", d.url))
-        .await
-        .expect("calls")
-        .json()
-        .await
-        .expect("json");
+    let page = d
+        .get_json(&format!("/v1/calls?function={function}&limit=1"))
+        .await;
     let id = page["calls"][0]["id"].as_str().expect("a call").to_string();
-    reqwest::get(format!("{}/v1/calls/{id}/logs", d.url))
-        .await
-        .expect("logs")
-        .text()
-        .await
-        .expect("text")
+    d.logs(&id).await
 }
 
 #[tokio::test]
@@ -61,12 +24,10 @@ async fn a_volume_is_labelled_writable_read_only_on_demand_and_outlives_its_func
     }
     // Declared first, dropped last: the daemon and its containers go before the volume.
     let volume = TestVolume::new("skiff-test-volume");
-    let mut d = Daemon::start(skiff(), &[]).await;
+    let mut d = Daemon::start(skiff_bin!(), &[]).await;
     assert!(!volume.exists());
     let writable = format!("{}:/data", volume.name);
-    let view = deploy(
-        &d,
-        "store",
+    let view = d.deploy("store",
         json!({"image": "skiff/testfn:latest", "env": {"MODE": "volume"}, "volumes": [writable]}),
     )
     .await;
@@ -83,46 +44,44 @@ async fn a_volume_is_labelled_writable_read_only_on_demand_and_outlives_its_func
 
     // The function (root, no capabilities, read-only root) creates and renames files in it.
     assert_eq!(
-        invoke(&d, "store", "one\n").await,
+        d.call("store", "one\n").await.status_text(),
         (StatusCode::OK, "one\n".to_string())
     );
     assert_eq!(
-        invoke(&d, "store", "two\n").await,
+        d.call("store", "two\n").await.status_text(),
         (StatusCode::OK, "one\ntwo\n".to_string())
     );
 
     // Mounted read-only, it reads but cannot be written.
     let read_only = format!("{}:/data:ro", volume.name);
-    deploy(
-        &d,
+    d.deploy(
         "reader",
         json!({"image": "skiff/testfn:latest", "env": {"MODE": "volume"}, "volumes": [read_only]}),
     )
     .await;
     assert_eq!(
-        invoke(&d, "reader", "").await,
+        d.call("reader", "").await.status_text(),
         (StatusCode::OK, "one\ntwo\n".to_string())
     );
-    let (status, body) = invoke(&d, "reader", "three\n").await;
+    let (status, body) = d.call("reader", "three\n").await.status_text();
     assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
     let logs = logs_of_last_call(&d, "reader").await;
     assert!(logs.contains("Read-only file system"), "{logs}");
 
     // `skiff rm` keeps the volume; the function deployed again finds its data.
-    let rm = std::process::Command::new(skiff())
+    let rm = std::process::Command::new(skiff_bin!())
         .args(["rm", "store", "--url", &d.url])
         .output()
         .expect("skiff rm");
     assert!(rm.status.success(), "{rm:?}");
     assert!(volume.exists(), "skiff rm removes no volume");
-    deploy(
-        &d,
+    d.deploy(
         "store",
         json!({"image": "skiff/testfn:latest", "env": {"MODE": "volume"}, "volumes": [writable]}),
     )
     .await;
     assert_eq!(
-        invoke(&d, "store", "three\n").await,
+        d.call("store", "three\n").await.status_text(),
         (StatusCode::OK, "one\ntwo\nthree\n".to_string())
     );
 
@@ -131,7 +90,7 @@ async fn a_volume_is_labelled_writable_read_only_on_demand_and_outlives_its_func
     assert!(volume.exists(), "a stopped daemon removes no volume");
     d.restart().await;
     assert_eq!(
-        invoke(&d, "store", "").await,
+        d.call("store", "").await.status_text(),
         (StatusCode::OK, "one\ntwo\nthree\n".to_string())
     );
     d.stop().await;
@@ -140,11 +99,7 @@ async fn a_volume_is_labelled_writable_read_only_on_demand_and_outlives_its_func
 
 #[tokio::test]
 async fn host_paths_and_reserved_targets_are_refused() {
-    let Some(d) = (if skiff_testing::ready() {
-        Some(Daemon::start(skiff(), &[]).await)
-    } else {
-        None
-    }) else {
+    let Some(d) = Daemon::start_if_ready(skiff_bin!(), &[]).await else {
         return;
     };
     for (volume, says) in [
@@ -153,21 +108,21 @@ async fn host_paths_and_reserved_targets_are_refused() {
         ("data1:/", "over `/`"),
         ("data1:/data:rwx", "mount mode"),
     ] {
-        let response = reqwest::Client::new()
-            .put(format!("{}/v1/functions/bad", d.url))
-            .json(&json!({"image": "skiff/testfn:latest", "volumes": [volume]}))
-            .send()
+        let (status, body) = d
+            .put_function(
+                "bad",
+                json!({"image": "skiff/testfn:latest", "volumes": [volume]}),
+            )
             .await
-            .expect("deploy");
-        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{volume}");
-        let body: Value = response.json().await.expect("json");
+            .status_json();
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{volume}");
         assert_eq!(body["error"]["code"], "invalid_spec");
         assert_eq!(body["error"]["field"], "volumes[0]");
         let message = body["error"]["message"].as_str().unwrap_or_default();
         assert!(message.contains(says), "{volume}: {message}");
     }
     // The CLI refuses a host path before asking the daemon, in one line.
-    let out = std::process::Command::new(skiff())
+    let out = std::process::Command::new(skiff_bin!())
         .args([
             "deploy",
             "bad",
@@ -186,17 +141,6 @@ async fn host_paths_and_reserved_targets_are_refused() {
     d.stop().await;
 }
 
-async fn put(d: &Daemon, name: &str, spec: Value) -> (StatusCode, Value) {
-    let response = reqwest::Client::new()
-        .put(format!("{}/v1/functions/{name}", d.url))
-        .json(&spec)
-        .send()
-        .await
-        .expect("deploy");
-    let status = response.status();
-    (status, response.json().await.expect("json"))
-}
-
 #[tokio::test]
 async fn a_volume_skiff_did_not_create_is_refused_unless_the_operator_allows_it() {
     if !skiff_testing::ready() {
@@ -204,11 +148,11 @@ async fn a_volume_skiff_did_not_create_is_refused_unless_the_operator_allows_it(
     }
     let volume = TestVolume::new("skiff-test-foreign");
     volume.create_unlabelled();
-    let d = Daemon::start(skiff(), &[]).await;
+    let d = Daemon::start(skiff_bin!(), &[]).await;
     let mount = format!("{}:/data", volume.name);
     let spec =
         json!({"image": "skiff/testfn:latest", "env": {"MODE": "volume"}, "volumes": [mount]});
-    let (status, body) = put(&d, "foreign", spec.clone()).await;
+    let (status, body) = d.put_function("foreign", spec.clone()).await.status_json();
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert_eq!(body["error"]["code"], "invalid_spec");
     assert_eq!(body["error"]["field"], "volumes");
@@ -217,11 +161,11 @@ async fn a_volume_skiff_did_not_create_is_refused_unless_the_operator_allows_it(
         message.contains(&volume.name) && message.contains("--allow-volume"),
         "{message}"
     );
-    let (status, _) = invoke(&d, "foreign", "x\n").await;
+    let (status, _) = d.call("foreign", "x\n").await.status_text();
     assert_eq!(status, StatusCode::NOT_FOUND, "nothing was deployed");
 
     // The CLI: one readable line, exit 1.
-    let out = std::process::Command::new(skiff())
+    let out = std::process::Command::new(skiff_bin!())
         .args([
             "deploy",
             "foreign",
@@ -237,12 +181,9 @@ async fn a_volume_skiff_did_not_create_is_refused_unless_the_operator_allows_it(
         .output()
         .expect("skiff deploy");
     assert_eq!(out.status.code(), Some(1), "{out:?}");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    let stderr = assert_one_error_line(&out);
     assert!(
-        stderr.starts_with("error: ")
-            && stderr.contains(&volume.name)
-            && stderr.contains("--allow-volume"),
+        stderr.contains(&volume.name) && stderr.contains("--allow-volume"),
         "{stderr}"
     );
     // skiff left the volume as it was.
@@ -250,11 +191,11 @@ async fn a_volume_skiff_did_not_create_is_refused_unless_the_operator_allows_it(
     d.stop().await;
 
     // Allowed by the operator, it is mounted and written.
-    let d = Daemon::start(skiff(), &["--allow-volume", &volume.name]).await;
-    let (status, body) = put(&d, "foreign", spec).await;
+    let d = Daemon::start(skiff_bin!(), &["--allow-volume", &volume.name]).await;
+    let (status, body) = d.put_function("foreign", spec).await.status_json();
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(
-        invoke(&d, "foreign", "kept\n").await,
+        d.call("foreign", "kept\n").await.status_text(),
         (StatusCode::OK, "kept\n".to_string())
     );
     d.stop().await;
@@ -266,23 +207,21 @@ async fn a_volume_replaced_by_a_foreign_one_is_not_mounted_after_a_restart() {
         return;
     }
     let volume = TestVolume::new("skiff-test-replaced");
-    let mut d = Daemon::start(skiff(), &[]).await;
+    let mut d = Daemon::start(skiff_bin!(), &[]).await;
     let mount = format!("{}:/data", volume.name);
-    deploy(
-        &d,
+    d.deploy(
         "store",
         json!({"image": "skiff/testfn:latest", "env": {"MODE": "volume"}, "volumes": [mount]}),
     )
     .await;
-    deploy(
-        &d,
+    d.deploy(
         "web",
         json!({"image": "skiff/echo-http:latest", "contract": "http", "readiness_path": "/ready",
                "min_instances": 1, "volumes": [format!("{}:/data:ro", volume.name)]}),
     )
     .await;
     assert_eq!(
-        invoke(&d, "store", "one\n").await,
+        d.call("store", "one\n").await.status_text(),
         (StatusCode::OK, "one\n".to_string())
     );
     assert!(d.terminate().await, "clean exit:\n{}", d.log());
@@ -293,22 +232,11 @@ async fn a_volume_replaced_by_a_foreign_one_is_not_mounted_after_a_restart() {
 
     // The functions are still there, but nothing mounts the foreign volume: calls fail
     // with start_failed, naming it, and no instance starts for `web`.
-    let view: Value = reqwest::get(format!("{}/v1/functions/store", d.url))
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let view = d.get_json("/v1/functions/store").await;
     assert_eq!(view["volumes"], json!([mount]));
     for function in ["store", "web"] {
-        let response = reqwest::Client::new()
-            .post(format!("{}/v1/functions/{function}/invoke", d.url))
-            .body("two\n")
-            .send()
-            .await
-            .expect("invoke");
-        assert_eq!(response.status(), StatusCode::BAD_GATEWAY, "{function}");
-        let body: Value = response.json().await.expect("json");
+        let (status, body) = d.invoke(function, "two\n").await.status_json();
+        assert_eq!(status, StatusCode::BAD_GATEWAY, "{function}");
         assert_eq!(body["error"]["code"], "start_failed", "{body}");
         let message = body["error"]["message"].as_str().unwrap_or_default();
         assert!(
@@ -316,24 +244,20 @@ async fn a_volume_replaced_by_a_foreign_one_is_not_mounted_after_a_restart() {
             "{message}"
         );
     }
-    let instances: Value = reqwest::get(format!("{}/v1/functions/web/instances", d.url))
-        .await
-        .expect("instances")
-        .json()
-        .await
-        .expect("json");
+    let instances = d.get_json("/v1/functions/web/instances").await;
     assert_eq!(instances["instances"], json!([]), "{instances}");
     assert!(d.containers().is_empty(), "{:?}", d.containers());
     assert!(d.plain_log().contains(&volume.name), "{}", d.log());
     assert!(volume.labels().is_empty(), "skiff left it as it was");
 
     // Deploying it again is refused the same way as any new deploy.
-    let (status, body) = put(
-        &d,
-        "store",
-        json!({"image": "skiff/testfn:latest", "env": {"MODE": "volume"}, "volumes": [mount]}),
-    )
-    .await;
+    let (status, body) = d
+        .put_function(
+            "store",
+            json!({"image": "skiff/testfn:latest", "env": {"MODE": "volume"}, "volumes": [mount]}),
+        )
+        .await
+        .status_json();
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert_eq!(body["error"]["field"], "volumes");
     d.stop().await;

@@ -6,34 +6,27 @@
 use futures::future::join_all;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use skiff_testing::{Daemon, TestVolume};
-use std::path::Path;
-use std::time::{Duration, Instant};
+use skiff_testing::{poll, skiff_bin, Daemon, TestVolume};
+use std::time::Duration;
 
-fn skiff() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_skiff"))
-}
+/// How often a call's record is looked at while waiting.
+const WAIT_EVERY: Duration = Duration::from_millis(200);
 
+/// Waits until call `id` succeeded, for at most `limit`; panics at once if it died.
 async fn wait_succeeded(d: &Daemon, id: &str, limit: Duration) -> Value {
-    let started = Instant::now();
-    loop {
-        let record: Value = reqwest::get(format!("{}/v1/calls/{id}", d.url))
-            .await
-            .expect("call")
-            .json()
-            .await
-            .expect("json");
-        match record["status"].as_str() {
-            Some("succeeded") => return record,
-            Some("dead") => panic!("the worker call {id} died: {record}\n{}", d.log()),
-            _ => {}
-        }
-        assert!(
-            started.elapsed() < limit,
-            "call {id} did not succeed in {limit:?}: {record}"
+    let mut record = Value::Null;
+    let succeeded = poll(limit, WAIT_EVERY, async || {
+        record = d.call_record(id).await;
+        assert_ne!(
+            record["status"],
+            "dead",
+            "the worker call {id} died: {record}\n{}",
+            d.log()
         );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        (record["status"] == "succeeded").then(|| record.clone())
+    })
+    .await;
+    succeeded.unwrap_or_else(|| panic!("call {id} did not succeed in {limit:?}: {record}"))
 }
 
 #[tokio::test]
@@ -42,11 +35,11 @@ async fn votes_are_queued_counted_once_each_and_read_back() {
         return;
     }
     let volume = TestVolume::new("skiff-test-voting");
-    let d = Daemon::start(skiff(), &[]).await;
+    let d = Daemon::start(skiff_bin!(), &[]).await;
     let script = skiff_testing::repo_root().join("examples/voting/deploy.sh");
     let deployed = std::process::Command::new("bash")
         .arg(&script)
-        .env("SKIFF", skiff())
+        .env("SKIFF", skiff_bin!())
         .env("SKIFF_URL", &d.url)
         .env("VOTING_VOLUME", &volume.name)
         .output()
@@ -58,14 +51,7 @@ async fn votes_are_queued_counted_once_each_and_read_back() {
         String::from_utf8_lossy(&deployed.stderr)
     );
     let client = reqwest::Client::new();
-    let worker: Value = client
-        .get(format!("{}/v1/functions/worker", d.url))
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let worker = d.get_json("/v1/functions/worker").await;
     assert_eq!(worker["volumes"], json!([format!("{}:/data", volume.name)]));
     assert_eq!(
         volume.labels().get("skiff.managed").map(String::as_str),

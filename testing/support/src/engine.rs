@@ -1,0 +1,110 @@
+//! What the engine holds, read and changed with the `docker` command as an operator would:
+//! containers by label, a container's address, and named volumes made for one test.
+
+use std::process::Command;
+
+/// Ids of all containers (running or not) carrying `label` (`key=value`).
+pub fn containers_with_label(label: &str) -> Vec<String> {
+    Command::new("docker")
+        .args([
+            "ps",
+            "-aq",
+            "--no-trunc",
+            "--filter",
+            &format!("label={label}"),
+        ])
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .map(str::to_string)
+                .filter(|l| !l.is_empty())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The address of container `id` on its network (empty when it has none).
+pub fn container_ip(id: &str) -> String {
+    let output = Command::new("docker")
+        .args([
+            "inspect",
+            "--format",
+            "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+            id,
+        ])
+        .output()
+        .expect("docker inspect");
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
+}
+
+/// A Docker named volume for one test, with a name no other run uses. Dropping it removes
+/// the volume (declare it before the [`Daemon`], so the daemon and its containers go
+/// first).
+#[derive(Debug)]
+pub struct TestVolume {
+    /// The volume's name.
+    pub name: String,
+}
+
+impl TestVolume {
+    /// A unique name starting with `prefix`; the volume itself is made by whoever mounts it.
+    pub fn new(prefix: &str) -> TestVolume {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        TestVolume {
+            name: format!("{prefix}-{}-{nanos:x}-{n}", std::process::id()),
+        }
+    }
+
+    /// Creates the volume as an operator would, with plain `docker volume create` (no
+    /// label), replacing one of that name that no container uses.
+    pub fn create_unlabelled(&self) {
+        let _ = Command::new("docker")
+            .args(["volume", "rm", "-f", &self.name])
+            .output();
+        let out = Command::new("docker")
+            .args(["volume", "create", &self.name])
+            .output()
+            .expect("docker volume create");
+        assert!(out.status.success(), "docker volume create: {out:?}");
+    }
+
+    /// Whether the volume exists on the engine.
+    pub fn exists(&self) -> bool {
+        Command::new("docker")
+            .args(["volume", "inspect", &self.name])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    }
+
+    /// The volume's labels (empty when it does not exist).
+    pub fn labels(&self) -> std::collections::HashMap<String, String> {
+        Command::new("docker")
+            .args([
+                "volume",
+                "inspect",
+                "--format",
+                "{{json .Labels}}",
+                &self.name,
+            ])
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .and_then(|o| serde_json::from_slice(&o.stdout).ok())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for TestVolume {
+    fn drop(&mut self) {
+        let _ = Command::new("docker")
+            .args(["volume", "rm", "-f", &self.name])
+            .output();
+    }
+}
