@@ -53,6 +53,9 @@ pub struct PlatformConfig {
     pub async_max_event_age: Duration,
     /// Most bytes of an async call's response kept as its result.
     pub async_result_bytes: usize,
+    /// The least and most container creates, starts and removes run at once; the
+    /// limit adapts between them to the engine's latency.
+    pub engine_concurrency: (usize, usize),
     /// Most function-to-function hops a call may be from an outside call (then 508).
     pub max_call_depth: u32,
     /// Address ranges callbacks may reach even though they are refused by default
@@ -92,6 +95,7 @@ impl PlatformConfig {
             async_max_event_age: Duration::from_secs(6 * 3600),
             async_result_bytes: 256 << 10,
             max_call_depth: 16,
+            engine_concurrency: (2, 32),
             callback_allow: Vec::new(),
             listeners: Vec::new(),
             allowed_volumes: Vec::new(),

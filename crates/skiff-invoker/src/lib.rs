@@ -22,6 +22,7 @@ mod calls;
 pub mod config;
 pub mod destinations;
 mod dispatcher;
+mod engine;
 mod error;
 pub mod exec;
 pub mod fds;

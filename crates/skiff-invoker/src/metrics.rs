@@ -90,6 +90,10 @@ pub struct Metrics {
     calls_running: Gauge,
     calls_queued: Gauge,
     trigger_firings: Family<TriggerLabels, Counter>,
+    cold_start: Family<FunctionLabels, Histogram, LatencyBuckets>,
+    engine_limit: Gauge,
+    engine_running: Gauge,
+    engine_waiting: Gauge,
 }
 
 impl Default for Metrics {
@@ -142,7 +146,35 @@ impl Metrics {
             "Cron ticks and broker messages handled by triggers, by trigger and result",
             trigger_firings.clone(),
         );
+        let cold_start = Family::new_with_constructor(LatencyBuckets);
+        registry.register(
+            "cold_start_seconds",
+            "Time cold calls waited for their container or instance to start or resume, by function",
+            cold_start.clone(),
+        );
+        let engine_limit = Gauge::default();
+        registry.register(
+            "engine_concurrency_limit",
+            "Container creates, starts and removes allowed at once (adaptive)",
+            engine_limit.clone(),
+        );
+        let engine_running = Gauge::default();
+        registry.register(
+            "engine_operations_running",
+            "Container creates, starts and removes running now",
+            engine_running.clone(),
+        );
+        let engine_waiting = Gauge::default();
+        registry.register(
+            "engine_operations_waiting",
+            "Container creates, starts and removes waiting for their turn",
+            engine_waiting.clone(),
+        );
         Metrics {
+            cold_start,
+            engine_limit,
+            engine_running,
+            engine_waiting,
             trigger_firings,
             registry,
             calls,
@@ -196,6 +228,22 @@ impl Metrics {
                 function: function.to_string(),
             })
             .observe(waited.as_secs_f64());
+    }
+
+    /// Observes how long a cold call waited for its container or instance.
+    pub fn cold_start(&self, function: &str, took: Duration) {
+        self.cold_start
+            .get_or_create(&FunctionLabels {
+                function: function.to_string(),
+            })
+            .observe(took.as_secs_f64());
+    }
+
+    /// Sets the engine gate's gauges: its limit, operations running and waiting.
+    pub fn engine(&self, limit: usize, running: usize, waiting: usize) {
+        self.engine_limit.set(limit as i64);
+        self.engine_running.set(running as i64);
+        self.engine_waiting.set(waiting as i64);
     }
 
     /// The text exposition, with the gauges set from the current state.

@@ -94,6 +94,13 @@ pub struct ServeArgs {
     /// a container's exit is bounded by its call instead) [default: 30s].
     #[arg(long, env = "SKIFF_ENGINE_TIMEOUT", value_name = "DURATION")]
     pub engine_timeout: Option<HumanDuration>,
+    /// Least container creates, starts and removes run at once; the limit adapts to
+    /// the engine's latency between this and the maximum [default: 2].
+    #[arg(long, env = "SKIFF_ENGINE_CONCURRENCY_MIN", value_name = "N")]
+    pub engine_concurrency_min: Option<usize>,
+    /// Most container creates, starts and removes run at once [default: 32].
+    #[arg(long, env = "SKIFF_ENGINE_CONCURRENCY_MAX", value_name = "N")]
+    pub engine_concurrency_max: Option<usize>,
     /// An address range (CIDR, e.g. 127.0.0.1/32) that async callbacks may reach although
     /// it is refused by default: loopback, link-local, the functions' network, this
     /// daemon's listeners. Repeatable; comma-separated in the environment.
@@ -141,6 +148,8 @@ struct FileConfig {
     async_result_bytes: Option<ByteSize>,
     max_call_depth: Option<u32>,
     engine_timeout: Option<HumanDuration>,
+    engine_concurrency_min: Option<usize>,
+    engine_concurrency_max: Option<usize>,
     callback_allow: Option<Vec<ipnet::IpNet>>,
     allow_volume: Option<Vec<String>>,
 }
@@ -259,6 +268,19 @@ impl ServeArgs {
             anyhow::ensure!(n >= 1, "max-call-depth must be at least 1");
             platform.max_call_depth = n;
         }
+        let (mut floor, mut ceiling) = platform.engine_concurrency;
+        if let Some(n) = self.engine_concurrency_min.or(file.engine_concurrency_min) {
+            anyhow::ensure!(n >= 1, "engine-concurrency-min must be at least 1");
+            floor = n;
+        }
+        if let Some(n) = self.engine_concurrency_max.or(file.engine_concurrency_max) {
+            ceiling = n;
+        }
+        anyhow::ensure!(
+            floor <= ceiling,
+            "engine-concurrency-min ({floor}) is above engine-concurrency-max ({ceiling})"
+        );
+        platform.engine_concurrency = (floor, ceiling);
         // Flags (or the environment) replace the file's list, as for every other setting.
         let allowed = if self.allow_volume.is_empty() {
             file.allow_volume.unwrap_or_default()

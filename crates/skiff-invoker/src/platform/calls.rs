@@ -97,6 +97,11 @@ impl Platform {
     pub fn render_metrics(&self) -> String {
         let (running, queued) = self.load();
         let (instances, _waiting) = self.contracts.instances.totals();
+        let gate = self.gate.stats();
+        self.contracts
+            .log
+            .metrics()
+            .engine(gate.limit, gate.in_flight, gate.waiting);
         self.contracts
             .log
             .metrics()

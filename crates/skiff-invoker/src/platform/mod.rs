@@ -75,6 +75,8 @@ pub struct Platform {
     engine_problem: parking_lot::Mutex<Option<String>>,
     /// The queued calls the dispatcher is running.
     unsettled: Arc<Unsettled>,
+    /// Bounds the heavy engine operations.
+    gate: Arc<crate::engine::Gate>,
 }
 
 impl Platform {
@@ -88,6 +90,11 @@ impl Platform {
         engine: Arc<dyn ContainerEngine>,
     ) -> Result<Arc<Platform>, PlatformError> {
         let daemon_id = store.daemon_id().await?;
+        // Every heavy engine operation from here on goes through one adaptive gate.
+        let (floor, ceiling) = config.engine_concurrency;
+        let gate = crate::engine::Gate::new(floor.max(4).min(ceiling), floor, ceiling);
+        let engine: Arc<dyn ContainerEngine> =
+            Arc::new(crate::engine::GatedEngine::new(engine, gate.clone()));
         let bin = config.data_dir.join("bin");
         let init_path = skiff_runtime::init::install(&bin).map_err(|e| PlatformError::Setup {
             what: "installing skiff-init",
@@ -239,6 +246,7 @@ impl Platform {
             in_flight: Arc::new(InFlight::default()),
             engine_problem: parking_lot::Mutex::new(None),
             unsettled: Arc::new(Unsettled::default()),
+            gate,
             deploys: tokio::sync::Mutex::new(()),
             functions,
             daemon_id,
