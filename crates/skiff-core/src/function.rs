@@ -98,6 +98,10 @@ pub struct FunctionView {
     pub created_at: DateTime<Utc>,
     /// When it was last updated.
     pub updated_at: DateTime<Utc>,
+    /// Where it stands now: ready, idle, starting, backing off (set by the daemon when it
+    /// answers; absent in bodies that describe a function as deployed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<crate::api::FunctionState>,
 }
 
 impl From<&Function> for FunctionView {
@@ -140,6 +144,7 @@ impl From<&Function> for FunctionView {
             version: f.version,
             created_at: f.created_at,
             updated_at: f.updated_at,
+            state: None,
         }
     }
 }

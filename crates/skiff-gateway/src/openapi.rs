@@ -46,6 +46,8 @@ use utoipa::OpenApi;
         skiff_core::api::ErrorBody,
         skiff_core::api::ErrorDetail,
         skiff_core::api::FunctionList,
+        skiff_core::api::FunctionState,
+        skiff_core::api::FunctionStatus,
         skiff_core::api::CallPage,
         skiff_core::api::Health,
         skiff_core::api::HealthStatus,

@@ -8,7 +8,7 @@
 use crate::exec::ExecTarget;
 use crate::pool::InstanceTarget;
 use parking_lot::RwLock;
-use skiff_core::{Contract, Function, FunctionView};
+use skiff_core::{Contract, Function};
 use skiff_runtime::{ContainerEngine, EngineError};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -75,18 +75,6 @@ impl Functions {
     /// Every function.
     pub(crate) fn all(&self) -> Vec<Arc<Entry>> {
         self.entries.read().values().cloned().collect()
-    }
-
-    /// Every function as the API shows it, by name.
-    pub(crate) fn views(&self) -> Vec<FunctionView> {
-        let mut views: Vec<FunctionView> = self
-            .entries
-            .read()
-            .values()
-            .map(|e| FunctionView::from(&e.function))
-            .collect();
-        views.sort_by(|a, b| a.name.cmp(&b.name));
-        views
     }
 
     /// Installs `entry` under its name.

@@ -38,6 +38,70 @@ pub fn container_ip(id: &str) -> String {
     String::from_utf8_lossy(&output.stdout).trim().to_string()
 }
 
+/// The containers the engine creates with every label of a set, watched live from the
+/// engine's event stream (`docker events`, whose replay of the past is too short on a
+/// busy engine to count from): creates of containers gone since are counted too. Stops
+/// watching when dropped.
+#[derive(Debug)]
+pub struct CreateWatch {
+    child: std::process::Child,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl CreateWatch {
+    /// Starts watching for creates of containers with every label of `labels`
+    /// (`key=value`).
+    pub fn start(labels: &[&str]) -> CreateWatch {
+        let mut command = Command::new("docker");
+        command.args([
+            "events",
+            "--filter",
+            "type=container",
+            "--filter",
+            "event=create",
+            "--format",
+            "{{.Actor.ID}}",
+        ]);
+        for label in labels {
+            command.args(["--filter", &format!("label={label}")]);
+        }
+        let mut child = command
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("docker events");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let lines = seen.clone();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if let Ok(mut seen) = lines.lock() {
+                    seen.push(line);
+                }
+            }
+        });
+        // `docker events` subscribes once it has connected: give it a moment.
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        CreateWatch { child, seen }
+    }
+
+    /// The containers created so far.
+    pub fn created(&self) -> Vec<String> {
+        self.seen.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+}
+
+impl Drop for CreateWatch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// A Docker named volume for one test, with a name no other run uses. Dropping it removes
 /// the volume (declare it before the [`Daemon`], so the daemon and its containers go
 /// first).

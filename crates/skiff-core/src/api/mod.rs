@@ -28,7 +28,9 @@ mod triggers;
 
 pub use calls::{Accepted, CallPage, CallQuery, CallQueryText};
 pub use error::{ErrorBody, ErrorDetail};
-pub use functions::{FunctionList, InstanceList, InstanceView, ScaleRequest};
+pub use functions::{
+    FunctionList, FunctionState, FunctionStatus, InstanceList, InstanceView, ScaleRequest,
+};
 pub use health::{Health, HealthStatus};
 pub use triggers::TriggerList;
 

@@ -7,6 +7,7 @@ use crate::pool::InstanceView;
 use crate::registry::Entry;
 use crate::running::StopReason;
 use chrono::Utc;
+use skiff_core::api::{FunctionState, FunctionStatus};
 use skiff_core::trigger::parse_trigger_name;
 use skiff_core::{
     Contract, Function, FunctionName, FunctionSpec, FunctionView, TriggerSpec, TriggerView,
@@ -62,8 +63,7 @@ impl Platform {
             target: OnceCell::new_with(Some(exec.clone())),
             refused: None,
         });
-        let view = FunctionView::from(&entry.function);
-        self.functions.insert(entry);
+        self.functions.insert(entry.clone());
         let drivers = &self.contracts;
         if previous.is_some() {
             drivers.exec.forget(name.as_str());
@@ -77,7 +77,7 @@ impl Platform {
                 }
             }
         }
-        Ok((view, previous.is_none()))
+        Ok((self.view(&entry), previous.is_none()))
     }
 
     /// One function, whole (its validated configuration included, secrets too: for
@@ -91,19 +91,73 @@ impl Platform {
             })
     }
 
-    /// One function.
+    /// One function, with where it stands now.
     pub fn get_function(&self, name: &str) -> Result<FunctionView, PlatformError> {
         self.functions
             .get(name)
-            .map(|e| FunctionView::from(&e.function))
+            .map(|e| self.view(&e))
             .ok_or_else(|| PlatformError::FunctionNotFound {
                 name: name.to_string(),
             })
     }
 
-    /// All functions, by name.
+    /// All functions, by name, with where each stands now.
     pub fn list_functions(&self) -> Vec<FunctionView> {
-        self.functions.views()
+        let mut views: Vec<FunctionView> =
+            self.functions.all().iter().map(|e| self.view(e)).collect();
+        views.sort_by(|a, b| a.name.cmp(&b.name));
+        views
+    }
+
+    /// A function as the API shows it, with its state.
+    fn view(&self, entry: &Entry) -> FunctionView {
+        let mut view = FunctionView::from(&entry.function);
+        view.state = Some(self.state_of(entry));
+        view
+    }
+
+    /// Where a function stands: an `exec` function is ready (each call gets a container of
+    /// its own); an instance-based one as its pool says.
+    fn state_of(&self, entry: &Entry) -> FunctionState {
+        let mut state = FunctionState {
+            status: FunctionStatus::Ready,
+            instances: None,
+            failures: 0,
+            last_error: None,
+            retry_at: None,
+        };
+        if let Some(reason) = &entry.refused {
+            state.status = FunctionStatus::Refused;
+            state.last_error = Some(reason.clone());
+            return state;
+        }
+        if entry.function.config.contract == Contract::Exec {
+            return state;
+        }
+        let name = entry.function.name.as_str();
+        let Some(standing) = self.contracts.instances.standing(name) else {
+            state.status = FunctionStatus::Idle;
+            state.instances = Some(0);
+            return state;
+        };
+        let now = std::time::Instant::now();
+        state.status = if standing.serving > 0 {
+            FunctionStatus::Ready
+        } else if standing.retry_at.is_some() {
+            FunctionStatus::BackingOff
+        } else if standing.starting > 0 {
+            FunctionStatus::Starting
+        } else {
+            FunctionStatus::Idle
+        };
+        state.instances = Some(u32::try_from(standing.serving).unwrap_or(u32::MAX));
+        state.failures = standing.failures;
+        state.last_error = standing.last_error;
+        state.retry_at = standing.retry_at.map(|at| {
+            let wait = at.saturating_duration_since(now);
+            Utc::now() + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::zero())
+        });
+        state
     }
 
     /// Deletes a function and its triggers. Its calls in flight are stopped (`interrupted`)
@@ -170,15 +224,15 @@ impl Platform {
         function.config.scaling = scaling;
         function.updated_at = Utc::now();
         self.store.put_function(&function).await?;
-        let view = FunctionView::from(&function);
         let target = entry.target.get().cloned();
-        self.functions.insert(Arc::new(Entry {
+        let entry = Arc::new(Entry {
             function,
             target: OnceCell::new_with(target),
             refused: entry.refused.clone(),
-        }));
+        });
+        self.functions.insert(entry.clone());
         self.contracts.instances.set_scaling(name, scaling);
-        Ok(view)
+        Ok(self.view(&entry))
     }
 
     /// Creates or replaces a trigger; returns it and whether it was created. The function

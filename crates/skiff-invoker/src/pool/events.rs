@@ -195,6 +195,14 @@ pub enum Event {
         function: String,
         /// Its container.
         container: String,
+        /// The end of its output, quoted (for the error of an instance that crashed).
+        output: String,
+    },
+    /// The wait asked by [`Action::Wake`] is over: instances of the function may start
+    /// again.
+    Retry {
+        /// The function.
+        function: String,
     },
     /// A round of health checks ended.
     HealthChecked(Vec<HealthResult>),
@@ -305,5 +313,13 @@ pub enum Action {
     Kill {
         /// The container.
         container: String,
+    },
+    /// Report [`Event::Retry`] at `at`: the function's instances keep failing, and none
+    /// starts before then.
+    Wake {
+        /// The function.
+        function: String,
+        /// When.
+        at: Instant,
     },
 }

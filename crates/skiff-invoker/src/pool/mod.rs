@@ -15,14 +15,17 @@
 //!   and a watcher per instance that reports its exit), stops, pauses and resumes, and the
 //!   rounds of health checks (`health.rs`).
 
+mod crashloop;
 pub mod events;
 mod health;
 mod instance;
 mod output;
 pub mod state;
 
+pub use crashloop::STABLE_AFTER;
 pub use events::{AcquireError, InstanceTarget, InstanceView};
 pub use output::{Output, OutputTail};
+pub use state::views::Standing;
 pub use state::HEALTH_FAILURES;
 
 use events::{Action, Event, Grant, StopReason, WaiterId};
@@ -263,6 +266,7 @@ impl InstanceManager {
                     self.containers.stop(container);
                 }
                 Action::Kill { container } => self.containers.spawn_kill(container),
+                Action::Wake { function, at } => self.spawn_wake(function, at),
                 Action::Grant { .. } | Action::Fail { .. } => {}
             }
         }
@@ -305,6 +309,11 @@ impl InstanceManager {
     /// The instances of a function.
     pub fn instances(&self, function: &str) -> Vec<InstanceView> {
         self.shared.lock().state.instances(function, Instant::now())
+    }
+
+    /// Where the pool of `function` stands now (`None` when it has none).
+    pub fn standing(&self, function: &str) -> Option<Standing> {
+        self.shared.lock().state.standing(function, Instant::now())
     }
 
     /// Counts of instances by state, and calls waiting, across all functions (for metrics).
@@ -417,11 +426,35 @@ impl InstanceManager {
         });
     }
 
-    /// An instance's output ended: if it was still in its pool, it is replaced on demand.
+    /// Reports [`Event::Retry`] at `at`, unless the daemon stops first: the function's
+    /// instances keep failing, and none starts before then.
+    fn spawn_wake(&self, function: String, at: Instant) {
+        let Some(manager) = self.this.upgrade() else {
+            return;
+        };
+        let wait = at.saturating_duration_since(Instant::now());
+        tracing::warn!(
+            function,
+            "instances keep failing; the next one starts in {:.0}s at the earliest",
+            wait.as_secs_f64().ceil()
+        );
+        self.tracker.spawn(async move {
+            tokio::select! {
+                _ = tokio::time::sleep_until(tokio::time::Instant::from_std(at)) => {
+                    manager.apply(Event::Retry { function });
+                }
+                _ = manager.cancel.cancelled() => {}
+            }
+        });
+    }
+
+    /// An instance's output ended: if it was still in its pool, it is replaced on demand
+    /// (or, if instances of the function keep failing, after a wait).
     fn exited(&self, function: String, container: String, output: &Output) {
         let work = self.shared.lock().handle(Event::Exited {
             function: function.clone(),
             container,
+            output: output::quoted(output),
         });
         for action in &work.actions {
             if let Action::Stop {

@@ -13,13 +13,14 @@
 //! Waiting calls are known by a [`WaiterId`]; their answer channels stay in the async layer.
 //! The events, actions and the data they carry are in [`super::events`].
 
+use super::crashloop::{CrashLoop, STABLE_AFTER};
 use super::events::{
-    AcquireError, Action, Event, Grant, HealthResult, InstanceTarget, InstanceView, NewInstance,
-    Probe, StopReason, WaiterId,
+    AcquireError, Action, Event, Grant, HealthResult, InstanceTarget, NewInstance, StopReason,
+    WaiterId,
 };
 use super::output::Output;
 use crate::autoscale::{Autoscaler, Decision};
-use skiff_core::{Contract, InstanceState};
+use skiff_core::InstanceState;
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -92,6 +93,10 @@ struct FunctionPool {
     autoscaler: Autoscaler,
     /// The last start failure, reported to calls that were waiting for that start.
     last_failure: Option<String>,
+    /// Failures in a row, and the wait before the next start.
+    crash: CrashLoop,
+    /// The last time a call was in flight or waiting.
+    last_demand: Option<Instant>,
 }
 
 /// Every instance of every instance-based function. See the module's documentation.
@@ -144,7 +149,7 @@ impl PoolState {
             }
             Event::StartFailed { function, message } => {
                 if let Some(pool) = self.pools.get_mut(&function) {
-                    pool.start_failed(message, &mut plan);
+                    pool.start_failed(&function, now, message, &mut plan);
                 }
             }
             // The instance has counted as paused since the pause was decided.
@@ -186,21 +191,22 @@ impl PoolState {
                         container,
                         reason: StopReason::ResumeFailed,
                     });
-                    pool.grow(&function, &mut plan);
+                    pool.grow(&function, now, &mut plan);
                 }
             }
             Event::Exited {
                 function,
                 container,
+                output,
             } => {
                 if let Some(pool) = self.pools.get_mut(&function) {
-                    if let Some(index) =
-                        pool.instances.iter().position(|i| i.container == container)
-                    {
-                        let gone = pool.instances.remove(index);
-                        plan.push(gone.stop(&function, StopReason::Exited));
-                        pool.grow(&function, &mut plan);
-                    }
+                    pool.exited(&function, now, &container, &output, &mut plan);
+                }
+            }
+            Event::Retry { function } => {
+                if let Some(pool) = self.pools.get_mut(&function) {
+                    pool.grow(&function, now, &mut plan);
+                    pool.scale(&function, now, &self.rules, &mut plan);
                 }
             }
             Event::HealthChecked(results) => self.health_checked(now, results, &mut plan),
@@ -233,6 +239,10 @@ impl PoolState {
             .pools
             .entry(function.clone())
             .or_insert_with(|| FunctionPool::new(target.clone()));
+        if pool.target.version != target.version {
+            // A new version gets a fresh start.
+            pool.crash = CrashLoop::default();
+        }
         pool.target = target;
         let version = pool.target.version;
         // Old versions take no new calls; idle ones go now, busy ones when released.
@@ -280,8 +290,17 @@ impl PoolState {
             });
             return;
         };
+        pool.last_demand = Some(now);
         if let Some(lease) = pool.take_slot(&function, now, now) {
             plan.push(Action::Grant { waiter, lease });
+            return;
+        }
+        if pool.crash.backing_off(now) && !pool.may_serve() {
+            // Nothing to wait for: the call fails now rather than at its deadline.
+            plan.push(Action::Fail {
+                waiter,
+                error: AcquireError::StartFailed(pool.crash.refusal(&function, now)),
+            });
             return;
         }
         if pool.waiters.len() >= self.rules.max_queued {
@@ -300,7 +319,7 @@ impl PoolState {
             gone: false,
         });
         // Room may come from a paused instance or a new one.
-        pool.grow(&function, plan);
+        pool.grow(&function, now, plan);
     }
 
     fn released(
@@ -334,10 +353,11 @@ impl PoolState {
             }
         }
         pool.serve(function, now, plan);
+        pool.last_demand = Some(now);
         if let Some(stop) = stop {
             plan.push(stop);
             if broken {
-                pool.grow(function, plan);
+                pool.grow(function, now, plan);
             }
         }
     }
@@ -398,94 +418,10 @@ impl PoolState {
         for (function, instance) in unhealthy {
             plan.push(instance.stop(&function, StopReason::Unhealthy));
             if let Some(pool) = self.pools.get_mut(&function) {
-                pool.grow(&function, plan);
+                pool.grow(&function, now, plan);
                 pool.scale(&function, now, &self.rules, plan);
             }
         }
-    }
-
-    /// The current target of `function`.
-    pub fn target(&self, function: &str) -> Option<Arc<InstanceTarget>> {
-        self.pools.get(function).map(|pool| pool.target.clone())
-    }
-
-    /// What a call that waited until its deadline is told: the last start failure, if
-    /// starting instances kept failing, as that is the better account of the wait.
-    pub fn timeout_error(&self, function: &str) -> AcquireError {
-        self.pools
-            .get(function)
-            .and_then(|pool| pool.last_failure.clone())
-            .map_or(AcquireError::Timeout, AcquireError::StartFailed)
-    }
-
-    /// The instances of `function` (not those starting), as seen at `now`.
-    pub fn instances(&self, function: &str, now: Instant) -> Vec<InstanceView> {
-        self.pools
-            .get(function)
-            .map(|pool| {
-                pool.instances
-                    .iter()
-                    .map(|i| InstanceView {
-                        id: i.id.clone(),
-                        container: i.container.clone(),
-                        version: i.version,
-                        state: i.state,
-                        in_flight: i.in_flight,
-                        idle_seconds: now.duration_since(i.last_used).as_secs(),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-
-    /// Instances being started for `function`.
-    pub fn starting(&self, function: &str) -> usize {
-        self.pools.get(function).map_or(0, |pool| pool.starting)
-    }
-
-    /// Calls queued for `function` (those that gave up but were not reached yet included).
-    pub fn queued(&self, function: &str) -> usize {
-        self.pools
-            .get(function)
-            .map_or(0, |pool| pool.waiters.len())
-    }
-
-    /// Counts of instances by state (those starting as `starting`), and calls queued,
-    /// across all functions.
-    pub fn totals(&self) -> (HashMap<InstanceState, usize>, usize) {
-        let mut by_state = HashMap::new();
-        let mut waiting = 0;
-        for pool in self.pools.values() {
-            waiting += pool.waiters.len();
-            for i in &pool.instances {
-                *by_state.entry(i.state).or_insert(0) += 1;
-            }
-            if pool.starting > 0 {
-                *by_state.entry(InstanceState::Starting).or_insert(0) += pool.starting;
-            }
-        }
-        (by_state, waiting)
-    }
-
-    /// The instances a round of health checks probes: those of `http` functions that take
-    /// calls (paused and resuming ones are left alone; `lambda` clients are in a long poll).
-    pub fn probes(&self) -> Vec<Probe> {
-        self.pools
-            .iter()
-            .filter(|(_, pool)| pool.target.contract == Contract::Http)
-            .flat_map(|(function, pool)| {
-                let path = pool.target.http.readiness_path.clone();
-                pool.instances
-                    .iter()
-                    .filter(|i| i.serves())
-                    .map(move |i| Probe {
-                        function: function.clone(),
-                        instance: i.id.clone(),
-                        addr: i.addr,
-                        readiness_path: path.clone(),
-                    })
-            })
-            .collect()
     }
 }
 
@@ -498,7 +434,82 @@ impl FunctionPool {
             waiters: VecDeque::new(),
             autoscaler: Autoscaler::default(),
             last_failure: None,
+            crash: CrashLoop::default(),
+            last_demand: None,
         }
+    }
+
+    /// Whether a call that waits may get a slot without a new start: an instance of the
+    /// current version serves (full or not), is paused or resuming, or one is starting.
+    fn may_serve(&self) -> bool {
+        let version = self.target.version;
+        self.starting > 0
+            || self
+                .instances
+                .iter()
+                .any(|i| i.version == version && i.state != InstanceState::Stopping)
+    }
+
+    /// Fails the waiting calls with `error` when nothing may serve them.
+    fn fail_waiters_unless_served(&mut self, error: &str, plan: &mut Vec<Action>) {
+        if self.may_serve() {
+            return;
+        }
+        plan.extend(
+            self.waiters
+                .drain(..)
+                .filter(|w| !w.gone)
+                .map(|w| Action::Fail {
+                    waiter: w.id,
+                    error: AcquireError::StartFailed(error.to_string()),
+                }),
+        );
+    }
+
+    /// A failure of the function's instances at `now`: counts it, and asks for a wake-up
+    /// when a wait before the next start begins.
+    fn failed(&mut self, function: &str, now: Instant, error: String, plan: &mut Vec<Action>) {
+        if let Some(at) = self.crash.failed(now, error) {
+            plan.push(Action::Wake {
+                function: function.to_string(),
+                at,
+            });
+        }
+    }
+
+    /// An instance's container exited. If it was still in the pool, it crashed: it leaves,
+    /// counts as a failure unless it had been ready for [`STABLE_AFTER`], and is replaced
+    /// for the waiting calls (unless the function now backs off, when they fail).
+    fn exited(
+        &mut self,
+        function: &str,
+        now: Instant,
+        container: &str,
+        output: &str,
+        plan: &mut Vec<Action>,
+    ) {
+        let Some(index) = self.instances.iter().position(|i| i.container == container) else {
+            return;
+        };
+        let gone = self.instances.remove(index);
+        plan.push(gone.stop(function, StopReason::Exited));
+        self.crash.still_ready(gone.ready_since, now);
+        let up = now.saturating_duration_since(gone.ready_since);
+        if up < STABLE_AFTER {
+            let mut error = format!(
+                "the instance exited {:.1}s after it became ready",
+                up.as_secs_f64()
+            );
+            if !output.is_empty() {
+                error = format!("{error}; its output ended with: {output}");
+            }
+            self.failed(function, now, error, plan);
+        }
+        if self.crash.backing_off(now) {
+            let refusal = self.crash.refusal(function, now);
+            self.fail_waiters_unless_served(&refusal, plan);
+        }
+        self.grow(function, now, plan);
     }
 
     /// A slot on the least busy instance of the current version with room, if there is one.
@@ -543,8 +554,8 @@ impl FunctionPool {
     }
 
     /// Makes room for waiting calls: resumes a paused instance, or starts new ones within
-    /// `max_instances`.
-    fn grow(&mut self, function: &str, plan: &mut Vec<Action>) {
+    /// `max_instances` (none while the function backs off).
+    fn grow(&mut self, function: &str, now: Instant, plan: &mut Vec<Action>) {
         if self.waiters.is_empty() {
             return;
         }
@@ -581,7 +592,11 @@ impl FunctionPool {
             .len()
             .saturating_sub(free + self.starting * capacity)
             .div_ceil(capacity.max(1));
-        let start = needed.min(room);
+        let start = if self.crash.backing_off(now) {
+            0
+        } else {
+            needed.min(room)
+        };
         self.starting += start;
         plan.extend((0..start).map(|_| Action::Start {
             function: function.to_string(),
@@ -589,8 +604,15 @@ impl FunctionPool {
     }
 
     /// A start failed: calls waiting only for starts that failed get the failure.
-    fn start_failed(&mut self, message: String, plan: &mut Vec<Action>) {
+    fn start_failed(
+        &mut self,
+        function: &str,
+        now: Instant,
+        message: String,
+        plan: &mut Vec<Action>,
+    ) {
         self.starting = self.starting.saturating_sub(1);
+        self.failed(function, now, message.clone(), plan);
         let serving = self
             .instances
             .iter()
@@ -617,6 +639,22 @@ impl FunctionPool {
         let scaling = target.scaling;
         let demand: u32 =
             self.instances.iter().map(|i| i.in_flight).sum::<u32>() + self.waiters.len() as u32;
+        if demand > 0 {
+            self.last_demand = Some(now);
+        } else if self
+            .last_demand
+            .is_none_or(|at| now.saturating_duration_since(at) >= scaling.idle_timeout())
+        {
+            // No call for the idle timeout: the window's memory of earlier demand would keep
+            // instances up past it (a 60s window holds one for a minute after a single
+            // call). The idle timeout decides.
+            self.autoscaler = Autoscaler::default();
+        }
+        for i in &self.instances {
+            if i.serves() {
+                self.crash.still_ready(i.ready_since, now);
+            }
+        }
         let active = self
             .instances
             .iter()
@@ -655,7 +693,11 @@ impl FunctionPool {
                     container: i.container.clone(),
                 });
             }
-            start = wanted;
+            start = if self.crash.backing_off(now) {
+                0
+            } else {
+                wanted
+            };
             self.starting += start;
         } else if desired < current && !panic {
             let idle_for = scaling.idle_timeout();
@@ -724,6 +766,8 @@ impl FunctionPool {
         }));
     }
 }
+
+pub mod views;
 
 #[cfg(test)]
 mod tests;

@@ -52,6 +52,8 @@ enum Ev {
     Paused(String),
     Exited(String),
     Crash,
+    /// The wait of a function whose instances keep failing is over.
+    Retry,
     Tick,
     /// The daemon stops.
     Shutdown,
@@ -73,6 +75,8 @@ struct Sim {
     /// Per call: the instance of its lease, once given.
     leases: Vec<Option<String>>,
     gave_up: Vec<bool>,
+    /// Per call: failed at once because the function was backing off after crashes.
+    refused: Vec<bool>,
     /// Calls holding a lease, per instance.
     holding: HashMap<String, u32>,
 }
@@ -99,6 +103,7 @@ impl Sim {
             next_instance: 0,
             leases: vec![None; calls],
             gave_up: vec![false; calls],
+            refused: vec![false; calls],
             holding: HashMap::new(),
         }
     }
@@ -152,6 +157,7 @@ impl Sim {
             Action::Grant { waiter, lease } => {
                 let call = waiter.0 as usize;
                 prop_assert!(self.leases[call].is_none(), "call {call} answered twice");
+                prop_assert!(!self.refused[call], "call {call} answered twice");
                 prop_assert!(!self.gave_up[call], "call {call} answered after it gave up");
                 let held = self.holding.entry(lease.instance.clone()).or_insert(0);
                 *held += 1;
@@ -167,7 +173,21 @@ impl Sim {
                 self.at(release, Ev::Release(call));
             }
             Action::Fail { waiter, error } => {
-                prop_assert!(false, "call {} failed: {error}", waiter.0);
+                // Starts never fail here; only instances that keep crashing make a call
+                // fail (the function backs off).
+                let call = waiter.0 as usize;
+                prop_assert!(
+                    error.to_string().contains("keep failing"),
+                    "call {call} failed: {error}"
+                );
+                prop_assert!(self.leases[call].is_none(), "call {call} answered twice");
+                prop_assert!(!self.refused[call], "call {call} answered twice");
+                self.refused[call] = true;
+            }
+            Action::Wake { at, .. } => {
+                let ms = u64::try_from(at.duration_since(self.t0).as_millis()).unwrap_or(u64::MAX);
+                prop_assert!(ms > self.now, "a wake-up in the future");
+                self.at(ms, Ev::Retry);
             }
             Action::Start { .. } => {
                 let takes = self.setup.start_ms[self.starts % self.setup.start_ms.len()];
@@ -295,13 +315,16 @@ impl Sim {
             Ev::Exited(container) => self.apply(Event::Exited {
                 function,
                 container,
+                output: String::new(),
             }),
+            Ev::Retry => self.apply(Event::Retry { function }),
             Ev::Crash => {
                 // The first instance's container exits; its watcher reports it.
                 match self.state.instances(FUNCTION, self.t0).into_iter().next() {
                     Some(instance) => self.apply(Event::Exited {
                         function,
                         container: instance.container,
+                        output: "crashed".into(),
                     }),
                     None => Ok(()),
                 }
@@ -310,7 +333,10 @@ impl Sim {
             Ev::Shutdown => {
                 let answered = self.leases.iter().zip(&self.gave_up);
                 for (call, (lease, gave_up)) in answered.enumerate() {
-                    prop_assert!(lease.is_some() || *gave_up, "call {call} got no lease");
+                    prop_assert!(
+                        lease.is_some() || *gave_up || self.refused[call],
+                        "call {call} got no answer"
+                    );
                 }
                 self.apply(Event::Closing)?;
                 self.apply(Event::Shutdown)

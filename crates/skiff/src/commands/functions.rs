@@ -2,6 +2,8 @@
 
 use crate::client::ApiClient;
 use crate::output::{self, Table};
+use chrono::{DateTime, Utc};
+use skiff_core::api::{FunctionState, FunctionStatus};
 use skiff_core::FunctionView;
 use std::process::ExitCode;
 
@@ -21,16 +23,37 @@ pub fn contract_cell(f: &FunctionView) -> String {
     }
 }
 
+/// Where a function stands as `skiff ls` shows it at `now`: `ready`, `idle`, `starting`,
+/// `refused`, or `backing off (next start in 8s)`.
+pub fn state_cell(state: Option<&FunctionState>, now: DateTime<Utc>) -> String {
+    let Some(state) = state else {
+        return "-".to_string();
+    };
+    match (state.status, state.retry_at) {
+        (FunctionStatus::BackingOff, Some(at)) => {
+            let ms = u64::try_from((at - now).num_milliseconds()).unwrap_or(0);
+            format!(
+                "backing off (next start in {})",
+                output::format_duration_secs(ms.div_ceil(1000))
+            )
+        }
+        (FunctionStatus::BackingOff, None) => "backing off".to_string(),
+        (status, _) => status.as_str().to_string(),
+    }
+}
+
 /// The table `skiff ls` prints.
 pub fn functions_table(functions: &[FunctionView]) -> Table {
     let mut table = Table::new([
-        "NAME", "IMAGE", "CONTRACT", "MEMORY", "TIMEOUT", "VERSION", "UPDATED",
+        "NAME", "IMAGE", "CONTRACT", "STATE", "MEMORY", "TIMEOUT", "VERSION", "UPDATED",
     ]);
+    let now = Utc::now();
     for f in functions {
         table.push(vec![
             f.name.clone(),
             f.image.clone(),
             contract_cell(f),
+            state_cell(f.state.as_ref(), now),
             f.memory.clone(),
             f.timeout.clone(),
             f.version.to_string(),
@@ -103,6 +126,13 @@ pub(crate) mod tests {
             version: 3,
             created_at: time,
             updated_at: time,
+            state: Some(FunctionState {
+                status: FunctionStatus::Ready,
+                instances: None,
+                failures: 0,
+                last_error: None,
+                retry_at: None,
+            }),
         }
     }
 
@@ -118,6 +148,13 @@ pub(crate) mod tests {
             max_instances: Some(10),
             idle_timeout: Some("5m".into()),
             version: 1,
+            state: Some(FunctionState {
+                status: FunctionStatus::BackingOff,
+                instances: Some(0),
+                failures: 3,
+                last_error: Some("the instance exited before it was ready".into()),
+                retry_at: Some(Utc::now() + chrono::Duration::seconds(8)),
+            }),
             ..exec_view()
         }
     }
@@ -129,21 +166,46 @@ pub(crate) mod tests {
         assert_eq!(lines.len(), 3);
         assert!(
             lines[0].starts_with(
-                "NAME    IMAGE                    CONTRACT    MEMORY   TIMEOUT   VERSION   UPDATED"
+                "NAME    IMAGE                    CONTRACT    STATE                            MEMORY   TIMEOUT   VERSION   UPDATED"
             ),
             "{text}"
         );
         assert!(
             lines[1].starts_with(
-                "hello   skiff/hello:latest       exec        128Mi    10s       3         "
+                "hello   skiff/hello:latest       exec        ready                            128Mi    10s       3         "
             ),
             "{text}"
         );
         assert!(
             lines[2].starts_with(
-                "web     skiff/echo-http:latest   http 0-10   128Mi    10s       1         "
+                "web     skiff/echo-http:latest   http 0-10   backing off (next start in 8s)   128Mi    10s       1         "
             ),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn a_state_reads_as_a_word_or_the_wait_before_the_next_start() {
+        let now = Utc::now();
+        let mut state = FunctionState {
+            status: FunctionStatus::Idle,
+            instances: Some(0),
+            failures: 0,
+            last_error: None,
+            retry_at: None,
+        };
+        assert_eq!(state_cell(Some(&state), now), "idle");
+        assert_eq!(state_cell(None, now), "-");
+        state.status = FunctionStatus::BackingOff;
+        state.retry_at = Some(now + chrono::Duration::milliseconds(64_200));
+        assert_eq!(
+            state_cell(Some(&state), now),
+            "backing off (next start in 1m05s)"
+        );
+        state.retry_at = Some(now - chrono::Duration::seconds(1));
+        assert_eq!(
+            state_cell(Some(&state), now),
+            "backing off (next start in 0s)"
         );
     }
 }

@@ -4,7 +4,7 @@
 
 use super::*;
 use skiff_core::InstanceState::{Busy, Idle, Paused, Ready, Starting};
-use skiff_core::{HttpSettings, InstanceState, Resources, Scaling};
+use skiff_core::{Contract, HttpSettings, InstanceState, Resources, Scaling};
 use std::net::{IpAddr, Ipv4Addr};
 
 fn scaling(concurrency: u32, min: u32, max: u32) -> Scaling {
@@ -69,6 +69,7 @@ fn d(plan: &[Action]) -> Vec<String> {
                 instance, reason, ..
             } => format!("stop {instance} {reason:?}"),
             Action::Kill { container } => format!("kill {container}"),
+            Action::Wake { function, .. } => format!("wake {function}"),
         })
         .collect()
 }
@@ -184,6 +185,34 @@ impl Pools {
 
     fn tick(&mut self, ms: u64) -> Vec<String> {
         d(&self.on(ms, Event::Tick))
+    }
+
+    fn exited(&mut self, ms: u64, container: &str, output: &str) -> Vec<Action> {
+        self.on(
+            ms,
+            Event::Exited {
+                function: "web".into(),
+                container: container.into(),
+                output: output.into(),
+            },
+        )
+    }
+
+    fn retry(&mut self, ms: u64) -> Vec<String> {
+        d(&self.on(
+            ms,
+            Event::Retry {
+                function: "web".into(),
+            },
+        ))
+    }
+
+    /// When a wake-up in `plan` is asked for, in ms from the start.
+    fn wake_at(&self, plan: &[Action]) -> Option<u128> {
+        plan.iter().find_map(|action| match action {
+            Action::Wake { at, .. } => Some(at.duration_since(self.t0).as_millis()),
+            _ => None,
+        })
     }
 
     /// Each instance: id, state and calls in flight.
@@ -588,14 +617,15 @@ fn calls_waiting_only_for_failed_starts_get_the_failure() {
         p.state.timeout_error("web"),
         AcquireError::StartFailed("boom".into())
     );
+    // (Two failures in a row: the next start waits a second.)
     assert_eq!(
         p.start_failed(30, "bang"),
-        s(&["fail w0: bang", "fail w1: bang"])
+        s(&["wake web", "fail w0: bang", "fail w1: bang"])
     );
     assert_eq!(p.state.queued("web"), 0);
     // A start that succeeds clears the failure.
-    assert_eq!(d(&p.acquire(40)), s(&["start web"]));
-    assert_eq!(d(&p.started(50, 1)), s(&["grant w2 i1 cold"]));
+    assert_eq!(d(&p.acquire(1030)), s(&["start web"]));
+    assert_eq!(d(&p.started(1050, 1)), s(&["grant w2 i1 cold"]));
     assert_eq!(p.state.timeout_error("web"), AcquireError::Timeout);
 }
 
@@ -700,13 +730,15 @@ fn the_autoscaler_stops_nothing_while_it_panics() {
     assert_eq!(p.release(310, "i2", false), s(&["grant w3 i2 cold"]));
     assert_eq!(p.release(320, "i1", false), NONE);
     assert_eq!(p.release(330, "i2", false), NONE);
-    // Down to one instance at most: not while panicking...
+    assert_eq!(d(&p.acquire(400)), s(&["grant w4 i1"]));
+    // Down to one instance at most: i2 has been idle long enough, but not while
+    // panicking...
     let mut one = quick;
     one.max_instances = 1;
     assert_eq!(p.scaling(500, one), NONE);
     assert_eq!(p.states().len(), 2);
     // ...but once a stable window has passed.
-    assert_eq!(p.tick(1300), s(&["pause i2", "stop i1 Idle"]));
+    assert_eq!(p.tick(1300), s(&["stop i2 Idle"]));
 }
 
 #[test]
@@ -798,6 +830,7 @@ fn an_instance_that_exits_is_removed_and_replaced_for_waiting_calls() {
     let exited = |container: &str| Event::Exited {
         function: "web".into(),
         container: container.into(),
+        output: String::new(),
     };
     assert_eq!(
         d(&p.on(30, exited("c1"))),
@@ -956,4 +989,158 @@ fn totals_count_instances_by_state_with_starts_and_waiting_calls() {
         (Busy, 1, 3)
     );
     assert_eq!(p.state.instances("api", p.at(0)), []);
+}
+
+// --- Instances that keep failing ---
+
+/// The failure a call gets, as `d` shows it.
+fn refused(waiter: u64, failures: u32, wait_s: u64, last: &str) -> String {
+    format!(
+        "fail w{waiter}: instances of `web` keep failing ({failures} times in a row); the next start is in {wait_s}s. The last failure: {last}"
+    )
+}
+
+#[test]
+fn starts_that_keep_failing_wait_longer_each_time_and_calls_fail_at_once() {
+    let mut p = Pools::new();
+    assert_eq!(p.deploy(0, 1, scaling(1, 1, 1)), s(&["start web"]));
+    // The first failure: the next start may come at once.
+    assert_eq!(p.start_failed(100, "boom 1"), NONE);
+    assert_eq!(p.tick(200), s(&["start web"]));
+    // The second: one second's wait, with a wake-up at its end.
+    let plan = p.on(
+        300,
+        Event::StartFailed {
+            function: "web".into(),
+            message: "boom 2".into(),
+        },
+    );
+    assert_eq!(d(&plan), s(&["wake web"]));
+    assert_eq!(p.wake_at(&plan), Some(1300));
+    // Meanwhile calls fail now with the last error, and nothing starts.
+    assert_eq!(d(&p.acquire(400)), [refused(0, 2, 1, "boom 2")]);
+    assert_eq!(p.state.queued("web"), 0, "the call did not wait");
+    assert_eq!(p.tick(500), NONE);
+    let standing = p.state.standing("web", p.at(500)).expect("a pool");
+    assert_eq!(standing.failures, 2);
+    assert_eq!(standing.last_error.as_deref(), Some("boom 2"));
+    assert_eq!(standing.retry_at, Some(p.at(1300)));
+    assert_eq!(standing.serving + standing.starting, 0);
+    // The wait over, the minimum starts again; its failure doubles the wait.
+    assert_eq!(p.retry(1300), s(&["start web"]));
+    assert_eq!(
+        p.state.standing("web", p.at(1300)).and_then(|s| s.retry_at),
+        None
+    );
+    let plan = p.on(
+        1400,
+        Event::StartFailed {
+            function: "web".into(),
+            message: "boom 3".into(),
+        },
+    );
+    assert_eq!(p.wake_at(&plan), Some(3400));
+    assert_eq!(d(&p.acquire(3300)), [refused(1, 3, 1, "boom 3")]);
+    // After the wait, a call starts an instance and waits for it.
+    assert_eq!(d(&p.acquire(3400)), s(&["start web"]));
+}
+
+#[test]
+fn an_instance_that_exits_soon_after_it_became_ready_counts_as_a_failure() {
+    let mut p = Pools::new();
+    p.ready(0, 1, 1, 1);
+    // It crashes half a second in: replaced at once, the first time.
+    assert_eq!(
+        d(&p.exited(500, "c1", "panic: boom")),
+        s(&["stop i1 Exited"])
+    );
+    assert_eq!(p.tick(600), s(&["start web"]));
+    assert_eq!(d(&p.started(700, 1)), NONE);
+    // Its replacement crashes too: a wait begins.
+    let plan = p.exited(900, "c2", "panic: boom");
+    assert_eq!(d(&plan), s(&["stop i2 Exited", "wake web"]));
+    assert_eq!(p.wake_at(&plan), Some(1900));
+    let error =
+        "the instance exited 0.2s after it became ready; its output ended with: panic: boom";
+    assert_eq!(d(&p.acquire(1000)), [refused(0, 2, 1, error)]);
+    assert_eq!(p.tick(1500), NONE);
+    assert_eq!(p.retry(1900), s(&["start web"]));
+}
+
+#[test]
+fn calls_waiting_when_a_wait_begins_fail_with_the_error() {
+    let mut p = Pools::new();
+    p.ready(0, 1, 1, 1);
+    assert_eq!(d(&p.acquire(10)), s(&["grant w0 i1"]));
+    assert_eq!(d(&p.acquire(20)), NONE);
+    // A first crash: the waiting call gets a replacement.
+    assert_eq!(
+        d(&p.exited(30, "c1", "")),
+        s(&["stop i1 Exited", "start web"])
+    );
+    assert_eq!(d(&p.started(40, 1)), s(&["grant w1 i2 cold"]));
+    assert_eq!(d(&p.acquire(50)), NONE);
+    // A second one: the function backs off, and the waiting call is told so.
+    assert_eq!(
+        d(&p.exited(60, "c2", "")),
+        s(&[
+            "stop i2 Exited",
+            "wake web",
+            &refused(2, 2, 1, "the instance exited 0.0s after it became ready"),
+        ])
+    );
+}
+
+#[test]
+fn an_instance_ready_for_a_minute_ends_the_run_of_failures() {
+    let mut p = Pools::new();
+    assert_eq!(p.deploy(0, 1, scaling(1, 1, 1)), s(&["start web"]));
+    assert_eq!(p.start_failed(100, "boom"), NONE);
+    assert_eq!(p.tick(200), s(&["start web"]));
+    assert_eq!(d(&p.started(300, 1)), NONE);
+    let standing = |p: &Pools, ms| p.state.standing("web", p.at(ms)).expect("pool");
+    assert_eq!(standing(&p, 300).failures, 1);
+    assert_eq!(standing(&p, 300).serving, 1);
+    p.tick(60_299);
+    assert_eq!(standing(&p, 60_299).failures, 1, "not a minute yet");
+    p.tick(60_300);
+    assert_eq!(standing(&p, 60_300).failures, 0);
+    assert_eq!(standing(&p, 60_300).last_error, None);
+    // An instance that exits after a minute of service is no failure: replaced at once,
+    // even twice in a row.
+    assert_eq!(d(&p.exited(61_000, "c1", "")), s(&["stop i1 Exited"]));
+    assert_eq!(p.tick(61_100), s(&["start web"]));
+    assert_eq!(standing(&p, 61_100).failures, 0);
+}
+
+#[test]
+fn a_new_version_starts_afresh() {
+    let mut p = Pools::new();
+    assert_eq!(p.deploy(0, 1, scaling(1, 1, 1)), s(&["start web"]));
+    p.start_failed(100, "boom");
+    p.tick(200);
+    assert_eq!(p.start_failed(300, "boom"), s(&["wake web"]));
+    assert_eq!(p.deploy(400, 2, scaling(1, 1, 1)), s(&["start web"]));
+    assert_eq!(
+        p.state.standing("web", p.at(400)).map(|s| s.failures),
+        Some(0)
+    );
+}
+
+// --- The idle timeout ---
+
+#[test]
+fn the_idle_timeout_decides_even_while_the_window_remembers_demand() {
+    let mut p = Pools::new();
+    let mut scale = scaling(1, 0, 2);
+    scale.window_ms = None; // the daemon's 60s window
+    assert_eq!(p.deploy(0, 1, scale), NONE);
+    assert_eq!(d(&p.acquire(0)), s(&["start web"]));
+    assert_eq!(d(&p.started(100, 1)), s(&["grant w0 i1 cold"]));
+    assert_eq!(p.tick(200), NONE, "busy");
+    assert_eq!(p.release(300, "i1", false), NONE);
+    // The window still holds the call's demand, but no call came for the idle timeout
+    // (1s): the instance goes (paused, as the last one).
+    assert_eq!(p.tick(1200), NONE, "idle for 0.9s only");
+    assert_eq!(p.tick(1300), s(&["pause i1"]));
 }

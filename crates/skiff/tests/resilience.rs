@@ -1,0 +1,179 @@
+//! End-to-end tests, on the real Docker engine, of how skiff holds up when things go wrong:
+//! instances that keep failing are restarted ever more slowly and their calls fail at once;
+//! an idle instance stops at its idle timeout.
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use skiff_testing::{merged, skiff_bin, wait_until, CreateWatch, Daemon};
+use std::time::{Duration, Instant};
+
+/// An `http` function of the test image in `mode`, with the fields of `extra`.
+fn testfn_http(mode: &str, extra: Value) -> Value {
+    merged(
+        json!({"image": "skiff/testfn:latest", "contract": "http", "port": 8080,
+               "env": {"MODE": mode, "LISTEN_PORT": "8080"},
+               "memory": "32Mi", "timeout": "30s", "startup_timeout": "5s"}),
+        extra,
+    )
+}
+
+/// Watches the engine create containers of `function` for daemon `d`.
+fn watch_creates(d: &Daemon, function: &str) -> CreateWatch {
+    CreateWatch::start(&[
+        &format!("skiff.daemon={}", d.id),
+        &format!("skiff.function={function}"),
+    ])
+}
+
+#[tokio::test]
+async fn an_image_that_never_starts_is_retried_ever_more_slowly_and_its_calls_fail_at_once() {
+    let Some(d) = Daemon::start_if_ready(skiff_bin!(), &[]).await else {
+        return;
+    };
+    let watch = watch_creates(&d, "doomed");
+    // Exits at once with "failing on purpose": it never becomes ready.
+    d.deploy("doomed", testfn_http("exit", json!({"max_instances": 1})))
+        .await;
+
+    // The first call waits for a start, which fails: it gets the start's error.
+    let (status, body) = d.invoke("doomed", "one").await.status_json();
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    assert_eq!(body["error"]["code"], "start_failed", "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("failing on purpose"), "{message}");
+    // After one failure, the next start may come at once; it fails too.
+    let (status, body) = d.invoke("doomed", "two").await.status_json();
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    assert_eq!(body["error"]["code"], "start_failed", "{body}");
+    assert_eq!(watch.created().len(), 2);
+
+    // Two in a row: the function backs off. A call now fails at once, with the last start
+    // error, instead of starting another container or waiting for its timeout (30 s).
+    let view = d.get_json("/v1/functions/doomed").await;
+    assert_eq!(view["state"]["status"], "backing_off", "{view}");
+    assert_eq!(view["state"]["failures"], 2, "{view}");
+    assert!(view["state"]["retry_at"].is_string(), "{view}");
+    assert!(
+        view["state"]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("failing on purpose")),
+        "{view}"
+    );
+    let started = Instant::now();
+    let (status, body) = d.invoke("doomed", "three").await.status_json();
+    let took = started.elapsed();
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    assert_eq!(body["error"]["code"], "start_failed", "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("keep failing (2 times in a row)")
+            && message.contains("failing on purpose"),
+        "{message}"
+    );
+    // Generous: the point is that it does not wait for the call's 30 s timeout.
+    assert!(took < Duration::from_secs(5), "answered in {took:?}");
+    let call = d.calls("function=doomed&limit=1").await;
+    assert_eq!(call[0]["error_type"], "start_failed", "{call:?}");
+    assert_eq!(watch.created().len(), 2, "no container while backing off");
+
+    // The wait (1 s) over, a call starts one again; its failure doubles the wait.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let (status, body) = d.invoke("doomed", "four").await.status_json();
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    assert_eq!(watch.created().len(), 3);
+    let view = d.get_json("/v1/functions/doomed").await;
+    assert_eq!(view["state"]["failures"], 3, "{view}");
+
+    // `skiff ls` says so.
+    let ls = std::process::Command::new(skiff_bin!())
+        .args(["ls", "--url", &d.url])
+        .output()
+        .expect("skiff ls");
+    let text = String::from_utf8_lossy(&ls.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("doomed"))
+        .unwrap_or_default();
+    assert!(line.contains("backing off (next start in"), "{text}");
+
+    // A new version starts afresh.
+    d.deploy("doomed", testfn_http("listen", json!({"max_instances": 1})))
+        .await;
+    let view = d.get_json("/v1/functions/doomed").await;
+    assert!(view["state"]["failures"].is_null(), "no failure: {view}");
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn an_instance_that_keeps_crashing_gets_a_bounded_number_of_starts() {
+    let Some(d) = Daemon::start_if_ready(skiff_bin!(), &[]).await else {
+        return;
+    };
+    let watch = watch_creates(&d, "crashy");
+    // Ready at once, then it crashes 300 ms in, every time; one instance is always wanted.
+    d.deploy(
+        "crashy",
+        testfn_http("crash", json!({"min_instances": 1, "max_instances": 1})),
+    )
+    .await;
+    // Restarted without a wait, it would start one about every 2 s (the autoscaler's
+    // tick): some 15 in 30 s. Backing off (at once, then 1, 2, 4, 8, 16 s), it starts 6
+    // or so.
+    let observed = Duration::from_secs(30);
+    let until = Instant::now() + observed;
+    let mut refused = None;
+    while Instant::now() < until {
+        let view = d.get_json("/v1/functions/crashy").await;
+        if refused.is_none() && view["state"]["status"] == "backing_off" {
+            // While it backs off, a call fails at once with the crash's output.
+            let started = Instant::now();
+            let (status, body) = d.invoke("crashy", "x").await.status_json();
+            assert!(started.elapsed() < Duration::from_secs(5), "{body}");
+            assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+            assert_eq!(body["error"]["code"], "start_failed", "{body}");
+            refused = Some(body["error"]["message"].as_str().unwrap_or("").to_string());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let started = watch.created().len();
+    assert!(
+        (3..=8).contains(&started),
+        "{started} starts in {observed:?}\n{}",
+        d.log()
+    );
+    let message = refused.expect("the function was seen backing off");
+    assert!(
+        message.contains("exited") && message.contains("panicked on purpose"),
+        "{message}"
+    );
+    let view = d.get_json("/v1/functions/crashy").await;
+    assert!(view["state"]["failures"].as_u64() >= Some(3), "{view}");
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn an_idle_instance_stops_at_its_idle_timeout_not_at_the_end_of_the_window() {
+    // Paused instances would stay (as containers): stop them instead.
+    let Some(d) = Daemon::start_if_ready(skiff_bin!(), &["--keep-paused", "false"]).await else {
+        return;
+    };
+    d.deploy(
+        "brief",
+        json!({"image": "skiff/echo-http:latest", "contract": "http",
+               "readiness_path": "/ready", "memory": "64Mi", "idle_timeout": "2s"}),
+    )
+    .await;
+    assert_eq!(d.invoke("brief", "x").await.status_text().0, StatusCode::OK);
+    assert_eq!(d.function_containers("brief").len(), 1);
+    let idle_since = Instant::now();
+    // The autoscaler's window (60 s) still remembers the call; the idle timeout decides.
+    wait_until(
+        "the idle instance is gone",
+        Duration::from_secs(20),
+        async || d.function_containers("brief").is_empty(),
+    )
+    .await;
+    let after = idle_since.elapsed();
+    assert!(after >= Duration::from_secs(2), "stopped after {after:?}");
+    d.stop().await;
+}
