@@ -33,8 +33,8 @@ pub async fn healthz(State(state): State<AppState>) -> Json<Health> {
     })
 }
 
-/// `GET /readyz`: the daemon takes calls (503 while shutting down, or while the container
-/// engine does not answer).
+/// `GET /readyz`: the daemon takes calls (503 while shutting down, while the container
+/// engine does not answer, or while containers a previous run left are being removed).
 #[utoipa::path(get, path = "/readyz", tag = "health", responses(
     (status = 200, body = Health), (status = 503, body = Health)))]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
@@ -50,6 +50,14 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>)
             StatusCode::SERVICE_UNAVAILABLE,
             HealthStatus::EngineUnavailable,
             Some(problem),
+        )
+    } else if let Some(left) = state.platform.leftovers() {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            HealthStatus::Starting,
+            Some(format!(
+                "removing {left} container(s) a previous run of this daemon left behind"
+            )),
         )
     } else {
         (StatusCode::OK, HealthStatus::Ready, None)

@@ -37,8 +37,9 @@ pub struct DockerEngine {
     timeout: Duration,
 }
 
-/// Seconds a request to the engine may take (bollard's default).
-const REQUEST_TIMEOUT_SECS: u64 = 120;
+/// Seconds bollard lets a request take before skiff's own bound applies: during the
+/// connection, the same as [`DEFAULT_TIMEOUT`] (bollard's own default is 120 s).
+const REQUEST_TIMEOUT_SECS: u64 = DEFAULT_TIMEOUT.as_secs();
 
 impl DockerEngine {
     /// Connects where `DOCKER_HOST` (with `DOCKER_TLS_VERIFY` and `DOCKER_CERT_PATH`) says,
@@ -83,9 +84,12 @@ impl DockerEngine {
             }
         }
         .map_err(|e| classify(Op("connect"), e))?;
-        let docker = docker
-            .negotiate_version()
+        let docker = tokio::time::timeout(DEFAULT_TIMEOUT, docker.negotiate_version())
             .await
+            .map_err(|_| EngineError::TimedOut {
+                op: "negotiate API version",
+                after: DEFAULT_TIMEOUT,
+            })?
             .map_err(|e| classify(Op("negotiate API version"), e))?;
         Ok(DockerEngine {
             docker,

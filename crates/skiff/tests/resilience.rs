@@ -5,6 +5,7 @@
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use skiff_testing::{merged, skiff_bin, wait_until, CreateWatch, Daemon};
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 /// An `http` function of the test image in `mode`, with the fields of `extra`.
@@ -176,4 +177,143 @@ async fn an_idle_instance_stops_at_its_idle_timeout_not_at_the_end_of_the_window
     let after = idle_since.elapsed();
     assert!(after >= Duration::from_secs(2), "stopped after {after:?}");
     d.stop().await;
+}
+
+/// The labels of a container daemon `d` made for function `function`.
+fn labels_of(d: &Daemon, function: &str) -> Vec<String> {
+    vec![
+        "skiff.managed=true".to_string(),
+        format!("skiff.daemon={}", d.id),
+        format!("skiff.function={function}"),
+    ]
+}
+
+#[tokio::test]
+async fn a_restart_listens_at_once_and_removes_what_the_last_run_left_in_the_background() {
+    let Some(mut d) = Daemon::start_if_ready(skiff_bin!(), &[]).await else {
+        return;
+    };
+    d.deploy(
+        "web",
+        json!({"image": "skiff/echo-http:latest", "contract": "http",
+               "readiness_path": "/ready", "memory": "64Mi", "min_instances": 2}),
+    )
+    .await;
+    wait_until("two instances", Duration::from_secs(30), async || {
+        d.function_containers("web").len() == 2
+    })
+    .await;
+    // Killed, the daemon leaves its instances; 98 more containers as its own make 100.
+    d.kill();
+    let labels = labels_of(&d, "left");
+    let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
+    skiff_testing::run_sleepers(98, "left", &labels);
+    let leftovers: HashSet<String> = d.containers().into_iter().collect();
+    assert_eq!(leftovers.len(), 100);
+
+    let started = Instant::now();
+    d.restart_unready();
+    let client = reqwest::Client::new();
+    let health = format!("{}/healthz", d.url);
+    let listening = skiff_testing::poll(
+        Duration::from_secs(30),
+        Duration::from_millis(20),
+        async || {
+            let answer = client.get(&health).send().await.ok()?;
+            (answer.status() == StatusCode::OK).then(|| started.elapsed())
+        },
+    )
+    .await
+    .unwrap_or_else(|| panic!("no /healthz within 30s:\n{}", d.log()));
+    // The target is under a second; generous for a shared machine, far below the time
+    // removing 100 containers takes before listening.
+    assert!(
+        listening < Duration::from_secs(3),
+        "listening after {listening:?}\n{}",
+        d.log()
+    );
+
+    // Not ready while leftovers remain; ready once they are all gone.
+    let readyz = format!("{}/readyz", d.url);
+    let mut seen_starting = false;
+    let ready_after = skiff_testing::poll(
+        Duration::from_secs(60),
+        Duration::from_millis(50),
+        async || {
+            let answer = client.get(&readyz).send().await.ok()?;
+            let status = answer.status();
+            let body: Value = answer.json().await.ok()?;
+            if status == StatusCode::SERVICE_UNAVAILABLE && body["status"] == "starting" {
+                seen_starting = true;
+                return None;
+            }
+            assert_eq!(status, StatusCode::OK, "{body}");
+            // Ready: no leftover is there any more.
+            let left: Vec<String> = d
+                .containers()
+                .into_iter()
+                .filter(|c| leftovers.contains(c))
+                .collect();
+            assert!(left.is_empty(), "ready with {} leftovers", left.len());
+            Some(started.elapsed())
+        },
+    )
+    .await
+    .unwrap_or_else(|| panic!("not ready within 60s:\n{}", d.log()));
+    assert!(
+        seen_starting,
+        "/readyz said starting while leftovers remained"
+    );
+    eprintln!("listening after {listening:?}, leftovers gone after {ready_after:?}");
+
+    // This run's own instances were not taken for leftovers.
+    assert_eq!(d.invoke("web", "x").await.status_text().0, StatusCode::OK);
+    let instances = d.instances("web").await;
+    assert_eq!(instances.len(), 2, "{instances:?}");
+    assert!(
+        d.function_containers("web")
+            .iter()
+            .all(|c| !leftovers.contains(c)),
+        "new instances"
+    );
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_with_two_hundred_containers_alive_is_bounded_and_leaves_none() {
+    let Some(mut d) = Daemon::start_if_ready(skiff_bin!(), &["--shutdown-grace", "5s"]).await
+    else {
+        return;
+    };
+    d.deploy(
+        "web",
+        json!({"image": "skiff/echo-http:latest", "contract": "http",
+               "readiness_path": "/ready", "memory": "64Mi", "min_instances": 4}),
+    )
+    .await;
+    wait_until("four instances", Duration::from_secs(30), async || {
+        d.instances("web").await.len() == 4
+    })
+    .await;
+    // 196 more of its containers, as a burst of calls leaves them.
+    let labels = labels_of(&d, "burst");
+    let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
+    skiff_testing::run_sleepers(196, "burst", &labels);
+    assert_eq!(d.containers().len(), 200);
+
+    let started = Instant::now();
+    let clean = d.terminate().await;
+    let took = started.elapsed();
+    assert!(clean, "clean exit:\n{}", d.log());
+    eprintln!("shutdown with 200 containers took {took:?}");
+    // No call was in flight, so the grace period is not used: the bound is the one on
+    // removing containers (30 s), which it must stay well within.
+    assert!(took < Duration::from_secs(30), "took {took:?}\n{}", d.log());
+    let left = d.containers();
+    for id in &left {
+        let _ = std::process::Command::new("docker")
+            .args(["rm", "-f", id])
+            .output();
+    }
+    assert!(left.is_empty(), "{} containers left", left.len());
 }

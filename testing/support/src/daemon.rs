@@ -121,6 +121,12 @@ impl Daemon {
     }
 
     async fn spawn(&mut self) {
+        self.launch();
+        self.wait_ready().await;
+    }
+
+    /// Starts the process and sets the URL, without waiting for it to listen.
+    fn launch(&mut self) {
         let port = free_port();
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -154,6 +160,10 @@ impl Daemon {
             .expect("start skiff serve");
         self.child = Some(child);
         self.url = format!("http://127.0.0.1:{port}");
+    }
+
+    /// Waits until the daemon answers `/readyz` with 200, and notes its id.
+    async fn wait_ready(&mut self) {
         let client = reqwest::Client::new();
         for _ in 0..300 {
             if let Some(child) = self.child.as_mut() {
@@ -241,6 +251,20 @@ impl Daemon {
     pub async fn restart(&mut self) {
         assert!(self.child.is_none(), "stop the daemon before restarting it");
         self.spawn().await;
+    }
+
+    /// Starts the daemon again on the same data directory and returns at once, without
+    /// waiting for it to listen or be ready (the id stays the one it had).
+    pub fn restart_unready(&mut self) {
+        assert!(self.child.is_none(), "stop the daemon before restarting it");
+        self.launch();
+    }
+
+    /// Whether the process has exited (its status, if so).
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
     }
 
     /// [`Daemon::restart`] with other arguments.

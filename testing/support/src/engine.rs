@@ -38,6 +38,48 @@ pub fn container_ip(id: &str) -> String {
     String::from_utf8_lossy(&output.stdout).trim().to_string()
 }
 
+/// Starts `count` containers of `skiff/testfn` that sleep (an hour), labelled with
+/// `labels` (`key=value`) and, each, `skiff.instance=<prefix>-<n>`: what a killed daemon
+/// leaves behind, made with the `docker` command, 8 at a time. Returns their ids.
+pub fn run_sleepers(count: usize, prefix: &str, labels: &[&str]) -> Vec<String> {
+    let labels: Vec<String> = labels.iter().map(|l| l.to_string()).collect();
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let workers: Vec<_> = (0..8)
+        .map(|_| {
+            let (labels, next, prefix) = (labels.clone(), next.clone(), prefix.to_string());
+            std::thread::spawn(move || {
+                let mut ids = Vec::new();
+                loop {
+                    let n = next.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+                    if n >= count {
+                        return ids;
+                    }
+                    let mut command = Command::new("docker");
+                    command.args(["run", "-d", "--network", "none", "-e", "MODE=sleep"]);
+                    for label in &labels {
+                        command.args(["--label", label]);
+                    }
+                    command.args(["--label", &format!("skiff.instance={prefix}-{n}")]);
+                    let output = command
+                        .arg("skiff/testfn:latest")
+                        .output()
+                        .expect("docker run");
+                    assert!(
+                        output.status.success(),
+                        "docker run: {}",
+                        String::from_utf8_lossy(&output.stderr)
+                    );
+                    ids.push(String::from_utf8_lossy(&output.stdout).trim().to_string());
+                }
+            })
+        })
+        .collect();
+    workers
+        .into_iter()
+        .flat_map(|w| w.join().expect("a docker run worker"))
+        .collect()
+}
+
 /// The containers the engine creates with every label of a set, watched live from the
 /// engine's event stream (`docker events`, whose replay of the past is too short on a
 /// busy engine to count from): creates of containers gone since are counted too. Stops

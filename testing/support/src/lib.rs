@@ -22,7 +22,7 @@ pub mod stats;
 
 pub use api::{env_lines, merged, Answer};
 pub use daemon::{free_port, Daemon, DaemonBuilder};
-pub use engine::{container_ip, containers_with_label, CreateWatch, TestVolume};
+pub use engine::{container_ip, containers_with_label, run_sleepers, CreateWatch, TestVolume};
 pub use poll::{eventually, poll, wait_until};
 pub use setup::{
     docker_available, ensure_images, ensure_python_lambda_image, needs, ready, repo_root,

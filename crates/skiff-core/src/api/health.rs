@@ -7,7 +7,7 @@ use utoipa::ToSchema;
 /// Health of the process.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Health {
-    /// `ok`, or for readiness `ready`, `shutting_down` or `engine_unavailable`.
+    /// `ok`, or for readiness `ready`, `starting`, `shutting_down` or `engine_unavailable`.
     pub status: HealthStatus,
     /// The daemon's id, as on the `skiff.daemon` label of its containers.
     pub daemon: String,
@@ -24,6 +24,9 @@ pub enum HealthStatus {
     Ok,
     /// The daemon takes calls (`/readyz`).
     Ready,
+    /// The daemon is still removing containers a previous run left behind (`/readyz`,
+    /// 503). It answers, and takes calls, meanwhile.
+    Starting,
     /// The daemon is stopping and takes no new call (`/readyz`, 503).
     ShuttingDown,
     /// The container engine does not answer (`/readyz`, 503).
@@ -36,6 +39,7 @@ impl HealthStatus {
         match self {
             HealthStatus::Ok => "ok",
             HealthStatus::Ready => "ready",
+            HealthStatus::Starting => "starting",
             HealthStatus::ShuttingDown => "shutting_down",
             HealthStatus::EngineUnavailable => "engine_unavailable",
         }
@@ -57,6 +61,7 @@ mod tests {
         for status in [
             HealthStatus::Ok,
             HealthStatus::Ready,
+            HealthStatus::Starting,
             HealthStatus::ShuttingDown,
             HealthStatus::EngineUnavailable,
         ] {

@@ -18,6 +18,10 @@ const STOP_BOUND: Duration = Duration::from_secs(10);
 /// How long background tasks may take to end once shutdown has cancelled them.
 const BACKGROUND_BOUND: Duration = Duration::from_secs(10);
 
+/// How long removing the daemon's containers may take at shutdown; what is left then is
+/// removed by the next start.
+pub(crate) const CLEANUP_BOUND: Duration = Duration::from_secs(30);
+
 impl Platform {
     /// Runs `tick` every `period` on the platform's tracker until shutdown.
     fn spawn_every<F, Fut>(&self, period: Duration, mut tick: F)
@@ -107,6 +111,27 @@ impl Platform {
         *current = problem;
     }
 
+    /// Removes every container of this daemon, all at once (the engine's gate admits as
+    /// many removals together as it can take): the drivers empty their pools while every
+    /// container of this daemon on the engine is removed (running ones killed), leftovers
+    /// of the previous run included; then a last pass catches any that a start under way
+    /// made meanwhile.
+    async fn remove_containers(&self) {
+        let (_, _, reaped) = tokio::join!(
+            self.contracts.exec.shutdown(),
+            self.contracts.instances.shutdown(),
+            setup::reap(&*self.engine, &self.daemon_id),
+        );
+        let last = setup::reap(&*self.engine, &self.daemon_id).await;
+        for result in [reaped, last] {
+            match result {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(removed = n, "removed function containers"),
+                Err(err) => tracing::error!(%err, "could not remove every function container"),
+            }
+        }
+    }
+
     /// Stops taking calls, lets calls in flight finish for up to `grace`, then stops the
     /// rest (each ends `interrupted`), removes every container of this daemon, and stops the
     /// background tasks after writing pending records. Every call record is final when it
@@ -129,12 +154,20 @@ impl Platform {
             }
         }
         self.cancel.cancel();
-        self.contracts.exec.shutdown().await;
-        self.contracts.instances.shutdown().await;
-        match setup::reap(&*self.engine, &self.daemon_id).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(removed = n, "removed the remaining function containers"),
-            Err(err) => tracing::error!(%err, "could not remove every function container"),
+        let started = std::time::Instant::now();
+        if tokio::time::timeout(CLEANUP_BOUND, self.remove_containers())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "containers still being removed {}s into shutdown; the next start removes what is left",
+                CLEANUP_BOUND.as_secs()
+            );
+        } else {
+            tracing::info!(
+                took_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+                "removed every function container"
+            );
         }
         self.contracts.log.recorder().close().await;
         self.tracker.close();

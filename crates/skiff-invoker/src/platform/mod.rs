@@ -36,7 +36,7 @@ use skiff_core::Function;
 use skiff_runtime::ContainerEngine;
 use skiff_store::Store;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -77,13 +77,15 @@ pub struct Platform {
     unsettled: Arc<Unsettled>,
     /// Bounds the heavy engine operations.
     gate: Arc<crate::engine::Gate>,
+    /// Containers a previous run left behind that are still being removed.
+    leftovers: Arc<AtomicUsize>,
 }
 
 impl Platform {
-    /// Sets the platform up on `store` and `engine`: installs `skiff-init`, removes
-    /// containers a previous run of this daemon left behind, prepares the functions'
-    /// network, marks calls that run left unfinished as interrupted, loads the functions, and
-    /// starts the background tasks.
+    /// Sets the platform up on `store` and `engine`: installs `skiff-init`, finds the
+    /// containers a previous run of this daemon left behind (removed by a background task),
+    /// prepares the functions' network, marks calls that run left unfinished as
+    /// interrupted, loads the functions, and starts the background tasks.
     pub async fn start(
         config: PlatformConfig,
         store: Store,
@@ -100,11 +102,10 @@ impl Platform {
             what: "installing skiff-init",
             message: format!("{}: {e}", bin.display()),
         })?;
-        let reaped = setup::reap(&*engine, &daemon_id).await?;
-        if reaped > 0 {
-            tracing::info!(reaped, "removed containers left by a previous run");
-        }
-        let network = setup::isolated_network(&*engine, &config.network).await?;
+        // Listed before this run creates any container: every one is a leftover of a
+        // previous run. They are removed in the background, once the platform serves.
+        let mut leftovers = setup::containers_of(&*engine, &daemon_id).await?;
+        let network = setup::isolated_network(&*engine, &config.network, &mut leftovers).await?;
         let interrupted = store.interrupt_unfinished_calls(Utc::now()).await?;
         let requeued = store.requeue_interrupted().await?;
         if requeued > 0 {
@@ -247,6 +248,7 @@ impl Platform {
             engine_problem: parking_lot::Mutex::new(None),
             unsettled: Arc::new(Unsettled::default()),
             gate,
+            leftovers: Arc::new(AtomicUsize::new(leftovers.len())),
             deploys: tokio::sync::Mutex::new(()),
             functions,
             daemon_id,
@@ -263,6 +265,18 @@ impl Platform {
             if let Some(target) = platform.contracts.targets.instance(&entry.function) {
                 platform.contracts.instances.set_target(Arc::new(target));
             }
+        }
+        if !leftovers.is_empty() {
+            tracing::info!(
+                containers = leftovers.len(),
+                "removing the containers a previous run left behind"
+            );
+            platform.tracker.spawn(setup::remove_leftovers(
+                platform.engine.clone(),
+                leftovers,
+                platform.leftovers.clone(),
+                platform.cancel.clone(),
+            ));
         }
         platform.spawn_background();
         Arc::new(Dispatcher {
@@ -298,6 +312,15 @@ impl Platform {
     /// The configuration in force.
     pub fn config(&self) -> &PlatformConfig {
         &self.config
+    }
+
+    /// How many containers a previous run left behind are still being removed (`None` once
+    /// all are gone). The daemon serves meanwhile; `/readyz` says it is starting.
+    pub fn leftovers(&self) -> Option<usize> {
+        match self.leftovers.load(Ordering::Acquire) {
+            0 => None,
+            n => Some(n),
+        }
     }
 
     /// Whether new calls are taken (false once shutdown has begun).

@@ -1,13 +1,23 @@
 //! What the platform does once at start-up: the functions' network made safe, leftover
-//! containers removed, the functions loaded with their volumes checked.
+//! containers found (and removed in the background), the functions loaded with their
+//! volumes checked.
 
+use crate::backoff::Backoff;
 use crate::error::PlatformError;
 use crate::registry::Entry;
 use skiff_core::labels;
 use skiff_runtime::{ContainerEngine, EngineError};
 use skiff_store::Store;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// Passes over the leftovers that could not be removed: the first, then two more.
+const LEFTOVER_PASSES: u32 = 3;
+/// The waits between those passes: 1 s, then 2 s.
+const LEFTOVER_RETRY: Backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(2));
 
 /// The deployed functions, from the store. Volumes removed by hand since the last run are
 /// created again, with labels; a function whose volume was replaced by one skiff did not
@@ -41,16 +51,23 @@ pub(super) async fn load_functions(
 }
 
 /// The functions' network, made sure to keep containers from reaching each other. One made
-/// by an older skiff (containers connect) is replaced when nothing is attached to it;
-/// otherwise skiff refuses to start rather than run functions that can reach each other.
+/// by an older skiff (containers connect) is replaced when nothing is attached to it (this
+/// daemon's `leftovers` are removed first, then and there); otherwise skiff refuses to start
+/// rather than run functions that can reach each other.
 pub(super) async fn isolated_network(
     engine: &dyn ContainerEngine,
     name: &str,
+    leftovers: &mut Vec<String>,
 ) -> Result<skiff_runtime::NetworkInfo, PlatformError> {
     let labels = HashMap::from([(labels::MANAGED.to_string(), "true".to_string())]);
-    let network = engine.ensure_network(name, &labels).await?;
+    let mut network = engine.ensure_network(name, &labels).await?;
     if !network.containers_connect {
         return Ok(network);
+    }
+    if network.containers > 0 && !leftovers.is_empty() {
+        remove_all(engine, leftovers).await?;
+        leftovers.clear();
+        network = engine.network_info(&network.id).await?;
     }
     if network.containers > 0 {
         return Err(PlatformError::Setup {
@@ -105,20 +122,105 @@ pub(super) async fn ensure_volumes(
     Ok(())
 }
 
+/// The containers of this daemon on the engine, running or not. Listed at start-up, before
+/// this run creates any, they are all leftovers of a previous run.
+pub(super) async fn containers_of(
+    engine: &dyn ContainerEngine,
+    daemon_id: &str,
+) -> Result<Vec<String>, EngineError> {
+    Ok(engine
+        .list(&[(labels::MANAGED, "true"), (labels::DAEMON, daemon_id)])
+        .await?
+        .into_iter()
+        .map(|c| c.id)
+        .collect())
+}
+
+/// Kills `containers` all at once (a kill is a signal, which the engine's gate lets
+/// through), so that their removals, which wait their turn at the gate, are of stopped
+/// containers: quick and alike, which keeps the gate's limit up.
+async fn kill_all(engine: &dyn ContainerEngine, containers: &[String]) {
+    futures::future::join_all(containers.iter().map(|c| engine.kill(c))).await;
+}
+
+/// Kills, then removes, `containers` all at once: the engine's gate lets as many removals
+/// run together as it admits.
+async fn remove_all(
+    engine: &dyn ContainerEngine,
+    containers: &[String],
+) -> Result<(), EngineError> {
+    kill_all(engine, containers).await;
+    futures::future::join_all(containers.iter().map(|c| engine.remove(c)))
+        .await
+        .into_iter()
+        .collect::<Result<Vec<()>, _>>()?;
+    Ok(())
+}
+
 /// Removes every container of this daemon; returns how many there were.
 pub(super) async fn reap(
     engine: &dyn ContainerEngine,
     daemon_id: &str,
 ) -> Result<usize, EngineError> {
-    let containers = engine
-        .list(&[(labels::MANAGED, "true"), (labels::DAEMON, daemon_id)])
-        .await?;
-    let count = containers.len();
-    futures::future::join_all(containers.iter().map(|c| engine.remove(&c.id)))
-        .await
-        .into_iter()
-        .collect::<Result<Vec<()>, _>>()?;
-    Ok(count)
+    let containers = containers_of(engine, daemon_id).await?;
+    remove_all(engine, &containers).await?;
+    Ok(containers.len())
+}
+
+/// Removes the leftovers of a previous run, found at start-up, while the daemon serves:
+/// all at once through the engine's gate, counting down `remaining` as each goes. Those
+/// that fail are tried again (twice, 1 s and 2 s later); whatever still fails is logged and
+/// no longer counted. Ends early at `cancel` (shutdown removes what is left).
+pub(super) async fn remove_leftovers(
+    engine: Arc<dyn ContainerEngine>,
+    mut containers: Vec<String>,
+    remaining: Arc<AtomicUsize>,
+    cancel: CancellationToken,
+) {
+    let started = std::time::Instant::now();
+    let total = containers.len();
+    tokio::select! {
+        () = kill_all(&*engine, &containers) => {}
+        _ = cancel.cancelled() => return,
+    }
+    for pass in 1..=LEFTOVER_PASSES {
+        let removals = containers.iter().map(|id| {
+            let (engine, remaining) = (engine.clone(), remaining.clone());
+            async move {
+                match engine.remove(id).await {
+                    Ok(()) => {
+                        remaining.fetch_sub(1, Ordering::AcqRel);
+                        None
+                    }
+                    Err(err) => Some((id.clone(), err)),
+                }
+            }
+        });
+        let failed: Vec<(String, EngineError)> = tokio::select! {
+            failed = futures::future::join_all(removals) => failed.into_iter().flatten().collect(),
+            _ = cancel.cancelled() => return,
+        };
+        if failed.is_empty() {
+            tracing::info!(
+                removed = total,
+                took_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+                "removed the containers a previous run left behind"
+            );
+            return;
+        }
+        if pass == LEFTOVER_PASSES {
+            for (container, err) in &failed {
+                tracing::warn!(%err, container, "could not remove a container a previous run left behind");
+            }
+            remaining.store(0, Ordering::Release);
+            return;
+        }
+        containers = failed.into_iter().map(|(id, _)| id).collect();
+        tokio::select! {
+            _ = tokio::time::sleep(LEFTOVER_RETRY.delay(pass)) => {}
+            _ = cancel.cancelled() => return,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -19,8 +19,6 @@ const READINESS_POLL: Backoff = Backoff::new(Duration::from_millis(2), Duration:
 
 /// How long a stopped instance has to finish its calls after SIGTERM.
 const STOP_GRACE: Duration = Duration::from_secs(10);
-/// Instances killed and removed at once at shutdown.
-const KILLS_AT_ONCE: usize = 8;
 
 /// What every instance container gets, whatever its function.
 #[derive(Debug, Clone)]
@@ -255,14 +253,11 @@ impl Containers {
             .spawn(async move { kill(engine.as_ref(), &container).await });
     }
 
-    /// Kills and removes containers, a few at a time, and waits for it.
+    /// Kills and removes containers, all at once (the removals wait their turn at the
+    /// engine's gate), and waits for it.
     pub(super) async fn kill_all(&self, containers: Vec<String>) {
         let engine = self.engine.as_ref();
-        futures::stream::iter(containers)
-            .for_each_concurrent(KILLS_AT_ONCE, |container| async move {
-                kill(engine, &container).await;
-            })
-            .await;
+        futures::future::join_all(containers.iter().map(|container| kill(engine, container))).await;
     }
 }
 
