@@ -226,6 +226,75 @@ pub(super) async fn remove_leftovers(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use skiff_runtime::fake::{FakeEngine, Script};
+    use skiff_runtime::{ContainerSpec, Limits};
+
+    async fn container(engine: &FakeEngine, daemon: &str, instance: &str) -> String {
+        let spec = ContainerSpec {
+            name: format!("skiff-web-{instance}"),
+            image: "web:1".into(),
+            entrypoint: None,
+            cmd: None,
+            env: Vec::new(),
+            labels: labels::for_container("web", instance, daemon, skiff_core::Contract::Http),
+            limits: Limits {
+                memory_bytes: 1 << 26,
+                cpus: 1.0,
+                pids: 64,
+                tmp_bytes: 1 << 20,
+                nofile: 1024,
+            },
+            stdin: false,
+            network: None,
+            mounts: Vec::new(),
+            volumes: Vec::new(),
+        };
+        let id = engine.create(&spec).await.expect("create");
+        engine.start(&id).await.expect("start");
+        id
+    }
+
+    #[tokio::test]
+    async fn leftovers_are_killed_then_removed_and_counted_down() {
+        let engine = Arc::new(FakeEngine::new());
+        engine.add_image(
+            "web:1",
+            Script {
+                stdout: "".into(),
+                stderr: "".into(),
+                exit_code: 0,
+            },
+        );
+        for n in 0..5 {
+            container(&engine, "mine", &format!("i{n}")).await;
+        }
+        let theirs = container(&engine, "theirs", "x").await;
+        let leftovers = containers_of(engine.as_ref(), "mine").await.expect("list");
+        assert_eq!(leftovers.len(), 5);
+        let remaining = Arc::new(AtomicUsize::new(leftovers.len()));
+        let before = engine.operations().len();
+        remove_leftovers(
+            engine.clone(),
+            leftovers,
+            remaining.clone(),
+            CancellationToken::new(),
+        )
+        .await;
+        assert_eq!(remaining.load(Ordering::Acquire), 0);
+        assert_eq!(engine.container_count(), 1, "another daemon's stays");
+        assert_eq!(
+            containers_of(engine.as_ref(), "theirs")
+                .await
+                .expect("list"),
+            [theirs]
+        );
+        let ops = engine.operations()[before..].to_vec();
+        assert_eq!(
+            ops,
+            [vec!["kill"; 5], vec!["remove"; 5]].concat(),
+            "all killed first, then removed"
+        );
+    }
 
     #[tokio::test]
     async fn only_skiffs_own_or_allowed_volumes_are_mounted() {
