@@ -19,7 +19,6 @@
 //! | `request` | sends `METHOD` (default `GET`) `REQUEST_PATH` to `$SKIFF_API_URL` with `$SKIFF_TOKEN`, the headers in `HEADERS` (`Name: value` entries separated by `;;`) and stdin as the body; prints the status code, a newline, and the answer's body (exit 0 whatever the status) |
 //! | `connect` | tries a TCP connection to `ADDR` (`ip:port`; else stdin) for 3 s; prints `connected` or `failed: <error>` |
 //! | `listen` | accepts TCP connections on `0.0.0.0:$LISTEN_PORT` (default 9000), answering each with `hello`, until it is killed |
-//! | `crash` | as `listen`, then `CRASH_AFTER_MS` (default 300) after it started writes `panicked on purpose` to stderr and exits with 101, as a crashing server does |
 
 use std::io::{self, Read, Write};
 use std::process::ExitCode;
@@ -76,18 +75,6 @@ fn main() -> ExitCode {
         "request" => request(),
         "connect" => connect(),
         "listen" => listen(),
-        "crash" => {
-            let ms = std::env::var("CRASH_AFTER_MS")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(300);
-            std::thread::spawn(move || {
-                std::thread::sleep(Duration::from_millis(ms));
-                eprintln!("panicked on purpose");
-                std::process::exit(101);
-            });
-            listen()
-        }
         other => {
             eprintln!("testfn: unknown MODE {other}");
             ExitCode::from(64)
