@@ -1,6 +1,7 @@
 //! skiff-gateway: skiff's HTTP surface.
 //!
-//! - the management API under `/v1` (functions, invoke, calls, logs, triggers), described by the
+//! - the management API under `/v1` (functions, invoke, calls, logs followed live, stats,
+//!   triggers), described by the
 //!   OpenAPI document at `/v1/openapi.json`, generated from this code;
 //! - the public invocation route `ANY /fn/{name}/{*path}`;
 //! - `/healthz` and `/readyz`;
@@ -16,6 +17,7 @@ mod api;
 mod error;
 pub mod function_api;
 mod lambda_api;
+mod logs_api;
 mod openapi;
 mod public;
 pub mod runtime_api;
@@ -78,6 +80,12 @@ pub fn app(platform: Arc<Platform>, config: GatewayConfig) -> Router {
                 .delete(api::delete_function),
         )
         .route("/v1/functions/{name}/instances", get(api::list_instances))
+        .route(
+            "/v1/functions/{name}/instances/{id}/logs",
+            get(logs_api::instance_logs),
+        )
+        .route("/v1/functions/{name}/logs/follow", get(logs_api::follow))
+        .route("/v1/functions/{name}/stats", get(logs_api::stats))
         .route("/v1/functions/{name}/scale", post(api::scale))
         .route("/v1/calls", get(api::list_calls))
         .route("/v1/calls/{id}", get(api::get_call))

@@ -234,6 +234,9 @@ pub(crate) struct CompletionState {
     pub(crate) status: StatusCode,
     pub(crate) lease: Lease,
     pub(crate) held: Held,
+    /// On an instance that serves one call at a time: how much it had written when the
+    /// call got it. What it writes from there to the call's end is the call's log.
+    pub(crate) log_mark: Option<u64>,
 }
 
 impl CompletionState {
@@ -260,10 +263,11 @@ impl CompletionState {
             self.call.record.response_size = Some(bytes);
         }
         let record = self.log.finish_record(&mut self.call, result);
+        let logs = self
+            .log_mark
+            .map(|mark| self.lease.output.lock().since(mark));
         // Never waits: this can run in a `Drop`.
-        self.log
-            .recorder
-            .record_soon(CallWrite { record, logs: None });
+        self.log.recorder.record_soon(CallWrite { record, logs });
         // The lease, then the slot, are given back as `self` drops.
         drop(self.lease);
         drop(self.held);

@@ -103,6 +103,8 @@ pub struct ExecSettings {
     pub tokens: Arc<crate::token::TokenKey>,
     /// The daemon's file descriptors: prepared containers are not replaced near the limit.
     pub fds: crate::fds::FdBudget,
+    /// Where each call's stderr goes, line by line, as it is written.
+    pub logs: crate::logs::LogSink,
 }
 
 /// A container created, attached and started, waiting for its call.
@@ -606,6 +608,7 @@ impl ExecDriver {
         let max_response = self.settings.max_response_bytes;
         let mut stdout = BytesMut::new();
         let mut logs = LogBuffer::new(self.settings.max_log_bytes);
+        let mut tap = self.settings.logs.call_tap(call.function(), call.id());
         let engine = &self.engine;
         let work = async {
             let write = async {
@@ -623,7 +626,10 @@ impl ExecDriver {
                             }
                             stdout.extend_from_slice(&bytes);
                         }
-                        Output::Stderr(bytes) => logs.push(&bytes),
+                        Output::Stderr(bytes) => {
+                            tap.push(skiff_core::api::LogStream::Stderr, &bytes);
+                            logs.push(&bytes);
+                        }
                     }
                 }
                 Ok::<_, EngineError>(ReadEnd::Closed)

@@ -128,6 +128,7 @@ impl RunningCalls {
         CallGuard {
             registry: self.clone(),
             id,
+            function: function.to_string(),
             stop,
             reason,
         }
@@ -198,11 +199,22 @@ fn stop(call: &Running, reason: StopReason) {
 pub(crate) struct CallGuard {
     registry: Arc<RunningCalls>,
     id: Uuid,
+    function: String,
     stop: CancellationToken,
     reason: Arc<OnceLock<StopReason>>,
 }
 
 impl CallGuard {
+    /// The call's id.
+    pub(crate) fn id(&self) -> Uuid {
+        self.id
+    }
+
+    /// The call's function.
+    pub(crate) fn function(&self) -> &str {
+        &self.function
+    }
+
     /// Ties the call to the container serving it (instance id), so that requests from
     /// that container are known to come from this call.
     pub(crate) fn bind(&self, instance: &str) {

@@ -41,6 +41,7 @@ impl Contracts {
     ) -> Result<InvokeOutcome, PlatformError> {
         let limit = self.max_request_bytes;
         let function = entry.function.name.to_string();
+        let one_at_a_time = entry.function.config.scaling.concurrency == 1;
         call.record.request_size = http_body::Body::size_hint(&request.body)
             .exact()
             .unwrap_or(0);
@@ -68,6 +69,8 @@ impl Contracts {
                 Err(err) => return Err(self.no_instance(&mut call, err, None).await),
             };
             self.leased(&mut call, &lease, guard);
+            // One call at a time on the instance: what it writes meanwhile is the call's.
+            let mark = lease.output.lock().mark();
             let this_body = match (&replay, body.take()) {
                 (Some(bytes), _) => crate::body::full(bytes.clone()),
                 (None, Some(streamed)) => streamed,
@@ -97,6 +100,7 @@ impl Contracts {
                 match tokio::time::timeout_at(call.deadline, self.client.request(outgoing)).await {
                     Ok(Ok(response)) => {
                         let cold = lease.cold;
+                        let log_mark = one_at_a_time.then_some(mark);
                         let status = response.status();
                         let headers = crate::proxy::response_headers(&response);
                         let id = call.record.id;
@@ -108,6 +112,7 @@ impl Contracts {
                                 status,
                                 lease,
                                 held,
+                                log_mark,
                             },
                         );
                         return Ok(InvokeOutcome {

@@ -128,6 +128,8 @@ impl Platform {
                 );
             }
         }
+        // Followed logs end; instance lines queued so far are stored.
+        self.logs.close();
         self.cancel.cancel();
         self.contracts.exec.shutdown().await;
         self.contracts.instances.shutdown().await;

@@ -2,7 +2,7 @@
 //!
 //! It admits calls (registry lookup, limits, call ids, deadlines: `admission.rs`) and hands
 //! them to the contract drivers ([`crate::invoke`]); it deploys, updates and deletes
-//! functions (`functions.rs`), reads call records (`calls.rs`), and runs its background
+//! functions (`functions.rs`), reads call records (`calls.rs`) and logs and stats (`logs.rs`), and runs its background
 //! loops and its shutdown (`lifecycle.rs`). Start-up is here and in `setup.rs`. The async
 //! dispatcher and the triggers are types of their own, which reach the platform only
 //! through the narrow [`Invoker`] interface.
@@ -11,6 +11,7 @@ mod admission;
 mod calls;
 mod functions;
 mod lifecycle;
+mod logs;
 mod setup;
 
 use crate::callback::Callbacks;
@@ -24,6 +25,7 @@ use crate::fds::{FdBudget, FDS_PER_CALL};
 use crate::invoke::{Contracts, InvokeOutcome, InvokeRequest, Invoker};
 use crate::lambda::LambdaRegistry;
 use crate::limiter::Limiter;
+use crate::logs::LogSink;
 use crate::pool::{InstanceManager, InstanceSettings};
 use crate::queue::{AsyncPolicy, Enqueuer};
 use crate::recorder::Recorder;
@@ -77,6 +79,8 @@ pub struct Platform {
     unsettled: Arc<Unsettled>,
     /// Bounds the heavy engine operations.
     gate: Arc<crate::engine::Gate>,
+    /// Output, line by line, to followers and (instances') to the store.
+    logs: LogSink,
 }
 
 impl Platform {
@@ -130,6 +134,7 @@ impl Platform {
         let tracker = TaskTracker::new();
         let cancel = CancellationToken::new();
         let fds = FdBudget::new();
+        let logs = LogSink::start(store.clone(), &tracker);
         let exec = ExecDriver::new(
             engine.clone(),
             ExecSettings {
@@ -144,6 +149,7 @@ impl Platform {
                 max_log_bytes: config.max_log_bytes,
                 tokens: tokens.clone(),
                 fds: fds.clone(),
+                logs: logs.clone(),
             },
             cancel.clone(),
         );
@@ -176,6 +182,7 @@ impl Platform {
                 paused_ttl: config.paused_ttl,
                 autoscale_window: config.autoscale_window,
                 tokens: tokens.clone(),
+                logs: logs.clone(),
             },
             cancel.clone(),
             client.clone(),
@@ -247,6 +254,7 @@ impl Platform {
             engine_problem: parking_lot::Mutex::new(None),
             unsettled: Arc::new(Unsettled::default()),
             gate,
+            logs,
             deploys: tokio::sync::Mutex::new(()),
             functions,
             daemon_id,

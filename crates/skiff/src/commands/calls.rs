@@ -1,4 +1,4 @@
-//! `skiff calls` (list, or `calls get ID`) and `skiff logs`: the record of calls.
+//! `skiff calls` (list, or `calls get ID`): the record of calls.
 
 use crate::client::ApiClient;
 use crate::output::{self, Table};
@@ -56,13 +56,6 @@ pub struct CallsFilter {
     /// Only calls older than this one (to page on)
     #[arg(long, value_name = "CALL_ID")]
     pub before: Option<Uuid>,
-}
-
-/// Arguments of `skiff logs`.
-#[derive(Debug, clap::Args)]
-pub struct LogsArgs {
-    /// The call whose log to print
-    pub call_id: Uuid,
 }
 
 fn status_parser() -> impl TypedValueParser<Value = CallStatus> {
@@ -234,20 +227,6 @@ pub async fn run(client: &ApiClient, args: CallsArgs, json: bool) -> anyhow::Res
                 }
             }
         }
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-/// Runs `skiff logs`.
-pub async fn logs(client: &ApiClient, args: LogsArgs, json: bool) -> anyhow::Result<ExitCode> {
-    let logs = client.call_logs(args.call_id).await?;
-    if json {
-        let mut object = serde_json::Map::new();
-        object.insert("call_id".into(), args.call_id.to_string().into());
-        output::insert_bytes(&mut object, "logs", &logs);
-        output::print_json(&object)?;
-    } else {
-        output::print_raw(&logs)?;
     }
     Ok(ExitCode::SUCCESS)
 }
