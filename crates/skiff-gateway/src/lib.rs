@@ -4,6 +4,7 @@
 //!   triggers), described by the
 //!   OpenAPI document at `/v1/openapi.json`, generated from this code;
 //! - the public invocation route `ANY /fn/{name}/{*path}`;
+//! - the dashboard at `/` ([`skiff_dashboard`]), under the same layers as the API;
 //! - `/healthz` and `/readyz`;
 //! - on the functions' network only, the function API ([`function_api`]) and the Lambda
 //!   Runtime API ([`runtime_api`]).
@@ -101,9 +102,11 @@ pub fn app(platform: Arc<Platform>, config: GatewayConfig) -> Router {
         .merge(lambda_api::routes())
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY_BYTES))
         .merge(invoke_routes)
+        .with_state(state.clone())
+        // The dashboard's pages, under the same layers as the API below.
+        .merge(skiff_dashboard::routes(state.platform))
         .fallback(|| async { ApiError::no_route() })
         .method_not_allowed_fallback(|| async { method_not_allowed() })
-        .with_state(state)
         .layer(catch_panic())
         .layer(TraceLayer::new_for_http())
 }
