@@ -235,8 +235,58 @@ pub(crate) struct CompletionState {
     pub(crate) lease: Lease,
     pub(crate) held: Held,
     /// On an instance that serves one call at a time: how much it had written when the
-    /// call got it. What it writes from there to the call's end is the call's log.
-    pub(crate) log_mark: Option<u64>,
+    /// call got it, and how to add what trails the answer. What it writes from there to
+    /// the call's end is the call's log.
+    pub(crate) log_mark: Option<(u64, LateLog)>,
+}
+
+/// How long after a call on a one-call-at-a-time instance its output is read again for the
+/// call's log: output reaches skiff a little after the answer.
+pub(crate) const LATE_OUTPUT: Duration = Duration::from_millis(100);
+
+/// Rewrites a call's log with the instance output that trailed its answer.
+#[derive(Debug, Clone)]
+pub(crate) struct LateLog {
+    pub(crate) tracker: tokio_util::task::TaskTracker,
+    pub(crate) recorder: Recorder,
+    pub(crate) store: skiff_store::Store,
+}
+
+impl LateLog {
+    /// After [`LATE_OUTPUT`], a tracked task reads what the instance wrote since `mark`;
+    /// if its log (`render`ed) is longer than the `seen` bytes recorded, the call's record
+    /// is written again with it.
+    pub(crate) fn rewrite(
+        self,
+        id: uuid::Uuid,
+        output: crate::pool::Output,
+        mark: u64,
+        seen: usize,
+        render: impl Fn(&[u8]) -> Vec<u8> + Send + 'static,
+    ) {
+        let LateLog {
+            tracker,
+            recorder,
+            store,
+        } = self;
+        tracker.spawn(async move {
+            tokio::time::sleep(LATE_OUTPUT).await;
+            let late = output.lock().since(mark);
+            let logs = render(&late);
+            if logs.len() > seen {
+                // The final record was sent before this task woke; write it first.
+                recorder.flush().await;
+                if let Ok(Some(record)) = store.get_call(id).await {
+                    recorder
+                        .record(CallWrite {
+                            record,
+                            logs: Some(logs),
+                        })
+                        .await;
+                }
+            }
+        });
+    }
 }
 
 impl CompletionState {
@@ -263,11 +313,20 @@ impl CompletionState {
             self.call.record.response_size = Some(bytes);
         }
         let record = self.log.finish_record(&mut self.call, result);
-        let logs = self
-            .log_mark
-            .map(|mark| self.lease.output.lock().since(mark));
+        let id = record.id;
+        let (logs, late) = match self.log_mark.take() {
+            Some((mark, late)) => (
+                Some(self.lease.output.lock().since(mark)),
+                Some((mark, late)),
+            ),
+            None => (None, None),
+        };
+        let seen = logs.as_ref().map_or(0, Vec::len);
         // Never waits: this can run in a `Drop`.
         self.log.recorder.record_soon(CallWrite { record, logs });
+        if let Some((mark, late)) = late {
+            late.rewrite(id, self.lease.output.clone(), mark, seen, <[u8]>::to_vec);
+        }
         // The lease, then the slot, are given back as `self` drops.
         drop(self.lease);
         drop(self.held);

@@ -100,7 +100,16 @@ impl Contracts {
                 match tokio::time::timeout_at(call.deadline, self.client.request(outgoing)).await {
                     Ok(Ok(response)) => {
                         let cold = lease.cold;
-                        let log_mark = one_at_a_time.then_some(mark);
+                        let log_mark = one_at_a_time.then(|| {
+                            (
+                                mark,
+                                crate::calls::LateLog {
+                                    tracker: self.tracker.clone(),
+                                    recorder: self.log.recorder().clone(),
+                                    store: self.store.clone(),
+                                },
+                            )
+                        });
                         let status = response.status();
                         let headers = crate::proxy::response_headers(&response);
                         let id = call.record.id;
