@@ -244,3 +244,63 @@ fn uuid_nil() -> &'static str {
 fn skiff_dashboard_style() -> &'static str {
     "/ui/style.css"
 }
+
+#[tokio::test]
+async fn a_dead_call_is_redriven_by_its_page_s_form() {
+    let h = harness().await;
+    deploy(&h, "broken", json!({"image": "broken:1", "retries": 0})).await;
+    let request = Request::post("/v1/functions/broken/invoke")
+        .header("prefer", "respond-async")
+        .body(Body::from("{}"))
+        .expect("request");
+    let (status, _, body) = respond(&h.api, request).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let accepted: Value = serde_json::from_slice(&body).expect("json");
+    let id = accepted["call_id"].as_str().expect("id").to_string();
+    let mut dead = false;
+    for _ in 0..200 {
+        let (_, record) = send_json(&h.api, "GET", &format!("/v1/calls/{id}"), Value::Null).await;
+        if record["status"] == "dead" {
+            dead = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(dead, "the call never died");
+    let (_, before) = page(&h, &format!("/calls/{id}")).await;
+    assert!(
+        before.contains("action=\"/calls/"),
+        "a redrive form: {before}"
+    );
+
+    let form = || {
+        Request::post(format!("/calls/{id}/redrive"))
+            .header("origin", "http://127.0.0.1:8080")
+            .header("host", "127.0.0.1:8080")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(Body::empty())
+            .expect("request")
+    };
+    let (status, headers, _) = respond(&h.api, form()).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        headers["location"],
+        format!("/calls/{id}?redriven=1").as_str()
+    );
+    let (status, after) = page(&h, &format!("/calls/{id}?redriven=1")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(after.contains("Queued again"), "{after}");
+
+    // A call that is not dead is refused on its page, with the reason.
+    let (_, _, headers) = send(&h.api, "POST", "/v1/functions/broken/invoke", "{}").await;
+    let failed = headers["x-skiff-call-id"].to_str().expect("id").to_string();
+    let request = Request::post(format!("/calls/{failed}/redrive"))
+        .body(Body::empty())
+        .expect("request");
+    let (status, _, body) = respond(&h.api, request).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        String::from_utf8_lossy(&body).contains("only dead calls are redriven"),
+        "the page says why"
+    );
+}
