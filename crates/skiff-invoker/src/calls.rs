@@ -269,23 +269,30 @@ impl LateLog {
             recorder,
             store,
         } = self;
-        tracker.spawn(async move {
-            tokio::time::sleep(LATE_OUTPUT).await;
-            let late = output.lock().since(mark);
-            let logs = render(&late);
-            if logs.len() > seen {
-                // The final record was sent before this task woke; write it first.
-                recorder.flush().await;
-                if let Ok(Some(record)) = store.get_call(id).await {
-                    recorder
-                        .record(CallWrite {
-                            record,
-                            logs: Some(logs),
-                        })
-                        .await;
+        // A body dropped outside the runtime (it should not be) keeps the log it has.
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        tracker.spawn_on(
+            async move {
+                tokio::time::sleep(LATE_OUTPUT).await;
+                let late = output.lock().since(mark);
+                let logs = render(&late);
+                if logs.len() > seen {
+                    // The final record was sent before this task woke; write it first.
+                    recorder.flush().await;
+                    if let Ok(Some(record)) = store.get_call(id).await {
+                        recorder
+                            .record(CallWrite {
+                                record,
+                                logs: Some(logs),
+                            })
+                            .await;
+                    }
                 }
-            }
-        });
+            },
+            &handle,
+        );
     }
 }
 
