@@ -185,6 +185,50 @@ pub(crate) async fn function(
     html_page(StatusCode::OK, pages::function::render(&page))
 }
 
+/// Lines shown on an instance's page.
+const INSTANCE_LINES: u32 = 2000;
+
+/// `GET /functions/{name}/instances/{id}?window=`: what an instance wrote.
+pub(crate) async fn instance(
+    State(d): State<Dashboard>,
+    Path((name, id)): Path<(String, String)>,
+    Query(query): Query<WindowQuery>,
+) -> Response {
+    let window_text = query
+        .window
+        .filter(|w| !w.is_empty())
+        .unwrap_or_else(|| "1h".to_string());
+    let window =
+        match skiff_core::stats::parse_window(Some(&window_text)).map(chrono::Duration::from_std) {
+            Ok(Ok(window)) => window,
+            Ok(Err(_)) | Err(_) => {
+                return problem(
+                    StatusCode::BAD_REQUEST,
+                    "Bad request",
+                    &format!("window `{window_text}` must be a duration from 1m to 7d"),
+                )
+            }
+        };
+    let filter = skiff_store::InstanceLogFilter {
+        since: Some(chrono::Utc::now() - window),
+        limit: INSTANCE_LINES,
+        latest: true,
+        ..Default::default()
+    };
+    match d.platform.instance_logs(&name, Some(&id), filter).await {
+        Ok(lines) => html_page(
+            StatusCode::OK,
+            pages::instance::render(&pages::instance::InstancePage {
+                function: name,
+                instance: id,
+                window: window_text,
+                lines,
+            }),
+        ),
+        Err(err) => failure(err),
+    }
+}
+
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct CallsQuery {
     function: Option<String>,

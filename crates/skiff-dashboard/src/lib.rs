@@ -6,7 +6,7 @@
 //! works with JavaScript off, live updates aside; a dead call's redrive is a form POST.
 //!
 //! - `handlers`: parse each request, ask the [`Platform`], hand the data to a page;
-//! - `pages`: one module per page (overview, function, calls explorer, call), pure
+//! - `pages`: one module per page (overview, function, instance, calls explorer, call), pure
 //!   rendering from data;
 //! - `layout`, `charts`, `format`: the frame of every page, the SVG charts, numbers and
 //!   times.
@@ -30,12 +30,14 @@ pub const STYLE_PATH: &str = "/ui/style.css";
 /// Where the script is served.
 pub const SCRIPT_PATH: &str = "/ui/live.js";
 
-/// The dashboard's routes: `/`, `/functions/{name}`, `/calls`, `/calls/{id}` (and its
+/// The dashboard's routes: `/`, `/functions/{name}` (and its instances' lines), `/calls`,
+/// `/calls/{id}` (and its
 /// redrive form), and the assets under `/ui/`.
 pub fn routes(platform: Arc<Platform>) -> Router {
     Router::new()
         .route("/", get(handlers::overview))
         .route("/functions/{name}", get(handlers::function))
+        .route("/functions/{name}/instances/{id}", get(handlers::instance))
         .route("/calls", get(handlers::calls))
         .route("/calls/{id}", get(handlers::call))
         .route("/calls/{id}/redrive", post(handlers::redrive))

@@ -30,6 +30,9 @@ pub struct InstanceLogFilter {
     pub until: Option<DateTime<Utc>>,
     /// At most this many (0 means the default; capped).
     pub limit: u32,
+    /// The last `limit` lines that match rather than the first (still returned oldest
+    /// first).
+    pub latest: bool,
 }
 
 impl Store {
@@ -115,12 +118,20 @@ impl Store {
             0 => DEFAULT_INSTANCE_LOG_LIMIT,
             n => n.min(MAX_INSTANCE_LOG_LIMIT),
         };
-        qb.push(" ORDER BY seq LIMIT ").push_bind(i64::from(limit));
-        let rows = qb
+        qb.push(if filter.latest {
+            " ORDER BY seq DESC LIMIT "
+        } else {
+            " ORDER BY seq LIMIT "
+        })
+        .push_bind(i64::from(limit));
+        let mut rows = qb
             .build()
             .fetch_all(&self.pool)
             .await
             .map_err(query("read instance logs"))?;
+        if filter.latest {
+            rows.reverse();
+        }
         rows.iter()
             .map(|row| {
                 let r = RowReader {
@@ -203,6 +214,17 @@ mod tests {
             .expect("read");
         assert_eq!(earlier.len(), 1);
         assert_eq!(earlier[0].line, "one");
+        let last = store
+            .instance_logs(&InstanceLogFilter {
+                instance: Some("a".into()),
+                limit: 1,
+                latest: true,
+                ..Default::default()
+            })
+            .await
+            .expect("read");
+        assert_eq!(last.len(), 1);
+        assert_eq!(last[0].line, "two");
     }
 
     #[tokio::test]

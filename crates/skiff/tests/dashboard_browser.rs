@@ -2,7 +2,8 @@
 //! (`chromium-driver`), against a real daemon with real functions on the Docker engine.
 //! The tests check what a person would see: the functions appear, a new call appears
 //! without a reload, a failed call shows its error and its log, a function's output shows
-//! up as it is written, and a dead call is redriven from its page. Screenshots of each page
+//! up as it is written, an instance's lines are kept, and a dead call is redriven from its
+//! page. Screenshots of each page
 //! are kept under `target/screenshots/` (CI keeps them as artefacts).
 //!
 //! Needs `chromium` and `chromedriver` (`apt-get install chromium chromium-driver`); with
@@ -214,6 +215,18 @@ async fn the_dashboard_shows_functions_calls_logs_and_redrives_in_a_browser() {
     wait_for(&browser, "#charts svg").await;
     wait_for_text(&browser, "ready").await;
     screenshot(&browser, "function").await;
+    // An instance's page: what it wrote, kept line by line.
+    browser
+        .find(Locator::Css(
+            "#instances a[href^='/functions/web/instances/']",
+        ))
+        .await
+        .expect("a link to the instance's lines")
+        .click()
+        .await
+        .expect("open the instance");
+    wait_for_text(&browser, "echo-http: listening").await;
+    screenshot(&browser, "instance").await;
     browser
         .goto(&url("/functions/hello?window=15m"))
         .await

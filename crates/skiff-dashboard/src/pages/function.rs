@@ -62,7 +62,7 @@ pub(crate) fn render(p: &FunctionPage) -> Markup {
                                 td.num { (i.in_flight) }
                                 td.num { (i.version) }
                                 td.num { (i.idle_seconds) " s" }
-                                td { a href=(format!("/v1/functions/{}/instances/{}/logs", f.name, i.id)) { "lines" } }
+                                td { a href=(format!("/functions/{}/instances/{}", f.name, i.id)) { "lines" } }
                             }
                         } }
                     }

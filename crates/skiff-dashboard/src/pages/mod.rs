@@ -3,6 +3,7 @@
 pub(crate) mod call;
 pub(crate) mod calls;
 pub(crate) mod function;
+pub(crate) mod instance;
 pub(crate) mod overview;
 
 use skiff_core::InstanceState;
