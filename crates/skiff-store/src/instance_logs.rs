@@ -37,8 +37,8 @@ pub struct InstanceLogFilter {
 
 impl Store {
     /// Stores instance lines in one transaction, then deletes the oldest lines of each
-    /// instance written to beyond [`INSTANCE_LOG_LINES`], and the oldest of all beyond
-    /// [`ALL_INSTANCE_LOG_LINES`].
+    /// instance written to beyond [`INSTANCE_LOG_LINES`], and the lines older than the last
+    /// [`ALL_INSTANCE_LOG_LINES`] written.
     pub async fn write_instance_logs(&self, lines: &[LogLine]) -> Result<(), StoreError> {
         let lines: Vec<&LogLine> = lines.iter().filter(|l| l.instance.is_some()).collect();
         if lines.is_empty() {
@@ -82,9 +82,10 @@ impl Store {
             .await
             .map_err(query("trim the logs of an instance"))?;
         }
+        // `seq` only grows: the lines older than the last N written are those at or below
+        // the highest `seq` less N (found from the end of the key, without a scan).
         sqlx::query(
-            "DELETE FROM instance_logs WHERE seq <= (
-                SELECT seq FROM instance_logs ORDER BY seq DESC LIMIT 1 OFFSET $1)",
+            "DELETE FROM instance_logs WHERE seq <= (SELECT MAX(seq) FROM instance_logs) - $1",
         )
         .bind(int(ALL_INSTANCE_LOG_LINES))
         .execute(&mut *tx)
