@@ -53,3 +53,38 @@ pub(crate) fn fields(value: &serde_json::Value) -> BTreeMap<String, String> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instances_are_counted_as_the_pages_show_them() {
+        let counts = StateCounts::of([
+            InstanceState::Starting,
+            InstanceState::Ready,
+            InstanceState::Idle,
+            InstanceState::Busy,
+            InstanceState::Paused,
+            InstanceState::Stopping,
+        ]);
+        assert_eq!(
+            counts,
+            StateCounts {
+                starting: 1,
+                ready: 2,
+                busy: 1,
+                paused: 1
+            }
+        );
+    }
+
+    #[test]
+    fn fields_leave_out_what_is_empty() {
+        let value = serde_json::json!({"a": "text", "b": null, "c": [], "d": 3, "e": {}});
+        let fields = fields(&value);
+        assert_eq!(fields.get("a").map(String::as_str), Some("text"));
+        assert_eq!(fields.get("d").map(String::as_str), Some("3"));
+        assert_eq!(fields.len(), 2);
+    }
+}
