@@ -132,16 +132,18 @@ impl From<PlatformError> for ApiError {
                 },
                 retry_after: None,
             },
-            err @ (PlatformError::Overloaded { .. } | PlatformError::NearFdLimit { .. }) => {
-                ApiError {
-                    retry_after: Some(RETRY_AFTER_SECS),
-                    ..ApiError::new(
-                        StatusCode::TOO_MANY_REQUESTS,
-                        "too_many_requests",
-                        err.to_string(),
-                    )
-                }
-            }
+            err @ PlatformError::Overloaded { .. } => ApiError {
+                retry_after: Some(RETRY_AFTER_SECS),
+                ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, "overloaded", err.to_string())
+            },
+            err @ PlatformError::NearFdLimit { .. } => ApiError {
+                retry_after: Some(RETRY_AFTER_SECS),
+                ..ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too_many_requests",
+                    err.to_string(),
+                )
+            },
             PlatformError::CallFailed {
                 call_id,
                 error_type,

@@ -277,6 +277,7 @@ mod tests {
             response_size: Some(5),
             duration_ms: Some(12),
             wait_ms: Some(1),
+            start_ms: Some(2),
             caller: None,
             parent: None,
             depth: 0,

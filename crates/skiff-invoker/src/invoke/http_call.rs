@@ -45,7 +45,6 @@ impl Contracts {
             .exact()
             .unwrap_or(0);
         let call_id = call.record.id.to_string();
-        let deadline_text = call.deadline_text();
         // A small body is read first, so that the call can be sent again to another instance
         // if the first turns out to be gone before it took the request; a larger (or
         // unsized) body streams through and cannot be replayed.
@@ -63,11 +62,12 @@ impl Contracts {
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let mut lease = match self.instances.acquire(&function, call.deadline).await {
+            let mut lease = match self.instances.acquire(&function, call.start_by).await {
                 Ok(lease) => lease,
                 Err(err) => return Err(self.no_instance(&mut call, err, None).await),
             };
             self.leased(&mut call, &lease, guard);
+            let deadline_text = call.deadline_text();
             let this_body = match (&replay, body.take()) {
                 (Some(bytes), _) => crate::body::full(bytes.clone()),
                 (None, Some(streamed)) => streamed,

@@ -56,10 +56,10 @@ impl Platform {
             fds.sample();
             std::future::ready(())
         });
-        // Removes the prepared containers of idle exec functions.
+        // Removes the prepared containers of exec functions that demand no longer needs.
         let exec = self.contracts.exec.clone();
         let period = (self.config.exec_idle_timeout / 2)
-            .clamp(Duration::from_millis(100), Duration::from_secs(30));
+            .clamp(Duration::from_millis(100), Duration::from_secs(5));
         self.spawn_every(period, move || {
             exec.expire_idle();
             std::future::ready(())

@@ -139,7 +139,7 @@ impl Platform {
                 nofile: config.nofile,
                 prewarm: config.exec_prewarm,
                 idle_timeout: config.exec_idle_timeout,
-                max_background_prepares: config.max_background_prepares,
+                prewarm_max: config.exec_prewarm_max,
                 max_response_bytes: config.max_response_bytes,
                 max_log_bytes: config.max_log_bytes,
                 tokens: tokens.clone(),
