@@ -166,3 +166,41 @@ async fn five_hundred_sync_exec_calls_fifty_at_a_time_all_succeed() {
     .await;
     d.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn async_calls_are_claimed_within_their_functions_concurrency() {
+    let Some(d) = Daemon::start_if_ready(skiff_bin!(), &[]).await else {
+        return;
+    };
+    // One instance serving one call at a time, and a start budget shorter than the queue
+    // of twelve calls of 300 ms would take to drain through it.
+    d.deploy(
+        "one",
+        json!({"image": "skiff/echo-http:latest", "contract": "http", "concurrency": 1,
+               "max_instances": 1, "max_wait": "3s", "timeout": "10s"}),
+    )
+    .await;
+    for i in 0..12 {
+        let answer = d
+            .call_async("/fn/one?sleep_ms=300", format!("call {i}"), None)
+            .await;
+        assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.text());
+    }
+    wait_until(
+        "all 12 calls succeeded",
+        Duration::from_secs(120),
+        async || count(&d, "one", "succeeded").await == 12,
+    )
+    .await;
+    for record in d.calls("function=one&limit=100").await {
+        assert_eq!(record["attempt"], 1, "{record}");
+    }
+    // The dispatcher took one call at a time: none waited past its start budget to be
+    // refused and put back.
+    let metrics = d.get_text("/metrics").await;
+    assert!(
+        !metrics.contains(r#"skiff_calls_total{function="one",status="failed"}"#),
+        "{metrics}"
+    );
+    d.stop().await;
+}

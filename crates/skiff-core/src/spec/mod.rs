@@ -330,6 +330,14 @@ impl FunctionConfig {
         Duration::from_millis(self.timeout_ms)
     }
 
+    /// Most calls the function's instances serve at once (`concurrency` times
+    /// `max_instances`); `None` for `exec`, whose calls each get a container of their own.
+    pub fn capacity(&self) -> Option<usize> {
+        (self.contract != Contract::Exec).then(|| {
+            (self.scaling.concurrency as usize).saturating_mul(self.scaling.max_instances as usize)
+        })
+    }
+
     /// The function's own start budget, if it sets one.
     pub fn max_wait(&self) -> Option<Duration> {
         self.max_wait_ms.map(Duration::from_millis)

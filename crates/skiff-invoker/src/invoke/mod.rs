@@ -105,6 +105,10 @@ pub(crate) trait Invoker: Send + Sync + std::fmt::Debug {
 
     /// Whether one more call would fit the daemon's file descriptors now.
     fn has_room(&self) -> bool;
+
+    /// The functions whose instances serve a bounded number of calls at once, with that
+    /// bound (see [`skiff_core::FunctionConfig::capacity`]).
+    fn capacities(&self) -> Vec<(String, usize)>;
 }
 
 /// The contract drivers, and what a running call needs around them.

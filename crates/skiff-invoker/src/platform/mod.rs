@@ -364,4 +364,16 @@ impl Invoker for Platform {
     fn has_room(&self) -> bool {
         self.fds.admits(FDS_PER_CALL).is_ok()
     }
+
+    fn capacities(&self) -> Vec<(String, usize)> {
+        self.functions
+            .all()
+            .iter()
+            .filter_map(|entry| {
+                let function = &entry.function;
+                let capacity = function.config.capacity()?;
+                Some((function.name.to_string(), capacity))
+            })
+            .collect()
+    }
 }
