@@ -57,6 +57,9 @@ pub struct PlatformConfig {
     pub async_max_event_age: Duration,
     /// Most bytes of an async call's response kept as its result.
     pub async_result_bytes: usize,
+    /// Calls that ended longer ago than this are deleted, with their logs, payloads and
+    /// results (queued and running calls are kept whatever their age).
+    pub retention: Duration,
     /// The least and most container creates, starts and removes run at once; the
     /// limit adapts between them to the engine's latency.
     pub engine_concurrency: (usize, usize),
@@ -101,6 +104,7 @@ impl PlatformConfig {
             async_result_bytes: 256 << 10,
             max_call_depth: 16,
             engine_concurrency: (2, 32),
+            retention: Duration::from_secs(7 * 24 * 3600),
             callback_allow: Vec::new(),
             listeners: Vec::new(),
             allowed_volumes: Vec::new(),

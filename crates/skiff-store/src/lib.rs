@@ -17,6 +17,7 @@ pub mod data_dir;
 mod error;
 mod functions;
 mod queue;
+mod retention;
 mod triggers;
 
 pub use calls::{CallFilter, CallWrite, DEFAULT_CALL_LIMIT, INTERRUPTED_MESSAGE, MAX_CALL_LIMIT};

@@ -60,6 +60,10 @@ pub struct ServeArgs {
     /// Remove a function's prepared containers after it is idle this long [default: 5m].
     #[arg(long, env = "SKIFF_EXEC_IDLE_TIMEOUT", value_name = "DURATION")]
     pub exec_idle_timeout: Option<HumanDuration>,
+    /// Delete call records, logs, async payloads and results this long after the call
+    /// ended [default: 7d].
+    #[arg(long, env = "SKIFF_RETENTION", value_name = "DURATION")]
+    pub retention: Option<HumanDuration>,
     /// On SIGTERM/SIGINT, how long calls in flight may finish [default: 30s].
     #[arg(long, env = "SKIFF_SHUTDOWN_GRACE", value_name = "DURATION")]
     pub shutdown_grace: Option<HumanDuration>,
@@ -145,6 +149,7 @@ struct FileConfig {
     exec_prewarm: Option<usize>,
     exec_prewarm_max: Option<usize>,
     exec_idle_timeout: Option<HumanDuration>,
+    retention: Option<HumanDuration>,
     shutdown_grace: Option<HumanDuration>,
     network: Option<String>,
     keep_paused: Option<bool>,
@@ -240,6 +245,13 @@ impl ServeArgs {
         );
         if let Some(d) = self.exec_idle_timeout.or(file.exec_idle_timeout) {
             platform.exec_idle_timeout = d.0;
+        }
+        if let Some(d) = self.retention.or(file.retention) {
+            anyhow::ensure!(
+                d.0 >= Duration::from_secs(1),
+                "retention must be at least 1s"
+            );
+            platform.retention = d.0;
         }
         if let Some(network) = self.network.or(file.network) {
             platform.network = network;

@@ -64,6 +64,22 @@ impl Platform {
             exec.expire_idle();
             std::future::ready(())
         });
+        // Deletes the calls that ended longer ago than the retention, with their data.
+        let store = self.store.clone();
+        let retention = self.config.retention;
+        let period = (retention / 4).clamp(Duration::from_secs(1), Duration::from_secs(600));
+        self.spawn_every(period, move || {
+            let store = store.clone();
+            async move {
+                let cutoff = chrono::Utc::now()
+                    - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
+                match store.prune_calls(cutoff).await {
+                    Ok(0) => {}
+                    Ok(pruned) => tracing::debug!(pruned, "pruned calls past the retention"),
+                    Err(err) => tracing::warn!(%err, "could not prune old calls"),
+                }
+            }
+        });
         // The autoscaler's ticks.
         let instances = self.contracts.instances.clone();
         let period = (self.config.autoscale_window / 30)
