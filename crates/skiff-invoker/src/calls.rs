@@ -255,6 +255,10 @@ enum StreamEnd {
     Broken(String),
     /// Dropped before its end: the caller went away.
     Dropped,
+    /// Still streaming at the call's deadline: cut.
+    TimedOut,
+    /// Past the response limit: cut.
+    TooLarge(u64),
 }
 
 /// Finishes an `http` call's record when its response body ends (or is dropped).
@@ -279,6 +283,17 @@ impl CompletionState {
                 kind: CallErrorType::ClientDisconnected,
                 message: "the caller went away before the whole response was sent".to_string(),
             },
+            StreamEnd::TimedOut => CallResult::Failed {
+                kind: CallErrorType::Timeout,
+                message: "the response was still streaming at the call's timeout; it was cut"
+                    .to_string(),
+            },
+            StreamEnd::TooLarge(limit) => CallResult::Failed {
+                kind: CallErrorType::OutputTooLarge,
+                message: format!(
+                    "the function's response went past the limit of {limit} bytes; it was cut"
+                ),
+            },
             StreamEnd::Finished if self.status.is_server_error() => CallResult::Failed {
                 kind: CallErrorType::FunctionError,
                 message: format!("the function answered {}", self.status),
@@ -302,19 +317,37 @@ impl CompletionState {
 }
 
 /// A response body that finishes its call's record when it ends, breaks or is dropped, and
-/// holds the call's instance slot until then.
+/// holds the call's instance slot until then. It is cut, with an error that aborts the
+/// response, at the call's deadline or past `max_bytes`.
 pub(crate) struct Completion {
     inner: hyper::body::Incoming,
     bytes: u64,
+    max_bytes: u64,
+    deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
     state: Option<CompletionState>,
 }
 
+/// Why a response stream was cut.
+#[derive(Debug, thiserror::Error)]
+enum Cut {
+    #[error("the response ran past the call's timeout")]
+    TimedOut,
+    #[error("the response went past the limit of {0} bytes")]
+    TooLarge(u64),
+}
+
 impl Completion {
-    /// Wraps an instance's response body.
-    pub(crate) fn wrap(inner: hyper::body::Incoming, state: CompletionState) -> crate::body::Body {
+    /// Wraps an instance's response body, of at most `max_bytes`.
+    pub(crate) fn wrap(
+        inner: hyper::body::Incoming,
+        state: CompletionState,
+        max_bytes: u64,
+    ) -> crate::body::Body {
         Completion {
             inner,
             bytes: 0,
+            max_bytes,
+            deadline: Box::pin(tokio::time::sleep_until(state.call.deadline)),
             state: Some(state),
         }
         .boxed_unsync()
@@ -336,10 +369,20 @@ impl http_body::Body for Completion {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
         use std::task::Poll;
+        if self.state.is_some() && std::future::Future::poll(self.deadline.as_mut(), cx).is_ready()
+        {
+            self.complete(StreamEnd::TimedOut);
+            return Poll::Ready(Some(Err(Box::new(Cut::TimedOut))));
+        }
         match std::pin::Pin::new(&mut self.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     self.bytes += data.len() as u64;
+                }
+                if self.bytes > self.max_bytes {
+                    let limit = self.max_bytes;
+                    self.complete(StreamEnd::TooLarge(limit));
+                    return Poll::Ready(Some(Err(Box::new(Cut::TooLarge(limit)))));
                 }
                 Poll::Ready(Some(Ok(frame)))
             }

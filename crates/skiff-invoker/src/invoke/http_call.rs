@@ -109,6 +109,7 @@ impl Contracts {
                                 lease,
                                 held,
                             },
+                            self.max_response_bytes as u64,
                         );
                         return Ok(InvokeOutcome {
                             call_id: id,

@@ -131,6 +131,8 @@ pub(crate) struct Contracts {
     pub(crate) tracker: TaskTracker,
     /// Largest request body of a sync call.
     pub(crate) max_request_bytes: usize,
+    /// Largest response of a call; a streamed one is cut past it.
+    pub(crate) max_response_bytes: usize,
 }
 
 type Work<'a> = Pin<Box<dyn Future<Output = Result<InvokeOutcome, PlatformError>> + Send + 'a>>;

@@ -206,6 +206,7 @@ impl Platform {
             accepting: accepting.clone(),
             tracker: tracker.clone(),
             max_request_bytes: config.max_request_bytes,
+            max_response_bytes: config.max_response_bytes,
         });
         let callback_policy = Arc::new(CallbackPolicy::new(
             config.callback_allow.clone(),
