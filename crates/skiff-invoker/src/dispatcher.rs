@@ -291,6 +291,7 @@ impl Dispatcher {
                 error_type: CallErrorType::Interrupted,
                 ..
             }) if !self.invoker.is_accepting() => {
+                self.recorder.flush().await;
                 self.requeue_call(id, attempt, Duration::ZERO, None).await;
                 return;
             }
@@ -321,7 +322,10 @@ impl Dispatcher {
             Err(PlatformError::Overloaded { .. })
             | Err(PlatformError::NearFdLimit { .. })
             | Err(PlatformError::ShuttingDown) => {
-                // Not an attempt: run it again later.
+                // Not an attempt: run it again later. A call refused after it was admitted
+                // (no container within its start budget) has a `rejected` record on its way
+                // to the store: it goes first, so that it cannot overwrite the requeue.
+                self.recorder.flush().await;
                 self.requeue_call(id, attempt, Duration::from_millis(500), None)
                     .await;
                 return;

@@ -127,10 +127,11 @@ impl<C> Supply<C> {
         }
     }
 
-    /// Ready containers wanted at `now`: the arrival rate times the preparation time,
-    /// rounded up, between the floor and the cap.
+    /// Ready containers wanted at `now`: the arrival rate times the preparation time (the
+    /// calls expected while one is prepared), rounded, between the floor and the cap. A
+    /// rare call does not keep a container ready beyond the floor.
     pub(crate) fn target(&self, now: Instant) -> usize {
-        let wanted = (self.rate_at(now) * self.prepare_secs).ceil();
+        let wanted = (self.rate_at(now) * self.prepare_secs).round();
         // The float is small and non-negative; `as` saturates anyway.
         (wanted as usize).clamp(self.floor, self.cap)
     }
@@ -289,6 +290,20 @@ mod tests {
             flood.arrive(t0 + ms(i), i);
         }
         assert_eq!(flood.target(t0 + ms(1000)), 3);
+    }
+
+    #[test]
+    fn a_single_call_keeps_nothing_ready_beyond_a_floor_of_zero() {
+        let t0 = Instant::now();
+        let mut supply: Supply<u32> = Supply::new(1, 0, 8);
+        assert_eq!(supply.arrive(t0, 1), Arrival::Wait);
+        assert_eq!(
+            supply.start_preparing(t0),
+            1,
+            "one for the waiting call, none more"
+        );
+        assert_eq!(supply.prepared(3, ms(400)), Some((1, 3)));
+        assert_eq!(supply.start_preparing(t0), 0);
     }
 
     #[test]
