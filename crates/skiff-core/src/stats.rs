@@ -49,6 +49,8 @@ pub struct CallSample {
     pub cold: Option<bool>,
     /// Time it waited for a slot and an instance.
     pub wait_ms: Option<u64>,
+    /// Time it waited for a container or instance started for it (a cold start).
+    pub start_ms: Option<u64>,
 }
 
 impl CallSample {
@@ -132,7 +134,7 @@ impl Tally {
         self.waits.push(wait);
         if sample.cold == Some(true) {
             self.cold_starts += 1;
-            self.cold_waits.push(wait);
+            self.cold_waits.push(sample.start_ms.unwrap_or(wait));
         }
     }
 
@@ -240,6 +242,7 @@ mod tests {
             duration_ms: Some(ms),
             cold: Some(cold),
             wait_ms: Some(wait),
+            start_ms: cold.then_some(wait),
         }
     }
 

@@ -132,16 +132,20 @@ impl From<PlatformError> for ApiError {
                 },
                 retry_after: None,
             },
-            err @ (PlatformError::Overloaded { .. }
-            | PlatformError::NearFdLimit { .. }
-            | PlatformError::TooManyFollowers { .. }) => ApiError {
+            err @ PlatformError::Overloaded { .. } => ApiError {
                 retry_after: Some(RETRY_AFTER_SECS),
-                ..ApiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "too_many_requests",
-                    err.to_string(),
-                )
+                ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, "overloaded", err.to_string())
             },
+            err @ (PlatformError::NearFdLimit { .. } | PlatformError::TooManyFollowers { .. }) => {
+                ApiError {
+                    retry_after: Some(RETRY_AFTER_SECS),
+                    ..ApiError::new(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "too_many_requests",
+                        err.to_string(),
+                    )
+                }
+            }
             PlatformError::CallFailed {
                 call_id,
                 error_type,

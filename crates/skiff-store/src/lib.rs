@@ -20,6 +20,7 @@ mod error;
 mod functions;
 mod instance_logs;
 mod queue;
+mod retention;
 mod samples;
 mod triggers;
 
@@ -285,6 +286,7 @@ mod tests {
             response_size: Some(5),
             duration_ms: Some(12),
             wait_ms: Some(1),
+            start_ms: Some(2),
             caller: None,
             parent: None,
             depth: 0,

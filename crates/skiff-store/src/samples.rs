@@ -17,7 +17,7 @@ impl Store {
         cap: usize,
     ) -> Result<(Vec<CallSample>, bool), StoreError> {
         let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-            "SELECT function, received_at, status, duration_ms, cold, wait_ms FROM calls \
+            "SELECT function, received_at, status, duration_ms, cold, wait_ms, start_ms FROM calls \
              WHERE received_at >= ",
         );
         qb.push_bind(millis(since));
@@ -44,6 +44,7 @@ impl Store {
                 duration_ms: r.unsigned_opt("duration_ms")?,
                 cold: r.get("cold")?,
                 wait_ms: r.unsigned_opt("wait_ms")?,
+                start_ms: r.unsigned_opt("start_ms")?,
             });
         }
         Ok((samples, true))

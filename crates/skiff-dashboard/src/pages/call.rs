@@ -86,9 +86,9 @@ pub(crate) fn render(p: &CallPage) -> Markup {
     )
 }
 
-/// Wait, start and run as a bar and as figures. skiff records the wait (for a slot and an
-/// instance) and the whole duration; the start of the function's container, when records
-/// carry it, has its place between them.
+/// Wait, start and run as a bar and as figures: the wait for a slot (and a warm container
+/// or instance), the cold start of a container or instance started for the call, and the
+/// rest of the whole duration.
 fn timings(r: &CallRecord) -> Markup {
     let wait = r.wait_ms.unwrap_or(0);
     let start = start_ms(r);
@@ -111,10 +111,9 @@ fn timings(r: &CallRecord) -> Markup {
     }
 }
 
-/// How long the call's container or instance took to start, once call records carry it
-/// (they keep the wait and the whole duration today); its place is kept in the timeline.
-fn start_ms(_record: &CallRecord) -> Option<u64> {
-    None
+/// How long the call waited for a container or instance started for it.
+fn start_ms(record: &CallRecord) -> Option<u64> {
+    record.start_ms
 }
 
 fn record(r: &CallRecord) -> Markup {

@@ -46,7 +46,6 @@ impl Contracts {
             .exact()
             .unwrap_or(0);
         let call_id = call.record.id.to_string();
-        let deadline_text = call.deadline_text();
         // A small body is read first, so that the call can be sent again to another instance
         // if the first turns out to be gone before it took the request; a larger (or
         // unsized) body streams through and cannot be replayed.
@@ -64,11 +63,12 @@ impl Contracts {
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let mut lease = match self.instances.acquire(&function, call.deadline).await {
+            let mut lease = match self.instances.acquire(&function, call.start_by).await {
                 Ok(lease) => lease,
                 Err(err) => return Err(self.no_instance(&mut call, err, None).await),
             };
             self.leased(&mut call, &lease, guard);
+            let deadline_text = call.deadline_text();
             // One call at a time on the instance: what it writes meanwhile is the call's.
             let mark = lease.output.lock().mark();
             let this_body = match (&replay, body.take()) {
@@ -123,6 +123,7 @@ impl Contracts {
                                 held,
                                 log_mark,
                             },
+                            self.max_response_bytes as u64,
                         );
                         return Ok(InvokeOutcome {
                             call_id: id,

@@ -43,7 +43,7 @@ impl Contracts {
         let payload = crate::body::read(request.body, self.max_request_bytes).await?;
         call.record.request_size = payload.len() as u64;
         self.log.started(&call).await;
-        let mut lease = match self.instances.acquire(&function, call.deadline).await {
+        let mut lease = match self.instances.acquire(&function, call.start_by).await {
             Ok(lease) => lease,
             Err(err) => {
                 drop(held);

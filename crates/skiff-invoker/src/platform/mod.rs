@@ -144,7 +144,7 @@ impl Platform {
                 nofile: config.nofile,
                 prewarm: config.exec_prewarm,
                 idle_timeout: config.exec_idle_timeout,
-                max_background_prepares: config.max_background_prepares,
+                prewarm_max: config.exec_prewarm_max,
                 max_response_bytes: config.max_response_bytes,
                 max_log_bytes: config.max_log_bytes,
                 tokens: tokens.clone(),
@@ -213,6 +213,7 @@ impl Platform {
             accepting: accepting.clone(),
             tracker: tracker.clone(),
             max_request_bytes: config.max_request_bytes,
+            max_response_bytes: config.max_response_bytes,
         });
         let callback_policy = Arc::new(CallbackPolicy::new(
             config.callback_allow.clone(),
@@ -371,5 +372,17 @@ impl Invoker for Platform {
 
     fn has_room(&self) -> bool {
         self.fds.admits(FDS_PER_CALL).is_ok()
+    }
+
+    fn capacities(&self) -> Vec<(String, usize)> {
+        self.functions
+            .all()
+            .iter()
+            .filter_map(|entry| {
+                let function = &entry.function;
+                let capacity = function.config.capacity()?;
+                Some((function.name.to_string(), capacity))
+            })
+            .collect()
     }
 }

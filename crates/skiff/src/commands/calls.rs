@@ -149,6 +149,9 @@ pub fn call_details(call: &CallRecord) -> String {
     if let Some(ms) = call.wait_ms.filter(|ms| *ms > 0) {
         pairs.push(("waited", output::format_duration_ms(ms)));
     }
+    if let Some(ms) = call.start_ms.filter(|ms| *ms > 0) {
+        pairs.push(("cold start", output::format_duration_ms(ms)));
+    }
     if call.cold.is_some() {
         pairs.push(("cold", yes_no(call.cold)));
     }
@@ -272,6 +275,7 @@ mod tests {
             response_size: Some(12),
             duration_ms: Some(1_234),
             wait_ms: None,
+            start_ms: None,
             caller: None,
             parent: None,
             depth: 0,
