@@ -58,7 +58,7 @@ macro_rules! call_columns {
     () => {
         "id, function, trigger, status, attempt, received_at, started_at, finished_at, \
          cold, instance, exit_code, error_type, error_message, request_size, response_size, \
-         duration_ms, wait_ms, caller, parent, depth"
+         duration_ms, wait_ms, start_ms, caller, parent, depth"
     };
 }
 pub(crate) use call_columns;
@@ -67,11 +67,11 @@ macro_rules! select_calls {
     () => {
         "SELECT id, function, trigger, status, attempt, received_at, started_at, finished_at, \
          cold, instance, exit_code, error_type, error_message, request_size, response_size, \
-         duration_ms, wait_ms, caller, parent, depth FROM calls"
+         duration_ms, wait_ms, start_ms, caller, parent, depth FROM calls"
     };
 }
 
-/// Rows per multi-row statement (20 parameters each: well under SQLite's limit).
+/// Rows per multi-row statement (21 parameters each: well under SQLite's limit).
 const ROWS_PER_STATEMENT: usize = 500;
 
 const UPSERT_CALL_CONFLICT: &str = " ON CONFLICT (id) DO UPDATE SET
@@ -91,6 +91,7 @@ const UPSERT_CALL_CONFLICT: &str = " ON CONFLICT (id) DO UPDATE SET
         response_size = excluded.response_size,
         duration_ms = excluded.duration_ms,
         wait_ms = excluded.wait_ms,
+        start_ms = excluded.start_ms,
         caller = COALESCE(excluded.caller, calls.caller),
         parent = COALESCE(excluded.parent, calls.parent),
         depth = MAX(excluded.depth, calls.depth)";
@@ -166,7 +167,7 @@ async fn write_rows(
                 let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
                     "INSERT INTO calls (id, function, trigger, status, attempt, received_at, \
                  started_at, finished_at, cold, instance, exit_code, error_type, error_message, \
-                 request_size, response_size, duration_ms, wait_ms, caller, parent, depth) ",
+                 request_size, response_size, duration_ms, wait_ms, start_ms, caller, parent, depth) ",
                 );
                 insert.push_values(
                     chunk.iter().filter_map(|id| records.get(id)),
@@ -188,6 +189,7 @@ async fn write_rows(
                             .push_bind(r.response_size.map(int))
                             .push_bind(r.duration_ms.map(int))
                             .push_bind(r.wait_ms.map(int))
+                            .push_bind(r.start_ms.map(int))
                             .push_bind(r.caller.clone())
                             .push_bind(r.parent.map(|p| p.hyphenated().to_string()))
                             .push_bind(i64::from(r.depth));
@@ -351,6 +353,7 @@ pub(crate) fn decode(row: &SqliteRow) -> Result<CallRecord, StoreError> {
         response_size: r.unsigned_opt("response_size")?,
         duration_ms: r.unsigned_opt("duration_ms")?,
         wait_ms: r.unsigned_opt("wait_ms")?,
+        start_ms: r.unsigned_opt("start_ms")?,
         caller: r.get("caller")?,
         parent: r.parse_opt("parent")?,
         depth: r.unsigned("depth")?,
@@ -387,6 +390,7 @@ mod tests {
             response_size: None,
             duration_ms: None,
             wait_ms: None,
+            start_ms: None,
             caller: None,
             parent: None,
             depth: 0,
@@ -859,6 +863,7 @@ mod batch_tests {
             response_size: None,
             duration_ms: None,
             wait_ms: None,
+            start_ms: None,
             caller: None,
             parent: None,
             depth: 0,

@@ -167,6 +167,20 @@ impl Store {
 
     /// Claims up to `limit` due queued calls, oldest first: they become `running`.
     pub async fn claim(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<Claimed>, StoreError> {
+        self.claim_within(now, limit, &std::collections::HashMap::new())
+            .await
+    }
+
+    /// Claims up to `limit` due queued calls, oldest first, and at most `rooms[f]` of those
+    /// of function `f` (functions not in `rooms` are bounded by `limit` only): they become
+    /// `running`.
+    pub async fn claim_within(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+        rooms: &std::collections::HashMap<String, u32>,
+    ) -> Result<Vec<Claimed>, StoreError> {
+        let rooms = serde_json::to_string(rooms).unwrap_or_else(|_| "{}".into());
         let mut tx = self
             .pool
             .begin()
@@ -174,8 +188,13 @@ impl Store {
             .map_err(query("begin a transaction"))?;
         let rows = sqlx::query(concat!(
             "UPDATE calls SET status = $1, started_at = $2 WHERE id IN (
-                SELECT id FROM calls WHERE status = $3
-                    AND (not_before IS NULL OR not_before <= $2)
+                SELECT id FROM (
+                    SELECT id, function,
+                        ROW_NUMBER() OVER (PARTITION BY function ORDER BY id) AS n
+                    FROM calls WHERE status = $3
+                        AND (not_before IS NULL OR not_before <= $2)) AS due
+                WHERE due.n <= COALESCE(
+                    (SELECT value FROM json_each($5) WHERE key = due.function), $4)
                 ORDER BY id LIMIT $4)
              RETURNING ",
             call_columns!()
@@ -184,6 +203,7 @@ impl Store {
         .bind(millis(now))
         .bind(CallStatus::Queued.as_str())
         .bind(i64::from(limit))
+        .bind(rooms)
         .fetch_all(&mut *tx)
         .await
         .map_err(query("claim due calls"))?;
@@ -485,6 +505,7 @@ mod tests {
             response_size: None,
             duration_ms: None,
             wait_ms: None,
+            start_ms: None,
             caller: None,
             parent: None,
             depth: 0,
@@ -501,6 +522,35 @@ mod tests {
             expires_at: None,
             callback_url: None,
         }
+    }
+
+    #[tokio::test]
+    async fn a_claim_takes_no_more_of_a_function_than_its_room() {
+        let store = Store::open_in_memory().await.expect("store");
+        let mut ids = Vec::new();
+        for function in ["narrow", "narrow", "narrow", "wide", "wide", "full"] {
+            let mut record = queued(Uuid::now_v7());
+            record.function = function.into();
+            ids.push(record.id);
+            store.enqueue(&record, &payload()).await.expect("enqueue");
+        }
+        let rooms = [("narrow".to_string(), 2), ("full".to_string(), 0)].into();
+        let claimed = store
+            .claim_within(Utc::now(), 10, &rooms)
+            .await
+            .expect("claim");
+        let names: Vec<&str> = claimed.iter().map(|c| c.record.function.as_str()).collect();
+        assert_eq!(
+            names,
+            ["narrow", "narrow", "wide", "wide"],
+            "oldest first, within rooms"
+        );
+        // What was left is still queued, for a later claim with room.
+        let rest = store.claim(Utc::now(), 10).await.expect("claim");
+        assert_eq!(
+            rest.iter().map(|c| c.record.id).collect::<Vec<_>>(),
+            vec![ids[2], ids[5]]
+        );
     }
 
     #[tokio::test]

@@ -13,6 +13,9 @@
 //! | `GET /v1/calls` | [`CallQuery`] (read as [`CallQueryText`]) | [`CallPage`] |
 //! | `GET /v1/calls/{id}` | | [`CallDetails`] |
 //! | `POST /v1/calls/{id}/redrive` | | [`CallRecord`] |
+//! | `GET /v1/functions/{name}/logs/follow` | | [`LogEvent`]s, as NDJSON or server-sent events |
+//! | `GET /v1/functions/{name}/instances/{id}/logs` | [`InstanceLogQuery`] | [`InstanceLogs`] |
+//! | `GET /v1/functions/{name}/stats` | [`StatsQuery`] | [`FunctionStats`] |
 //! | `GET /v1/triggers` | | [`TriggerList`] |
 //! | `GET`, `PUT`, `DELETE /v1/triggers/{name}` | [`TriggerSpec`] | [`TriggerView`] |
 //! | any error | | [`ErrorBody`] |
@@ -24,6 +27,8 @@ mod error;
 mod functions;
 pub mod headers;
 mod health;
+mod logs;
+mod stats;
 mod triggers;
 
 pub use calls::{Accepted, CallPage, CallQuery, CallQueryText};
@@ -32,6 +37,8 @@ pub use functions::{
     FunctionList, FunctionState, FunctionStatus, InstanceList, InstanceView, ScaleRequest,
 };
 pub use health::{Health, HealthStatus};
+pub use logs::{InstanceLogQuery, InstanceLogs, LogEvent, LogLine, LogStream};
+pub use stats::{FunctionStats, StatsBucket, StatsQuery, StatsTotals};
 pub use triggers::TriggerList;
 
 // Bodies that live with their domain types.

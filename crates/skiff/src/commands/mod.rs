@@ -10,6 +10,7 @@ mod deploy;
 mod functions;
 mod instances;
 mod invoke;
+mod logs;
 mod manifest;
 mod triggers;
 
@@ -49,8 +50,8 @@ pub enum ClientCommand {
     Scale(instances::ScaleArgs),
     /// List recent calls, newest first, or show one with `calls get ID`
     Calls(calls::CallsArgs),
-    /// Print the log (stderr) a call wrote
-    Logs(calls::LogsArgs),
+    /// Print the log (stderr) a call wrote, or follow a function's output with -f NAME
+    Logs(logs::LogsArgs),
     /// List the triggers (cron schedules, NATS subscriptions), or manage one
     Triggers(triggers::TriggersArgs),
     /// Print shell completions for skiff
@@ -81,7 +82,7 @@ pub async fn run(
         ClientCommand::Instances(args) => instances::list(&client, args, global.json).await,
         ClientCommand::Scale(args) => instances::scale(&client, args, global.json).await,
         ClientCommand::Calls(args) => calls::run(&client, args, global.json).await,
-        ClientCommand::Logs(args) => calls::logs(&client, args, global.json).await,
+        ClientCommand::Logs(args) => logs::run(&client, args, global.json).await,
         ClientCommand::Triggers(args) => triggers::run(&client, args, global.json).await,
         ClientCommand::Completions { .. } => Ok(ExitCode::SUCCESS),
     }
