@@ -44,6 +44,8 @@ pub(crate) struct CallContext {
     pub(crate) timeout: Duration,
     /// When its code received it (until then, when it got its slot).
     pub(crate) started_at: DateTime<Utc>,
+    /// Whether it comes from the durable queue (see `InvokeRequest::from_queue`).
+    pub(crate) from_queue: bool,
 }
 
 impl CallContext {
@@ -511,6 +513,7 @@ mod tests {
             deadline: tokio::time::Instant::now(),
             timeout: Duration::from_secs(1),
             started_at: Utc::now(),
+            from_queue: false,
         }
     }
 

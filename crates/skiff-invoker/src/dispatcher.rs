@@ -253,6 +253,7 @@ impl Dispatcher {
             call_id: Some(id),
             attempt,
             caller: None,
+            from_queue: true,
         };
         let failure = match self.invoker.invoke(&record.function, request).await {
             Ok(outcome) => {

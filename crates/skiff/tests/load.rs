@@ -7,7 +7,7 @@ use futures::StreamExt;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use skiff_testing::{skiff_bin, wait_until, Daemon};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,28 +25,54 @@ async fn count(d: &Daemon, function: &str, status: &str) -> usize {
         .len()
 }
 
-/// Samples the containers of `function` every 200 ms until `stop` is set; returns the most
-/// seen at once.
-fn sample_containers(
-    d: &Daemon,
-    function: &str,
-    stop: Arc<AtomicUsize>,
-) -> tokio::task::JoinHandle<usize> {
-    let daemon = d.id.clone();
-    let function = function.to_string();
-    tokio::task::spawn_blocking(move || {
-        let mut most = 0;
-        while stop.load(Ordering::Acquire) == 0 {
-            let of_daemon = skiff_testing::containers_with_label(&format!("skiff.daemon={daemon}"));
-            let alive = skiff_testing::containers_with_label(&format!("skiff.function={function}"))
-                .into_iter()
-                .filter(|c| of_daemon.contains(c))
-                .count();
-            most = most.max(alive);
-            std::thread::sleep(Duration::from_millis(200));
+/// Samples the containers of a function every 200 ms until finished (or dropped: a test
+/// that fails does not wait for it).
+struct Sampler {
+    stop: Arc<AtomicBool>,
+    task: Option<tokio::task::JoinHandle<usize>>,
+}
+
+impl Sampler {
+    fn start(d: &Daemon, function: &str) -> Sampler {
+        let stop = Arc::new(AtomicBool::new(false));
+        let daemon = d.id.clone();
+        let function = function.to_string();
+        let stopped = stop.clone();
+        let task = tokio::task::spawn_blocking(move || {
+            let mut most = 0;
+            while !stopped.load(Ordering::Acquire) {
+                let of_daemon =
+                    skiff_testing::containers_with_label(&format!("skiff.daemon={daemon}"));
+                let alive =
+                    skiff_testing::containers_with_label(&format!("skiff.function={function}"))
+                        .into_iter()
+                        .filter(|c| of_daemon.contains(c))
+                        .count();
+                most = most.max(alive);
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            most
+        });
+        Sampler {
+            stop,
+            task: Some(task),
         }
-        most
-    })
+    }
+
+    /// The most containers seen at once.
+    async fn finish(mut self) -> usize {
+        self.stop.store(true, Ordering::Release);
+        match self.task.take() {
+            Some(task) => task.await.expect("sampler"),
+            None => 0,
+        }
+    }
+}
+
+impl Drop for Sampler {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -60,8 +86,7 @@ async fn a_thousand_async_calls_to_an_exec_function_all_succeed_and_leave_nothin
                "env": {"MODE": "sleep", "SLEEP_MS": "200"}}),
     )
     .await;
-    let stop = Arc::new(AtomicUsize::new(0));
-    let sampler = sample_containers(&d, "work", stop.clone());
+    let sampler = Sampler::start(&d, "work");
     let client = reqwest::Client::new();
     let url = format!("{}/v1/functions/work/invoke", d.url);
     let enqueues = (0..1000).map(|i| {
@@ -92,8 +117,7 @@ async fn a_thousand_async_calls_to_an_exec_function_all_succeed_and_leave_nothin
         },
     )
     .await;
-    stop.store(1, Ordering::Release);
-    let most = sampler.await.expect("sampler");
+    let most = sampler.finish().await;
     assert!(
         most <= MAX_RUNNING + PREWARM_MAX + REMOVAL_BACKLOG,
         "{most} containers of the function were alive at once"

@@ -139,6 +139,8 @@ struct State {
     supplies: HashMap<String, Supply<Prepared>>,
     waiters: HashMap<WaiterId, oneshot::Sender<Answer>>,
     next_waiter: WaiterId,
+    /// Per function, the newest generation forgotten (deleted or replaced).
+    retired: HashMap<String, u64>,
 }
 
 /// The result of one exec call.
@@ -254,7 +256,20 @@ impl ExecDriver {
     }
 
     /// `target`'s supply, made if missing; containers of an older generation are removed.
-    fn supply<'a>(&self, state: &'a mut State, target: &ExecTarget) -> &'a mut Supply<Prepared> {
+    /// `None` for a target older than the function's current one, or of a function deleted
+    /// or updated since ([`ExecDriver::forget`]): no container is made for it any more.
+    fn supply<'a>(
+        &self,
+        state: &'a mut State,
+        target: &ExecTarget,
+    ) -> Option<&'a mut Supply<Prepared>> {
+        if state
+            .retired
+            .get(&target.function)
+            .is_some_and(|retired| *retired >= target.generation)
+        {
+            return None;
+        }
         let supply = state
             .supplies
             .entry(target.function.clone())
@@ -265,10 +280,13 @@ impl ExecDriver {
                     self.settings.prewarm_max,
                 )
             });
+        if supply.generation > target.generation {
+            return None;
+        }
         for stale in supply.renew(target.generation) {
             self.discard(stale.container);
         }
-        supply
+        Some(supply)
     }
 
     fn container_spec(&self, target: &ExecTarget, instance: &str) -> ContainerSpec {
@@ -384,7 +402,9 @@ impl ExecDriver {
         }
         let reservations = {
             let mut state = self.state();
-            let supply = self.supply(&mut state, target);
+            let Some(supply) = self.supply(&mut state, target) else {
+                return;
+            };
             supply.touch(Instant::now());
             let wanted = supply.start_preparing(Instant::now());
             let reservations: Vec<FdReservation> = (0..wanted)
@@ -483,10 +503,10 @@ impl ExecDriver {
             let mut state = self.state();
             let waiter = state.next_waiter;
             state.next_waiter += 1;
-            match self
-                .supply(&mut state, target)
-                .arrive(Instant::now(), waiter)
-            {
+            let Some(supply) = self.supply(&mut state, target) else {
+                return Err(replaced(call));
+            };
+            match supply.arrive(Instant::now(), waiter) {
                 Arrival::Ready(prepared) => {
                     drop(state);
                     self.refill(target);
@@ -509,12 +529,7 @@ impl ExecDriver {
                     CallErrorType::StartFailed,
                     format!("the container could not start: {err}"),
                 )),
-                Err(_gone) => Err(failed(
-                    None,
-                    true,
-                    CallErrorType::EngineError,
-                    "the function's containers were removed while the call waited".into(),
-                )),
+                Err(_gone) => Err(replaced(call)),
             },
             _ = tokio::time::sleep_until(start_by) => failed(
                 None,
@@ -600,6 +615,8 @@ impl ExecDriver {
         let Some(mut supply) = state.supplies.remove(function) else {
             return;
         };
+        let retired = state.retired.entry(function.to_string()).or_default();
+        *retired = (*retired).max(supply.generation);
         let (ready, waiting) = supply.drain();
         for waiter in waiting {
             state.waiters.remove(&waiter);
@@ -663,6 +680,20 @@ impl ExecDriver {
             tracing::warn!("container preparations and removals still running 30s into shutdown");
         }
     }
+}
+
+/// The outcome of a call whose function was deleted or updated while it waited for a
+/// container (those of its version are gone): as stopped if it was, else `interrupted`.
+fn replaced(call: &CallGuard) -> ExecOutcome {
+    if call.is_stopped() {
+        return stopped(None, true, call);
+    }
+    failed(
+        None,
+        true,
+        CallErrorType::Interrupted,
+        "the function was deleted or updated while the call waited for a container".into(),
+    )
 }
 
 /// A short random instance id: 12 hex characters (48 random bits).

@@ -89,7 +89,12 @@ impl Contracts {
                 message: message.clone(),
             },
         };
-        self.log.finish(&mut call, result, Some(outcome.logs)).await;
+        let refused = matches!(outcome.error, Some((CallErrorType::Rejected, _)));
+        // A queued call refused for want of a container goes back to the queue: its record
+        // is the dispatcher's to set, not ended here.
+        if !(refused && call.from_queue) {
+            self.log.finish(&mut call, result, Some(outcome.logs)).await;
+        }
         let call_id = call.record.id;
         match outcome.error {
             None => {

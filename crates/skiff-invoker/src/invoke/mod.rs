@@ -52,6 +52,9 @@ pub struct InvokeRequest {
     pub attempt: u32,
     /// The function container that made the request, for requests of the function API.
     pub caller: Option<crate::token::Caller>,
+    /// Whether the call comes from the durable queue: refused for want of capacity, it goes
+    /// back there, so its record is left to the dispatcher rather than ended `rejected`.
+    pub from_queue: bool,
 }
 
 impl InvokeRequest {
@@ -67,6 +70,7 @@ impl InvokeRequest {
             call_id: None,
             attempt: 1,
             caller: None,
+            from_queue: false,
         }
     }
 }
@@ -236,16 +240,21 @@ impl Contracts {
             }
             AcquireError::StartFailed(_) => (CallErrorType::StartFailed, None),
         };
-        self.log
-            .finish(
-                call,
-                CallResult::Failed {
-                    kind,
-                    message: message.clone(),
-                },
-                logs,
-            )
-            .await;
+        // A queued call refused for want of an instance goes back to the queue: its record
+        // is the dispatcher's to set, not ended here.
+        let requeued = call.from_queue && kind == CallErrorType::Rejected;
+        if !requeued {
+            self.log
+                .finish(
+                    call,
+                    CallResult::Failed {
+                        kind,
+                        message: message.clone(),
+                    },
+                    logs,
+                )
+                .await;
+        }
         refusal.unwrap_or(PlatformError::CallFailed {
             call_id: call.record.id,
             error_type: kind,

@@ -116,6 +116,7 @@ impl Platform {
             deadline,
             timeout: own_timeout,
             started_at,
+            from_queue: request.from_queue,
         };
         if let Some(reason) = &entry.refused {
             return Err(self
