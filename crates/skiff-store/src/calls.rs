@@ -1,12 +1,13 @@
 //! Call records and their logs.
 
-use crate::codec::{int, millis, RowReader};
+use crate::backend::{on_pool, on_tx, Columns, Tx};
+use crate::codec::{int, millis, text, RowReader};
 use crate::error::{corrupt, query};
 use crate::{Store, StoreError};
 use chrono::{DateTime, Utc};
 use skiff_core::{CallErrorType, CallRecord, CallStatus, Trigger};
-use sqlx::sqlite::SqliteRow;
-use sqlx::{QueryBuilder, Row, Sqlite};
+use sqlx::QueryBuilder;
+use std::collections::HashMap;
 use uuid::Uuid;
 
 /// The message of calls found in flight at start-up.
@@ -71,7 +72,8 @@ macro_rules! select_calls {
     };
 }
 
-/// Rows per multi-row statement (20 parameters each: well under SQLite's limit).
+/// Rows per multi-row statement (20 parameters each: well under SQLite's limit, and
+/// PostgreSQL's 65535).
 const ROWS_PER_STATEMENT: usize = 500;
 
 const UPSERT_CALL_CONFLICT: &str = " ON CONFLICT (id) DO UPDATE SET
@@ -93,7 +95,7 @@ const UPSERT_CALL_CONFLICT: &str = " ON CONFLICT (id) DO UPDATE SET
         wait_ms = excluded.wait_ms,
         caller = COALESCE(excluded.caller, calls.caller),
         parent = COALESCE(excluded.parent, calls.parent),
-        depth = MAX(excluded.depth, calls.depth)";
+        depth = CASE WHEN excluded.depth > calls.depth THEN excluded.depth ELSE calls.depth END";
 
 impl Store {
     /// Writes a batch in one transaction: each record replaces the stored one with the
@@ -108,9 +110,8 @@ impl Store {
         }
         // The last write of each call, in first-seen order.
         let mut order: Vec<Uuid> = Vec::with_capacity(batch.len());
-        let mut records: std::collections::HashMap<Uuid, &CallRecord> =
-            std::collections::HashMap::with_capacity(batch.len());
-        let mut logs: std::collections::HashMap<Uuid, &[u8]> = std::collections::HashMap::new();
+        let mut records: HashMap<Uuid, &CallRecord> = HashMap::with_capacity(batch.len());
+        let mut logs: HashMap<Uuid, &[u8]> = HashMap::new();
         for write in batch {
             let id = write.record.id;
             if records.insert(id, &write.record).is_none() {
@@ -135,12 +136,12 @@ impl Store {
     /// [`Store::write_calls`] inside a transaction of the caller's.
     pub(crate) async fn write_calls_in(
         &self,
-        tx: &mut sqlx::Transaction<'_, Sqlite>,
+        tx: &mut Tx,
         batch: &[CallWrite],
     ) -> Result<(), StoreError> {
         let mut order = Vec::new();
-        let mut records = std::collections::HashMap::new();
-        let mut logs: std::collections::HashMap<Uuid, &[u8]> = std::collections::HashMap::new();
+        let mut records = HashMap::new();
+        let mut logs: HashMap<Uuid, &[u8]> = HashMap::new();
         for write in batch {
             if records.insert(write.record.id, &write.record).is_none() {
                 order.push(write.record.id);
@@ -155,73 +156,67 @@ impl Store {
 
 /// Writes the records (and logs) of `order` in multi-row statements.
 async fn write_rows(
-    tx: &mut sqlx::Transaction<'_, Sqlite>,
+    tx: &mut Tx,
     order: &[Uuid],
-    records: &std::collections::HashMap<Uuid, &CallRecord>,
-    logs: &std::collections::HashMap<Uuid, &[u8]>,
+    records: &HashMap<Uuid, &CallRecord>,
+    logs: &HashMap<Uuid, &[u8]>,
 ) -> Result<(), StoreError> {
-    {
-        {
-            for chunk in order.chunks(ROWS_PER_STATEMENT) {
-                let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-                    "INSERT INTO calls (id, function, trigger, status, attempt, received_at, \
-                 started_at, finished_at, cold, instance, exit_code, error_type, error_message, \
-                 request_size, response_size, duration_ms, wait_ms, caller, parent, depth) ",
-                );
-                insert.push_values(
-                    chunk.iter().filter_map(|id| records.get(id)),
-                    |mut row, r| {
-                        row.push_bind(r.id.hyphenated().to_string())
-                            .push_bind(r.function.clone())
-                            .push_bind(r.trigger.as_str())
-                            .push_bind(r.status.as_str())
-                            .push_bind(i64::from(r.attempt))
-                            .push_bind(millis(r.received_at))
-                            .push_bind(r.started_at.map(millis))
-                            .push_bind(r.finished_at.map(millis))
-                            .push_bind(r.cold)
-                            .push_bind(r.instance.clone())
-                            .push_bind(r.exit_code)
-                            .push_bind(r.error_type.map(CallErrorType::as_str))
-                            .push_bind(r.error_message.clone())
-                            .push_bind(int(r.request_size))
-                            .push_bind(r.response_size.map(int))
-                            .push_bind(r.duration_ms.map(int))
-                            .push_bind(r.wait_ms.map(int))
-                            .push_bind(r.caller.clone())
-                            .push_bind(r.parent.map(|p| p.hyphenated().to_string()))
-                            .push_bind(i64::from(r.depth));
-                    },
-                );
-                insert.push(UPSERT_CALL_CONFLICT);
-                insert
-                    .build()
-                    .execute(&mut **tx)
-                    .await
-                    .map_err(query("store calls"))?;
-            }
-            let with_logs: Vec<Uuid> = order
-                .iter()
-                .copied()
-                .filter(|id| logs.contains_key(id))
-                .collect();
-            for chunk in with_logs.chunks(ROWS_PER_STATEMENT) {
-                let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-                    "INSERT INTO call_logs (call_id, logs) ",
-                );
-                insert.push_values(chunk, |mut row, id| {
-                    row.push_bind(id.hyphenated().to_string())
-                        .push_bind(logs.get(id).copied().unwrap_or_default().to_vec());
-                });
-                insert.push(" ON CONFLICT (call_id) DO UPDATE SET logs = excluded.logs");
-                insert
-                    .build()
-                    .execute(&mut **tx)
-                    .await
-                    .map_err(query("store the logs of calls"))?;
-            }
+    on_tx!(tx, |conn, DB| {
+        for chunk in order.chunks(ROWS_PER_STATEMENT) {
+            let mut insert =
+                QueryBuilder::<DB>::new(concat!("INSERT INTO calls (", call_columns!(), ") "));
+            insert.push_values(
+                chunk.iter().filter_map(|id| records.get(id)),
+                |mut row, r| {
+                    row.push_bind(r.id.hyphenated().to_string())
+                        .push_bind(r.function.clone())
+                        .push_bind(r.trigger.as_str())
+                        .push_bind(r.status.as_str())
+                        .push_bind(i64::from(r.attempt))
+                        .push_bind(millis(r.received_at))
+                        .push_bind(r.started_at.map(millis))
+                        .push_bind(r.finished_at.map(millis))
+                        .push_bind(r.cold)
+                        .push_bind(r.instance.clone())
+                        .push_bind(r.exit_code)
+                        .push_bind(r.error_type.map(CallErrorType::as_str))
+                        .push_bind(r.error_message.as_deref().map(text))
+                        .push_bind(int(r.request_size))
+                        .push_bind(r.response_size.map(int))
+                        .push_bind(r.duration_ms.map(int))
+                        .push_bind(r.wait_ms.map(int))
+                        .push_bind(r.caller.clone())
+                        .push_bind(r.parent.map(|p| p.hyphenated().to_string()))
+                        .push_bind(i64::from(r.depth));
+                },
+            );
+            insert.push(UPSERT_CALL_CONFLICT);
+            insert
+                .build()
+                .execute(&mut *conn)
+                .await
+                .map_err(query("store calls"))?;
         }
-    }
+        let with_logs: Vec<Uuid> = order
+            .iter()
+            .copied()
+            .filter(|id| logs.contains_key(id))
+            .collect();
+        for chunk in with_logs.chunks(ROWS_PER_STATEMENT) {
+            let mut insert = QueryBuilder::<DB>::new("INSERT INTO call_logs (call_id, logs) ");
+            insert.push_values(chunk, |mut row, id| {
+                row.push_bind(id.hyphenated().to_string())
+                    .push_bind(logs.get(id).copied().unwrap_or_default().to_vec());
+            });
+            insert.push(" ON CONFLICT (call_id) DO UPDATE SET logs = excluded.logs");
+            insert
+                .build()
+                .execute(&mut *conn)
+                .await
+                .map_err(query("store the logs of calls"))?;
+        }
+        Ok::<_, StoreError>(())
+    })?;
     let succeeded: Vec<Uuid> = order
         .iter()
         .copied()
@@ -240,62 +235,68 @@ async fn write_rows(
 impl Store {
     /// The record of call `id`, if there is one.
     pub async fn get_call(&self, id: Uuid) -> Result<Option<CallRecord>, StoreError> {
-        let row = sqlx::query(concat!(select_calls!(), " WHERE id = $1"))
-            .bind(id.hyphenated().to_string())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(query("get a call"))?;
-        row.as_ref().map(decode).transpose()
+        on_pool!(&self.pool, |pool, DB| {
+            let row = sqlx::query(concat!(select_calls!(), " WHERE id = $1"))
+                .bind(id.hyphenated().to_string())
+                .fetch_optional(pool)
+                .await
+                .map_err(query("get a call"))?;
+            row.as_ref().map(|r| decode(r)).transpose()
+        })
     }
 
     /// The calls that match `filter`, newest first.
     pub async fn list_calls(&self, filter: &CallFilter) -> Result<Vec<CallRecord>, StoreError> {
-        let mut qb = QueryBuilder::<Sqlite>::new(select_calls!());
-        qb.push(" WHERE 1 = 1");
-        if let Some(function) = &filter.function {
-            qb.push(" AND function = ").push_bind(function.clone());
-        }
-        if let Some(status) = filter.status {
-            qb.push(" AND status = ").push_bind(status.as_str());
-        }
-        if let Some(trigger) = filter.trigger {
-            qb.push(" AND trigger = ").push_bind(trigger.as_str());
-        }
-        if let Some(before) = filter.before {
-            qb.push(" AND id < ")
-                .push_bind(before.hyphenated().to_string());
-        }
-        if let Some(since) = filter.since {
-            qb.push(" AND received_at >= ").push_bind(millis(since));
-        }
-        qb.push(" ORDER BY id DESC LIMIT ")
-            .push_bind(i64::from(filter.effective_limit()));
-        let rows = qb
-            .build()
-            .fetch_all(&self.pool)
-            .await
-            .map_err(query("list calls"))?;
-        rows.iter().map(decode).collect()
+        on_pool!(&self.pool, |pool, DB| {
+            let mut qb = QueryBuilder::<DB>::new(select_calls!());
+            qb.push(" WHERE 1 = 1");
+            if let Some(function) = &filter.function {
+                qb.push(" AND function = ").push_bind(function.clone());
+            }
+            if let Some(status) = filter.status {
+                qb.push(" AND status = ").push_bind(status.as_str());
+            }
+            if let Some(trigger) = filter.trigger {
+                qb.push(" AND trigger = ").push_bind(trigger.as_str());
+            }
+            if let Some(before) = filter.before {
+                qb.push(" AND id < ")
+                    .push_bind(before.hyphenated().to_string());
+            }
+            if let Some(since) = filter.since {
+                qb.push(" AND received_at >= ").push_bind(millis(since));
+            }
+            qb.push(" ORDER BY id DESC LIMIT ")
+                .push_bind(i64::from(filter.effective_limit()));
+            let rows = qb
+                .build()
+                .fetch_all(pool)
+                .await
+                .map_err(query("list calls"))?;
+            rows.iter().map(|r| decode(r)).collect()
+        })
     }
 
     /// The logs of call `id`: `None` if there is no such call, empty if it has no logs.
     pub async fn call_logs(&self, id: Uuid) -> Result<Option<Vec<u8>>, StoreError> {
-        let row = sqlx::query(
-            "SELECT l.logs FROM calls c LEFT JOIN call_logs l ON l.call_id = c.id WHERE c.id = $1",
-        )
-        .bind(id.hyphenated().to_string())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(query("get the logs of a call"))?;
-        match row {
-            None => Ok(None),
-            Some(row) => {
-                let logs: Option<Vec<u8>> = row
-                    .try_get("logs")
-                    .map_err(|e| corrupt(format!("logs of call {id}"), e.to_string()))?;
-                Ok(Some(logs.unwrap_or_default()))
+        on_pool!(&self.pool, |pool, DB| {
+            let row = sqlx::query(
+                "SELECT l.logs FROM calls c LEFT JOIN call_logs l ON l.call_id = c.id \
+                 WHERE c.id = $1",
+            )
+            .bind(id.hyphenated().to_string())
+            .fetch_optional(pool)
+            .await
+            .map_err(query("get the logs of a call"))?;
+            match row {
+                None => Ok(None),
+                Some(row) => {
+                    let logs = Columns::bytes(&row, "logs")
+                        .map_err(|e| corrupt(format!("logs of call {id}"), e.to_string()))?;
+                    Ok(Some(logs.unwrap_or_default()))
+                }
             }
-        }
+        })
     }
 
     /// Marks every call still `queued` or `running` that did not come through the durable
@@ -303,7 +304,7 @@ impl Store {
     /// from its receipt), and returns how many. Queued calls (async, cron, ...) are left for
     /// their queue to resume.
     pub async fn interrupt_unfinished_calls(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
-        let done = sqlx::query(
+        on_pool!(&self.pool, |pool, DB| sqlx::query(
             "UPDATE calls SET
                 status = $1,
                 error_type = $2,
@@ -318,40 +319,41 @@ impl Store {
         .bind(millis(now))
         .bind(CallStatus::Queued.as_str())
         .bind(CallStatus::Running.as_str())
-        .execute(&self.pool)
+        .execute(pool)
         .await
-        .map_err(query("interrupt unfinished calls"))?;
-        Ok(done.rows_affected())
+        .map(|done| done.rows_affected()))
+        .map_err(query("interrupt unfinished calls"))
     }
 }
 
-pub(crate) fn decode(row: &SqliteRow) -> Result<CallRecord, StoreError> {
-    let id: String = row
-        .try_get("id")
-        .map_err(|e| corrupt("call", format!("id: {e}")))?;
+pub(crate) fn decode(row: &dyn Columns) -> Result<CallRecord, StoreError> {
+    let id = row
+        .text("id")
+        .map_err(|e| corrupt("call", format!("id: {e}")))?
+        .unwrap_or_default();
     let r = RowReader {
         row,
         what: format!("call {id}"),
     };
     Ok(CallRecord {
         id: r.parse("id")?,
-        function: r.get("function")?,
+        function: r.text("function")?,
         trigger: r.parse("trigger")?,
         status: r.parse("status")?,
         attempt: r.unsigned("attempt")?,
         received_at: r.time("received_at")?,
         started_at: r.time_opt("started_at")?,
         finished_at: r.time_opt("finished_at")?,
-        cold: r.get("cold")?,
-        instance: r.get("instance")?,
-        exit_code: r.get("exit_code")?,
+        cold: r.bool_opt("cold")?,
+        instance: r.text_opt("instance")?,
+        exit_code: r.int_opt("exit_code")?,
         error_type: r.parse_opt("error_type")?,
-        error_message: r.get("error_message")?,
+        error_message: r.text_opt("error_message")?,
         request_size: r.unsigned("request_size")?,
         response_size: r.unsigned_opt("response_size")?,
         duration_ms: r.unsigned_opt("duration_ms")?,
         wait_ms: r.unsigned_opt("wait_ms")?,
-        caller: r.get("caller")?,
+        caller: r.text_opt("caller")?,
         parent: r.parse_opt("parent")?,
         depth: r.unsigned("depth")?,
     })
@@ -404,9 +406,9 @@ mod tests {
         records.iter().map(|r| r.id).collect()
     }
 
-    #[tokio::test]
-    async fn writes_upsert_records_and_logs() {
-        let store = Store::open_in_memory().await.expect("store");
+    crate::testing::backend_tests! {
+    async fn writes_upsert_records_and_logs(kit) {
+        let store = kit.store().await;
         let mut record = call("hello", Trigger::Http, 0);
         record.status = CallStatus::Running;
         record.started_at = Some(at(T0 + 3));
@@ -478,10 +480,11 @@ mod tests {
         store.write_calls(&[]).await.expect("empty batch");
         assert_eq!(store.get_call(Uuid::now_v7()).await.expect("get"), None);
     }
+    }
 
-    #[tokio::test]
-    async fn a_batch_is_one_transaction() {
-        let store = Store::open_in_memory().await.expect("store");
+    crate::testing::backend_tests! {
+    async fn a_batch_is_one_transaction(kit) {
+        let store = kit.store().await;
         let a = call("hello", Trigger::Http, 0);
         let b = call("hello", Trigger::Http, 1);
         let c = call("hello", Trigger::Http, 2);
@@ -501,13 +504,36 @@ mod tests {
         assert_eq!(store.call_logs(c.id).await.expect("logs"), Some(Vec::new()));
 
         // When one write of a batch fails, none of the batch is stored.
-        sqlx::query(
-            "CREATE TRIGGER refuse BEFORE INSERT ON calls WHEN NEW.function = 'refused'
-             BEGIN SELECT RAISE(ABORT, 'refused'); END",
-        )
-        .execute(&store.pool)
-        .await
-        .expect("create trigger");
+        match kit.backend() {
+            crate::Backend::Sqlite => {
+                crate::testing::execute(
+                    &store,
+                    "CREATE TRIGGER refuse BEFORE INSERT ON calls WHEN NEW.function = 'refused'
+                     BEGIN SELECT RAISE(ABORT, 'refused'); END",
+                    &[],
+                )
+                .await
+            }
+            crate::Backend::Postgres => {
+                crate::testing::execute(
+                    &store,
+                    "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+                     BEGIN
+                         IF NEW.function = 'refused' THEN RAISE EXCEPTION 'refused'; END IF;
+                         RETURN NEW;
+                     END $$",
+                    &[],
+                )
+                .await;
+                crate::testing::execute(
+                    &store,
+                    "CREATE TRIGGER refuse BEFORE INSERT ON calls
+                     FOR EACH ROW EXECUTE FUNCTION refuse()",
+                    &[],
+                )
+                .await
+            }
+        }
         let mut a2 = a.clone();
         a2.status = CallStatus::Running;
         let d = call("hello", Trigger::Http, 3);
@@ -528,10 +554,11 @@ mod tests {
         );
         assert_eq!(store.get_call(d.id).await.expect("get"), None);
     }
+    }
 
-    #[tokio::test]
-    async fn logs_of_a_missing_call_are_none_of_a_silent_call_empty() {
-        let store = Store::open_in_memory().await.expect("store");
+    crate::testing::backend_tests! {
+    async fn logs_of_a_missing_call_are_none_of_a_silent_call_empty(kit) {
+        let store = kit.store().await;
         let silent = call("hello", Trigger::Http, 0);
         store
             .write_calls(&[write(&silent, None)])
@@ -543,10 +570,11 @@ mod tests {
         );
         assert_eq!(store.call_logs(Uuid::now_v7()).await.expect("logs"), None);
     }
+    }
 
-    #[tokio::test]
-    async fn list_calls_filters_pages_and_sorts_newest_first() {
-        let store = Store::open_in_memory().await.expect("store");
+    crate::testing::backend_tests! {
+    async fn list_calls_filters_pages_and_sorts_newest_first(kit) {
+        let store = kit.store().await;
         let mut all = Vec::new();
         for i in 0..10 {
             let function = if i % 2 == 0 { "even" } else { "odd" };
@@ -662,6 +690,7 @@ mod tests {
         .await;
         assert_eq!(page3, newest_first[8..]);
     }
+    }
 
     #[test]
     fn the_limit_defaults_to_100_and_is_capped() {
@@ -678,9 +707,9 @@ mod tests {
         assert_eq!(limit(5000), 1000);
     }
 
-    #[tokio::test]
-    async fn the_default_limit_applies() {
-        let store = Store::open_in_memory().await.expect("store");
+    crate::testing::backend_tests! {
+    async fn the_default_limit_applies(kit) {
+        let store = kit.store().await;
         let batch: Vec<CallWrite> = (0..105)
             .map(|i| write(&call("hello", Trigger::Http, i), None))
             .collect();
@@ -692,10 +721,11 @@ mod tests {
         assert_eq!(listed.len(), 100);
         assert_eq!(listed[0].id, batch[104].record.id);
     }
+    }
 
-    #[tokio::test]
-    async fn interrupting_fails_only_calls_in_flight_that_did_not_come_through_the_queue() {
-        let store = Store::open_in_memory().await.expect("store");
+    crate::testing::backend_tests! {
+    async fn interrupting_fails_only_calls_in_flight_that_did_not_come_through_the_queue(kit) {
+        let store = kit.store().await;
         let queued = call("hello", Trigger::Http, 0);
         let mut running = call("hello", Trigger::Api, 10);
         running.status = CallStatus::Running;
@@ -769,21 +799,23 @@ mod tests {
             0
         );
     }
+    }
 
-    #[tokio::test]
-    async fn a_corrupt_row_is_an_error_not_a_panic() {
-        let store = Store::open_in_memory().await.expect("store");
+    crate::testing::backend_tests! {
+    async fn a_corrupt_row_is_an_error_not_a_panic(kit) {
+        let store = kit.store().await;
         let good = call("hello", Trigger::Http, 0);
         let bad = call("hello", Trigger::Http, 1);
         store
             .write_calls(&[write(&good, None), write(&bad, None)])
             .await
             .expect("write");
-        sqlx::query("UPDATE calls SET status = 'bogus' WHERE id = $1")
-            .bind(bad.id.to_string())
-            .execute(&store.pool)
-            .await
-            .expect("raw update");
+        crate::testing::execute(
+            &store,
+            "UPDATE calls SET status = 'bogus' WHERE id = $1",
+            &[&bad.id.to_string()],
+        )
+        .await;
 
         let err = store.get_call(bad.id).await.expect_err("corrupt");
         match &err {
@@ -806,23 +838,23 @@ mod tests {
             Some(good.clone())
         );
 
-        // Other kinds of damage: an unknown trigger, a negative size, a text timestamp.
-        for damage in [
+        // Other kinds of damage: an unknown trigger, a negative size, a text timestamp
+        // (which only SQLite's loose typing lets in).
+        let mut damages = vec![
             "UPDATE calls SET trigger = 'carrier_pigeon' WHERE id = $1",
             "UPDATE calls SET request_size = -1 WHERE id = $1",
-            "UPDATE calls SET received_at = 'yesterday' WHERE id = $1",
             "UPDATE calls SET error_type = 'gremlins' WHERE id = $1",
-        ] {
-            let store = Store::open_in_memory().await.expect("store");
+        ];
+        if kit.backend() == crate::Backend::Sqlite {
+            damages.push("UPDATE calls SET received_at = 'yesterday' WHERE id = $1");
+        }
+        for damage in damages {
+            let store = kit.store().await;
             store
                 .write_calls(&[write(&good, None)])
                 .await
                 .expect("write");
-            sqlx::query(damage)
-                .bind(good.id.to_string())
-                .execute(&store.pool)
-                .await
-                .expect("raw update");
+            crate::testing::execute(&store, damage, &[&good.id.to_string()]).await;
             assert!(
                 matches!(
                     store.get_call(good.id).await,
@@ -831,6 +863,7 @@ mod tests {
                 "{damage}"
             );
         }
+    }
     }
 }
 
@@ -865,9 +898,9 @@ mod batch_tests {
         }
     }
 
-    #[tokio::test]
-    async fn several_writes_of_one_call_in_a_batch_keep_the_last() {
-        let store = Store::open_in_memory().await.expect("store");
+    crate::testing::backend_tests! {
+    async fn several_writes_of_one_call_in_a_batch_keep_the_last(kit) {
+        let store = kit.store().await;
         let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
         let batch: Vec<CallWrite> = vec![
             CallWrite {
@@ -906,10 +939,11 @@ mod batch_tests {
             Some(b"first".to_vec())
         );
     }
+    }
 
-    #[tokio::test]
-    async fn batches_larger_than_one_statement_are_written_whole() {
-        let store = Store::open_in_memory().await.expect("store");
+    crate::testing::backend_tests! {
+    async fn batches_larger_than_one_statement_are_written_whole(kit) {
+        let store = kit.store().await;
         let batch: Vec<CallWrite> = (0..1234)
             .map(|_| CallWrite {
                 record: record(Uuid::now_v7(), CallStatus::Succeeded),
@@ -931,5 +965,6 @@ mod batch_tests {
                 Some(vec![1, 2])
             );
         }
+    }
     }
 }

@@ -9,10 +9,11 @@
 //! callback still to send, once that callback is sent or given up). A `dead` call keeps its
 //! payload, since it can be redriven.
 
+use crate::backend::{on_pool, on_tx, Tx};
 use crate::calls::call_columns;
-use crate::codec::millis;
+use crate::codec::{millis, text};
 use crate::error::query;
-use crate::{Store, StoreError};
+use crate::{Backend, Store, StoreError};
 use chrono::{DateTime, Utc};
 use skiff_core::{CallErrorType, CallRecord, CallStatus};
 use uuid::Uuid;
@@ -107,6 +108,27 @@ macro_rules! payload_columns {
     };
 }
 
+/// Claims due queued calls, oldest first. On PostgreSQL the rows taken are locked, and
+/// rows another daemon is taking at that moment are skipped: two daemons never claim one
+/// call, and neither waits for the other.
+const CLAIM_SQLITE: &str = concat!(
+    "UPDATE calls SET status = $1, started_at = $2 WHERE id IN (
+        SELECT id FROM calls WHERE status = $3
+            AND (not_before IS NULL OR not_before <= $2)
+        ORDER BY id LIMIT $4)
+     RETURNING ",
+    call_columns!()
+);
+const CLAIM_POSTGRES: &str = concat!(
+    "UPDATE calls SET status = $1, started_at = $2 WHERE id IN (
+        SELECT id FROM calls WHERE status = $3
+            AND (not_before IS NULL OR not_before <= $2)
+        ORDER BY id LIMIT $4
+        FOR UPDATE SKIP LOCKED)
+     RETURNING ",
+    call_columns!()
+);
+
 impl Store {
     /// Stores a `queued` call and its payload in one transaction: once this returns, the
     /// call survives any crash of the daemon.
@@ -130,83 +152,94 @@ impl Store {
             })
             .collect();
         self.write_calls_in(&mut tx, &writes).await?;
-        for chunk in calls.chunks(PAYLOAD_ROWS) {
-            let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(concat!(
-                "INSERT INTO call_payloads (",
-                payload_columns!(),
-                ", callback_state) "
-            ));
-            insert.push_values(chunk, |mut row, (record, payload)| {
-                let headers =
-                    serde_json::to_string(&payload.headers).unwrap_or_else(|_| "[]".into());
-                row.push_bind(payload.method.clone())
-                    .push_bind(payload.path.clone())
-                    .push_bind(payload.query.clone())
-                    .push_bind(headers)
-                    .push_bind(payload.body.clone())
-                    .push_bind(payload.expires_at.map(millis))
-                    .push_bind(payload.callback_url.clone())
-                    .push_bind(record.id.hyphenated().to_string())
-                    .push_bind(payload.callback_url.as_ref().map(|_| CALLBACK_PENDING));
-            });
-            insert.push(
-                " ON CONFLICT (call_id) DO UPDATE SET method = excluded.method, \
-                 path = excluded.path, query = excluded.query, headers = excluded.headers, \
-                 body = excluded.body, expires_at = excluded.expires_at, \
-                 callback_url = excluded.callback_url, callback_state = excluded.callback_state",
-            );
-            insert
-                .build()
-                .execute(&mut *tx)
-                .await
-                .map_err(query("store calls' payloads"))?;
-        }
+        on_tx!(&mut tx, |conn, DB| {
+            for chunk in calls.chunks(PAYLOAD_ROWS) {
+                let mut insert = sqlx::QueryBuilder::<DB>::new(concat!(
+                    "INSERT INTO call_payloads (",
+                    payload_columns!(),
+                    ", callback_state) "
+                ));
+                insert.push_values(chunk, |mut row, (record, payload)| {
+                    let headers =
+                        serde_json::to_string(&payload.headers).unwrap_or_else(|_| "[]".into());
+                    row.push_bind(payload.method.clone())
+                        .push_bind(payload.path.clone())
+                        .push_bind(payload.query.clone())
+                        .push_bind(headers)
+                        .push_bind(payload.body.clone())
+                        .push_bind(payload.expires_at.map(millis))
+                        .push_bind(payload.callback_url.clone())
+                        .push_bind(record.id.hyphenated().to_string())
+                        .push_bind(payload.callback_url.as_ref().map(|_| CALLBACK_PENDING));
+                });
+                insert.push(
+                    " ON CONFLICT (call_id) DO UPDATE SET method = excluded.method, \
+                     path = excluded.path, query = excluded.query, headers = excluded.headers, \
+                     body = excluded.body, expires_at = excluded.expires_at, \
+                     callback_url = excluded.callback_url, \
+                     callback_state = excluded.callback_state",
+                );
+                insert
+                    .build()
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(query("store calls' payloads"))?;
+            }
+            Ok::<_, StoreError>(())
+        })?;
         tx.commit().await.map_err(query("commit enqueued calls"))?;
         Ok(())
     }
 
-    /// Claims up to `limit` due queued calls, oldest first: they become `running`.
+    /// Claims up to `limit` due queued calls, oldest first: they become `running`. Each
+    /// call is claimed once, even by several daemons sharing a PostgreSQL store.
     pub async fn claim(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<Claimed>, StoreError> {
+        let sql = match self.backend() {
+            Backend::Sqlite => CLAIM_SQLITE,
+            Backend::Postgres => CLAIM_POSTGRES,
+        };
         let mut tx = self
             .pool
             .begin()
             .await
             .map_err(query("begin a transaction"))?;
-        let rows = sqlx::query(concat!(
-            "UPDATE calls SET status = $1, started_at = $2 WHERE id IN (
-                SELECT id FROM calls WHERE status = $3
-                    AND (not_before IS NULL OR not_before <= $2)
-                ORDER BY id LIMIT $4)
-             RETURNING ",
-            call_columns!()
-        ))
-        .bind(CallStatus::Running.as_str())
-        .bind(millis(now))
-        .bind(CallStatus::Queued.as_str())
-        .bind(i64::from(limit))
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(query("claim due calls"))?;
-        let mut records = rows
-            .iter()
-            .map(crate::calls::decode)
-            .collect::<Result<Vec<CallRecord>, StoreError>>()?;
-        records.sort_by_key(|r| r.id);
-        let ids: Vec<String> = records
-            .iter()
-            .map(|r| r.id.hyphenated().to_string())
-            .collect();
-        let ids = serde_json::to_string(&ids).unwrap_or_else(|_| "[]".into());
-        let payloads: Vec<PayloadRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            payload_columns!(),
-            " FROM call_payloads WHERE call_id IN (SELECT value FROM json_each($1))"
-        ))
-        .bind(ids)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(query("read calls' payloads"))?;
+        let (mut records, payloads) = on_tx!(&mut tx, |conn, DB| {
+            let rows = sqlx::query(sql)
+                .bind(CallStatus::Running.as_str())
+                .bind(millis(now))
+                .bind(CallStatus::Queued.as_str())
+                .bind(i64::from(limit))
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(query("claim due calls"))?;
+            let records = rows
+                .iter()
+                .map(|r| crate::calls::decode(r))
+                .collect::<Result<Vec<CallRecord>, StoreError>>()?;
+            let mut payloads: Vec<PayloadRow> = Vec::with_capacity(records.len());
+            for chunk in records.chunks(PAYLOAD_ROWS) {
+                let mut select = sqlx::QueryBuilder::<DB>::new(concat!(
+                    "SELECT ",
+                    payload_columns!(),
+                    " FROM call_payloads WHERE call_id IN ("
+                ));
+                let mut ids = select.separated(", ");
+                for record in chunk {
+                    ids.push_bind(record.id.hyphenated().to_string());
+                }
+                select.push(")");
+                payloads.extend(
+                    select
+                        .build_query_as::<PayloadRow>()
+                        .fetch_all(&mut *conn)
+                        .await
+                        .map_err(query("read calls' payloads"))?,
+                );
+            }
+            Ok::<_, StoreError>((records, payloads))
+        })?;
         tx.commit().await.map_err(query("commit claimed calls"))?;
+        records.sort_by_key(|r| r.id);
         let mut payloads: std::collections::HashMap<String, Payload> = payloads
             .into_iter()
             .map(|row| (row.7.clone(), payload_of(row)))
@@ -240,10 +273,10 @@ impl Store {
         error: Option<(CallErrorType, String)>,
     ) -> Result<(), StoreError> {
         let (error_type, message) = match error {
-            Some((kind, message)) => (Some(kind.as_str()), Some(message)),
+            Some((kind, message)) => (Some(kind.as_str()), Some(text(&message))),
             None => (None, None),
         };
-        sqlx::query(
+        on_pool!(&self.pool, |pool, DB| sqlx::query(
             "UPDATE calls SET status = $1, attempt = $2, not_before = $3, error_type = $4,
                 error_message = $5, finished_at = NULL WHERE id = $6",
         )
@@ -251,25 +284,27 @@ impl Store {
         .bind(i64::from(attempt))
         .bind(millis(not_before))
         .bind(error_type)
-        .bind(message)
+        .bind(&message)
         .bind(id.hyphenated().to_string())
-        .execute(&self.pool)
+        .execute(pool)
         .await
-        .map_err(query("requeue a call"))?;
-        Ok(())
+        .map(|_| ()))
+        .map_err(query("requeue a call"))
     }
 
     /// Marks a failed call `dead`: no attempt is left.
     pub async fn kill_call(&self, id: Uuid) -> Result<(), StoreError> {
-        sqlx::query("UPDATE calls SET status = $1 WHERE id = $2 AND status IN ($3, $4)")
-            .bind(CallStatus::Dead.as_str())
-            .bind(id.hyphenated().to_string())
-            .bind(CallStatus::Failed.as_str())
-            .bind(CallStatus::TimedOut.as_str())
-            .execute(&self.pool)
-            .await
-            .map_err(query("mark a call dead"))?;
-        Ok(())
+        on_pool!(&self.pool, |pool, DB| sqlx::query(
+            "UPDATE calls SET status = $1 WHERE id = $2 AND status IN ($3, $4)"
+        )
+        .bind(CallStatus::Dead.as_str())
+        .bind(id.hyphenated().to_string())
+        .bind(CallStatus::Failed.as_str())
+        .bind(CallStatus::TimedOut.as_str())
+        .execute(pool)
+        .await
+        .map(|_| ()))
+        .map_err(query("mark a call dead"))
     }
 
     /// Re-queues a `dead` call for a new round of attempts, to expire at `expires_at`
@@ -284,49 +319,52 @@ impl Store {
             .begin()
             .await
             .map_err(query("begin a transaction"))?;
-        let done = sqlx::query(
-            "UPDATE calls SET status = $1, attempt = 1, not_before = NULL, finished_at = NULL
-             WHERE id = $2 AND status = $3",
-        )
-        .bind(CallStatus::Queued.as_str())
-        .bind(id.hyphenated().to_string())
-        .bind(CallStatus::Dead.as_str())
-        .execute(&mut *tx)
-        .await
-        .map_err(query("redrive a call"))?;
-        sqlx::query(
-            "UPDATE call_payloads SET expires_at = $1,
-                callback_state = CASE WHEN callback_url IS NULL THEN NULL ELSE $2 END
-             WHERE call_id = $3",
-        )
-        .bind(expires_at.map(millis))
-        .bind(CALLBACK_PENDING)
-        .bind(id.hyphenated().to_string())
-        .execute(&mut *tx)
-        .await
-        .map_err(query("redrive a call"))?;
+        let done = on_tx!(&mut tx, |conn, DB| {
+            let done = sqlx::query(
+                "UPDATE calls SET status = $1, attempt = 1, not_before = NULL, finished_at = NULL
+                 WHERE id = $2 AND status = $3",
+            )
+            .bind(CallStatus::Queued.as_str())
+            .bind(id.hyphenated().to_string())
+            .bind(CallStatus::Dead.as_str())
+            .execute(&mut *conn)
+            .await
+            .map_err(query("redrive a call"))?;
+            sqlx::query(
+                "UPDATE call_payloads SET expires_at = $1,
+                    callback_state = CASE WHEN callback_url IS NULL THEN NULL ELSE $2 END
+                 WHERE call_id = $3",
+            )
+            .bind(expires_at.map(millis))
+            .bind(CALLBACK_PENDING)
+            .bind(id.hyphenated().to_string())
+            .execute(&mut *conn)
+            .await
+            .map_err(query("redrive a call"))?;
+            done.rows_affected() == 1
+        });
         tx.commit().await.map_err(query("commit a redrive"))?;
-        Ok(done.rows_affected() == 1)
+        Ok(done)
     }
 
     /// At start-up: calls that came through the queue (async, cron, ...) and were left
     /// `running` by a stopped daemon go back to the queue.
     pub async fn requeue_interrupted(&self) -> Result<u64, StoreError> {
-        let done = sqlx::query(
+        on_pool!(&self.pool, |pool, DB| sqlx::query(
             "UPDATE calls SET status = $1
              WHERE status = $2 AND id IN (SELECT call_id FROM call_payloads)",
         )
         .bind(CallStatus::Queued.as_str())
         .bind(CallStatus::Running.as_str())
-        .execute(&self.pool)
+        .execute(pool)
         .await
-        .map_err(query("requeue interrupted calls"))?;
-        Ok(done.rows_affected())
+        .map(|done| done.rows_affected()))
+        .map_err(query("requeue interrupted calls"))
     }
 
     /// Keeps what an async call answered (the last attempt's answer replaces earlier ones).
     pub async fn put_result(&self, id: Uuid, result: &StoredResult) -> Result<(), StoreError> {
-        sqlx::query(
+        on_pool!(&self.pool, |pool, DB| sqlx::query(
             "INSERT INTO call_results (call_id, status_code, content_type, size, body)
              VALUES ($1, $2, $3, $4, $5)
              ON CONFLICT (call_id) DO UPDATE SET status_code = excluded.status_code,
@@ -337,21 +375,23 @@ impl Store {
         .bind(&result.content_type)
         .bind(crate::codec::int(result.size))
         .bind(&result.body)
-        .execute(&self.pool)
+        .execute(pool)
         .await
-        .map_err(query("store a call's result"))?;
-        Ok(())
+        .map(|_| ()))
+        .map_err(query("store a call's result"))
     }
 
     /// What an async call answered, if it answered.
     pub async fn get_result(&self, id: Uuid) -> Result<Option<StoredResult>, StoreError> {
-        let row: Option<(i64, Option<String>, i64, Vec<u8>)> = sqlx::query_as(
-            "SELECT status_code, content_type, size, body FROM call_results WHERE call_id = $1",
-        )
-        .bind(id.hyphenated().to_string())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(query("read a call's result"))?;
+        let row: Option<(i64, Option<String>, i64, Vec<u8>)> =
+            on_pool!(&self.pool, |pool, DB| sqlx::query_as(
+                "SELECT status_code, content_type, size, body FROM call_results \
+                 WHERE call_id = $1",
+            )
+            .bind(id.hyphenated().to_string())
+            .fetch_optional(pool)
+            .await)
+            .map_err(query("read a call's result"))?;
         Ok(row.map(|(status, content_type, size, body)| StoredResult {
             status_code: u16::try_from(status).unwrap_or(0),
             content_type,
@@ -366,19 +406,22 @@ impl Store {
         &self,
         id: Option<Uuid>,
     ) -> Result<Vec<PendingCallback>, StoreError> {
-        let rows: Vec<(String, String)> = sqlx::query_as(
+        let rows: Vec<(String, String)> =
+            on_pool!(&self.pool, |pool, DB| {
+                sqlx::query_as(
             "SELECT p.call_id, p.callback_url FROM call_payloads p JOIN calls c ON c.id = p.call_id
              WHERE p.callback_state = $1 AND c.status IN ($2, $3)
-                AND ($4 IS NULL OR p.call_id = $4)
+                AND (CAST($4 AS TEXT) IS NULL OR p.call_id = $4)
              ORDER BY p.call_id",
         )
         .bind(CALLBACK_PENDING)
         .bind(CallStatus::Succeeded.as_str())
         .bind(CallStatus::Dead.as_str())
         .bind(id.map(|id| id.hyphenated().to_string()))
-        .fetch_all(&self.pool)
+        .fetch_all(pool)
         .await
-        .map_err(query("find pending callbacks"))?;
+            })
+            .map_err(query("find pending callbacks"))?;
         let mut pending = Vec::with_capacity(rows.len());
         for (id, url) in rows {
             let id = Uuid::parse_str(&id)
@@ -403,35 +446,38 @@ impl Store {
             .begin()
             .await
             .map_err(query("begin a transaction"))?;
-        sqlx::query("UPDATE call_payloads SET callback_state = $1 WHERE call_id = $2")
-            .bind(if sent { CALLBACK_SENT } else { CALLBACK_FAILED })
+        on_tx!(&mut tx, |conn, DB| {
+            sqlx::query("UPDATE call_payloads SET callback_state = $1 WHERE call_id = $2")
+                .bind(if sent { CALLBACK_SENT } else { CALLBACK_FAILED })
+                .bind(id.hyphenated().to_string())
+                .execute(&mut *conn)
+                .await
+                .map_err(query("record a callback"))?;
+            sqlx::query(
+                "DELETE FROM call_payloads WHERE call_id = $1
+                    AND EXISTS (SELECT 1 FROM calls WHERE id = $1 AND status = $2)",
+            )
             .bind(id.hyphenated().to_string())
-            .execute(&mut *tx)
+            .bind(CallStatus::Succeeded.as_str())
+            .execute(&mut *conn)
             .await
-            .map_err(query("record a callback"))?;
-        sqlx::query(
-            "DELETE FROM call_payloads WHERE call_id = $1
-                AND EXISTS (SELECT 1 FROM calls WHERE id = $1 AND status = $2)",
-        )
-        .bind(id.hyphenated().to_string())
-        .bind(CallStatus::Succeeded.as_str())
-        .execute(&mut *tx)
-        .await
-        .map_err(query("delete a succeeded call's payload"))?;
+            .map_err(query("delete a succeeded call's payload"))?;
+            Ok::<_, StoreError>(())
+        })?;
         tx.commit().await.map_err(query("commit a callback"))?;
         Ok(())
     }
 
     /// The payload of call `id`, while it is kept (see the module's documentation).
     pub async fn payload(&self, id: Uuid) -> Result<Option<Payload>, StoreError> {
-        let row: Option<PayloadRow> = sqlx::query_as(concat!(
+        let row: Option<PayloadRow> = on_pool!(&self.pool, |pool, DB| sqlx::query_as(concat!(
             "SELECT ",
             payload_columns!(),
             " FROM call_payloads WHERE call_id = $1"
         ))
         .bind(id.hyphenated().to_string())
-        .fetch_optional(&self.pool)
-        .await
+        .fetch_optional(pool)
+        .await)
         .map_err(query("read a call's payload"))?;
         Ok(row.map(payload_of))
     }
@@ -440,24 +486,26 @@ impl Store {
 /// Inside the transaction that records calls `ids` as `succeeded`: deletes their payloads,
 /// as a succeeded call never runs again, except those whose callback is still to be sent
 /// (they go once it is, in [`Store::finish_callback`]).
-pub(crate) async fn release_payloads(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
-    ids: &[Uuid],
-) -> Result<(), StoreError> {
-    for chunk in ids.chunks(PAYLOAD_ROWS) {
-        let ids: Vec<String> = chunk.iter().map(|id| id.hyphenated().to_string()).collect();
-        let ids = serde_json::to_string(&ids).unwrap_or_else(|_| "[]".into());
-        sqlx::query(
-            "DELETE FROM call_payloads WHERE call_id IN (SELECT value FROM json_each($1))
-                AND callback_state IS NOT $2",
-        )
-        .bind(ids)
-        .bind(CALLBACK_PENDING)
-        .execute(&mut **tx)
-        .await
-        .map_err(query("delete succeeded calls' payloads"))?;
-    }
-    Ok(())
+pub(crate) async fn release_payloads(tx: &mut Tx, ids: &[Uuid]) -> Result<(), StoreError> {
+    on_tx!(tx, |conn, DB| {
+        for chunk in ids.chunks(PAYLOAD_ROWS) {
+            let mut delete =
+                sqlx::QueryBuilder::<DB>::new("DELETE FROM call_payloads WHERE call_id IN (");
+            let mut list = delete.separated(", ");
+            for id in chunk {
+                list.push_bind(id.hyphenated().to_string());
+            }
+            delete
+                .push(") AND callback_state IS DISTINCT FROM ")
+                .push_bind(CALLBACK_PENDING);
+            delete
+                .build()
+                .execute(&mut *conn)
+                .await
+                .map_err(query("delete succeeded calls' payloads"))?;
+        }
+        Ok(())
+    })
 }
 
 #[cfg(test)]
@@ -503,9 +551,9 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn calls_are_claimed_once_retried_when_due_killed_and_redriven() {
-        let store = Store::open_in_memory().await.expect("store");
+    crate::testing::backend_tests! {
+    async fn calls_are_claimed_once_retried_when_due_killed_and_redriven(kit) {
+        let store = kit.store().await;
         let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
         store
             .enqueue(&queued(a), &payload())
@@ -582,6 +630,7 @@ mod tests {
         expected.sort();
         assert_eq!(ids, expected);
     }
+    }
 
     async fn set_status(store: &Store, id: Uuid, status: CallStatus) {
         let mut record = store.get_call(id).await.expect("get").expect("a call");
@@ -592,9 +641,9 @@ mod tests {
             .expect("write");
     }
 
-    #[tokio::test]
-    async fn a_payload_goes_once_its_call_succeeded_and_stays_while_it_can_be_redriven() {
-        let store = Store::open_in_memory().await.expect("store");
+    crate::testing::backend_tests! {
+    async fn a_payload_goes_once_its_call_succeeded_and_stays_while_it_can_be_redriven(kit) {
+        let store = kit.store().await;
         let (ok, dead, hooked) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
         let mut with_callback = payload();
         with_callback.callback_url = Some("http://127.0.0.1:1/hook".into());
@@ -650,10 +699,11 @@ mod tests {
             assert!(store.get_call(id).await.expect("get").is_some());
         }
     }
+    }
 
-    #[tokio::test]
-    async fn payload_settings_results_and_callbacks_are_kept() {
-        let store = Store::open_in_memory().await.expect("store");
+    crate::testing::backend_tests! {
+    async fn payload_settings_results_and_callbacks_are_kept(kit) {
+        let store = kit.store().await;
         let (a, b, sync) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
         let expires = Utc::now() + Duration::seconds(30);
         let mut with_callback = payload();
@@ -737,5 +787,6 @@ mod tests {
             .await
             .expect("pending")
             .is_empty());
+    }
     }
 }
