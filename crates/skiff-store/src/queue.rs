@@ -406,9 +406,8 @@ impl Store {
         &self,
         id: Option<Uuid>,
     ) -> Result<Vec<PendingCallback>, StoreError> {
-        let rows: Vec<(String, String)> =
-            on_pool!(&self.pool, |pool, DB| {
-                sqlx::query_as(
+        let rows: Vec<(String, String)> = on_pool!(&self.pool, |pool, DB| {
+            sqlx::query_as(
             "SELECT p.call_id, p.callback_url FROM call_payloads p JOIN calls c ON c.id = p.call_id
              WHERE p.callback_state = $1 AND c.status IN ($2, $3)
                 AND (CAST($4 AS TEXT) IS NULL OR p.call_id = $4)
@@ -420,8 +419,8 @@ impl Store {
         .bind(id.map(|id| id.hyphenated().to_string()))
         .fetch_all(pool)
         .await
-            })
-            .map_err(query("find pending callbacks"))?;
+        })
+        .map_err(query("find pending callbacks"))?;
         let mut pending = Vec::with_capacity(rows.len());
         for (id, url) in rows {
             let id = Uuid::parse_str(&id)
@@ -787,6 +786,76 @@ mod tests {
             .await
             .expect("pending")
             .is_empty());
+    }
+    }
+
+    crate::testing::backend_tests! {
+    async fn daemons_claiming_at_once_never_take_one_call_twice(kit) {
+        let first = kit.shared_store().await;
+        let mut daemons = vec![first.clone()];
+        for _ in 0..3 {
+            daemons.push(kit.reopen().await);
+        }
+        let calls: Vec<(CallRecord, Payload)> = (0..300)
+            .map(|_| (queued(Uuid::now_v7()), payload()))
+            .collect();
+        first.enqueue_all(&calls).await.expect("enqueue");
+        let claimers = daemons.into_iter().map(|store| {
+            tokio::spawn(async move {
+                let mut mine = Vec::new();
+                loop {
+                    let claimed = store.claim(Utc::now(), 7).await.expect("claim");
+                    if claimed.is_empty() {
+                        return mine;
+                    }
+                    for c in claimed {
+                        assert_eq!(c.payload, payload(), "{}", c.record.id);
+                        mine.push(c.record.id);
+                    }
+                }
+            })
+        });
+        let mut claimed = Vec::new();
+        let mut claimers_with_calls = 0;
+        for claimer in claimers.collect::<Vec<_>>() {
+            let mine = claimer.await.expect("claimer");
+            claimers_with_calls += usize::from(!mine.is_empty());
+            claimed.extend(mine);
+        }
+        claimed.sort();
+        let mut expected: Vec<Uuid> = calls.iter().map(|(r, _)| r.id).collect();
+        expected.sort();
+        assert_eq!(claimed, expected, "each call claimed exactly once");
+        assert!(claimers_with_calls >= 1);
+        for (record, _) in &calls {
+            assert_eq!(
+                first.get_call(record.id).await.expect("get").map(|r| r.status),
+                Some(CallStatus::Running)
+            );
+        }
+    }
+
+    async fn an_error_message_with_nul_characters_is_kept_readable(kit) {
+        let store = kit.store().await;
+        let id = Uuid::now_v7();
+        store.enqueue(&queued(id), &payload()).await.expect("enqueue");
+        store
+            .requeue(
+                id,
+                2,
+                Utc::now(),
+                Some((CallErrorType::FunctionError, "bad\0byte".into())),
+            )
+            .await
+            .expect("requeue");
+        assert_eq!(
+            store
+                .get_call(id)
+                .await
+                .expect("get")
+                .and_then(|r| r.error_message),
+            Some("bad\u{FFFD}byte".to_string())
+        );
     }
     }
 }

@@ -19,6 +19,8 @@ pub(crate) struct Kit {
     /// PostgreSQL: the server's URL, and the schemas made for this test.
     server: Option<String>,
     schemas: Vec<String>,
+    /// SQLite: the directory of the file of [`Kit::shared_store`].
+    files: Option<tempfile::TempDir>,
 }
 
 impl Kit {
@@ -27,6 +29,7 @@ impl Kit {
             backend: Backend::Sqlite,
             server: None,
             schemas: Vec::new(),
+            files: None,
         }
     }
 
@@ -37,6 +40,7 @@ impl Kit {
                 backend: Backend::Postgres,
                 server: Some(url),
                 schemas: Vec::new(),
+                files: None,
             }),
             _ => {
                 let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
@@ -70,13 +74,40 @@ impl Kit {
         }
     }
 
-    /// PostgreSQL: another store on the database of `store`'s last schema, as a second
-    /// daemon (or the same one restarted) would open it.
+    /// A new store that [`Kit::reopen`] can open again: on SQLite, a file rather than
+    /// memory.
+    pub(crate) async fn shared_store(&mut self) -> Store {
+        match self.backend {
+            Backend::Postgres => self.store().await,
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("tempdir");
+                let store = Store::open(&dir.path().join("skiff.db"))
+                    .await
+                    .expect("SQLite store");
+                self.files = Some(dir);
+                store
+            }
+        }
+    }
+
+    /// Another store on the database of the last store made (on SQLite, the last
+    /// [`Kit::shared_store`]), with a pool of its own, as a second daemon (or the same one
+    /// restarted) would open it.
     pub(crate) async fn reopen(&mut self) -> Store {
-        let schema = self.schemas.last().cloned().expect("a store was made");
-        Store::connect(&self.url_of(&schema))
-            .await
-            .expect("PostgreSQL store")
+        match self.backend {
+            Backend::Postgres => {
+                let schema = self.schemas.last().cloned().expect("a store was made");
+                Store::connect(&self.url_of(&schema))
+                    .await
+                    .expect("PostgreSQL store")
+            }
+            Backend::Sqlite => {
+                let dir = self.files.as_ref().expect("a shared store was made");
+                Store::open(&dir.path().join("skiff.db"))
+                    .await
+                    .expect("SQLite store")
+            }
+        }
     }
 
     fn url_of(&self, schema: &str) -> String {

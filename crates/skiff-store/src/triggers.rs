@@ -427,4 +427,53 @@ mod tests {
         );
     }
     }
+
+    crate::testing::backend_tests! {
+    async fn each_tick_fires_once_across_daemons_firing_at_once(kit) {
+        let first = kit.shared_store().await;
+        let mut daemons = vec![first.clone()];
+        for _ in 0..3 {
+            daemons.push(kit.reopen().await);
+        }
+        let t = trigger("shared", "f", 7);
+        first.put_trigger(&t).await.expect("put");
+        let mut previous = t.last_tick;
+        for n in 1..=5 {
+            let tick = at(1_000 + n * 1_000);
+            let id = skiff_core::trigger::tick_call_id(&t.name, t.generation, tick);
+            // Every daemon read the same last tick, and fires the same tick.
+            let firings = daemons.iter().cloned().map(|store| {
+                let name = t.name.clone();
+                let generation = t.generation;
+                tokio::spawn(async move {
+                    let record = queued(id, tick);
+                    store
+                        .fire_tick(&name, generation, previous, tick, Some((&record, &payload())))
+                        .await
+                        .expect("fire")
+                })
+            });
+            let mut outcomes = Vec::new();
+            for firing in firings.collect::<Vec<_>>() {
+                outcomes.push(firing.await.expect("firing"));
+            }
+            let fired = outcomes.iter().filter(|o| **o == TickOutcome::Fired).count();
+            let stale = outcomes.iter().filter(|o| **o == TickOutcome::Stale).count();
+            assert_eq!((fired, stale), (1, 3), "tick {n}: {outcomes:?}");
+            assert_eq!(
+                first.get_trigger(&t.name).await.expect("get").and_then(|t| t.last_tick),
+                Some(tick)
+            );
+            previous = Some(tick);
+        }
+        let calls = first
+            .list_calls(&crate::CallFilter {
+                trigger: Some(Trigger::Cron),
+                ..Default::default()
+            })
+            .await
+            .expect("list");
+        assert_eq!(calls.len(), 5, "one call per tick");
+    }
+    }
 }
