@@ -72,7 +72,7 @@ macro_rules! select_calls {
     };
 }
 
-/// Rows per multi-row statement (20 parameters each: well under SQLite's limit, and
+/// Rows per multi-row statement (21 parameters each: well under SQLite's limit, and
 /// PostgreSQL's 65535).
 const ROWS_PER_STATEMENT: usize = 500;
 
@@ -93,6 +93,7 @@ const UPSERT_CALL_CONFLICT: &str = " ON CONFLICT (id) DO UPDATE SET
         response_size = excluded.response_size,
         duration_ms = excluded.duration_ms,
         wait_ms = excluded.wait_ms,
+        daemon = excluded.daemon,
         caller = COALESCE(excluded.caller, calls.caller),
         parent = COALESCE(excluded.parent, calls.parent),
         depth = CASE WHEN excluded.depth > calls.depth THEN excluded.depth ELSE calls.depth END";
@@ -126,7 +127,7 @@ impl Store {
             .begin()
             .await
             .map_err(query("begin a transaction"))?;
-        write_rows(&mut tx, &order, &records, &logs).await?;
+        write_rows(&mut tx, &self.my_id(), &order, &records, &logs).await?;
         tx.commit()
             .await
             .map_err(query("commit a batch of calls"))?;
@@ -150,21 +151,26 @@ impl Store {
                 logs.insert(write.record.id, l.as_slice());
             }
         }
-        write_rows(tx, &order, &records, &logs).await
+        write_rows(tx, &self.my_id(), &order, &records, &logs).await
     }
 }
 
-/// Writes the records (and logs) of `order` in multi-row statements.
+/// Writes the records (and logs) of `order` in multi-row statements, as calls of daemon
+/// `daemon`.
 async fn write_rows(
     tx: &mut Tx,
+    daemon: &str,
     order: &[Uuid],
     records: &HashMap<Uuid, &CallRecord>,
     logs: &HashMap<Uuid, &[u8]>,
 ) -> Result<(), StoreError> {
     on_tx!(tx, |conn, DB| {
         for chunk in order.chunks(ROWS_PER_STATEMENT) {
-            let mut insert =
-                QueryBuilder::<DB>::new(concat!("INSERT INTO calls (", call_columns!(), ") "));
+            let mut insert = QueryBuilder::<DB>::new(concat!(
+                "INSERT INTO calls (",
+                call_columns!(),
+                ", daemon) "
+            ));
             insert.push_values(
                 chunk.iter().filter_map(|id| records.get(id)),
                 |mut row, r| {
@@ -187,7 +193,8 @@ async fn write_rows(
                         .push_bind(r.wait_ms.map(int))
                         .push_bind(r.caller.clone())
                         .push_bind(r.parent.map(|p| p.hyphenated().to_string()))
-                        .push_bind(i64::from(r.depth));
+                        .push_bind(i64::from(r.depth))
+                        .push_bind(daemon);
                 },
             );
             insert.push(UPSERT_CALL_CONFLICT);
@@ -299,31 +306,50 @@ impl Store {
         })
     }
 
-    /// Marks every call still `queued` or `running` that did not come through the durable
-    /// queue as `failed` with error type `interrupted`, finished at `now` (its duration set
-    /// from its receipt), and returns how many. Queued calls (async, cron, ...) are left for
-    /// their queue to resume.
+    /// Marks every call of this daemon still `queued` or `running` that did not come
+    /// through the durable queue as `failed` with error type `interrupted`, finished at
+    /// `now` (its duration set from its receipt), and returns how many. Queued calls (async,
+    /// cron, ...) are left for their queue to resume; other daemons' calls are left alone.
     pub async fn interrupt_unfinished_calls(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
-        on_pool!(&self.pool, |pool, DB| sqlx::query(
-            "UPDATE calls SET
-                status = $1,
-                error_type = $2,
-                error_message = $3,
-                finished_at = $4,
-                duration_ms = CASE WHEN $4 > received_at THEN $4 - received_at ELSE 0 END
-             WHERE status IN ($5, $6) AND id NOT IN (SELECT call_id FROM call_payloads)",
-        )
-        .bind(CallStatus::Failed.as_str())
-        .bind(CallErrorType::Interrupted.as_str())
-        .bind(INTERRUPTED_MESSAGE)
-        .bind(millis(now))
-        .bind(CallStatus::Queued.as_str())
-        .bind(CallStatus::Running.as_str())
-        .execute(pool)
-        .await
-        .map(|done| done.rows_affected()))
-        .map_err(query("interrupt unfinished calls"))
+        let what = "interrupt unfinished calls";
+        let mut tx = self.pool.begin().await.map_err(query(what))?;
+        let done = interrupt_calls(&mut tx, &self.my_id(), true, now).await?;
+        tx.commit().await.map_err(query(what))?;
+        Ok(done)
     }
+}
+
+/// Marks the sync calls (those without a queue payload) still `queued` or `running` on
+/// daemon `owner` (and, with `unowned`, those no daemon is recorded for: written before
+/// calls named theirs) as `interrupted`, finished at `now`; returns how many.
+pub(crate) async fn interrupt_calls(
+    tx: &mut Tx,
+    owner: &str,
+    unowned: bool,
+    now: DateTime<Utc>,
+) -> Result<u64, StoreError> {
+    on_tx!(tx, |conn, DB| sqlx::query(
+        "UPDATE calls SET
+            status = $1,
+            error_type = $2,
+            error_message = $3,
+            finished_at = $4,
+            duration_ms = CASE WHEN $4 > received_at THEN $4 - received_at ELSE 0 END
+         WHERE status IN ($5, $6) AND id NOT IN (SELECT call_id FROM call_payloads)
+            AND (daemon = $7 OR ($8 AND daemon IS NULL))",
+    )
+    .bind(CallStatus::Failed.as_str())
+    .bind(CallErrorType::Interrupted.as_str())
+    .bind(INTERRUPTED_MESSAGE)
+    .bind(millis(now))
+    .bind(CallStatus::Queued.as_str())
+    .bind(CallStatus::Running.as_str())
+    .bind(owner)
+    .bind(unowned)
+    .execute(&mut *conn)
+    .await
+    .map(|done| done.rows_affected()))
+    .map_err(query("interrupt unfinished calls"))
 }
 
 pub(crate) fn decode(row: &dyn Columns) -> Result<CallRecord, StoreError> {

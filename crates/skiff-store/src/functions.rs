@@ -1,6 +1,7 @@
 //! Deployed functions: name, configuration (as JSON), pinned image, version and times.
 
-use crate::backend::{on_pool, Columns};
+use crate::backend::{on_pool, on_tx, Columns};
+use crate::changes::{announce, Change};
 use crate::codec::{int, millis, RowReader};
 use crate::error::{corrupt, query};
 use crate::{Store, StoreError};
@@ -15,7 +16,9 @@ impl Store {
                 format!("cannot encode the configuration: {e}"),
             )
         })?;
-        on_pool!(&self.pool, |pool, DB| sqlx::query(
+        let what = "store a function";
+        let mut tx = self.pool.begin().await.map_err(query(what))?;
+        on_tx!(&mut tx, |conn, DB| sqlx::query(
             "INSERT INTO functions (name, config, image_digest, version, created_at, updated_at)
              VALUES ($1, $2, $3, $4, $5, $6)
              ON CONFLICT (name) DO UPDATE SET
@@ -31,10 +34,12 @@ impl Store {
         .bind(int(f.version))
         .bind(millis(f.created_at))
         .bind(millis(f.updated_at))
-        .execute(pool)
+        .execute(&mut *conn)
         .await
         .map(|_| ()))
-        .map_err(query("store a function"))
+        .map_err(query(what))?;
+        announce(&mut tx, &Change::Function(f.name.to_string())).await?;
+        tx.commit().await.map_err(query(what))
     }
 
     /// The function called `name`, if there is one.
@@ -68,14 +73,19 @@ impl Store {
 
     /// Deletes the function called `name`; true if it existed. Its call records stay.
     pub async fn delete_function(&self, name: &str) -> Result<bool, StoreError> {
-        on_pool!(&self.pool, |pool, DB| sqlx::query(
+        let what = "delete a function";
+        let mut tx = self.pool.begin().await.map_err(query(what))?;
+        let done = on_tx!(&mut tx, |conn, DB| sqlx::query(
             "DELETE FROM functions WHERE name = $1"
         )
         .bind(name)
-        .execute(pool)
+        .execute(&mut *conn)
         .await
         .map(|done| done.rows_affected() > 0))
-        .map_err(query("delete a function"))
+        .map_err(query(what))?;
+        announce(&mut tx, &Change::Function(name.to_string())).await?;
+        tx.commit().await.map_err(query(what))?;
+        Ok(done)
     }
 }
 

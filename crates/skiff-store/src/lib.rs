@@ -17,7 +17,9 @@
 
 mod backend;
 mod calls;
+mod changes;
 mod codec;
+mod daemons;
 pub mod data_dir;
 mod error;
 mod functions;
@@ -29,6 +31,8 @@ mod testing;
 
 pub use backend::Backend;
 pub use calls::{CallFilter, CallWrite, DEFAULT_CALL_LIMIT, INTERRUPTED_MESSAGE, MAX_CALL_LIMIT};
+pub use changes::{Change, Changes};
+pub use daemons::{DaemonRecord, DaemonState, Recovered};
 pub use data_dir::{DataDir, DataDirError};
 pub use error::StoreError;
 pub use queue::{Claimed, Payload, PendingCallback, StoredResult};
@@ -81,9 +85,10 @@ fn host_name() -> String {
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: Pool,
-    /// PostgreSQL only: this daemon's id, drawn at connect and replaced by the one of its
-    /// data directory when it is bound ([`Store::bind_daemon_id`]).
-    daemon: Arc<parking_lot::Mutex<String>>,
+    /// This daemon's id and home, shared by clones: read (SQLite) or drawn (PostgreSQL) at
+    /// open, and set again when the id is bound ([`Store::bind_daemon_id`]). Calls this
+    /// store claims or records carry the id.
+    me: Arc<parking_lot::Mutex<daemons::Me>>,
 }
 
 impl Store {
@@ -182,10 +187,15 @@ impl Store {
         pool.migrate().await?;
         let store = Store {
             pool,
-            daemon: Arc::new(parking_lot::Mutex::new(new_daemon_id())),
+            me: Arc::new(parking_lot::Mutex::new(daemons::Me {
+                id: new_daemon_id(),
+                home: String::new(),
+            })),
         };
         if store.backend() == Backend::Sqlite {
             store.ensure_daemon_id().await?;
+            let id = store.sqlite_daemon_id().await?;
+            store.me.lock().id = id;
         }
         Ok(store)
     }
@@ -221,23 +231,19 @@ impl Store {
     /// restart. Nothing is ever replaced.
     pub async fn bind_daemon_id(&self, home: &str) -> Result<Option<String>, StoreError> {
         match &self.pool {
-            Pool::Sqlite(_) => self.bind_sqlite_daemon_id(home).await,
+            Pool::Sqlite(_) => {
+                let replaced = self.bind_sqlite_daemon_id(home).await?;
+                let id = self.sqlite_daemon_id().await?;
+                *self.me.lock() = daemons::Me {
+                    id,
+                    home: home.to_string(),
+                };
+                Ok(replaced)
+            }
             Pool::Postgres(pool) => {
                 let home = format!("{} {home}", host_name());
-                let now = chrono::Utc::now().timestamp_millis();
-                let id: String = sqlx::query_scalar(
-                    "INSERT INTO daemons (id, home, started_at, heartbeat_at)
-                     VALUES ($1, $2, $3, $3)
-                     ON CONFLICT (home) DO UPDATE SET started_at = excluded.started_at
-                     RETURNING id",
-                )
-                .bind(new_daemon_id())
-                .bind(&home)
-                .bind(now)
-                .fetch_one(pool)
-                .await
-                .map_err(query("register the daemon"))?;
-                *self.daemon.lock() = id;
+                let id = daemons::register(pool, &home, new_daemon_id()).await?;
+                *self.me.lock() = daemons::Me { id, home };
                 Ok(None)
             }
         }
@@ -298,15 +304,23 @@ impl Store {
     /// directory. On PostgreSQL: the id of the data directory it is bound to (until then,
     /// one drawn at connect).
     pub async fn daemon_id(&self) -> Result<String, StoreError> {
-        let pool = match &self.pool {
-            Pool::Postgres(_) => return Ok(self.daemon.lock().clone()),
-            Pool::Sqlite(pool) => pool,
-        };
-        let id: Option<String> = sqlx::query_scalar("SELECT value FROM meta WHERE key = $1")
-            .bind(DAEMON_ID_KEY)
-            .fetch_optional(pool)
-            .await
-            .map_err(query("read the daemon id"))?;
+        Ok(self.me.lock().id.clone())
+    }
+
+    /// The id cached by this store (see [`Store::daemon_id`]).
+    pub(crate) fn my_id(&self) -> String {
+        self.me.lock().id.clone()
+    }
+
+    /// SQLite: the daemon id stored in `meta`.
+    async fn sqlite_daemon_id(&self) -> Result<String, StoreError> {
+        let id: Option<String> = on_pool!(&self.pool, |pool, DB| sqlx::query_scalar(
+            "SELECT value FROM meta WHERE key = $1"
+        )
+        .bind(DAEMON_ID_KEY)
+        .fetch_optional(pool)
+        .await)
+        .map_err(query("read the daemon id"))?;
         id.ok_or_else(|| error::corrupt("meta", "the daemon id is missing"))
     }
 

@@ -112,7 +112,7 @@ macro_rules! payload_columns {
 /// rows another daemon is taking at that moment are skipped: two daemons never claim one
 /// call, and neither waits for the other.
 const CLAIM_SQLITE: &str = concat!(
-    "UPDATE calls SET status = $1, started_at = $2 WHERE id IN (
+    "UPDATE calls SET status = $1, started_at = $2, daemon = $5 WHERE id IN (
         SELECT id FROM calls WHERE status = $3
             AND (not_before IS NULL OR not_before <= $2)
         ORDER BY id LIMIT $4)
@@ -120,7 +120,7 @@ const CLAIM_SQLITE: &str = concat!(
     call_columns!()
 );
 const CLAIM_POSTGRES: &str = concat!(
-    "UPDATE calls SET status = $1, started_at = $2 WHERE id IN (
+    "UPDATE calls SET status = $1, started_at = $2, daemon = $5 WHERE id IN (
         SELECT id FROM calls WHERE status = $3
             AND (not_before IS NULL OR not_before <= $2)
         ORDER BY id LIMIT $4
@@ -198,6 +198,7 @@ impl Store {
             Backend::Sqlite => CLAIM_SQLITE,
             Backend::Postgres => CLAIM_POSTGRES,
         };
+        let me = self.my_id();
         let mut tx = self
             .pool
             .begin()
@@ -209,6 +210,7 @@ impl Store {
                 .bind(millis(now))
                 .bind(CallStatus::Queued.as_str())
                 .bind(i64::from(limit))
+                .bind(&me)
                 .fetch_all(&mut *conn)
                 .await
                 .map_err(query("claim due calls"))?;
@@ -347,19 +349,14 @@ impl Store {
         Ok(done)
     }
 
-    /// At start-up: calls that came through the queue (async, cron, ...) and were left
-    /// `running` by a stopped daemon go back to the queue.
+    /// At start-up: calls of this daemon that came through the queue (async, cron, ...)
+    /// and were left `running` when it stopped go back to the queue.
     pub async fn requeue_interrupted(&self) -> Result<u64, StoreError> {
-        on_pool!(&self.pool, |pool, DB| sqlx::query(
-            "UPDATE calls SET status = $1
-             WHERE status = $2 AND id IN (SELECT call_id FROM call_payloads)",
-        )
-        .bind(CallStatus::Queued.as_str())
-        .bind(CallStatus::Running.as_str())
-        .execute(pool)
-        .await
-        .map(|done| done.rows_affected()))
-        .map_err(query("requeue interrupted calls"))
+        let what = "requeue interrupted calls";
+        let mut tx = self.pool.begin().await.map_err(query(what))?;
+        let done = requeue_running(&mut tx, &self.my_id(), true).await?;
+        tx.commit().await.map_err(query(what))?;
+        Ok(done)
     }
 
     /// Keeps what an async call answered (the last attempt's answer replaces earlier ones).
@@ -480,6 +477,28 @@ impl Store {
         .map_err(query("read a call's payload"))?;
         Ok(row.map(payload_of))
     }
+}
+
+/// Puts the calls that came through the queue and are `running` on daemon `owner` (and,
+/// with `unowned`, those no daemon is recorded for) back in the queue; returns how many.
+pub(crate) async fn requeue_running(
+    tx: &mut Tx,
+    owner: &str,
+    unowned: bool,
+) -> Result<u64, StoreError> {
+    on_tx!(tx, |conn, DB| sqlx::query(
+        "UPDATE calls SET status = $1
+         WHERE status = $2 AND id IN (SELECT call_id FROM call_payloads)
+            AND (daemon = $3 OR ($4 AND daemon IS NULL))",
+    )
+    .bind(CallStatus::Queued.as_str())
+    .bind(CallStatus::Running.as_str())
+    .bind(owner)
+    .bind(unowned)
+    .execute(&mut *conn)
+    .await
+    .map(|done| done.rows_affected()))
+    .map_err(query("requeue interrupted calls"))
 }
 
 /// Inside the transaction that records calls `ids` as `succeeded`: deletes their payloads,

@@ -7,6 +7,7 @@
 //! it: either both writes happened, or neither did.
 
 use crate::backend::{on_pool, on_tx, Columns};
+use crate::changes::{announce, Change};
 use crate::codec::{millis, RowReader};
 use crate::error::{corrupt, query};
 use crate::queue::Payload;
@@ -35,7 +36,9 @@ impl Store {
                 format!("cannot encode the spec: {e}"),
             )
         })?;
-        on_pool!(&self.pool, |pool, DB| sqlx::query(
+        let what = "store a trigger";
+        let mut tx = self.pool.begin().await.map_err(query(what))?;
+        on_tx!(&mut tx, |conn, DB| sqlx::query(
             "INSERT INTO triggers (name, function, kind, spec, generation, created_at, last_tick)
              VALUES ($1, $2, $3, $4, $5, $6, $7)
              ON CONFLICT (name) DO UPDATE SET
@@ -53,10 +56,12 @@ impl Store {
         .bind(t.generation.hyphenated().to_string())
         .bind(millis(t.created_at))
         .bind(t.last_tick.map(millis))
-        .execute(pool)
+        .execute(&mut *conn)
         .await
         .map(|_| ()))
-        .map_err(query("store a trigger"))
+        .map_err(query(what))?;
+        announce(&mut tx, &Change::Trigger(t.name.clone())).await?;
+        tx.commit().await.map_err(query(what))
     }
 
     /// The trigger called `name`, if there is one.
@@ -89,25 +94,36 @@ impl Store {
 
     /// Deletes the trigger called `name`; true if it existed.
     pub async fn delete_trigger(&self, name: &str) -> Result<bool, StoreError> {
-        on_pool!(&self.pool, |pool, DB| sqlx::query(
+        let what = "delete a trigger";
+        let mut tx = self.pool.begin().await.map_err(query(what))?;
+        let done = on_tx!(&mut tx, |conn, DB| sqlx::query(
             "DELETE FROM triggers WHERE name = $1"
         )
         .bind(name)
-        .execute(pool)
+        .execute(&mut *conn)
         .await
         .map(|done| done.rows_affected() > 0))
-        .map_err(query("delete a trigger"))
+        .map_err(query(what))?;
+        announce(&mut tx, &Change::Trigger(name.to_string())).await?;
+        tx.commit().await.map_err(query(what))?;
+        Ok(done)
     }
 
     /// Deletes every trigger of function `function`; returns their names.
     pub async fn delete_triggers_of(&self, function: &str) -> Result<Vec<String>, StoreError> {
-        let mut names: Vec<String> = on_pool!(&self.pool, |pool, DB| sqlx::query_scalar(
+        let what = "delete the triggers of a function";
+        let mut tx = self.pool.begin().await.map_err(query(what))?;
+        let mut names: Vec<String> = on_tx!(&mut tx, |conn, DB| sqlx::query_scalar(
             "DELETE FROM triggers WHERE function = $1 RETURNING name"
         )
         .bind(function)
-        .fetch_all(pool)
+        .fetch_all(&mut *conn)
         .await)
-        .map_err(query("delete the triggers of a function"))?;
+        .map_err(query(what))?;
+        for name in &names {
+            announce(&mut tx, &Change::Trigger(name.clone())).await?;
+        }
+        tx.commit().await.map_err(query(what))?;
         names.sort();
         Ok(names)
     }
