@@ -26,6 +26,7 @@ pub(crate) struct Me {
 
 const ALIVE: &str = "alive";
 const RECOVERING: &str = "recovering";
+const STOPPED: &str = "stopped";
 
 /// Where a daemon is in its life, as the store sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +35,8 @@ pub enum DaemonState {
     Alive,
     /// Its lease ran out: another daemon is taking its calls and containers over.
     Recovering,
+    /// It stopped cleanly (not listed; its home keeps its id for its next start).
+    Stopped,
 }
 
 impl DaemonState {
@@ -42,6 +45,7 @@ impl DaemonState {
         match self {
             DaemonState::Alive => ALIVE,
             DaemonState::Recovering => RECOVERING,
+            DaemonState::Stopped => STOPPED,
         }
     }
 }
@@ -85,10 +89,10 @@ pub(crate) async fn register(
     let mut tx = pool.begin().await.map_err(query(what))?;
     sqlx::query(
         "UPDATE daemons SET home = home || ' (taken over as ' || id || ')'
-         WHERE home = $1 AND state <> $2",
+         WHERE home = $1 AND state = $2",
     )
     .bind(home)
-    .bind(ALIVE)
+    .bind(RECOVERING)
     .execute(&mut *tx)
     .await
     .map_err(query(what))?;
@@ -96,6 +100,7 @@ pub(crate) async fn register(
         "INSERT INTO daemons (id, home, state, started_at, heartbeat_at)
          VALUES ($1, $2, $3, $4, $4)
          ON CONFLICT (home) DO UPDATE SET
+            state = excluded.state,
             started_at = excluded.started_at,
             heartbeat_at = excluded.heartbeat_at
          RETURNING id",
@@ -129,12 +134,14 @@ impl Store {
         let what = "record a heartbeat";
         on_pool!(&self.pool, |pool, DB| {
             let beat = sqlx::query(
-                "UPDATE daemons SET heartbeat_at = $1, address = $2 WHERE id = $3 AND state = $4",
+                "UPDATE daemons SET heartbeat_at = $1, address = $2, state = $4
+                 WHERE id = $3 AND state <> $5",
             )
             .bind(millis(now))
             .bind(address)
             .bind(&me.id)
             .bind(ALIVE)
+            .bind(RECOVERING)
             .execute(pool)
             .await
             .map_err(query(what))?;
@@ -171,11 +178,12 @@ impl Store {
                 "SELECT d.id, d.address, d.state, d.started_at, d.heartbeat_at,
                     (SELECT COUNT(*) FROM calls c WHERE c.daemon = d.id AND c.status = $1)
                         AS running_calls
-                 FROM daemons d WHERE (CAST($2 AS TEXT) IS NULL OR d.id = $2)
+                 FROM daemons d WHERE (CAST($2 AS TEXT) IS NULL OR d.id = $2) AND d.state <> $3
                  ORDER BY d.started_at, d.id",
             )
             .bind(skiff_core::CallStatus::Running.as_str())
             .bind(only.as_deref())
+            .bind(STOPPED)
             .fetch_all(pool)
             .await
             .map_err(query("list the daemons"))?;
@@ -190,10 +198,12 @@ impl Store {
             return Ok(Vec::new());
         };
         sqlx::query_scalar(
-            "SELECT id FROM daemons WHERE heartbeat_at < $1 AND id <> $2 ORDER BY id",
+            "SELECT id FROM daemons WHERE heartbeat_at < $1 AND id <> $2 AND state <> $3
+             ORDER BY id",
         )
         .bind(millis(cutoff))
         .bind(self.my_id())
+        .bind(STOPPED)
         .fetch_all(pool)
         .await
         .map_err(query("find daemons past their lease"))
@@ -214,12 +224,13 @@ impl Store {
         let mut tx = self.pool.begin().await.map_err(query(what))?;
         let taken = on_tx!(&mut tx, |conn, DB| sqlx::query(
             "UPDATE daemons SET state = $1, heartbeat_at = $2
-             WHERE id = $3 AND heartbeat_at < $4",
+             WHERE id = $3 AND heartbeat_at < $4 AND state <> $5",
         )
         .bind(RECOVERING)
         .bind(millis(now))
         .bind(dead)
         .bind(millis(cutoff))
+        .bind(STOPPED)
         .execute(&mut *conn)
         .await
         .map(|done| done.rows_affected()))
@@ -250,13 +261,15 @@ impl Store {
         .map_err(query("forget a daemon taken over"))
     }
 
-    /// At a clean stop: this daemon leaves the list (it is found again when it restarts).
+    /// At a clean stop: this daemon leaves the list, its calls all final; its home keeps
+    /// its id for its next start.
     pub async fn leave(&self) -> Result<(), StoreError> {
         let id = self.my_id();
         on_pool!(&self.pool, |pool, DB| sqlx::query(
-            "DELETE FROM daemons WHERE id = $1 AND state = $2"
+            "UPDATE daemons SET state = $2 WHERE id = $1 AND state = $3"
         )
         .bind(&id)
+        .bind(STOPPED)
         .bind(ALIVE)
         .execute(pool)
         .await
@@ -277,6 +290,7 @@ fn decode(row: &dyn Columns) -> Result<DaemonRecord, StoreError> {
     let state = match r.text("state")?.as_str() {
         ALIVE => DaemonState::Alive,
         RECOVERING => DaemonState::Recovering,
+        STOPPED => DaemonState::Stopped,
         other => {
             return Err(crate::error::corrupt(
                 r.what.clone(),
@@ -401,9 +415,21 @@ mod tests {
         b.forget_daemon(&a_id).await.expect("forget");
         let ids: Vec<String> = c.daemons().await.expect("daemons").into_iter().map(|d| d.id).collect();
         assert!(!ids.contains(&a_id), "{ids:?}");
-        // A clean stop leaves the list.
+        // A clean stop leaves the list, and is never taken over; a restart there keeps
+        // the id.
         c.leave().await.expect("leave");
         assert!(!b.daemons().await.expect("daemons").iter().any(|d| d.id == c.my_id()));
+        assert!(b
+            .expired_daemons(now + Duration::hours(1))
+            .await
+            .expect("expired")
+            .iter()
+            .all(|id| *id != c.my_id()));
+        let c_again = kit.reopen().await;
+        c_again.bind_daemon_id("/srv/c").await.expect("bind");
+        assert_eq!(c_again.my_id(), c.my_id());
+        assert!(c_again.heartbeat(None, now).await.expect("beat"));
+        assert!(b.daemons().await.expect("daemons").iter().any(|d| d.id == c.my_id()));
     }
 
     async fn changes_to_functions_and_triggers_are_heard_by_other_daemons(kit) {

@@ -10,7 +10,7 @@
 //! payload, since it can be redriven.
 
 use crate::backend::{on_pool, on_tx, Tx};
-use crate::calls::call_columns;
+use crate::calls::{call_columns, call_columns_of};
 use crate::codec::{millis, text};
 use crate::error::query;
 use crate::{Backend, Store, StoreError};
@@ -120,13 +120,14 @@ const CLAIM_SQLITE: &str = concat!(
     call_columns!()
 );
 const CLAIM_POSTGRES: &str = concat!(
-    "UPDATE calls SET status = $1, started_at = $2, daemon = $5 WHERE id IN (
+    "WITH due AS (
         SELECT id FROM calls WHERE status = $3
             AND (not_before IS NULL OR not_before <= $2)
         ORDER BY id LIMIT $4
         FOR UPDATE SKIP LOCKED)
+     UPDATE calls SET status = $1, started_at = $2, daemon = $5 FROM due WHERE calls.id = due.id
      RETURNING ",
-    call_columns!()
+    call_columns_of!("calls.")
 );
 
 impl Store {

@@ -36,6 +36,10 @@ pub struct ServeArgs {
     /// which several daemons may share [default: SQLite, `skiff.db` in the data directory].
     #[arg(long, env = "SKIFF_STORE", value_name = "URL")]
     pub store: Option<String>,
+    /// With a shared store: how long a daemon may go without a heartbeat before another
+    /// takes its calls and containers over; it beats every fifth of it [default: 15s].
+    #[arg(long, env = "SKIFF_LEASE", value_name = "DURATION")]
+    pub lease: Option<HumanDuration>,
     /// Most calls running at once, across all functions [default: 64].
     #[arg(long, env = "SKIFF_MAX_CONCURRENT_CALLS", value_name = "N")]
     pub max_concurrent_calls: Option<usize>,
@@ -134,6 +138,7 @@ struct FileConfig {
     listen: Option<SocketAddr>,
     data_dir: Option<PathBuf>,
     store: Option<String>,
+    lease: Option<HumanDuration>,
     max_concurrent_calls: Option<usize>,
     max_queued_calls: Option<usize>,
     max_request_size: Option<ByteSize>,
@@ -300,6 +305,10 @@ impl ServeArgs {
         }
         platform.allowed_volumes = allowed;
         let gateway = GatewayConfig::default();
+        if let Some(d) = self.lease.or(file.lease) {
+            anyhow::ensure!(d.0 >= Duration::from_secs(1), "lease must be at least 1s");
+            platform.lease = d.0;
+        }
         let store = self.store.or(file.store).filter(|url| !url.is_empty());
         if let Some(url) = &store {
             anyhow::ensure!(

@@ -14,12 +14,14 @@
 //! | `GET /v1/calls/{id}` | | [`CallDetails`] |
 //! | `POST /v1/calls/{id}/redrive` | | [`CallRecord`] |
 //! | `GET /v1/triggers` | | [`TriggerList`] |
+//! | `GET /v1/cluster` | | [`ClusterView`] |
 //! | `GET`, `PUT`, `DELETE /v1/triggers/{name}` | [`TriggerSpec`] | [`TriggerView`] |
 //! | any error | | [`ErrorBody`] |
 //!
 //! Header names are in [`headers`].
 
 mod calls;
+mod cluster;
 mod error;
 mod functions;
 pub mod headers;
@@ -27,6 +29,7 @@ mod health;
 mod triggers;
 
 pub use calls::{Accepted, CallPage, CallQuery, CallQueryText};
+pub use cluster::{ClusterView, DaemonView};
 pub use error::{ErrorBody, ErrorDetail};
 pub use functions::{FunctionList, InstanceList, InstanceView, ScaleRequest};
 pub use health::{Health, HealthStatus};

@@ -9,9 +9,11 @@
 
 mod admission;
 mod calls;
+mod cluster;
 mod functions;
 mod lifecycle;
 mod setup;
+mod sync;
 
 use crate::callback::Callbacks;
 use crate::calls::{CallLog, InFlight};
@@ -264,7 +266,10 @@ impl Platform {
                 platform.contracts.instances.set_target(Arc::new(target));
             }
         }
+        platform.first_heartbeat().await?;
         platform.spawn_background();
+        platform.spawn_heartbeat();
+        platform.spawn_sync().await?;
         Arc::new(Dispatcher {
             store: platform.store.clone(),
             invoker: platform.clone(),
