@@ -362,21 +362,55 @@ impl Store {
     pub async fn interrupt_unfinished_calls(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
         let what = "interrupt unfinished calls";
         let mut tx = self.pool.begin().await.map_err(query(what))?;
-        let done = interrupt_calls(&mut tx, &self.my_id(), true, now).await?;
+        let me = self.my_id();
+        let done = interrupt_calls(&mut tx, self.own_calls(&me), now).await?;
         tx.commit().await.map_err(query(what))?;
         Ok(done)
     }
 }
 
-/// Marks the sync calls (those without a queue payload) still `queued` or `running` on
-/// daemon `owner` (and, with `unowned`, those no daemon is recorded for: written before
-/// calls named theirs) as `interrupted`, finished at `now`; returns how many.
+/// Whose calls a recovery touches.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Whose<'a> {
+    /// Those of daemon `id` only (taken over).
+    Of(&'a str),
+    /// Those of daemon `id`, and those no daemon is recorded for (written before calls
+    /// named theirs): a daemon's own, on a shared store.
+    Mine(&'a str),
+    /// Every call: on SQLite, whose file one daemon uses (its id may have changed, when
+    /// its data directory was moved).
+    Any,
+}
+
+impl Whose<'_> {
+    /// The parameters of `(daemon = $a OR ($b AND daemon IS NULL) OR $c)`.
+    pub(crate) fn binds(self) -> (String, bool, bool) {
+        match self {
+            Whose::Of(id) => (id.to_string(), false, false),
+            Whose::Mine(id) => (id.to_string(), true, false),
+            Whose::Any => (String::new(), true, true),
+        }
+    }
+}
+
+impl Store {
+    /// Whose calls this daemon recovers as its own: all of them on SQLite.
+    pub(crate) fn own_calls<'a>(&self, me: &'a str) -> Whose<'a> {
+        match self.backend() {
+            crate::Backend::Sqlite => Whose::Any,
+            crate::Backend::Postgres => Whose::Mine(me),
+        }
+    }
+}
+
+/// Marks the sync calls (those without a queue payload) still `queued` or `running` of
+/// `whose` as `interrupted`, finished at `now`; returns how many.
 pub(crate) async fn interrupt_calls(
     tx: &mut Tx,
-    owner: &str,
-    unowned: bool,
+    whose: Whose<'_>,
     now: DateTime<Utc>,
 ) -> Result<u64, StoreError> {
+    let (owner, unowned, any) = whose.binds();
     on_tx!(tx, |conn, DB| sqlx::query(
         "UPDATE calls SET
             status = $1,
@@ -385,7 +419,7 @@ pub(crate) async fn interrupt_calls(
             finished_at = $4,
             duration_ms = CASE WHEN $4 > received_at THEN $4 - received_at ELSE 0 END
          WHERE status IN ($5, $6) AND id NOT IN (SELECT call_id FROM call_payloads)
-            AND (daemon = $7 OR ($8 AND daemon IS NULL))",
+            AND (daemon = $7 OR ($8 AND daemon IS NULL) OR $9)",
     )
     .bind(CallStatus::Failed.as_str())
     .bind(CallErrorType::Interrupted.as_str())
@@ -393,8 +427,9 @@ pub(crate) async fn interrupt_calls(
     .bind(millis(now))
     .bind(CallStatus::Queued.as_str())
     .bind(CallStatus::Running.as_str())
-    .bind(owner)
+    .bind(&owner)
     .bind(unowned)
+    .bind(any)
     .execute(&mut *conn)
     .await
     .map(|done| done.rows_affected()))

@@ -239,8 +239,9 @@ impl Store {
             tx.rollback().await.map_err(query(what))?;
             return Ok(None);
         }
-        let requeued = crate::queue::requeue_running(&mut tx, dead, false).await?;
-        let interrupted = crate::calls::interrupt_calls(&mut tx, dead, false, now).await?;
+        let whose = crate::calls::Whose::Of(dead);
+        let requeued = crate::queue::requeue_running(&mut tx, whose).await?;
+        let interrupted = crate::calls::interrupt_calls(&mut tx, whose, now).await?;
         tx.commit().await.map_err(query(what))?;
         Ok(Some(Recovered {
             requeued,

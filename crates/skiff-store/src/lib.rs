@@ -604,4 +604,56 @@ mod tests {
         assert!(message.contains("127.0.0.1:1"), "{message}");
         assert!(!message.contains("hunter2"), "{message}");
     }
+
+    #[tokio::test]
+    async fn a_moved_sqlite_store_still_recovers_the_calls_of_its_previous_id() {
+        let store = Store::open_in_memory().await.expect("open");
+        store.bind_daemon_id("/srv/a").await.expect("bind");
+        let queued = CallRecord::new(
+            Uuid::now_v7(),
+            "f",
+            Trigger::Async,
+            CallStatus::Queued,
+            Utc::now(),
+        );
+        let payload = Payload {
+            method: "POST".into(),
+            path: "/".into(),
+            query: String::new(),
+            headers: Vec::new(),
+            body: Vec::new(),
+            expires_at: None,
+            callback_url: None,
+        };
+        store.enqueue(&queued, &payload).await.expect("enqueue");
+        assert_eq!(store.claim(Utc::now(), 10).await.expect("claim").len(), 1);
+        let sync = CallRecord::new(
+            Uuid::now_v7(),
+            "f",
+            Trigger::Http,
+            CallStatus::Running,
+            Utc::now(),
+        );
+        store
+            .write_calls(&[CallWrite {
+                record: sync.clone(),
+                logs: None,
+            }])
+            .await
+            .expect("write");
+        // Moved: a new id; the calls run under the old one are still this file's.
+        assert!(store
+            .bind_daemon_id("/srv/b")
+            .await
+            .expect("bind")
+            .is_some());
+        assert_eq!(store.requeue_interrupted().await.expect("requeue"), 1);
+        assert_eq!(
+            store
+                .interrupt_unfinished_calls(Utc::now())
+                .await
+                .expect("interrupt"),
+            1
+        );
+    }
 }

@@ -355,7 +355,8 @@ impl Store {
     pub async fn requeue_interrupted(&self) -> Result<u64, StoreError> {
         let what = "requeue interrupted calls";
         let mut tx = self.pool.begin().await.map_err(query(what))?;
-        let done = requeue_running(&mut tx, &self.my_id(), true).await?;
+        let me = self.my_id();
+        let done = requeue_running(&mut tx, self.own_calls(&me)).await?;
         tx.commit().await.map_err(query(what))?;
         Ok(done)
     }
@@ -480,22 +481,23 @@ impl Store {
     }
 }
 
-/// Puts the calls that came through the queue and are `running` on daemon `owner` (and,
-/// with `unowned`, those no daemon is recorded for) back in the queue; returns how many.
+/// Puts the calls of `whose` that came through the queue and are `running` back in the
+/// queue; returns how many.
 pub(crate) async fn requeue_running(
     tx: &mut Tx,
-    owner: &str,
-    unowned: bool,
+    whose: crate::calls::Whose<'_>,
 ) -> Result<u64, StoreError> {
+    let (owner, unowned, any) = whose.binds();
     on_tx!(tx, |conn, DB| sqlx::query(
         "UPDATE calls SET status = $1
          WHERE status = $2 AND id IN (SELECT call_id FROM call_payloads)
-            AND (daemon = $3 OR ($4 AND daemon IS NULL))",
+            AND (daemon = $3 OR ($4 AND daemon IS NULL) OR $5)",
     )
     .bind(CallStatus::Queued.as_str())
     .bind(CallStatus::Running.as_str())
-    .bind(owner)
+    .bind(&owner)
     .bind(unowned)
+    .bind(any)
     .execute(&mut *conn)
     .await
     .map(|done| done.rows_affected()))
