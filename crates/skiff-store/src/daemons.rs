@@ -249,6 +249,21 @@ impl Store {
         }))
     }
 
+    /// Says that the takeover of daemon `dead` goes on (its heartbeat `now`), so that no
+    /// other daemon takes it over again meanwhile.
+    pub async fn hold_takeover(&self, dead: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
+        on_pool!(&self.pool, |pool, DB| sqlx::query(
+            "UPDATE daemons SET heartbeat_at = $1 WHERE id = $2 AND state = $3"
+        )
+        .bind(millis(now))
+        .bind(dead)
+        .bind(RECOVERING)
+        .execute(pool)
+        .await
+        .map(|_| ()))
+        .map_err(query("hold a takeover"))
+    }
+
     /// Removes daemon `dead` from the list once its takeover is complete.
     pub async fn forget_daemon(&self, dead: &str) -> Result<(), StoreError> {
         on_pool!(&self.pool, |pool, DB| sqlx::query(

@@ -70,7 +70,9 @@ async fn two_daemons(db: &TestDatabase, lease: &str) -> (Daemon, Daemon) {
     (first, second)
 }
 
-/// How many times each async call ran, from the daemons' logs.
+/// How many times each attempt of each async call ran (keyed `CALL/ATTEMPT`), from the
+/// daemons' logs. A retry after a failure is another attempt; a call run again because
+/// its daemon died is the same attempt again.
 fn runs(daemons: &[&Daemon]) -> std::collections::HashMap<String, usize> {
     let mut runs = std::collections::HashMap::new();
     for d in daemons {
@@ -78,15 +80,22 @@ fn runs(daemons: &[&Daemon]) -> std::collections::HashMap<String, usize> {
             if !line.contains("running a queued call") {
                 continue;
             }
-            if let Some(id) = line
-                .split_whitespace()
-                .find_map(|word| word.strip_prefix("call="))
-            {
-                *runs.entry(id.to_string()).or_default() += 1;
+            let field = |name: &str| {
+                line.split_whitespace()
+                    .find_map(|word| word.strip_prefix(name))
+                    .map(str::to_string)
+            };
+            if let (Some(id), Some(attempt)) = (field("call="), field("attempt=")) {
+                *runs.entry(format!("{id}/{attempt}")).or_default() += 1;
             }
         }
     }
     runs
+}
+
+/// Whether call `id` ran (any attempt) according to `runs`.
+fn ran(runs: &std::collections::HashMap<String, usize>, id: &str) -> bool {
+    runs.keys().any(|key| key.starts_with(&format!("{id}/")))
 }
 
 #[tokio::test]
@@ -222,8 +231,13 @@ async fn a_daemon_killed_under_load_loses_no_call_and_its_containers_go_within_t
     );
     assert!(
         killed_at.elapsed() < Duration::from_secs(20),
-        "a's containers outlived the lease by far: {:?}",
-        killed_at.elapsed()
+        "a's containers outlived the lease by far: {:?}\n{}",
+        killed_at.elapsed(),
+        b.plain_log()
+            .lines()
+            .filter(|l| l.contains(&a_id) || l.contains("lease"))
+            .collect::<Vec<_>>()
+            .join("\n")
     );
 
     // Every call reaches a final state, through b.
@@ -231,17 +245,19 @@ async fn a_daemon_killed_under_load_loses_no_call_and_its_containers_go_within_t
         let record = b.wait_call(id, "succeeded", Duration::from_secs(120)).await;
         assert_eq!(record["function"], "slow");
     }
-    // None ran twice, but those in flight on a when it was killed (at least once).
+    // No attempt ran twice, but those in flight on a when it was killed (at least once).
     let on_a = runs(&[&a]);
     let all = runs(&[&a, &b]);
     for id in &ids {
-        let count = all.get(id).copied().unwrap_or(0);
-        assert!(count >= 1, "call {id} never ran");
-        if count > 1 {
-            assert_eq!(count, 2, "call {id} ran {count} times");
+        assert!(ran(&all, id), "call {id} never ran");
+    }
+    for (attempt, count) in &all {
+        if *count > 1 {
+            assert_eq!(*count, 2, "{attempt} ran {count} times");
             assert!(
-                on_a.contains_key(id),
-                "call {id} ran twice without a being killed in it"
+                on_a.contains_key(attempt),
+                "{attempt} ran twice without a being killed in it:\n{}",
+                b.plain_log()
             );
         }
     }
@@ -328,16 +344,22 @@ async fn a_cron_tick_fires_once_across_two_daemons_even_when_one_is_killed() {
     // Each tick's call ran once, but one in flight on a when it was killed.
     let (on_a, on_b) = (runs(&[&a]), runs(&[&b]));
     let all = runs(&[&a, &b]);
-    let twice: Vec<String> = calls
+    let twice: Vec<String> = all
         .iter()
-        .filter_map(|c| c["id"].as_str())
-        .filter(|id| all.get(*id).copied().unwrap_or(0) > 1)
-        .map(|id| format!("{id}: a {:?}, b {:?}", on_a.get(id), on_b.get(id)))
+        .filter(|(_, count)| **count > 1)
+        .map(|(attempt, _)| {
+            format!(
+                "{attempt}: a {:?}, b {:?}",
+                on_a.get(attempt),
+                on_b.get(attempt)
+            )
+        })
         .collect();
     assert!(
         twice.len() <= 1,
-        "tick calls ran twice: {twice:?}\n{}",
-        a.plain_log()
+        "tick calls ran twice: {twice:?}\n--- a:\n{}\n--- b:\n{}",
+        a.plain_log(),
+        b.plain_log()
     );
     b.stop().await;
 }

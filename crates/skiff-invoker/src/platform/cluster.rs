@@ -121,13 +121,14 @@ impl Platform {
         }
     }
 
-    /// Removes the containers of daemon `dead`, taken over, in a task of its own: again
+    /// Removes the containers of daemon `dead`, taken over, in a task of its own (past the
+    /// engine gate: they must not wait behind this daemon's own creates): again
     /// until a pass finds none (a create the engine was still carrying out when the daemon
     /// died lands after the first pass), at most [`SWEEPS`] times, then drops the daemon
     /// from the list. A sweep that cannot finish leaves it `recovering`, to be taken over
     /// again after another lease.
     fn sweep(&self, dead: String) {
-        let engine = self.engine.clone();
+        let engine = self.ungated.clone();
         let store = self.store.clone();
         let cancel = self.cancel.clone();
         self.tracker.spawn(async move {
@@ -139,6 +140,9 @@ impl Platform {
                         _ = tokio::time::sleep(SWEEP_PAUSE) => {}
                     }
                 }
+                if let Err(err) = store.hold_takeover(&dead, Utc::now()).await {
+                    tracing::warn!(daemon = %dead, %err, "cannot record that a takeover goes on");
+                }
                 match setup::reap(&*engine, &dead).await {
                     Ok(0) if pass > 0 => {
                         tracing::info!(daemon = %dead, removed = removed_total, "removed the containers of a daemon taken over");
@@ -147,7 +151,10 @@ impl Platform {
                         }
                         return;
                     }
-                    Ok(removed) => removed_total += removed,
+                    Ok(removed) => {
+                        tracing::debug!(daemon = %dead, pass, removed, "swept the containers of a daemon taken over");
+                        removed_total += removed;
+                    }
                     Err(err) => {
                         tracing::warn!(daemon = %dead, %err, "cannot remove the containers of a daemon taken over")
                     }

@@ -53,6 +53,9 @@ pub struct Platform {
     config: PlatformConfig,
     store: Store,
     engine: Arc<dyn ContainerEngine>,
+    /// The engine without the gate: for removing the containers of a daemon taken over,
+    /// which must not wait behind this daemon's own creates.
+    ungated: Arc<dyn ContainerEngine>,
     daemon_id: String,
     functions: Arc<Functions>,
     /// Serializes deploys, deletes, scaling and trigger changes.
@@ -93,6 +96,7 @@ impl Platform {
     ) -> Result<Arc<Platform>, PlatformError> {
         let daemon_id = store.daemon_id().await?;
         // Every heavy engine operation from here on goes through one adaptive gate.
+        let ungated = engine.clone();
         let (floor, ceiling) = config.engine_concurrency;
         let gate = crate::engine::Gate::new(floor.max(4).min(ceiling), floor, ceiling);
         let engine: Arc<dyn ContainerEngine> =
@@ -253,6 +257,7 @@ impl Platform {
             functions,
             daemon_id,
             engine,
+            ungated,
             store,
             config,
             tracker,

@@ -78,7 +78,11 @@ impl Platform {
     async fn apply(&self, change: Change) -> Result<(), PlatformError> {
         match change {
             Change::Function(name) => self.reload_function(&name).await,
-            Change::Trigger(name) => self.triggers.reload(self.me(), &name).await,
+            Change::Trigger(name) => {
+                // After a local change is complete, never in the middle of it.
+                let _serialized = self.deploys.lock().await;
+                self.triggers.reload(self.me(), &name).await
+            }
             Change::Resync => {
                 let mut stored: std::collections::HashMap<String, skiff_core::Function> = self
                     .store
@@ -100,6 +104,7 @@ impl Platform {
                     let function = stored.remove(&name);
                     self.reconcile_function(&name, function).await;
                 }
+                let _serialized = self.deploys.lock().await;
                 self.triggers.reload_all(self.me()).await
             }
         }
