@@ -3,7 +3,10 @@
 #
 #   scripts/postgres.sh start    makes a cluster in a fresh temporary directory, listening on
 #                                a free loopback port (from 55432 up) with trust
-#                                authentication, and prints "URL DIRECTORY"
+#                                authentication, and prints "URL DIRECTORY"; for tests it
+#                                turns fsync and synchronous commits off
+#   scripts/postgres.sh start --durable   the same with PostgreSQL's durable defaults
+#                                (for benchmarks)
 #   scripts/postgres.sh stop DIR stops the cluster of DIR and removes the directory
 #
 # As root, the cluster runs as the postgres user (initdb refuses root).
@@ -26,9 +29,13 @@ case "${1:-}" in
     [ ${#as_owner[@]} -eq 0 ] || chown postgres: "$dir"
     "${as_owner[@]}" "$bin/initdb" -D "$dir/data" -U postgres -A trust --no-sync \
       >"$dir/initdb.log" 2>&1 || { cat "$dir/initdb.log" >&2; exit 1; }
+    settings="-c max_connections=300"
+    if [ "${2:-}" != "--durable" ]; then
+      settings="$settings -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+    fi
     for port in $(seq 55432 55531); do
       if "${as_owner[@]}" "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 30 \
-        -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
+        -o "-p $port -k $dir -c listen_addresses=127.0.0.1 $settings" \
         start >/dev/null 2>&1; then
         echo "postgres://postgres@127.0.0.1:$port/postgres $dir"
         exit 0
