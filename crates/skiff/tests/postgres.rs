@@ -116,6 +116,16 @@ async fn a_function_deployed_through_one_daemon_is_served_by_the_other() {
         assert_eq!(d["this"], d["id"] == b.id.as_str(), "{cluster}");
     }
 
+    // `skiff cluster` lists both, marking the one that answered.
+    let out = std::process::Command::new(skiff_bin!())
+        .args(["cluster", "--url", &a.url])
+        .output()
+        .expect("skiff cluster");
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(&format!("{} *", a.id)), "{text}");
+    assert!(text.contains(&b.id), "{text}");
+
     a.deploy("hello", json!({"image": "skiff/hello:latest"}))
         .await;
     // Seen by the other daemon within a second (bound generous for a loaded machine).
