@@ -38,7 +38,10 @@ done
 
 cat <<TOUR
 
-skiff is running at $SKIFF_URL with four functions. Try, in another terminal:
+skiff is running at $SKIFF_URL with four functions.
+Dashboard: $SKIFF_URL/   (functions, calls, logs and charts, updated live)
+
+Try, in another terminal:
 
   export SKIFF_URL=$SKIFF_URL PATH=$root/target/release:\$PATH
   echo '{"name":"Ann"}' | skiff invoke hello      # Hello Ann!
@@ -51,6 +54,7 @@ skiff is running at $SKIFF_URL with four functions. Try, in another terminal:
       --payload '{"name":"Ann"}' /dev/stdout      # the same through the Lambda API
   skiff calls                                     # the calls, newest first
   skiff logs <call id>                            # what a call wrote to stderr
+  skiff logs -f web                               # a function's output, as it is written
 
 Ctrl-C stops skiff and removes its containers.
 TOUR

@@ -327,6 +327,10 @@ pub struct CallRecord {
     /// contracts, for a free instance.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wait_ms: Option<u64>,
+    /// Milliseconds the call waited for a container or instance started for it (a cold
+    /// start), from the moment it asked for one to the moment its code received the call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_ms: Option<u64>,
     /// The function whose container made this call through the function API.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub caller: Option<String>,
@@ -365,6 +369,7 @@ impl CallRecord {
             response_size: None,
             duration_ms: None,
             wait_ms: None,
+            start_ms: None,
             caller: None,
             parent: None,
             depth: 0,

@@ -7,6 +7,7 @@
 //! - [`function`]: a deployed function as the platform stores it.
 //! - [`call`]: one invocation, its explicit status machine and its error types.
 //! - [`instance`]: the lifecycle of one container serving a function.
+//! - [`stats`]: figures of calls over time (the stats route, the dashboard's charts).
 //! - [`syntax`]: the syntax of image references and readiness paths.
 //! - [`trigger`]: cron schedules and broker subscriptions that start calls.
 //! - [`units`]: byte sizes (`128Mi`) and durations (`10s`) as users write them.
@@ -18,6 +19,7 @@ pub mod function;
 pub mod instance;
 pub mod labels;
 pub mod spec;
+pub mod stats;
 pub mod syntax;
 pub mod trigger;
 pub mod units;

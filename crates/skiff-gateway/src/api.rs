@@ -156,6 +156,7 @@ pub async fn invoke(
         call_id: None,
         attempt: 1,
         caller: caller.map(|Extension(c)| c),
+        from_queue: false,
     };
     if asynchronous {
         return accepted(state.platform.enqueue(&name, request).await?);

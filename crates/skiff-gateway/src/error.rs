@@ -132,7 +132,11 @@ impl From<PlatformError> for ApiError {
                 },
                 retry_after: None,
             },
-            err @ (PlatformError::Overloaded { .. } | PlatformError::NearFdLimit { .. }) => {
+            err @ PlatformError::Overloaded { .. } => ApiError {
+                retry_after: Some(RETRY_AFTER_SECS),
+                ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, "overloaded", err.to_string())
+            },
+            err @ (PlatformError::NearFdLimit { .. } | PlatformError::TooManyFollowers { .. }) => {
                 ApiError {
                     retry_after: Some(RETRY_AFTER_SECS),
                     ..ApiError::new(

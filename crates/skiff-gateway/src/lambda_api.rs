@@ -390,6 +390,7 @@ async fn invoke(
         call_id: None,
         attempt: 1,
         caller: None,
+        from_queue: false,
     };
     match invocation_type {
         "DryRun" => {

@@ -1,8 +1,10 @@
 //! skiff-gateway: skiff's HTTP surface.
 //!
-//! - the management API under `/v1` (functions, invoke, calls, logs, triggers), described by the
+//! - the management API under `/v1` (functions, invoke, calls, logs followed live, stats,
+//!   triggers), described by the
 //!   OpenAPI document at `/v1/openapi.json`, generated from this code;
 //! - the public invocation route `ANY /fn/{name}/{*path}`;
+//! - the dashboard at `/` ([`skiff_dashboard`]), under the same layers as the API;
 //! - `/healthz` and `/readyz`;
 //! - on the functions' network only, the function API ([`function_api`]) and the Lambda
 //!   Runtime API ([`runtime_api`]).
@@ -16,6 +18,7 @@ mod api;
 mod error;
 pub mod function_api;
 mod lambda_api;
+mod logs_api;
 mod openapi;
 mod public;
 pub mod runtime_api;
@@ -78,6 +81,12 @@ pub fn app(platform: Arc<Platform>, config: GatewayConfig) -> Router {
                 .delete(api::delete_function),
         )
         .route("/v1/functions/{name}/instances", get(api::list_instances))
+        .route(
+            "/v1/functions/{name}/instances/{id}/logs",
+            get(logs_api::instance_logs),
+        )
+        .route("/v1/functions/{name}/logs/follow", get(logs_api::follow))
+        .route("/v1/functions/{name}/stats", get(logs_api::stats))
         .route("/v1/functions/{name}/scale", post(api::scale))
         .route("/v1/calls", get(api::list_calls))
         .route("/v1/calls/{id}", get(api::get_call))
@@ -94,9 +103,11 @@ pub fn app(platform: Arc<Platform>, config: GatewayConfig) -> Router {
         .merge(lambda_api::routes())
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY_BYTES))
         .merge(invoke_routes)
+        .with_state(state.clone())
+        // The dashboard's pages, under the same layers as the API below.
+        .merge(skiff_dashboard::routes(state.platform))
         .fallback(|| async { ApiError::no_route() })
         .method_not_allowed_fallback(|| async { method_not_allowed() })
-        .with_state(state)
         .layer(catch_panic())
         .layer(TraceLayer::new_for_http())
 }

@@ -1,7 +1,7 @@
 //! The OpenAPI document of the API, generated from the handlers' annotations and the
 //! wire types of [`skiff_core::api`].
 
-use crate::{api, triggers_api};
+use crate::{api, logs_api, triggers_api};
 use axum::Json;
 use utoipa::OpenApi;
 
@@ -23,6 +23,9 @@ use utoipa::OpenApi;
         api::invoke,
         api::list_instances,
         api::scale,
+        logs_api::follow,
+        logs_api::instance_logs,
+        logs_api::stats,
         api::list_calls,
         api::get_call,
         api::call_logs,
@@ -64,6 +67,13 @@ use utoipa::OpenApi;
         skiff_core::NatsSpec,
         skiff_core::MissedTicks,
         skiff_core::api::TriggerList,
+        skiff_core::api::LogEvent,
+        skiff_core::api::LogLine,
+        skiff_core::api::LogStream,
+        skiff_core::api::InstanceLogs,
+        skiff_core::api::FunctionStats,
+        skiff_core::api::StatsBucket,
+        skiff_core::api::StatsTotals,
     )),
     tags(
         (name = "functions", description = "Deploy and manage functions"),

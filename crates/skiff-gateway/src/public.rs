@@ -46,6 +46,7 @@ async fn run(
         call_id: None,
         attempt: 1,
         caller: parts.extensions.get::<skiff_invoker::Caller>().cloned(),
+        from_queue: false,
     };
     if asynchronous {
         return crate::api::accepted(state.platform.enqueue(&name, request).await?);

@@ -24,18 +24,28 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 /// What a call carries from start to finish.
+///
+/// A call has two budgets, as Lambda's init phase and invocation do: `start_by` bounds its
+/// wait for a slot and a container (its start budget), and its `timeout` counts from the
+/// moment its code receives it ([`CallContext::deliver`]), which sets its `deadline`.
 #[derive(Debug, Clone)]
 pub(crate) struct CallContext {
     /// Its record, as it stands.
     pub(crate) record: CallRecord,
     /// Started when the call was received.
     pub(crate) clock: Instant,
-    /// When it must have ended.
+    /// When its code must have received it: past this, it is refused as `overloaded`.
+    pub(crate) start_by: tokio::time::Instant,
+    /// Its caller's deadline, for a call made by a function: its own never goes past it.
+    pub(crate) outer_deadline: Option<tokio::time::Instant>,
+    /// When it must have ended. Until it is delivered: the latest it could be.
     pub(crate) deadline: tokio::time::Instant,
     /// The time its function gets (from `started_at` to the deadline).
     pub(crate) timeout: Duration,
-    /// When it got its slot.
+    /// When its code received it (until then, when it got its slot).
     pub(crate) started_at: DateTime<Utc>,
+    /// Whether it comes from the durable queue (see `InvokeRequest::from_queue`).
+    pub(crate) from_queue: bool,
 }
 
 impl CallContext {
@@ -44,6 +54,29 @@ impl CallContext {
         (self.started_at
             + chrono::Duration::from_std(self.timeout).unwrap_or(chrono::Duration::MAX))
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    }
+
+    /// The call reaches its function's code now, after waiting `waited` for its container or
+    /// instance (a cold start when `cold`): its timeout starts, bounded by its caller's
+    /// deadline, and the wait is noted on its record (`start_ms` for a cold start, else
+    /// added to `wait_ms`).
+    pub(crate) fn deliver(&mut self, waited: Duration, cold: bool) {
+        let now = tokio::time::Instant::now();
+        let deadline = now + self.timeout;
+        self.deadline = self
+            .outer_deadline
+            .map_or(deadline, |outer| outer.min(deadline));
+        self.timeout = self.deadline.saturating_duration_since(now);
+        self.started_at = Utc::now();
+        let record = &mut self.record;
+        record.started_at = Some(self.started_at);
+        record.cold = Some(cold);
+        let ms = u64::try_from(waited.as_millis()).unwrap_or(u64::MAX);
+        if cold {
+            record.start_ms = Some(record.start_ms.unwrap_or(0).saturating_add(ms));
+        } else {
+            record.wait_ms = Some(record.wait_ms.unwrap_or(0).saturating_add(ms));
+        }
     }
 }
 
@@ -224,6 +257,10 @@ enum StreamEnd {
     Broken(String),
     /// Dropped before its end: the caller went away.
     Dropped,
+    /// Still streaming at the call's deadline: cut.
+    TimedOut,
+    /// Past the response limit: cut.
+    TooLarge(u64),
 }
 
 /// Finishes an `http` call's record when its response body ends (or is dropped).
@@ -234,6 +271,66 @@ pub(crate) struct CompletionState {
     pub(crate) status: StatusCode,
     pub(crate) lease: Lease,
     pub(crate) held: Held,
+    /// On an instance that serves one call at a time: how much it had written when the
+    /// call got it, and how to add what trails the answer. What it writes from there to
+    /// the call's end is the call's log.
+    pub(crate) log_mark: Option<(u64, LateLog)>,
+}
+
+/// How long after a call on a one-call-at-a-time instance its output is read again for the
+/// call's log: output reaches skiff a little after the answer.
+pub(crate) const LATE_OUTPUT: Duration = Duration::from_millis(100);
+
+/// Rewrites a call's log with the instance output that trailed its answer.
+#[derive(Debug, Clone)]
+pub(crate) struct LateLog {
+    pub(crate) tracker: tokio_util::task::TaskTracker,
+    pub(crate) recorder: Recorder,
+    pub(crate) store: skiff_store::Store,
+}
+
+impl LateLog {
+    /// After [`LATE_OUTPUT`], a tracked task reads what the instance wrote since `mark`;
+    /// if its log (`render`ed) is longer than the `seen` bytes recorded, the call's record
+    /// is written again with it.
+    pub(crate) fn rewrite(
+        self,
+        id: uuid::Uuid,
+        output: crate::pool::Output,
+        mark: u64,
+        seen: usize,
+        render: impl Fn(&[u8]) -> Vec<u8> + Send + 'static,
+    ) {
+        let LateLog {
+            tracker,
+            recorder,
+            store,
+        } = self;
+        // A body dropped outside the runtime (it should not be) keeps the log it has.
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        tracker.spawn_on(
+            async move {
+                tokio::time::sleep(LATE_OUTPUT).await;
+                let late = output.lock().since(mark);
+                let logs = render(&late);
+                if logs.len() > seen {
+                    // The final record was sent before this task woke; write it first.
+                    recorder.flush().await;
+                    if let Ok(Some(record)) = store.get_call(id).await {
+                        recorder
+                            .record(CallWrite {
+                                record,
+                                logs: Some(logs),
+                            })
+                            .await;
+                    }
+                }
+            },
+            &handle,
+        );
+    }
 }
 
 impl CompletionState {
@@ -248,6 +345,17 @@ impl CompletionState {
                 kind: CallErrorType::ClientDisconnected,
                 message: "the caller went away before the whole response was sent".to_string(),
             },
+            StreamEnd::TimedOut => CallResult::Failed {
+                kind: CallErrorType::Timeout,
+                message: "the response was still streaming at the call's timeout; it was cut"
+                    .to_string(),
+            },
+            StreamEnd::TooLarge(limit) => CallResult::Failed {
+                kind: CallErrorType::OutputTooLarge,
+                message: format!(
+                    "the function's response went past the limit of {limit} bytes; it was cut"
+                ),
+            },
             StreamEnd::Finished if self.status.is_server_error() => CallResult::Failed {
                 kind: CallErrorType::FunctionError,
                 message: format!("the function answered {}", self.status),
@@ -260,10 +368,20 @@ impl CompletionState {
             self.call.record.response_size = Some(bytes);
         }
         let record = self.log.finish_record(&mut self.call, result);
+        let id = record.id;
+        let (logs, late) = match self.log_mark.take() {
+            Some((mark, late)) => (
+                Some(self.lease.output.lock().since(mark)),
+                Some((mark, late)),
+            ),
+            None => (None, None),
+        };
+        let seen = logs.as_ref().map_or(0, Vec::len);
         // Never waits: this can run in a `Drop`.
-        self.log
-            .recorder
-            .record_soon(CallWrite { record, logs: None });
+        self.log.recorder.record_soon(CallWrite { record, logs });
+        if let Some((mark, late)) = late {
+            late.rewrite(id, self.lease.output.clone(), mark, seen, <[u8]>::to_vec);
+        }
         // The lease, then the slot, are given back as `self` drops.
         drop(self.lease);
         drop(self.held);
@@ -271,19 +389,37 @@ impl CompletionState {
 }
 
 /// A response body that finishes its call's record when it ends, breaks or is dropped, and
-/// holds the call's instance slot until then.
+/// holds the call's instance slot until then. It is cut, with an error that aborts the
+/// response, at the call's deadline or past `max_bytes`.
 pub(crate) struct Completion {
     inner: hyper::body::Incoming,
     bytes: u64,
+    max_bytes: u64,
+    deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
     state: Option<CompletionState>,
 }
 
+/// Why a response stream was cut.
+#[derive(Debug, thiserror::Error)]
+enum Cut {
+    #[error("the response ran past the call's timeout")]
+    TimedOut,
+    #[error("the response went past the limit of {0} bytes")]
+    TooLarge(u64),
+}
+
 impl Completion {
-    /// Wraps an instance's response body.
-    pub(crate) fn wrap(inner: hyper::body::Incoming, state: CompletionState) -> crate::body::Body {
+    /// Wraps an instance's response body, of at most `max_bytes`.
+    pub(crate) fn wrap(
+        inner: hyper::body::Incoming,
+        state: CompletionState,
+        max_bytes: u64,
+    ) -> crate::body::Body {
         Completion {
             inner,
             bytes: 0,
+            max_bytes,
+            deadline: Box::pin(tokio::time::sleep_until(state.call.deadline)),
             state: Some(state),
         }
         .boxed_unsync()
@@ -305,10 +441,20 @@ impl http_body::Body for Completion {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
         use std::task::Poll;
+        if self.state.is_some() && std::future::Future::poll(self.deadline.as_mut(), cx).is_ready()
+        {
+            self.complete(StreamEnd::TimedOut);
+            return Poll::Ready(Some(Err(Box::new(Cut::TimedOut))));
+        }
         match std::pin::Pin::new(&mut self.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     self.bytes += data.len() as u64;
+                }
+                if self.bytes > self.max_bytes {
+                    let limit = self.max_bytes;
+                    self.complete(StreamEnd::TooLarge(limit));
+                    return Poll::Ready(Some(Err(Box::new(Cut::TooLarge(limit)))));
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
@@ -362,10 +508,44 @@ mod tests {
                 Utc::now(),
             ),
             clock: Instant::now(),
+            start_by: tokio::time::Instant::now(),
+            outer_deadline: None,
             deadline: tokio::time::Instant::now(),
             timeout: Duration::from_secs(1),
             started_at: Utc::now(),
+            from_queue: false,
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_timeout_counts_from_delivery_and_never_passes_the_callers_deadline() {
+        let mut own = call();
+        own.timeout = Duration::from_secs(10);
+        own.record.wait_ms = Some(5);
+        tokio::time::advance(Duration::from_secs(3)).await;
+        own.deliver(Duration::from_millis(700), true);
+        let now = tokio::time::Instant::now();
+        assert_eq!(own.deadline, now + Duration::from_secs(10));
+        assert_eq!(
+            own.record.start_ms,
+            Some(700),
+            "a cold start is its own figure"
+        );
+        assert_eq!(own.record.wait_ms, Some(5));
+        assert_eq!(own.record.cold, Some(true));
+
+        let mut callee = call();
+        callee.timeout = Duration::from_secs(10);
+        callee.outer_deadline = Some(now + Duration::from_secs(4));
+        callee.deliver(Duration::from_millis(20), false);
+        assert_eq!(callee.deadline, now + Duration::from_secs(4));
+        assert_eq!(callee.timeout, Duration::from_secs(4));
+        assert_eq!(
+            callee.record.wait_ms,
+            Some(20),
+            "a warm wait adds to wait_ms"
+        );
+        assert_eq!(callee.record.start_ms, None);
     }
 
     #[test]

@@ -17,12 +17,16 @@ pub struct PlatformConfig {
     pub max_response_bytes: usize,
     /// Most bytes of a call's log (stderr) kept in its record.
     pub max_log_bytes: usize,
-    /// Containers kept created and started ahead of calls, per `exec` function.
+    /// How long a call may wait for a slot and a container before its code receives it,
+    /// for functions that set no `max_wait` (the start budget, apart from the timeout).
+    pub max_wait: Duration,
+    /// Containers kept created and started ahead of calls, per `exec` function, at the
+    /// least: more are prepared as calls arrive faster, up to `exec_prewarm_max`.
     pub exec_prewarm: usize,
+    /// Most containers kept prepared per `exec` function, however fast calls arrive.
+    pub exec_prewarm_max: usize,
     /// A function not called for this long has its prepared containers removed.
     pub exec_idle_timeout: Duration,
-    /// Most containers being prepared in the background at once.
-    pub max_background_prepares: usize,
     /// The Docker network functions join (created if missing).
     pub network: String,
     /// Open files limit inside function containers.
@@ -53,6 +57,9 @@ pub struct PlatformConfig {
     pub async_max_event_age: Duration,
     /// Most bytes of an async call's response kept as its result.
     pub async_result_bytes: usize,
+    /// Calls that ended longer ago than this are deleted, with their logs, payloads and
+    /// results (queued and running calls are kept whatever their age).
+    pub retention: Duration,
     /// The least and most container creates, starts and removes run at once; the
     /// limit adapts between them to the engine's latency.
     pub engine_concurrency: (usize, usize),
@@ -80,9 +87,10 @@ impl PlatformConfig {
             max_queued_calls: 1024,
             max_response_bytes: 6 << 20,
             max_log_bytes: 64 << 10,
+            max_wait: Duration::from_secs(60),
             exec_prewarm: 1,
+            exec_prewarm_max: 8,
             exec_idle_timeout: Duration::from_secs(300),
-            max_background_prepares: 2,
             network: "skiff-functions".to_string(),
             nofile: 4096,
             max_request_bytes: 6 << 20,
@@ -99,6 +107,7 @@ impl PlatformConfig {
             async_result_bytes: 256 << 10,
             max_call_depth: 16,
             engine_concurrency: (2, 32),
+            retention: Duration::from_secs(7 * 24 * 3600),
             callback_allow: Vec::new(),
             listeners: Vec::new(),
             allowed_volumes: Vec::new(),

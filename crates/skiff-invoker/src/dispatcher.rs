@@ -13,7 +13,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use http_body_util::BodyExt;
 use skiff_core::CallErrorType;
 use skiff_store::{Claimed, Store};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Notify, Semaphore};
@@ -81,6 +81,63 @@ impl Unsettled {
     }
 }
 
+/// The calls of each function the dispatcher runs now: a claim takes no more calls of a
+/// function than its instances can serve at once, so that a claimed call does not wait for
+/// an instance past its start budget (and go back to the queue).
+#[derive(Debug, Default)]
+pub(crate) struct FunctionLoad {
+    running: HashMap<String, usize>,
+}
+
+impl FunctionLoad {
+    /// The room of each bounded function, from its capacity and its calls running.
+    fn rooms(&self, capacities: &[(String, usize)]) -> HashMap<String, u32> {
+        capacities
+            .iter()
+            .map(|(function, capacity)| {
+                let running = self.running.get(function).copied().unwrap_or(0);
+                let room = capacity.saturating_sub(running);
+                (function.clone(), u32::try_from(room).unwrap_or(u32::MAX))
+            })
+            .collect()
+    }
+
+    fn started(&mut self, function: &str) {
+        *self.running.entry(function.to_string()).or_default() += 1;
+    }
+
+    fn ended(&mut self, function: &str) {
+        if let Some(running) = self.running.get_mut(function) {
+            *running = running.saturating_sub(1);
+            if *running == 0 {
+                self.running.remove(function);
+            }
+        }
+    }
+}
+
+/// Counts a claimed call as running until dropped.
+struct Running {
+    load: Arc<parking_lot::Mutex<FunctionLoad>>,
+    function: String,
+}
+
+impl Running {
+    fn new(load: &Arc<parking_lot::Mutex<FunctionLoad>>, function: &str) -> Self {
+        load.lock().started(function);
+        Running {
+            load: load.clone(),
+            function: function.to_string(),
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.load.lock().ended(&self.function);
+    }
+}
+
 /// Settles its call when dropped.
 struct SettleGuard {
     unsettled: Arc<Unsettled>,
@@ -116,6 +173,7 @@ impl Dispatcher {
     /// Runs the dispatcher on `tracker` until `cancel` fires.
     pub(crate) fn spawn(self: Arc<Self>, tracker: &TaskTracker, cancel: CancellationToken) {
         let slots = Arc::new(Semaphore::new(self.max_running.max(1)));
+        let load = Arc::new(parking_lot::Mutex::new(FunctionLoad::default()));
         let inner = tracker.clone();
         tracker.spawn(async move {
             loop {
@@ -129,7 +187,12 @@ impl Dispatcher {
                 if free == 0 || !self.invoker.is_accepting() || !self.invoker.has_room() {
                     continue;
                 }
-                let claimed = match self.store.claim(Utc::now(), free.min(CLAIM_BATCH)).await {
+                let rooms = load.lock().rooms(&self.invoker.capacities());
+                let claimed = match self
+                    .store
+                    .claim_within(Utc::now(), free.min(CLAIM_BATCH), &rooms)
+                    .await
+                {
                     Ok(claimed) => claimed,
                     Err(err) => {
                         tracing::error!(%err, "cannot read the call queue");
@@ -141,8 +204,10 @@ impl Dispatcher {
                         return;
                     };
                     let dispatcher = self.clone();
+                    let running = Running::new(&load, &call.record.function);
                     inner.spawn(async move {
                         dispatcher.run_queued(call).await;
+                        drop(running);
                         drop(permit);
                     });
                 }
@@ -189,6 +254,7 @@ impl Dispatcher {
             call_id: Some(id),
             attempt,
             caller: None,
+            from_queue: true,
         };
         let failure = match self.invoker.invoke(&record.function, request).await {
             Ok(outcome) => {
@@ -227,6 +293,7 @@ impl Dispatcher {
                 error_type: CallErrorType::Interrupted,
                 ..
             }) if !self.invoker.is_accepting() => {
+                self.recorder.flush().await;
                 self.requeue_call(id, attempt, Duration::ZERO, None).await;
                 return;
             }
@@ -257,7 +324,10 @@ impl Dispatcher {
             Err(PlatformError::Overloaded { .. })
             | Err(PlatformError::NearFdLimit { .. })
             | Err(PlatformError::ShuttingDown) => {
-                // Not an attempt: run it again later.
+                // Not an attempt: run it again later. A call refused after it was admitted
+                // (no container within its start budget) has a `rejected` record on its way
+                // to the store: it goes first, so that it cannot overwrite the requeue.
+                self.recorder.flush().await;
                 self.requeue_call(id, attempt, Duration::from_millis(500), None)
                     .await;
                 return;
@@ -318,6 +388,27 @@ impl Dispatcher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bounded_function_has_the_room_its_running_calls_leave() {
+        let mut load = FunctionLoad::default();
+        let capacities = vec![("web".to_string(), 3), ("fn".to_string(), 1)];
+        load.started("web");
+        load.started("web");
+        load.started("fn");
+        load.started("exec");
+        let rooms = load.rooms(&capacities);
+        assert_eq!(rooms.get("web"), Some(&1));
+        assert_eq!(rooms.get("fn"), Some(&0));
+        assert_eq!(
+            rooms.get("exec"),
+            None,
+            "an exec function is bounded by the slots only"
+        );
+        load.ended("fn");
+        load.ended("fn");
+        assert_eq!(load.rooms(&capacities).get("fn"), Some(&1));
+    }
 
     #[tokio::test]
     async fn a_reader_waits_until_a_call_run_settles() {

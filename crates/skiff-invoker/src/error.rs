@@ -97,6 +97,12 @@ pub enum PlatformError {
     /// The platform is shutting down and takes no new calls.
     #[error("skiff is shutting down")]
     ShuttingDown,
+    /// As many logs are followed as the daemon allows.
+    #[error("{max} logs are followed already; try again later")]
+    TooManyFollowers {
+        /// The most followers at once.
+        max: usize,
+    },
     /// The container engine failed.
     #[error(transparent)]
     Engine(#[from] EngineError),

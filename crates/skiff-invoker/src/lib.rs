@@ -8,6 +8,7 @@
 //!   state), and each contract's call path (`invoke`);
 //! - a call's record from start to end (`calls`), written in batches (`recorder`), counted
 //!   in the [`metrics`]; the sync calls in flight (`running`);
+//! - live logs: output line by line to followers, and instance lines to the store ([`logs`]);
 //! - the global limit (`limiter`) and the file descriptor budget (`fds`);
 //! - async calls: the durable queue (`queue`), the dispatcher (`dispatcher`), callbacks
 //!   ([`callback`], [`destinations`]);
@@ -29,6 +30,7 @@ pub mod fds;
 mod invoke;
 pub mod lambda;
 mod limiter;
+pub mod logs;
 pub mod metrics;
 mod platform;
 pub mod pool;

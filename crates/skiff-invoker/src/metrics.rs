@@ -94,6 +94,8 @@ pub struct Metrics {
     engine_limit: Gauge,
     engine_running: Gauge,
     engine_waiting: Gauge,
+    exec_containers: Family<StateLabels, Gauge>,
+    exec_waiting: Gauge,
 }
 
 impl Default for Metrics {
@@ -170,7 +172,21 @@ impl Metrics {
             "Container creates, starts and removes waiting for their turn",
             engine_waiting.clone(),
         );
+        let exec_containers = Family::<StateLabels, Gauge>::default();
+        registry.register(
+            "exec_containers",
+            "Containers of exec functions by state: ready (prepared ahead of calls), preparing, removing",
+            exec_containers.clone(),
+        );
+        let exec_waiting = Gauge::default();
+        registry.register(
+            "exec_calls_waiting",
+            "Calls of exec functions waiting for a container",
+            exec_waiting.clone(),
+        );
         Metrics {
+            exec_containers,
+            exec_waiting,
             cold_start,
             engine_limit,
             engine_running,
@@ -244,6 +260,22 @@ impl Metrics {
         self.engine_limit.set(limit as i64);
         self.engine_running.set(running as i64);
         self.engine_waiting.set(waiting as i64);
+    }
+
+    /// Sets the exec driver's gauges.
+    pub fn exec(&self, stats: crate::exec::ExecStats) {
+        for (state, count) in [
+            ("ready", stats.ready),
+            ("preparing", stats.preparing),
+            ("removing", stats.removing),
+        ] {
+            self.exec_containers
+                .get_or_create(&StateLabels {
+                    state: state.to_string(),
+                })
+                .set(count as i64);
+        }
+        self.exec_waiting.set(stats.waiting as i64);
     }
 
     /// The text exposition, with the gauges set from the current state.

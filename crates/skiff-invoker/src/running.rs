@@ -128,6 +128,7 @@ impl RunningCalls {
         CallGuard {
             registry: self.clone(),
             id,
+            function: function.to_string(),
             stop,
             reason,
         }
@@ -198,17 +199,32 @@ fn stop(call: &Running, reason: StopReason) {
 pub(crate) struct CallGuard {
     registry: Arc<RunningCalls>,
     id: Uuid,
+    function: String,
     stop: CancellationToken,
     reason: Arc<OnceLock<StopReason>>,
 }
 
 impl CallGuard {
+    /// The call's id.
+    pub(crate) fn id(&self) -> Uuid {
+        self.id
+    }
+
+    /// The call's function.
+    pub(crate) fn function(&self) -> &str {
+        &self.function
+    }
+
     /// Ties the call to the container serving it (instance id), so that requests from
-    /// that container are known to come from this call.
-    pub(crate) fn bind(&self, instance: &str) {
+    /// that container are known to come from this call, and sets the deadline the call got
+    /// when its code received it (its callees inherit it).
+    pub(crate) fn bind(&self, instance: &str, deadline: Instant) {
         let mut state = self.registry.state();
         let previous = match state.calls.get_mut(&self.id) {
-            Some(call) => call.instance.replace(instance.to_string()),
+            Some(call) => {
+                call.deadline = deadline;
+                call.instance.replace(instance.to_string())
+            }
             None => return,
         };
         if let Some(previous) = previous {
@@ -230,6 +246,11 @@ impl CallGuard {
     /// Resolves once the call is stopped.
     pub(crate) fn stopped(&self) -> tokio_util::sync::WaitForCancellationFuture<'_> {
         self.stop.cancelled()
+    }
+
+    /// Whether the call has been stopped.
+    pub(crate) fn is_stopped(&self) -> bool {
+        self.stop.is_cancelled()
     }
 
     /// Why the call was stopped, if it was.
@@ -272,10 +293,11 @@ mod tests {
         let running = Arc::new(RunningCalls::default());
         let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
         let deadline = at(10);
-        let ga = running.register(a, "f", deadline, 2);
+        // The deadline given at registration holds until the call reaches its container.
+        let ga = running.register(a, "f", at(100), 2);
         let _gb = running.register(b, "g", at(20), 0);
         assert_eq!(running.parent("c1", None), None, "not bound yet");
-        ga.bind("c1");
+        ga.bind("c1", deadline);
         assert_eq!(
             running.parent("c1", None),
             Some(Parent {
@@ -298,8 +320,8 @@ mod tests {
         let ga = running.register(a, "web", late, 0);
         let gb = running.register(b, "web", early, 3);
         let gc = running.register(c, "web", at(7), 1);
-        for g in [&ga, &gb, &gc] {
-            g.bind("i1");
+        for (g, deadline) in [(&ga, late), (&gb, early), (&gc, at(7))] {
+            g.bind("i1", deadline);
         }
         assert_eq!(
             running.parent("i1", None),
@@ -321,8 +343,8 @@ mod tests {
         let running = Arc::new(RunningCalls::default());
         let a = Uuid::now_v7();
         let ga = running.register(a, "f", at(10), 0);
-        ga.bind("old");
-        ga.bind("new");
+        ga.bind("old", at(10));
+        ga.bind("new", at(10));
         assert_eq!(running.parent("old", None), None);
         assert_eq!(running.parent("new", None).map(|p| p.call), Some(a));
     }

@@ -69,6 +69,10 @@ fn run(concurrency: u32, max: u32, holds: Vec<u64>) -> Result<(), TestCaseError>
                 paused_ttl: Duration::from_secs(3600),
                 autoscale_window: Duration::from_secs(60),
                 tokens: Arc::new(skiff_invoker::TokenKey::from_bytes([1; 64])),
+                logs: skiff_invoker::logs::LogSink::start(
+                    skiff_store::Store::open_in_memory().await.expect("store"),
+                    &tokio_util::task::TaskTracker::new(),
+                ),
             },
             cancel.clone(),
             skiff_invoker::proxy::client(),

@@ -59,7 +59,7 @@ macro_rules! call_columns {
     () => {
         "id, function, trigger, status, attempt, received_at, started_at, finished_at, \
          cold, instance, exit_code, error_type, error_message, request_size, response_size, \
-         duration_ms, wait_ms, caller, parent, depth"
+         duration_ms, wait_ms, start_ms, caller, parent, depth"
     };
 }
 pub(crate) use call_columns;
@@ -103,6 +103,8 @@ macro_rules! call_columns_of {
             $t,
             "wait_ms, ",
             $t,
+            "start_ms, ",
+            $t,
             "caller, ",
             $t,
             "parent, ",
@@ -117,11 +119,11 @@ macro_rules! select_calls {
     () => {
         "SELECT id, function, trigger, status, attempt, received_at, started_at, finished_at, \
          cold, instance, exit_code, error_type, error_message, request_size, response_size, \
-         duration_ms, wait_ms, caller, parent, depth FROM calls"
+         duration_ms, wait_ms, start_ms, caller, parent, depth FROM calls"
     };
 }
 
-/// Rows per multi-row statement (21 parameters each: well under SQLite's limit, and
+/// Rows per multi-row statement (23 parameters each: well under SQLite's limit, and
 /// PostgreSQL's 65535).
 const ROWS_PER_STATEMENT: usize = 500;
 
@@ -143,6 +145,7 @@ const UPSERT_CALL_CONFLICT: &str = " ON CONFLICT (id) DO UPDATE SET
         duration_ms = excluded.duration_ms,
         wait_ms = excluded.wait_ms,
         daemon = excluded.daemon,
+        start_ms = excluded.start_ms,
         caller = COALESCE(excluded.caller, calls.caller),
         parent = COALESCE(excluded.parent, calls.parent),
         depth = CASE WHEN excluded.depth > calls.depth THEN excluded.depth ELSE calls.depth END";
@@ -240,6 +243,7 @@ async fn write_rows(
                         .push_bind(r.response_size.map(int))
                         .push_bind(r.duration_ms.map(int))
                         .push_bind(r.wait_ms.map(int))
+                        .push_bind(r.start_ms.map(int))
                         .push_bind(r.caller.clone())
                         .push_bind(r.parent.map(|p| p.hyphenated().to_string()))
                         .push_bind(i64::from(r.depth))
@@ -463,6 +467,7 @@ pub(crate) fn decode(row: &dyn Columns) -> Result<CallRecord, StoreError> {
         response_size: r.unsigned_opt("response_size")?,
         duration_ms: r.unsigned_opt("duration_ms")?,
         wait_ms: r.unsigned_opt("wait_ms")?,
+        start_ms: r.unsigned_opt("start_ms")?,
         caller: r.text_opt("caller")?,
         parent: r.parse_opt("parent")?,
         depth: r.unsigned("depth")?,
@@ -499,6 +504,7 @@ mod tests {
             response_size: None,
             duration_ms: None,
             wait_ms: None,
+            start_ms: None,
             caller: None,
             parent: None,
             depth: 0,
@@ -540,6 +546,8 @@ mod tests {
         done.exit_code = Some(0);
         done.response_size = Some(7);
         done.duration_ms = Some(250);
+        done.wait_ms = Some(4);
+        done.start_ms = Some(180);
         done.instance = None;
         let logs: &[u8] = b"line 1\n\x00\xff\xfe binary\n";
         store
@@ -1002,6 +1010,7 @@ mod batch_tests {
             response_size: None,
             duration_ms: None,
             wait_ms: None,
+            start_ms: None,
             caller: None,
             parent: None,
             depth: 0,

@@ -6,7 +6,10 @@
 //!   of `daemons` per host and data directory on PostgreSQL;
 //! - deployed functions ([`Store::put_function`], ...), their configuration as JSON;
 //! - call records and their logs ([`Store::write_calls`], [`Store::list_calls`], ...);
-//! - the durable queue of async calls ([`Store::enqueue`], [`Store::claim`], ...);
+//! - the durable queue of async calls ([`Store::enqueue`], [`Store::claim_within`], ...),
+//!   and the pruning of calls past the retention ([`Store::prune_calls`]);
+//! - what instances write ([`Store::write_instance_logs`], [`Store::instance_logs`]), bounded;
+//! - the samples the stats of calls are counted from ([`Store::call_samples`]);
 //! - triggers and the firing of cron ticks ([`Store::put_trigger`], [`Store::fire_tick`]).
 //!
 //! Timestamps are stored as unix milliseconds (sub-millisecond precision is dropped), enums
@@ -23,7 +26,10 @@ mod daemons;
 pub mod data_dir;
 mod error;
 mod functions;
+mod instance_logs;
 mod queue;
+mod retention;
+mod samples;
 mod triggers;
 
 #[cfg(test)]
@@ -35,6 +41,10 @@ pub use changes::{Change, Changes};
 pub use daemons::{DaemonRecord, DaemonState, Recovered};
 pub use data_dir::{DataDir, DataDirError};
 pub use error::StoreError;
+pub use instance_logs::{
+    InstanceLogFilter, ALL_INSTANCE_LOG_LINES, DEFAULT_INSTANCE_LOG_LIMIT, INSTANCE_LOG_LINES,
+    MAX_INSTANCE_LOG_LIMIT,
+};
 pub use queue::{Claimed, Payload, PendingCallback, StoredResult};
 pub use triggers::TickOutcome;
 
@@ -397,6 +407,7 @@ mod tests {
             response_size: Some(5),
             duration_ms: Some(12),
             wait_ms: Some(1),
+            start_ms: Some(2),
             caller: None,
             parent: None,
             depth: 0,

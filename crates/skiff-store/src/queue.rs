@@ -16,6 +16,7 @@ use crate::error::query;
 use crate::{Backend, Store, StoreError};
 use chrono::{DateTime, Utc};
 use skiff_core::{CallErrorType, CallRecord, CallStatus};
+use std::collections::HashMap;
 use uuid::Uuid;
 
 /// What a queued call carries.
@@ -108,22 +109,42 @@ macro_rules! payload_columns {
     };
 }
 
-/// Claims due queued calls, oldest first. On PostgreSQL the rows taken are locked, and
-/// rows another daemon is taking at that moment are skipped: two daemons never claim one
-/// call, and neither waits for the other.
+/// Claims due queued calls, oldest first, at most `$4` of them and at most `rooms[f]` of
+/// function `f` (`$6`, the rooms as a JSON object; a function not in it is bounded by `$4`
+/// only): the `n`th due call of a function (`ROW_NUMBER()` over its calls, oldest first) is
+/// taken only if `n` is within its room.
 const CLAIM_SQLITE: &str = concat!(
     "UPDATE calls SET status = $1, started_at = $2, daemon = $5 WHERE id IN (
-        SELECT id FROM calls WHERE status = $3
-            AND (not_before IS NULL OR not_before <= $2)
+        SELECT id FROM (
+            SELECT id, function,
+                ROW_NUMBER() OVER (PARTITION BY function ORDER BY id) AS n
+            FROM calls WHERE status = $3
+                AND (not_before IS NULL OR not_before <= $2)) AS due
+        WHERE due.n <= COALESCE(
+            (SELECT value FROM json_each($6) WHERE key = due.function), $4)
         ORDER BY id LIMIT $4)
      RETURNING ",
     call_columns!()
 );
+/// The same on PostgreSQL, where the rows taken are locked and rows another daemon is
+/// taking at that moment are skipped: two daemons never claim one call, and neither waits
+/// for the other. A window function cannot be in a `SELECT ... FOR UPDATE`, so the
+/// candidates are chosen first (`candidates`), then locked (`due`); a candidate another
+/// daemon holds is skipped, never replaced by a later call of its function, so no function
+/// gets more than its room (a daemon may claim fewer than it could; its next claim takes
+/// them).
 const CLAIM_POSTGRES: &str = concat!(
-    "WITH due AS (
-        SELECT id FROM calls WHERE status = $3
-            AND (not_before IS NULL OR not_before <= $2)
-        ORDER BY id LIMIT $4
+    "WITH candidates AS (
+        SELECT id FROM (
+            SELECT id, function,
+                ROW_NUMBER() OVER (PARTITION BY function ORDER BY id) AS n
+            FROM calls WHERE status = $3
+                AND (not_before IS NULL OR not_before <= $2)) AS ranked
+        WHERE ranked.n <= COALESCE(($6::jsonb ->> ranked.function)::bigint, $4)
+        ORDER BY id LIMIT $4),
+     due AS (
+        SELECT id FROM calls WHERE id IN (SELECT id FROM candidates) AND status = $3
+        ORDER BY id
         FOR UPDATE SKIP LOCKED)
      UPDATE calls SET status = $1, started_at = $2, daemon = $5 FROM due WHERE calls.id = due.id
      RETURNING ",
@@ -195,10 +216,24 @@ impl Store {
     /// Claims up to `limit` due queued calls, oldest first: they become `running`. Each
     /// call is claimed once, even by several daemons sharing a PostgreSQL store.
     pub async fn claim(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<Claimed>, StoreError> {
+        self.claim_within(now, limit, &HashMap::new()).await
+    }
+
+    /// Claims up to `limit` due queued calls, oldest first, and at most `rooms[f]` of those
+    /// of function `f` (functions not in `rooms` are bounded by `limit` only): they become
+    /// `running`. Each call is claimed once, even by several daemons sharing a PostgreSQL
+    /// store.
+    pub async fn claim_within(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+        rooms: &HashMap<String, u32>,
+    ) -> Result<Vec<Claimed>, StoreError> {
         let sql = match self.backend() {
             Backend::Sqlite => CLAIM_SQLITE,
             Backend::Postgres => CLAIM_POSTGRES,
         };
+        let rooms = serde_json::to_string(rooms).unwrap_or_else(|_| "{}".into());
         let me = self.my_id();
         let mut tx = self
             .pool
@@ -212,6 +247,7 @@ impl Store {
                 .bind(CallStatus::Queued.as_str())
                 .bind(i64::from(limit))
                 .bind(&me)
+                .bind(&rooms)
                 .fetch_all(&mut *conn)
                 .await
                 .map_err(query("claim due calls"))?;
@@ -243,7 +279,7 @@ impl Store {
         })?;
         tx.commit().await.map_err(query("commit claimed calls"))?;
         records.sort_by_key(|r| r.id);
-        let mut payloads: std::collections::HashMap<String, Payload> = payloads
+        let mut payloads: HashMap<String, Payload> = payloads
             .into_iter()
             .map(|row| (row.7.clone(), payload_of(row)))
             .collect();
@@ -554,6 +590,7 @@ mod tests {
             response_size: None,
             duration_ms: None,
             wait_ms: None,
+            start_ms: None,
             caller: None,
             parent: None,
             depth: 0,
@@ -573,6 +610,34 @@ mod tests {
     }
 
     crate::testing::backend_tests! {
+    async fn a_claim_takes_no_more_of_a_function_than_its_room(kit) {
+        let store = kit.store().await;
+        let mut ids = Vec::new();
+        for function in ["narrow", "narrow", "narrow", "wide", "wide", "full"] {
+            let mut record = queued(Uuid::now_v7());
+            record.function = function.into();
+            ids.push(record.id);
+            store.enqueue(&record, &payload()).await.expect("enqueue");
+        }
+        let rooms = [("narrow".to_string(), 2), ("full".to_string(), 0)].into();
+        let claimed = store
+            .claim_within(Utc::now(), 10, &rooms)
+            .await
+            .expect("claim");
+        let names: Vec<&str> = claimed.iter().map(|c| c.record.function.as_str()).collect();
+        assert_eq!(
+            names,
+            ["narrow", "narrow", "wide", "wide"],
+            "oldest first, within rooms"
+        );
+        // What was left is still queued, for a later claim with room.
+        let rest = store.claim(Utc::now(), 10).await.expect("claim");
+        assert_eq!(
+            rest.iter().map(|c| c.record.id).collect::<Vec<_>>(),
+            vec![ids[2], ids[5]]
+        );
+    }
+
     async fn calls_are_claimed_once_retried_when_due_killed_and_redriven(kit) {
         let store = kit.store().await;
         let (a, b) = (Uuid::now_v7(), Uuid::now_v7());

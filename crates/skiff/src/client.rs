@@ -9,8 +9,8 @@ use skiff_core::api::headers::{
 };
 use skiff_core::api::{
     Accepted, CallDetails, CallPage, CallQuery, CallRecord, ErrorBody, FunctionList, FunctionSpec,
-    FunctionView, Health, HealthStatus, InstanceList, InstanceView, ScaleRequest, TriggerList,
-    TriggerSpec, TriggerView,
+    FunctionView, Health, HealthStatus, InstanceList, InstanceView, LogEvent, ScaleRequest,
+    TriggerList, TriggerSpec, TriggerView,
 };
 use std::time::Duration;
 use uuid::Uuid;
@@ -344,6 +344,53 @@ impl ApiClient {
             .request(Method::GET, &["v1", "calls", &id, "logs"])
             .timeout(REQUEST_TIMEOUT);
         self.bytes(self.send(request).await?).await
+    }
+
+    /// `GET /v1/functions/{name}/logs/follow`: the function's output from now on, event by
+    /// event (NDJSON), until the daemon ends the stream.
+    pub async fn follow_logs(
+        &self,
+        name: &str,
+    ) -> Result<impl futures::Stream<Item = Result<LogEvent, ClientError>> + use<>, ClientError>
+    {
+        let request = self
+            .request(Method::GET, &["v1", "functions", name, "logs", "follow"])
+            .header(reqwest::header::ACCEPT, "application/x-ndjson");
+        let response = self.send(request).await?;
+        let client = self.clone();
+        let state = (Box::pin(response.bytes_stream()), Vec::<u8>::new());
+        Ok(futures::stream::unfold(
+            state,
+            move |(mut bytes, mut pending)| {
+                let client = client.clone();
+                async move {
+                    use futures::StreamExt;
+                    loop {
+                        if let Some(end) = pending.iter().position(|b| *b == b'\n') {
+                            let line: Vec<u8> = pending.drain(..=end).collect();
+                            let line = &line[..line.len() - 1];
+                            if line.iter().all(u8::is_ascii_whitespace) {
+                                continue; // a keep-alive
+                            }
+                            let event = serde_json::from_slice::<LogEvent>(line).map_err(|err| {
+                                ClientError::Decode {
+                                    url: client.shown.clone(),
+                                    reason: err.to_string(),
+                                }
+                            });
+                            return Some((event, (bytes, pending)));
+                        }
+                        match bytes.next().await {
+                            Some(Ok(chunk)) => pending.extend_from_slice(&chunk),
+                            Some(Err(err)) => {
+                                return Some((Err(client.transport(&err)), (bytes, Vec::new())))
+                            }
+                            None => return None,
+                        }
+                    }
+                }
+            },
+        ))
     }
 
     /// `PUT /v1/triggers/{name}`: creates or replaces a trigger; true if it was created.

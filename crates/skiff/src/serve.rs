@@ -55,12 +55,23 @@ pub struct ServeArgs {
     /// Most bytes of a call's log kept [default: 64Ki].
     #[arg(long, env = "SKIFF_MAX_LOG_SIZE", value_name = "SIZE")]
     pub max_log_size: Option<ByteSize>,
-    /// Containers prepared ahead of calls, per exec function [default: 1].
+    /// How long a call may wait for a slot and a container before it runs, for functions
+    /// that set no max_wait; then 429 (an async call goes back to the queue) [default: 60s].
+    #[arg(long, env = "SKIFF_MAX_WAIT", value_name = "DURATION")]
+    pub max_wait: Option<HumanDuration>,
+    /// Containers prepared ahead of calls, per exec function, at the least [default: 1].
     #[arg(long, env = "SKIFF_EXEC_PREWARM", value_name = "N")]
     pub exec_prewarm: Option<usize>,
+    /// Most containers prepared per exec function as calls arrive faster [default: 8].
+    #[arg(long, env = "SKIFF_EXEC_PREWARM_MAX", value_name = "N")]
+    pub exec_prewarm_max: Option<usize>,
     /// Remove a function's prepared containers after it is idle this long [default: 5m].
     #[arg(long, env = "SKIFF_EXEC_IDLE_TIMEOUT", value_name = "DURATION")]
     pub exec_idle_timeout: Option<HumanDuration>,
+    /// Delete call records, logs, async payloads and results this long after the call
+    /// ended [default: 7d].
+    #[arg(long, env = "SKIFF_RETENTION", value_name = "DURATION")]
+    pub retention: Option<HumanDuration>,
     /// On SIGTERM/SIGINT, how long calls in flight may finish [default: 30s].
     #[arg(long, env = "SKIFF_SHUTDOWN_GRACE", value_name = "DURATION")]
     pub shutdown_grace: Option<HumanDuration>,
@@ -144,8 +155,11 @@ struct FileConfig {
     max_request_size: Option<ByteSize>,
     max_response_size: Option<ByteSize>,
     max_log_size: Option<ByteSize>,
+    max_wait: Option<HumanDuration>,
     exec_prewarm: Option<usize>,
+    exec_prewarm_max: Option<usize>,
     exec_idle_timeout: Option<HumanDuration>,
+    retention: Option<HumanDuration>,
     shutdown_grace: Option<HumanDuration>,
     network: Option<String>,
     keep_paused: Option<bool>,
@@ -222,11 +236,34 @@ impl ServeArgs {
         if let Some(size) = self.max_log_size.or(file.max_log_size) {
             platform.max_log_bytes = to_usize(size);
         }
+        if let Some(d) = self.max_wait.or(file.max_wait) {
+            anyhow::ensure!(
+                d.0 >= Duration::from_millis(100),
+                "max-wait must be at least 100ms"
+            );
+            platform.max_wait = d.0;
+        }
         if let Some(n) = self.exec_prewarm.or(file.exec_prewarm) {
             platform.exec_prewarm = n;
         }
+        if let Some(n) = self.exec_prewarm_max.or(file.exec_prewarm_max) {
+            platform.exec_prewarm_max = n;
+        }
+        anyhow::ensure!(
+            platform.exec_prewarm <= platform.exec_prewarm_max,
+            "exec-prewarm ({}) must not be more than exec-prewarm-max ({})",
+            platform.exec_prewarm,
+            platform.exec_prewarm_max
+        );
         if let Some(d) = self.exec_idle_timeout.or(file.exec_idle_timeout) {
             platform.exec_idle_timeout = d.0;
+        }
+        if let Some(d) = self.retention.or(file.retention) {
+            anyhow::ensure!(
+                d.0 >= Duration::from_secs(1),
+                "retention must be at least 1s"
+            );
+            platform.retention = d.0;
         }
         if let Some(network) = self.network.or(file.network) {
             platform.network = network;

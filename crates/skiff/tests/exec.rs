@@ -344,7 +344,7 @@ async fn calls_beyond_the_limit_and_queue_get_429() {
         "{}",
         second.text()
     );
-    assert_eq!(second.json()["error"]["code"], "too_many_requests");
+    assert_eq!(second.json()["error"]["code"], "overloaded");
     assert_eq!(first.await.expect("join"), StatusCode::OK);
     d.stop().await;
 }

@@ -121,12 +121,24 @@ async fn the_second_call_reuses_the_warm_instance() {
     let first = first.json();
     let record = d.call_record(&first_id).await;
     assert!(
-        record["wait_ms"].as_u64().unwrap_or(0) > 0,
-        "the wait for the instance is recorded: {record}"
+        record["start_ms"].as_u64().unwrap_or(0) > 0,
+        "the cold start is recorded apart from the wait for a slot: {record}"
     );
     assert_eq!(record["cold"], true);
     let second = d.get("/fn/web/").await;
     assert_eq!(second.headers["x-skiff-cold"], "false");
+    let second_id = second.headers["x-skiff-call-id"]
+        .to_str()
+        .expect("id")
+        .to_string();
+    let record = d.call_record(&second_id).await;
+    assert!(record.get("start_ms").is_none(), "a warm call: {record}");
+    // The cold start is its own histogram in /metrics.
+    let metrics = d.get_text("/metrics").await;
+    assert!(
+        metrics.contains(r#"skiff_cold_start_seconds_count{function="web"} 1"#),
+        "{metrics}"
+    );
     let second = second.json();
     assert_eq!(first["instance"], second["instance"]);
     assert_eq!(first["pid"], second["pid"]);
@@ -459,5 +471,66 @@ async fn calls_beyond_the_queue_get_429_and_no_record_is_left_running() {
             .any(|c| c["wait_ms"].as_u64().unwrap_or(0) >= 1000),
         "the queued call's wait is recorded: {page}"
     );
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn a_streamed_response_is_cut_at_the_deadline_and_at_the_size_limit() {
+    let Some(d) = Daemon::start_if_ready(skiff_bin!(), &["--max-response-size", "4Ki"]).await
+    else {
+        return;
+    };
+    d.deploy(
+        "web",
+        json!({"image": "skiff/echo-http:latest", "contract": "http", "timeout": "1s"}),
+    )
+    .await;
+    let client = reqwest::Client::new();
+    // Fifty chunks 100 ms apart take five seconds: the stream is cut at the one-second
+    // timeout, the caller sees it break, and the record says why.
+    let response = client
+        .get(format!("{}/fn/web/stream?chunks=50&interval_ms=100", d.url))
+        .send()
+        .await
+        .expect("stream");
+    assert_eq!(response.status(), StatusCode::OK);
+    let id = response.headers()["x-skiff-call-id"]
+        .to_str()
+        .expect("id")
+        .to_string();
+    let started = Instant::now();
+    assert!(response.bytes().await.is_err(), "the stream is cut");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "cut at the deadline"
+    );
+    let record = d.wait_call(&id, "timed_out", Duration::from_secs(10)).await;
+    assert_eq!(record["error_type"], "timeout", "{record}");
+
+    // An echoed body of 64 KiB goes past the 4 KiB limit: cut (the caller may see it while
+    // it still sends the body, or while it reads the answer), recorded as too large.
+    let echoed = client
+        .post(format!("{}/fn/web/echo", d.url))
+        .body(vec![b'x'; 64 << 10])
+        .send()
+        .await;
+    if let Ok(response) = echoed {
+        let body = response.bytes().await;
+        assert!(
+            body.as_ref().map_or(true, |b| b.len() <= 8 << 10),
+            "no more than the limit (and a frame) reaches the caller"
+        );
+    }
+    wait_until(
+        "the cut call is recorded",
+        Duration::from_secs(10),
+        async || {
+            d.calls("function=web&status=failed")
+                .await
+                .iter()
+                .any(|r| r["error_type"] == "output_too_large")
+        },
+    )
+    .await;
     d.stop().await;
 }

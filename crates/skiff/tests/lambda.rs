@@ -50,11 +50,15 @@ async fn errors_timeouts_and_init_errors_are_reported() {
     d.deploy("broken", lambda_hello(json!({"env": {"FAIL_INIT": "1"}})))
         .await;
 
-    let (status, _, error) = d
-        .call_json("greeter", &json!({"fail": "boom"}))
-        .await
-        .parts();
+    // The first call starts the instance: its 1 s timeout counts from the moment the
+    // runtime receives the event, the start has a budget of its own.
+    let first = d.call_json("greeter", &json!({"fail": "boom"})).await;
+    let first_id = first.call_id().expect("call id");
+    let (status, _, error) = first.parts();
     assert_eq!(status, StatusCode::BAD_GATEWAY, "{error}");
+    let record = d.call_record(&first_id).await;
+    assert_eq!(record["cold"], true, "{record}");
+    assert!(record["start_ms"].as_u64().is_some(), "{record}");
     assert_eq!(error["error"]["code"], "function_error");
     assert!(
         error["error"]["message"]

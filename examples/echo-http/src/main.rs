@@ -11,6 +11,7 @@
 //! | `/stream?chunks=N&interval_ms=M` | 200, N chunks `chunk 0\n` .. `chunk N-1\n`, M ms apart (defaults 3 and 100) |
 //! | `/status/NNN` | status NNN (200 to 599), body `status NNN` |
 //! | `/crash` | writes `crashing on purpose` to stderr and exits with code 3, unanswered |
+//! | `/log?line=TEXT` | writes `TEXT` (as it is in the query) and a newline to stdout; 200 `logged` |
 //! | `/env` | 200, the process's environment as a JSON object |
 //! | `/connect?addr=IP:PORT` | tries a TCP connection there for 3 s: 200 `connected`, or 502 `failed: <error>` |
 //! | anything else | 200, JSON describing the request (below), header `x-echo-instance` |
@@ -241,6 +242,7 @@ enum Route {
     Echo,
     Stream,
     Crash,
+    Log,
     Env,
     Connect,
     /// `/status/NNN`; `None` when NNN is not a status code from 200 to 599.
@@ -255,6 +257,7 @@ fn route(method: &Method, path: &str) -> Route {
         "/echo" => Route::Echo,
         "/stream" => Route::Stream,
         "/crash" => Route::Crash,
+        "/log" => Route::Log,
         "/env" => Route::Env,
         "/connect" => Route::Connect,
         _ => match path.strip_prefix("/status/") {
@@ -337,6 +340,17 @@ async fn handle(req: Request<Incoming>) -> Result<Response<ResBody>, Infallible>
         Route::Crash => {
             eprintln!("crashing on purpose");
             std::process::exit(3);
+        }
+        Route::Log => {
+            let line = req
+                .uri()
+                .query()
+                .unwrap_or("")
+                .split('&')
+                .find_map(|pair| pair.strip_prefix("line="))
+                .unwrap_or("");
+            println!("{line}");
+            text(StatusCode::OK, "logged")
         }
         Route::Env => {
             let env: BTreeMap<String, String> = std::env::vars().collect();

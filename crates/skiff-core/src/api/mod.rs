@@ -13,6 +13,9 @@
 //! | `GET /v1/calls` | [`CallQuery`] (read as [`CallQueryText`]) | [`CallPage`] |
 //! | `GET /v1/calls/{id}` | | [`CallDetails`] |
 //! | `POST /v1/calls/{id}/redrive` | | [`CallRecord`] |
+//! | `GET /v1/functions/{name}/logs/follow` | | [`LogEvent`]s, as NDJSON or server-sent events |
+//! | `GET /v1/functions/{name}/instances/{id}/logs` | [`InstanceLogQuery`] | [`InstanceLogs`] |
+//! | `GET /v1/functions/{name}/stats` | [`StatsQuery`] | [`FunctionStats`] |
 //! | `GET /v1/triggers` | | [`TriggerList`] |
 //! | `GET /v1/cluster` | | [`ClusterView`] |
 //! | `GET`, `PUT`, `DELETE /v1/triggers/{name}` | [`TriggerSpec`] | [`TriggerView`] |
@@ -26,6 +29,8 @@ mod error;
 mod functions;
 pub mod headers;
 mod health;
+mod logs;
+mod stats;
 mod triggers;
 
 pub use calls::{Accepted, CallPage, CallQuery, CallQueryText};
@@ -33,6 +38,8 @@ pub use cluster::{ClusterView, DaemonView};
 pub use error::{ErrorBody, ErrorDetail};
 pub use functions::{FunctionList, InstanceList, InstanceView, ScaleRequest};
 pub use health::{Health, HealthStatus};
+pub use logs::{InstanceLogQuery, InstanceLogs, LogEvent, LogLine, LogStream};
+pub use stats::{FunctionStats, StatsBucket, StatsQuery, StatsTotals};
 pub use triggers::TriggerList;
 
 // Bodies that live with their domain types.

@@ -154,6 +154,12 @@ pub struct FunctionSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>, example = "10s")]
     pub timeout: Option<HumanDuration>,
+    /// Longest a call may wait for a slot and a container before its code receives it (its
+    /// start budget, apart from `timeout`); past it a sync caller gets 429 `overloaded` and
+    /// an async call goes back to the queue. Default: the daemon's `--max-wait`, 60s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, example = "60s")]
+    pub max_wait: Option<HumanDuration>,
     /// Environment variables for the function.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
@@ -251,6 +257,9 @@ pub struct FunctionConfig {
     pub resources: Resources,
     /// Call timeout in milliseconds.
     pub timeout_ms: u64,
+    /// Start budget in milliseconds; `None`: the daemon's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_wait_ms: Option<u64>,
     /// Environment variables.
     pub env: BTreeMap<String, String>,
     /// Secrets (passed as environment variables).
@@ -289,6 +298,9 @@ impl FunctionConfig {
             pids: Some(self.resources.pids),
             tmp_size: Some(ByteSize(self.resources.tmp_bytes)),
             timeout: Some(HumanDuration(self.timeout())),
+            max_wait: self
+                .max_wait_ms
+                .map(|ms| HumanDuration(Duration::from_millis(ms))),
             env: self.env.clone(),
             secrets: self.secrets.clone(),
             port: http.then_some(self.http.port),
@@ -317,6 +329,19 @@ impl FunctionConfig {
     pub fn timeout(&self) -> Duration {
         Duration::from_millis(self.timeout_ms)
     }
+
+    /// Most calls the function's instances serve at once (`concurrency` times
+    /// `max_instances`); `None` for `exec`, whose calls each get a container of their own.
+    pub fn capacity(&self) -> Option<usize> {
+        (self.contract != Contract::Exec).then(|| {
+            (self.scaling.concurrency as usize).saturating_mul(self.scaling.max_instances as usize)
+        })
+    }
+
+    /// The function's own start budget, if it sets one.
+    pub fn max_wait(&self) -> Option<Duration> {
+        self.max_wait_ms.map(Duration::from_millis)
+    }
 }
 
 impl FunctionSpec {
@@ -332,6 +357,7 @@ impl FunctionSpec {
         lambda::check(self, contract)?;
         let resources = resources::validate(self)?;
         let timeout = resources::timeout(self)?;
+        let max_wait = resources::max_wait(self)?;
         env::check(&self.env, &self.secrets)?;
         let (http, scaling) = self.validate_instances(contract)?;
         let policy = async_calls::validate(self)?;
@@ -347,6 +373,7 @@ impl FunctionSpec {
             contract,
             resources,
             timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+            max_wait_ms: max_wait.map(|w| u64::try_from(w.as_millis()).unwrap_or(u64::MAX)),
             env: self.env.clone(),
             secrets: self.secrets.clone(),
         })
@@ -740,5 +767,23 @@ mod tests {
             field_of(r#"{"image":"x","max_event_age":"8d"}"#),
             "max_event_age"
         );
+    }
+
+    #[test]
+    fn the_start_budget_is_optional_bounded_and_kept_apart_from_the_timeout() {
+        let config = spec(r#"{"image":"x","timeout":"1s","max_wait":"45s"}"#)
+            .expect("parses")
+            .validate()
+            .expect("valid");
+        assert_eq!(config.timeout(), Duration::from_secs(1));
+        assert_eq!(config.max_wait(), Some(Duration::from_secs(45)));
+        assert_eq!(config.to_spec().validate().expect("round trip"), config);
+        let defaults = spec(r#"{"image":"x"}"#)
+            .expect("parses")
+            .validate()
+            .expect("valid");
+        assert_eq!(defaults.max_wait(), None, "the daemon's default applies");
+        assert_eq!(field_of(r#"{"image":"x","max_wait":"10ms"}"#), "max_wait");
+        assert_eq!(field_of(r#"{"image":"x","max_wait":"2h"}"#), "max_wait");
     }
 }

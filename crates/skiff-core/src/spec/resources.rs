@@ -1,4 +1,5 @@
-//! The resources area of a spec: memory, CPUs, pids, `/tmp` and the call timeout.
+//! The resources area of a spec: memory, CPUs, pids, `/tmp`, the call timeout and the start
+//! budget.
 
 use super::range::in_range;
 use super::{FunctionSpec, SpecError};
@@ -23,6 +24,8 @@ const MAX_MEMORY: ByteSize = ByteSize(64 << 30);
 const MAX_CPUS: f64 = 256.0;
 const MIN_TIMEOUT: Duration = Duration::from_millis(100);
 const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
+const MIN_MAX_WAIT: Duration = Duration::from_millis(100);
+const MAX_MAX_WAIT: Duration = Duration::from_secs(3600);
 
 /// Resource limits of a function's containers.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -77,4 +80,19 @@ pub(super) fn timeout(spec: &FunctionSpec) -> Result<Duration, SpecError> {
         None,
     )
     .map(|t| t.0)
+}
+
+/// The start budget of `spec`, if it sets one.
+pub(super) fn max_wait(spec: &FunctionSpec) -> Result<Option<Duration>, SpecError> {
+    spec.max_wait
+        .map(|wait| {
+            in_range(
+                "max_wait",
+                wait,
+                HumanDuration(MIN_MAX_WAIT)..=HumanDuration(MAX_MAX_WAIT),
+                None,
+            )
+            .map(|w| w.0)
+        })
+        .transpose()
 }

@@ -31,19 +31,31 @@ impl Contracts {
         let function = &entry.function;
         let outcome = match entry.exec_target(&*self.engine, &self.targets).await {
             Ok(target) => {
-                let frame = call_frame(
-                    &request.method,
-                    &request.path,
-                    &request.query,
-                    &request.headers,
-                    function.name.as_str(),
-                    call.record.id,
-                    call.started_at,
-                    call.timeout,
-                );
+                let metrics = self.log.metrics();
+                let start_by = call.start_by;
+                // The call's timeout starts when its container receives it.
+                let mut deliver = |waited: Duration, cold: bool| {
+                    call.deliver(waited, cold);
+                    if cold {
+                        metrics.cold_start(function.name.as_str(), waited);
+                    } else {
+                        metrics.queue_waited(function.name.as_str(), waited);
+                    }
+                    let frame = call_frame(
+                        &request.method,
+                        &request.path,
+                        &request.query,
+                        &request.headers,
+                        function.name.as_str(),
+                        call.record.id,
+                        call.started_at,
+                        call.timeout,
+                    );
+                    (frame, call.deadline)
+                };
                 let outcome = self
                     .exec
-                    .run(&target, frame, body, call.deadline, guard)
+                    .run(&target, body, start_by, guard, &mut deliver)
                     .await;
                 self.refill_exec(&target);
                 outcome
@@ -62,7 +74,10 @@ impl Contracts {
             },
         };
         used.clone_from(&outcome.container);
-        call.record.cold = Some(outcome.cold);
+        if call.record.cold.is_none() {
+            // It never reached a container; had it, `deliver` noted how it started.
+            call.record.cold = Some(outcome.cold);
+        }
         call.record.instance = outcome.instance.clone();
         call.record.exit_code = outcome.exit_code;
         let result = match &outcome.error {
@@ -74,7 +89,12 @@ impl Contracts {
                 message: message.clone(),
             },
         };
-        self.log.finish(&mut call, result, Some(outcome.logs)).await;
+        let refused = matches!(outcome.error, Some((CallErrorType::Rejected, _)));
+        // A queued call refused for want of a container goes back to the queue: its record
+        // is the dispatcher's to set, not ended here.
+        if !(refused && call.from_queue) {
+            self.log.finish(&mut call, result, Some(outcome.logs)).await;
+        }
         let call_id = call.record.id;
         match outcome.error {
             None => {
@@ -90,6 +110,12 @@ impl Contracts {
                     headers,
                     body: crate::body::full(outcome.stdout),
                 })
+            }
+            // No container within the start budget: refused, not failed (an async call goes
+            // back to the queue).
+            Some((CallErrorType::Rejected, _)) => {
+                let (running, queued) = (self.limiter.running(), self.limiter.queued());
+                Err(PlatformError::Overloaded { running, queued })
             }
             Some((error_type, message)) => Err(PlatformError::CallFailed {
                 call_id,

@@ -41,11 +41,11 @@ impl Contracts {
     ) -> Result<InvokeOutcome, PlatformError> {
         let limit = self.max_request_bytes;
         let function = entry.function.name.to_string();
+        let one_at_a_time = entry.function.config.scaling.concurrency == 1;
         call.record.request_size = http_body::Body::size_hint(&request.body)
             .exact()
             .unwrap_or(0);
         let call_id = call.record.id.to_string();
-        let deadline_text = call.deadline_text();
         // A small body is read first, so that the call can be sent again to another instance
         // if the first turns out to be gone before it took the request; a larger (or
         // unsized) body streams through and cannot be replayed.
@@ -63,11 +63,14 @@ impl Contracts {
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let mut lease = match self.instances.acquire(&function, call.deadline).await {
+            let mut lease = match self.instances.acquire(&function, call.start_by).await {
                 Ok(lease) => lease,
                 Err(err) => return Err(self.no_instance(&mut call, err, None).await),
             };
             self.leased(&mut call, &lease, guard);
+            let deadline_text = call.deadline_text();
+            // One call at a time on the instance: what it writes meanwhile is the call's.
+            let mark = lease.output.lock().mark();
             let this_body = match (&replay, body.take()) {
                 (Some(bytes), _) => crate::body::full(bytes.clone()),
                 (None, Some(streamed)) => streamed,
@@ -97,6 +100,16 @@ impl Contracts {
                 match tokio::time::timeout_at(call.deadline, self.client.request(outgoing)).await {
                     Ok(Ok(response)) => {
                         let cold = lease.cold;
+                        let log_mark = one_at_a_time.then(|| {
+                            (
+                                mark,
+                                crate::calls::LateLog {
+                                    tracker: self.tracker.clone(),
+                                    recorder: self.log.recorder().clone(),
+                                    store: self.store.clone(),
+                                },
+                            )
+                        });
                         let status = response.status();
                         let headers = crate::proxy::response_headers(&response);
                         let id = call.record.id;
@@ -108,7 +121,9 @@ impl Contracts {
                                 status,
                                 lease,
                                 held,
+                                log_mark,
                             },
+                            self.max_response_bytes as u64,
                         );
                         return Ok(InvokeOutcome {
                             call_id: id,

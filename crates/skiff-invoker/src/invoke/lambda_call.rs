@@ -10,12 +10,8 @@ use crate::registry::Entry;
 use crate::running::CallGuard;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use skiff_core::CallErrorType;
-use skiff_store::CallWrite;
 use std::time::Duration;
 use uuid::Uuid;
-
-/// How long after a `lambda` call its instance's output is read again for the call's log.
-const LATE_OUTPUT: Duration = Duration::from_millis(100);
 
 /// A `lambda` call's log as AWS writes it: START, the function's output, END, REPORT.
 fn lambda_log(id: Uuid, output: &[u8], took: Duration) -> Vec<u8> {
@@ -47,7 +43,7 @@ impl Contracts {
         let payload = crate::body::read(request.body, self.max_request_bytes).await?;
         call.record.request_size = payload.len() as u64;
         self.log.started(&call).await;
-        let mut lease = match self.instances.acquire(&function, call.deadline).await {
+        let mut lease = match self.instances.acquire(&function, call.start_by).await {
             Ok(lease) => lease,
             Err(err) => {
                 drop(held);
@@ -157,23 +153,13 @@ impl Contracts {
         seen: usize,
         took: Duration,
     ) {
-        let (recorder, store) = (self.log.recorder().clone(), self.store.clone());
-        self.tracker.spawn(async move {
-            tokio::time::sleep(LATE_OUTPUT).await;
-            let late = output.lock().since(mark);
-            let logs = lambda_log(id, &late, took);
-            if logs.len() > seen {
-                // The final record was sent before this task woke; write it first.
-                recorder.flush().await;
-                if let Ok(Some(record)) = store.get_call(id).await {
-                    recorder
-                        .record(CallWrite {
-                            record,
-                            logs: Some(logs),
-                        })
-                        .await;
-                }
-            }
+        crate::calls::LateLog {
+            tracker: self.tracker.clone(),
+            recorder: self.log.recorder().clone(),
+            store: self.store.clone(),
+        }
+        .rewrite(id, output, mark, seen, move |late| {
+            lambda_log(id, late, took)
         });
     }
 }

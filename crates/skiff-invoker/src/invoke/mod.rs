@@ -52,6 +52,9 @@ pub struct InvokeRequest {
     pub attempt: u32,
     /// The function container that made the request, for requests of the function API.
     pub caller: Option<crate::token::Caller>,
+    /// Whether the call comes from the durable queue: refused for want of capacity, it goes
+    /// back there, so its record is left to the dispatcher rather than ended `rejected`.
+    pub from_queue: bool,
 }
 
 impl InvokeRequest {
@@ -67,6 +70,7 @@ impl InvokeRequest {
             call_id: None,
             attempt: 1,
             caller: None,
+            from_queue: false,
         }
     }
 }
@@ -105,6 +109,10 @@ pub(crate) trait Invoker: Send + Sync + std::fmt::Debug {
 
     /// Whether one more call would fit the daemon's file descriptors now.
     fn has_room(&self) -> bool;
+
+    /// The functions whose instances serve a bounded number of calls at once, with that
+    /// bound (see [`skiff_core::FunctionConfig::capacity`]).
+    fn capacities(&self) -> Vec<(String, usize)>;
 }
 
 /// The contract drivers, and what a running call needs around them.
@@ -127,6 +135,8 @@ pub(crate) struct Contracts {
     pub(crate) tracker: TaskTracker,
     /// Largest request body of a sync call.
     pub(crate) max_request_bytes: usize,
+    /// Largest response of a call; a streamed one is cut past it.
+    pub(crate) max_response_bytes: usize,
 }
 
 type Work<'a> = Pin<Box<dyn Future<Output = Result<InvokeOutcome, PlatformError>> + Send + 'a>>;
@@ -220,19 +230,31 @@ impl Contracts {
                 CallErrorType::Interrupted,
                 Some(PlatformError::ShuttingDown),
             ),
-            AcquireError::Timeout => (CallErrorType::Timeout, None),
+            // No instance within the start budget: refused, not failed.
+            AcquireError::Timeout => {
+                let (running, queued) = (self.limiter.running(), self.limiter.queued());
+                (
+                    CallErrorType::Rejected,
+                    Some(PlatformError::Overloaded { running, queued }),
+                )
+            }
             AcquireError::StartFailed(_) => (CallErrorType::StartFailed, None),
         };
-        self.log
-            .finish(
-                call,
-                CallResult::Failed {
-                    kind,
-                    message: message.clone(),
-                },
-                logs,
-            )
-            .await;
+        // A queued call refused for want of an instance goes back to the queue: its record
+        // is the dispatcher's to set, not ended here.
+        let requeued = call.from_queue && kind == CallErrorType::Rejected;
+        if !requeued {
+            self.log
+                .finish(
+                    call,
+                    CallResult::Failed {
+                        kind,
+                        message: message.clone(),
+                    },
+                    logs,
+                )
+                .await;
+        }
         refusal.unwrap_or(PlatformError::CallFailed {
             call_id: call.record.id,
             error_type: kind,
@@ -241,19 +263,19 @@ impl Contracts {
         })
     }
 
-    /// Notes on the call's record and metrics the instance it leased, and ties the call to
-    /// that instance.
+    /// The call reaches the instance it leased: its timeout starts, its record and metrics
+    /// note the instance and how long the call waited for it (a cold start if the instance
+    /// was started for it), and the call is tied to the instance.
     fn leased(&self, call: &mut CallContext, lease: &Lease, guard: &CallGuard) {
-        guard.bind(&lease.instance);
-        call.record.cold = Some(lease.cold);
+        call.deliver(lease.waited, lease.cold);
+        guard.bind(&lease.instance, call.deadline);
         call.record.instance = Some(lease.instance.clone());
-        call.record.wait_ms = Some(
-            call.record.wait_ms.unwrap_or(0)
-                + u64::try_from(lease.waited.as_millis()).unwrap_or(u64::MAX),
-        );
-        self.log
-            .metrics()
-            .queue_waited(&call.record.function, lease.waited);
+        let metrics = self.log.metrics();
+        if lease.cold {
+            metrics.cold_start(&call.record.function, lease.waited);
+        } else {
+            metrics.queue_waited(&call.record.function, lease.waited);
+        }
     }
 
     /// Whether new calls are taken.

@@ -69,15 +69,18 @@ impl Platform {
         // the descriptors it may need are promised to it for as long as it runs.
         let near_limit = |Short { in_use, limit }| PlatformError::NearFdLimit { in_use, limit };
         self.fds.admits(FDS_PER_CALL).map_err(near_limit)?;
-        // A callee never gets more time than its caller has left.
+        // Waiting for a slot and a container has its own budget; the timeout counts from
+        // the moment the function's code receives the call. A callee never gets more time
+        // than its caller has left, for either.
         let own_timeout = function.config.timeout();
-        let inherited = lineage.parent.map(|p| {
-            p.deadline
-                .saturating_duration_since(tokio::time::Instant::now())
-        });
+        let max_wait = function.config.max_wait().unwrap_or(self.config.max_wait);
+        let outer_deadline = lineage.parent.map(|p| p.deadline);
+        let admitted = tokio::time::Instant::now();
+        let start_by =
+            outer_deadline.map_or(admitted + max_wait, |outer| outer.min(admitted + max_wait));
         let slot = self
             .limiter
-            .acquire(inherited.map_or(own_timeout, |left| left.min(own_timeout)))
+            .acquire(start_by.saturating_duration_since(admitted))
             .await
             .map_err(|refused| match refused {
                 Refused::QueueFull { running, queued } | Refused::TimedOut { running, queued } => {
@@ -87,11 +90,9 @@ impl Platform {
         let fds = self.fds.try_reserve(FDS_PER_CALL).map_err(near_limit)?;
         let started_at = Utc::now();
         let waited = clock.elapsed();
-        let now = tokio::time::Instant::now();
-        let deadline = match lineage.parent {
-            Some(parent) => parent.deadline.min(now + own_timeout),
-            None => now + own_timeout,
-        };
+        // The latest the call can end: it reaches its code by `start_by` or not at all.
+        let latest = start_by + own_timeout;
+        let deadline = outer_deadline.map_or(latest, |outer| outer.min(latest));
         let record = CallRecord {
             attempt: request.attempt.max(1),
             started_at: Some(started_at),
@@ -110,9 +111,12 @@ impl Platform {
         let mut call = CallContext {
             record,
             clock,
+            start_by,
+            outer_deadline,
             deadline,
-            timeout: deadline.saturating_duration_since(now),
+            timeout: own_timeout,
             started_at,
+            from_queue: request.from_queue,
         };
         if let Some(reason) = &entry.refused {
             return Err(self

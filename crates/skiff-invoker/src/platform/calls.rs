@@ -105,6 +105,10 @@ impl Platform {
         self.contracts
             .log
             .metrics()
+            .exec(self.contracts.exec.stats());
+        self.contracts
+            .log
+            .metrics()
             .render(running, queued, &instances)
     }
 

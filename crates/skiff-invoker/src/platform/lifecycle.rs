@@ -56,13 +56,29 @@ impl Platform {
             fds.sample();
             std::future::ready(())
         });
-        // Removes the prepared containers of idle exec functions.
+        // Removes the prepared containers of exec functions that demand no longer needs.
         let exec = self.contracts.exec.clone();
         let period = (self.config.exec_idle_timeout / 2)
-            .clamp(Duration::from_millis(100), Duration::from_secs(30));
+            .clamp(Duration::from_millis(100), Duration::from_secs(5));
         self.spawn_every(period, move || {
             exec.expire_idle();
             std::future::ready(())
+        });
+        // Deletes the calls that ended longer ago than the retention, with their data.
+        let store = self.store.clone();
+        let retention = self.config.retention;
+        let period = (retention / 4).clamp(Duration::from_secs(1), Duration::from_secs(600));
+        self.spawn_every(period, move || {
+            let store = store.clone();
+            async move {
+                let cutoff = chrono::Utc::now()
+                    - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
+                match store.prune_calls(cutoff).await {
+                    Ok(0) => {}
+                    Ok(pruned) => tracing::debug!(pruned, "pruned calls past the retention"),
+                    Err(err) => tracing::warn!(%err, "could not prune old calls"),
+                }
+            }
         });
         // The autoscaler's ticks.
         let instances = self.contracts.instances.clone();
@@ -128,6 +144,8 @@ impl Platform {
                 );
             }
         }
+        // Followed logs end; instance lines queued so far are stored.
+        self.logs.close();
         self.cancel.cancel();
         self.contracts.exec.shutdown().await;
         self.contracts.instances.shutdown().await;

@@ -2,7 +2,7 @@
 //!
 //! It admits calls (registry lookup, limits, call ids, deadlines: `admission.rs`) and hands
 //! them to the contract drivers ([`crate::invoke`]); it deploys, updates and deletes
-//! functions (`functions.rs`), reads call records (`calls.rs`), and runs its background
+//! functions (`functions.rs`), reads call records (`calls.rs`) and logs and stats (`logs.rs`), and runs its background
 //! loops and its shutdown (`lifecycle.rs`). Start-up is here and in `setup.rs`. The async
 //! dispatcher and the triggers are types of their own, which reach the platform only
 //! through the narrow [`Invoker`] interface.
@@ -12,6 +12,7 @@ mod calls;
 mod cluster;
 mod functions;
 mod lifecycle;
+mod logs;
 mod setup;
 mod sync;
 
@@ -26,6 +27,7 @@ use crate::fds::{FdBudget, FDS_PER_CALL};
 use crate::invoke::{Contracts, InvokeOutcome, InvokeRequest, Invoker};
 use crate::lambda::LambdaRegistry;
 use crate::limiter::Limiter;
+use crate::logs::LogSink;
 use crate::pool::{InstanceManager, InstanceSettings};
 use crate::queue::{AsyncPolicy, Enqueuer};
 use crate::recorder::Recorder;
@@ -82,6 +84,8 @@ pub struct Platform {
     unsettled: Arc<Unsettled>,
     /// Bounds the heavy engine operations.
     gate: Arc<crate::engine::Gate>,
+    /// Output, line by line, to followers and (instances') to the store.
+    logs: LogSink,
 }
 
 impl Platform {
@@ -136,6 +140,7 @@ impl Platform {
         let tracker = TaskTracker::new();
         let cancel = CancellationToken::new();
         let fds = FdBudget::new();
+        let logs = LogSink::start(store.clone(), &tracker);
         let exec = ExecDriver::new(
             engine.clone(),
             ExecSettings {
@@ -145,11 +150,12 @@ impl Platform {
                 nofile: config.nofile,
                 prewarm: config.exec_prewarm,
                 idle_timeout: config.exec_idle_timeout,
-                max_background_prepares: config.max_background_prepares,
+                prewarm_max: config.exec_prewarm_max,
                 max_response_bytes: config.max_response_bytes,
                 max_log_bytes: config.max_log_bytes,
                 tokens: tokens.clone(),
                 fds: fds.clone(),
+                logs: logs.clone(),
             },
             cancel.clone(),
         );
@@ -182,6 +188,7 @@ impl Platform {
                 paused_ttl: config.paused_ttl,
                 autoscale_window: config.autoscale_window,
                 tokens: tokens.clone(),
+                logs: logs.clone(),
             },
             cancel.clone(),
             client.clone(),
@@ -212,6 +219,7 @@ impl Platform {
             accepting: accepting.clone(),
             tracker: tracker.clone(),
             max_request_bytes: config.max_request_bytes,
+            max_response_bytes: config.max_response_bytes,
         });
         let callback_policy = Arc::new(CallbackPolicy::new(
             config.callback_allow.clone(),
@@ -253,6 +261,7 @@ impl Platform {
             engine_problem: parking_lot::Mutex::new(None),
             unsettled: Arc::new(Unsettled::default()),
             gate,
+            logs,
             deploys: tokio::sync::Mutex::new(()),
             functions,
             daemon_id,
@@ -373,5 +382,17 @@ impl Invoker for Platform {
 
     fn has_room(&self) -> bool {
         self.fds.admits(FDS_PER_CALL).is_ok()
+    }
+
+    fn capacities(&self) -> Vec<(String, usize)> {
+        self.functions
+            .all()
+            .iter()
+            .filter_map(|entry| {
+                let function = &entry.function;
+                let capacity = function.config.capacity()?;
+                Some((function.name.to_string(), capacity))
+            })
+            .collect()
     }
 }

@@ -43,8 +43,8 @@ pub enum AcquireError {
         /// Calls waiting.
         queued: usize,
     },
-    /// The deadline passed while waiting.
-    #[error("no instance became free before the call's deadline")]
+    /// The call's start budget ran out while it waited.
+    #[error("no instance became free within the call's start budget (max_wait)")]
     Timeout,
     /// Instances could not be started.
     #[error("{0}")]

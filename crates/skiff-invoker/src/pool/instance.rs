@@ -6,6 +6,7 @@ use super::output::{self, Output};
 use crate::backoff::Backoff;
 use bytes::Bytes;
 use futures::StreamExt;
+use skiff_core::api::LogStream;
 use skiff_core::{labels, Contract};
 use skiff_runtime::{ContainerEngine, ContainerSpec, EngineError, Limits};
 use std::net::SocketAddr;
@@ -33,6 +34,8 @@ pub(super) struct Launch {
     pub nofile: u64,
     /// The key that signs each instance's `SKIFF_TOKEN`.
     pub tokens: Arc<crate::token::TokenKey>,
+    /// Where each instance's output goes, line by line, as it is written.
+    pub logs: crate::logs::LogSink,
 }
 
 /// The engine work on instance containers. Background work (watchers, stops) runs on the
@@ -122,7 +125,7 @@ impl Containers {
         };
         let output = Output::default();
         match self
-            .start_and_wait_ready(target, &container, &output, on_exit)
+            .start_and_wait_ready(target, &id, &container, &output, on_exit)
             .await
         {
             Ok(addr) => Ok(NewInstance {
@@ -150,6 +153,7 @@ impl Containers {
     async fn start_and_wait_ready(
         &self,
         target: &InstanceTarget,
+        id: &str,
         container: &str,
         output: &Output,
         on_exit: impl FnOnce(String, Output) + Send + 'static,
@@ -167,14 +171,18 @@ impl Containers {
         let (exited_tx, mut exited) = tokio::sync::watch::channel(false);
         let mut stream = attachment.output;
         let watched = (container.to_string(), output.clone());
+        let mut tap = self.launch.logs.instance_tap(&target.function, id);
         self.tracker.spawn(async move {
             let (container, output) = watched;
             while let Some(Ok(chunk)) = stream.next().await {
-                let bytes: Bytes = match chunk {
-                    skiff_runtime::Output::Stdout(b) | skiff_runtime::Output::Stderr(b) => b,
+                let (stream, bytes): (LogStream, Bytes) = match chunk {
+                    skiff_runtime::Output::Stdout(b) => (LogStream::Stdout, b),
+                    skiff_runtime::Output::Stderr(b) => (LogStream::Stderr, b),
                 };
+                tap.push(stream, &bytes);
                 output::push(&output, &bytes);
             }
+            tap.finish();
             let _ = exited_tx.send(true);
             on_exit(container, output);
         });

@@ -57,6 +57,8 @@ pub struct InstanceSettings {
     pub autoscale_window: Duration,
     /// The key that signs each instance's `SKIFF_TOKEN`.
     pub tokens: Arc<crate::token::TokenKey>,
+    /// Where each instance's output goes, line by line, as it is written.
+    pub logs: crate::logs::LogSink,
 }
 
 /// A slot on an instance, held for the length of one call. Dropping it gives the slot back.
@@ -191,6 +193,7 @@ impl InstanceManager {
             network: settings.network,
             nofile: settings.nofile,
             tokens: settings.tokens,
+            logs: settings.logs,
         };
         Arc::new_cyclic(|this| InstanceManager {
             this: this.clone(),

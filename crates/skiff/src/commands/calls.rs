@@ -1,4 +1,4 @@
-//! `skiff calls` (list, or `calls get ID`) and `skiff logs`: the record of calls.
+//! `skiff calls` (list, or `calls get ID`): the record of calls.
 
 use crate::client::ApiClient;
 use crate::output::{self, Table};
@@ -56,13 +56,6 @@ pub struct CallsFilter {
     /// Only calls older than this one (to page on)
     #[arg(long, value_name = "CALL_ID")]
     pub before: Option<Uuid>,
-}
-
-/// Arguments of `skiff logs`.
-#[derive(Debug, clap::Args)]
-pub struct LogsArgs {
-    /// The call whose log to print
-    pub call_id: Uuid,
 }
 
 fn status_parser() -> impl TypedValueParser<Value = CallStatus> {
@@ -156,6 +149,9 @@ pub fn call_details(call: &CallRecord) -> String {
     if let Some(ms) = call.wait_ms.filter(|ms| *ms > 0) {
         pairs.push(("waited", output::format_duration_ms(ms)));
     }
+    if let Some(ms) = call.start_ms.filter(|ms| *ms > 0) {
+        pairs.push(("cold start", output::format_duration_ms(ms)));
+    }
     if call.cold.is_some() {
         pairs.push(("cold", yes_no(call.cold)));
     }
@@ -238,20 +234,6 @@ pub async fn run(client: &ApiClient, args: CallsArgs, json: bool) -> anyhow::Res
     Ok(ExitCode::SUCCESS)
 }
 
-/// Runs `skiff logs`.
-pub async fn logs(client: &ApiClient, args: LogsArgs, json: bool) -> anyhow::Result<ExitCode> {
-    let logs = client.call_logs(args.call_id).await?;
-    if json {
-        let mut object = serde_json::Map::new();
-        object.insert("call_id".into(), args.call_id.to_string().into());
-        output::insert_bytes(&mut object, "logs", &logs);
-        output::print_json(&object)?;
-    } else {
-        output::print_raw(&logs)?;
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -293,6 +275,7 @@ mod tests {
             response_size: Some(12),
             duration_ms: Some(1_234),
             wait_ms: None,
+            start_ms: None,
             caller: None,
             parent: None,
             depth: 0,

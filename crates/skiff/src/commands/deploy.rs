@@ -38,6 +38,10 @@ pub struct DeployArgs {
     /// Longest a call may run, e.g. 10s, 2m [default: 30s]
     #[arg(long, value_name = "DURATION")]
     pub timeout: Option<HumanDuration>,
+    /// Longest a call may wait for a slot and a container before it runs, e.g. 30s
+    /// [default: the daemon's --max-wait, 60s]
+    #[arg(long, value_name = "DURATION")]
+    pub max_wait: Option<HumanDuration>,
     /// Environment variable for the function (repeatable; overrides skiff.toml)
     #[arg(long = "env", short = 'e', value_name = "KEY=VALUE", value_parser = parse_env)]
     pub env: Vec<(String, String)>,
@@ -111,6 +115,7 @@ impl DeployArgs {
             pids,
             tmp_size,
             timeout,
+            max_wait,
             env,
             secrets,
             port,
@@ -136,6 +141,7 @@ impl DeployArgs {
         set(pids, &self.pids);
         set(tmp_size, &self.tmp_size);
         set(timeout, &self.timeout);
+        set(max_wait, &self.max_wait);
         env.extend(self.env.iter().cloned());
         secrets.extend(self.secrets.iter().cloned());
         set(port, &self.port);
@@ -489,6 +495,8 @@ idle_timeout = "2m"
             "8Mi",
             "--timeout",
             "5s",
+            "--max-wait",
+            "45s",
             "-e",
             "A=1",
             "-s",
@@ -532,6 +540,7 @@ idle_timeout = "2m"
                 pids: Some(32),
                 tmp_size: Some(ByteSize::mib(8)),
                 timeout: secs(5),
+                max_wait: secs(45),
                 env: [("A".to_string(), "1".to_string())].into(),
                 secrets: [("B".to_string(), "2".to_string())].into(),
                 port: Some(81),

@@ -271,7 +271,7 @@ concurrency = 4\n",
         assert_eq!(
             err.to_string(),
             "skiff.toml: unknown field `nmae`, expected one of `name`, `image`, `contract`, \
-             `memory`, `cpus`, `pids`, `tmp_size`, `timeout`, `env`, `secrets`, `port`, \
+             `memory`, `cpus`, `pids`, `tmp_size`, `timeout`, `max_wait`, `env`, `secrets`, `port`, \
              `readiness_path`, `startup_timeout`, `concurrency`, `min_instances`, \
              `max_instances`, `idle_timeout`, `autoscale_window`, `target_utilization`, \
              `handler`, `retries`, `max_event_age`, `volumes` (line 3, column 1)"

@@ -11,6 +11,7 @@ mod deploy;
 mod functions;
 mod instances;
 mod invoke;
+mod logs;
 mod manifest;
 mod triggers;
 
@@ -50,8 +51,8 @@ pub enum ClientCommand {
     Scale(instances::ScaleArgs),
     /// List recent calls, newest first, or show one with `calls get ID`
     Calls(calls::CallsArgs),
-    /// Print the log (stderr) a call wrote
-    Logs(calls::LogsArgs),
+    /// Print the log (stderr) a call wrote, or follow a function's output with -f NAME
+    Logs(logs::LogsArgs),
     /// List the triggers (cron schedules, NATS subscriptions), or manage one
     Triggers(triggers::TriggersArgs),
     /// List the daemons sharing the store, their heartbeats and running calls
@@ -85,7 +86,7 @@ pub async fn run(
         ClientCommand::Cluster => cluster::run(&client, global.json).await,
         ClientCommand::Scale(args) => instances::scale(&client, args, global.json).await,
         ClientCommand::Calls(args) => calls::run(&client, args, global.json).await,
-        ClientCommand::Logs(args) => calls::logs(&client, args, global.json).await,
+        ClientCommand::Logs(args) => logs::run(&client, args, global.json).await,
         ClientCommand::Triggers(args) => triggers::run(&client, args, global.json).await,
         ClientCommand::Completions { .. } => Ok(ExitCode::SUCCESS),
     }

@@ -1,0 +1,90 @@
+//! One module per page. Each renders from data the handler gathered; none does I/O.
+
+pub(crate) mod call;
+pub(crate) mod calls;
+pub(crate) mod function;
+pub(crate) mod instance;
+pub(crate) mod overview;
+
+use skiff_core::InstanceState;
+use std::collections::BTreeMap;
+
+/// Instances by the states the pages show: starting, ready, busy, paused.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct StateCounts {
+    pub(crate) starting: usize,
+    pub(crate) ready: usize,
+    pub(crate) busy: usize,
+    pub(crate) paused: usize,
+}
+
+impl StateCounts {
+    /// Counts `states`.
+    pub(crate) fn of(states: impl IntoIterator<Item = InstanceState>) -> Self {
+        let mut counts = StateCounts::default();
+        for state in states {
+            match state {
+                InstanceState::Creating | InstanceState::Starting => counts.starting += 1,
+                InstanceState::Ready | InstanceState::Idle => counts.ready += 1,
+                InstanceState::Busy => counts.busy += 1,
+                InstanceState::Paused => counts.paused += 1,
+                InstanceState::Stopping | InstanceState::Gone | InstanceState::Failed => {}
+            }
+        }
+        counts
+    }
+}
+
+/// A JSON object's fields as `(name, text)` pairs, nulls and empty lists left out: a
+/// record shown as it is, whatever fields it grows.
+pub(crate) fn fields(value: &serde_json::Value) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    if let Some(object) = value.as_object() {
+        for (key, value) in object {
+            let text = match value {
+                serde_json::Value::Null => continue,
+                serde_json::Value::String(s) => s.clone(),
+                serde_json::Value::Array(items) if items.is_empty() => continue,
+                serde_json::Value::Object(map) if map.is_empty() => continue,
+                other => other.to_string(),
+            };
+            out.insert(key.clone(), text);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instances_are_counted_as_the_pages_show_them() {
+        let counts = StateCounts::of([
+            InstanceState::Starting,
+            InstanceState::Ready,
+            InstanceState::Idle,
+            InstanceState::Busy,
+            InstanceState::Paused,
+            InstanceState::Stopping,
+        ]);
+        assert_eq!(
+            counts,
+            StateCounts {
+                starting: 1,
+                ready: 2,
+                busy: 1,
+                paused: 1
+            }
+        );
+    }
+
+    #[test]
+    fn fields_leave_out_what_is_empty() {
+        let value = serde_json::json!({"a": "text", "b": null, "c": [], "d": 3, "e": {}});
+        let fields = fields(&value);
+        assert_eq!(fields.get("a").map(String::as_str), Some("text"));
+        assert_eq!(fields.get("d").map(String::as_str), Some("3"));
+        assert_eq!(fields.len(), 2);
+    }
+}

@@ -1,0 +1,84 @@
+//! `/`: every function with its contract, its instances by state, and its calls over the
+//! last minutes.
+
+use super::StateCounts;
+use crate::format;
+use crate::layout::{self, Section};
+use maud::{html, Markup};
+use skiff_core::api::StatsTotals;
+use skiff_core::FunctionView;
+
+/// The window the overview's figures cover.
+pub(crate) const WINDOW_MINUTES: u64 = 5;
+
+/// One function's row.
+#[derive(Debug, Clone)]
+pub(crate) struct Row {
+    pub(crate) function: FunctionView,
+    pub(crate) instances: StateCounts,
+    pub(crate) totals: Option<StatsTotals>,
+}
+
+/// What the overview shows.
+#[derive(Debug, Clone)]
+pub(crate) struct Overview {
+    pub(crate) rows: Vec<Row>,
+    pub(crate) running: usize,
+    pub(crate) queued: usize,
+}
+
+pub(crate) fn render(o: &Overview) -> Markup {
+    let body = html! {
+        h1 { "Functions" }
+        section #summary.cards data-live {
+            div.card { span.value { (o.rows.len()) } span.label { "functions" } }
+            div.card { span.value { (o.running) } span.label { "calls running" } }
+            div.card { span.value { (o.queued) } span.label { "calls waiting" } }
+        }
+        p.note { "Calls, errors, latency and cold starts over the last " (WINDOW_MINUTES) " minutes." }
+        div.scroll {
+            table #functions data-live {
+                thead { tr {
+                    th { "Function" } th { "Contract" }
+                    th title="starting / ready / busy / paused" { "Instances" }
+                    th.num { "Calls/min" } th.num { "Errors/min" }
+                    th.num { "p50" } th.num { "p99" } th.num { "Cold/min" }
+                } }
+                tbody {
+                    @if o.rows.is_empty() {
+                        tr { td colspan="8" { "No function is deployed. " code { "skiff deploy NAME --image IMAGE" } " makes one." } }
+                    }
+                    @for row in &o.rows {
+                        @let t = row.totals.clone().unwrap_or_default();
+                        tr data-function=(row.function.name) {
+                            td { a href=(format!("/functions/{}", row.function.name)) { (row.function.name) } }
+                            td { (row.function.contract.to_string()) }
+                            td { (instances(&row.instances)) }
+                            td.num { (format::rate(t.calls_per_minute)) }
+                            td.num class=(if t.errors > 0 { "num bad" } else { "num" }) { (format::rate(t.errors_per_minute)) }
+                            td.num { (format::ms_opt(t.p50_ms)) }
+                            td.num { (format::ms_opt(t.p99_ms)) }
+                            td.num { (format::rate(t.cold_starts_per_minute)) }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    layout::page("Functions", Section::Functions, body)
+}
+
+/// Instances by state, compactly.
+pub(crate) fn instances(c: &StateCounts) -> Markup {
+    if *c == StateCounts::default() {
+        return html! { span.muted { "none" } };
+    }
+    html! {
+        span.states {
+            @if c.starting > 0 { span.state.starting { (c.starting) " starting" } }
+            @if c.ready > 0 { span.state.ready { (c.ready) " ready" } }
+            @if c.busy > 0 { span.state.busy { (c.busy) " busy" } }
+            @if c.paused > 0 { span.state.paused { (c.paused) " paused" } }
+        }
+    }
+}
