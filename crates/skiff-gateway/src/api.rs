@@ -320,6 +320,15 @@ pub async fn call_logs(
         .into_response())
 }
 
+/// `GET /v1/cluster`: the daemons sharing the store, their heartbeats and running calls.
+#[utoipa::path(get, path = "/v1/cluster", tag = "cluster",
+    responses((status = 200, body = skiff_core::api::ClusterView)))]
+pub async fn cluster(
+    State(state): State<AppState>,
+) -> Result<Json<skiff_core::api::ClusterView>, ApiError> {
+    Ok(Json(state.platform.cluster().await?))
+}
+
 /// `GET /v1/functions/{name}/instances`
 #[utoipa::path(get, path = "/v1/functions/{name}/instances", tag = "functions",
     params(("name" = String, Path, description = "Function name")),

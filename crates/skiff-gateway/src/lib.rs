@@ -92,6 +92,7 @@ pub fn app(platform: Arc<Platform>, config: GatewayConfig) -> Router {
         .route("/v1/calls/{id}", get(api::get_call))
         .route("/v1/calls/{id}/logs", get(api::call_logs))
         .route("/v1/calls/{id}/redrive", post(api::redrive))
+        .route("/v1/cluster", get(api::cluster))
         .route("/v1/triggers", get(triggers_api::list_triggers))
         .route(
             "/v1/triggers/{name}",

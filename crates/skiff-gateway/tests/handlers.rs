@@ -191,3 +191,23 @@ async fn unknown_routes_methods_and_queries_are_json_errors() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["status"], "ok");
 }
+
+#[tokio::test]
+async fn the_cluster_of_a_sqlite_daemon_is_itself() {
+    let h = Harness::hello().await;
+    let (status, health) = send_json(&h.api, "GET", "/healthz", Value::Null).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, cluster) = send_json(&h.api, "GET", "/v1/cluster", Value::Null).await;
+    assert_eq!(status, StatusCode::OK, "{cluster}");
+    assert_eq!(cluster["store"], "sqlite");
+    assert_eq!(cluster["daemon"], health["daemon"]);
+    assert_eq!(cluster["lease_ms"], 15_000);
+    let daemons = cluster["daemons"].as_array().cloned().unwrap_or_default();
+    assert_eq!(daemons.len(), 1, "{cluster}");
+    assert_eq!(daemons[0]["id"], health["daemon"]);
+    assert_eq!(daemons[0]["state"], "alive");
+    assert_eq!(daemons[0]["this"], true);
+    assert_eq!(daemons[0]["running_calls"], 0);
+    let (_, doc) = send_json(&h.api, "GET", "/v1/openapi.json", Value::Null).await;
+    assert!(doc["paths"]["/v1/cluster"]["get"].is_object(), "documented");
+}

@@ -73,6 +73,9 @@ pub struct PlatformConfig {
     /// Existing volumes that functions may mount although skiff did not create them (they
     /// lack the `skiff.managed=true` label); any other such volume is refused.
     pub allowed_volumes: Vec<String>,
+    /// How long a daemon sharing its store may go without a heartbeat before another one
+    /// takes its calls and containers over (it beats every fifth of it).
+    pub lease: Duration,
 }
 
 impl PlatformConfig {
@@ -108,6 +111,7 @@ impl PlatformConfig {
             callback_allow: Vec::new(),
             listeners: Vec::new(),
             allowed_volumes: Vec::new(),
+            lease: Duration::from_secs(15),
         }
     }
 }

@@ -243,6 +243,7 @@ impl Dispatcher {
                 headers.append(name, value);
             }
         }
+        tracing::debug!(call = %id, attempt, function = %record.function, "running a queued call");
         let request = InvokeRequest {
             trigger: record.trigger,
             method: Method::from_bytes(payload.method.as_bytes()).unwrap_or(Method::POST),

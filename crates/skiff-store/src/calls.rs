@@ -1,12 +1,13 @@
 //! Call records and their logs.
 
-use crate::codec::{int, millis, RowReader};
+use crate::backend::{on_pool, on_tx, Columns, Tx};
+use crate::codec::{int, millis, text, RowReader};
 use crate::error::{corrupt, query};
 use crate::{Store, StoreError};
 use chrono::{DateTime, Utc};
 use skiff_core::{CallErrorType, CallRecord, CallStatus, Trigger};
-use sqlx::sqlite::SqliteRow;
-use sqlx::{QueryBuilder, Row, Sqlite};
+use sqlx::QueryBuilder;
+use std::collections::HashMap;
 use uuid::Uuid;
 
 /// The message of calls found in flight at start-up.
@@ -63,6 +64,57 @@ macro_rules! call_columns {
 }
 pub(crate) use call_columns;
 
+/// [`call_columns!`], each column qualified by `$t` (`"calls."`), for statements that join.
+macro_rules! call_columns_of {
+    ($t:literal) => {
+        concat!(
+            $t,
+            "id, ",
+            $t,
+            "function, ",
+            $t,
+            "trigger, ",
+            $t,
+            "status, ",
+            $t,
+            "attempt, ",
+            $t,
+            "received_at, ",
+            $t,
+            "started_at, ",
+            $t,
+            "finished_at, ",
+            $t,
+            "cold, ",
+            $t,
+            "instance, ",
+            $t,
+            "exit_code, ",
+            $t,
+            "error_type, ",
+            $t,
+            "error_message, ",
+            $t,
+            "request_size, ",
+            $t,
+            "response_size, ",
+            $t,
+            "duration_ms, ",
+            $t,
+            "wait_ms, ",
+            $t,
+            "start_ms, ",
+            $t,
+            "caller, ",
+            $t,
+            "parent, ",
+            $t,
+            "depth"
+        )
+    };
+}
+pub(crate) use call_columns_of;
+
 macro_rules! select_calls {
     () => {
         "SELECT id, function, trigger, status, attempt, received_at, started_at, finished_at, \
@@ -71,7 +123,8 @@ macro_rules! select_calls {
     };
 }
 
-/// Rows per multi-row statement (21 parameters each: well under SQLite's limit).
+/// Rows per multi-row statement (23 parameters each: well under SQLite's limit, and
+/// PostgreSQL's 65535).
 const ROWS_PER_STATEMENT: usize = 500;
 
 const UPSERT_CALL_CONFLICT: &str = " ON CONFLICT (id) DO UPDATE SET
@@ -91,10 +144,11 @@ const UPSERT_CALL_CONFLICT: &str = " ON CONFLICT (id) DO UPDATE SET
         response_size = excluded.response_size,
         duration_ms = excluded.duration_ms,
         wait_ms = excluded.wait_ms,
+        daemon = excluded.daemon,
         start_ms = excluded.start_ms,
         caller = COALESCE(excluded.caller, calls.caller),
         parent = COALESCE(excluded.parent, calls.parent),
-        depth = MAX(excluded.depth, calls.depth)";
+        depth = CASE WHEN excluded.depth > calls.depth THEN excluded.depth ELSE calls.depth END";
 
 impl Store {
     /// Writes a batch in one transaction: each record replaces the stored one with the
@@ -109,9 +163,8 @@ impl Store {
         }
         // The last write of each call, in first-seen order.
         let mut order: Vec<Uuid> = Vec::with_capacity(batch.len());
-        let mut records: std::collections::HashMap<Uuid, &CallRecord> =
-            std::collections::HashMap::with_capacity(batch.len());
-        let mut logs: std::collections::HashMap<Uuid, &[u8]> = std::collections::HashMap::new();
+        let mut records: HashMap<Uuid, &CallRecord> = HashMap::with_capacity(batch.len());
+        let mut logs: HashMap<Uuid, &[u8]> = HashMap::new();
         for write in batch {
             let id = write.record.id;
             if records.insert(id, &write.record).is_none() {
@@ -126,7 +179,7 @@ impl Store {
             .begin()
             .await
             .map_err(query("begin a transaction"))?;
-        write_rows(&mut tx, &order, &records, &logs).await?;
+        write_rows(&mut tx, &self.my_id(), &order, &records, &logs).await?;
         tx.commit()
             .await
             .map_err(query("commit a batch of calls"))?;
@@ -136,12 +189,12 @@ impl Store {
     /// [`Store::write_calls`] inside a transaction of the caller's.
     pub(crate) async fn write_calls_in(
         &self,
-        tx: &mut sqlx::Transaction<'_, Sqlite>,
+        tx: &mut Tx,
         batch: &[CallWrite],
     ) -> Result<(), StoreError> {
         let mut order = Vec::new();
-        let mut records = std::collections::HashMap::new();
-        let mut logs: std::collections::HashMap<Uuid, &[u8]> = std::collections::HashMap::new();
+        let mut records = HashMap::new();
+        let mut logs: HashMap<Uuid, &[u8]> = HashMap::new();
         for write in batch {
             if records.insert(write.record.id, &write.record).is_none() {
                 order.push(write.record.id);
@@ -150,80 +203,80 @@ impl Store {
                 logs.insert(write.record.id, l.as_slice());
             }
         }
-        write_rows(tx, &order, &records, &logs).await
+        write_rows(tx, &self.my_id(), &order, &records, &logs).await
     }
 }
 
-/// Writes the records (and logs) of `order` in multi-row statements.
+/// Writes the records (and logs) of `order` in multi-row statements, as calls of daemon
+/// `daemon`.
 async fn write_rows(
-    tx: &mut sqlx::Transaction<'_, Sqlite>,
+    tx: &mut Tx,
+    daemon: &str,
     order: &[Uuid],
-    records: &std::collections::HashMap<Uuid, &CallRecord>,
-    logs: &std::collections::HashMap<Uuid, &[u8]>,
+    records: &HashMap<Uuid, &CallRecord>,
+    logs: &HashMap<Uuid, &[u8]>,
 ) -> Result<(), StoreError> {
-    {
-        {
-            for chunk in order.chunks(ROWS_PER_STATEMENT) {
-                let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-                    "INSERT INTO calls (id, function, trigger, status, attempt, received_at, \
-                 started_at, finished_at, cold, instance, exit_code, error_type, error_message, \
-                 request_size, response_size, duration_ms, wait_ms, start_ms, caller, parent, depth) ",
-                );
-                insert.push_values(
-                    chunk.iter().filter_map(|id| records.get(id)),
-                    |mut row, r| {
-                        row.push_bind(r.id.hyphenated().to_string())
-                            .push_bind(r.function.clone())
-                            .push_bind(r.trigger.as_str())
-                            .push_bind(r.status.as_str())
-                            .push_bind(i64::from(r.attempt))
-                            .push_bind(millis(r.received_at))
-                            .push_bind(r.started_at.map(millis))
-                            .push_bind(r.finished_at.map(millis))
-                            .push_bind(r.cold)
-                            .push_bind(r.instance.clone())
-                            .push_bind(r.exit_code)
-                            .push_bind(r.error_type.map(CallErrorType::as_str))
-                            .push_bind(r.error_message.clone())
-                            .push_bind(int(r.request_size))
-                            .push_bind(r.response_size.map(int))
-                            .push_bind(r.duration_ms.map(int))
-                            .push_bind(r.wait_ms.map(int))
-                            .push_bind(r.start_ms.map(int))
-                            .push_bind(r.caller.clone())
-                            .push_bind(r.parent.map(|p| p.hyphenated().to_string()))
-                            .push_bind(i64::from(r.depth));
-                    },
-                );
-                insert.push(UPSERT_CALL_CONFLICT);
-                insert
-                    .build()
-                    .execute(&mut **tx)
-                    .await
-                    .map_err(query("store calls"))?;
-            }
-            let with_logs: Vec<Uuid> = order
-                .iter()
-                .copied()
-                .filter(|id| logs.contains_key(id))
-                .collect();
-            for chunk in with_logs.chunks(ROWS_PER_STATEMENT) {
-                let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-                    "INSERT INTO call_logs (call_id, logs) ",
-                );
-                insert.push_values(chunk, |mut row, id| {
-                    row.push_bind(id.hyphenated().to_string())
-                        .push_bind(logs.get(id).copied().unwrap_or_default().to_vec());
-                });
-                insert.push(" ON CONFLICT (call_id) DO UPDATE SET logs = excluded.logs");
-                insert
-                    .build()
-                    .execute(&mut **tx)
-                    .await
-                    .map_err(query("store the logs of calls"))?;
-            }
+    on_tx!(tx, |conn, DB| {
+        for chunk in order.chunks(ROWS_PER_STATEMENT) {
+            let mut insert = QueryBuilder::<DB>::new(concat!(
+                "INSERT INTO calls (",
+                call_columns!(),
+                ", daemon) "
+            ));
+            insert.push_values(
+                chunk.iter().filter_map(|id| records.get(id)),
+                |mut row, r| {
+                    row.push_bind(r.id.hyphenated().to_string())
+                        .push_bind(r.function.clone())
+                        .push_bind(r.trigger.as_str())
+                        .push_bind(r.status.as_str())
+                        .push_bind(i64::from(r.attempt))
+                        .push_bind(millis(r.received_at))
+                        .push_bind(r.started_at.map(millis))
+                        .push_bind(r.finished_at.map(millis))
+                        .push_bind(r.cold)
+                        .push_bind(r.instance.clone())
+                        .push_bind(r.exit_code)
+                        .push_bind(r.error_type.map(CallErrorType::as_str))
+                        .push_bind(r.error_message.as_deref().map(text))
+                        .push_bind(int(r.request_size))
+                        .push_bind(r.response_size.map(int))
+                        .push_bind(r.duration_ms.map(int))
+                        .push_bind(r.wait_ms.map(int))
+                        .push_bind(r.start_ms.map(int))
+                        .push_bind(r.caller.clone())
+                        .push_bind(r.parent.map(|p| p.hyphenated().to_string()))
+                        .push_bind(i64::from(r.depth))
+                        .push_bind(daemon);
+                },
+            );
+            insert.push(UPSERT_CALL_CONFLICT);
+            insert
+                .build()
+                .execute(&mut *conn)
+                .await
+                .map_err(query("store calls"))?;
         }
-    }
+        let with_logs: Vec<Uuid> = order
+            .iter()
+            .copied()
+            .filter(|id| logs.contains_key(id))
+            .collect();
+        for chunk in with_logs.chunks(ROWS_PER_STATEMENT) {
+            let mut insert = QueryBuilder::<DB>::new("INSERT INTO call_logs (call_id, logs) ");
+            insert.push_values(chunk, |mut row, id| {
+                row.push_bind(id.hyphenated().to_string())
+                    .push_bind(logs.get(id).copied().unwrap_or_default().to_vec());
+            });
+            insert.push(" ON CONFLICT (call_id) DO UPDATE SET logs = excluded.logs");
+            insert
+                .build()
+                .execute(&mut *conn)
+                .await
+                .map_err(query("store the logs of calls"))?;
+        }
+        Ok::<_, StoreError>(())
+    })?;
     let succeeded: Vec<Uuid> = order
         .iter()
         .copied()
@@ -242,119 +295,180 @@ async fn write_rows(
 impl Store {
     /// The record of call `id`, if there is one.
     pub async fn get_call(&self, id: Uuid) -> Result<Option<CallRecord>, StoreError> {
-        let row = sqlx::query(concat!(select_calls!(), " WHERE id = $1"))
-            .bind(id.hyphenated().to_string())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(query("get a call"))?;
-        row.as_ref().map(decode).transpose()
+        on_pool!(&self.pool, |pool, DB| {
+            let row = sqlx::query(concat!(select_calls!(), " WHERE id = $1"))
+                .bind(id.hyphenated().to_string())
+                .fetch_optional(pool)
+                .await
+                .map_err(query("get a call"))?;
+            row.as_ref().map(|r| decode(r)).transpose()
+        })
     }
 
     /// The calls that match `filter`, newest first.
     pub async fn list_calls(&self, filter: &CallFilter) -> Result<Vec<CallRecord>, StoreError> {
-        let mut qb = QueryBuilder::<Sqlite>::new(select_calls!());
-        qb.push(" WHERE 1 = 1");
-        if let Some(function) = &filter.function {
-            qb.push(" AND function = ").push_bind(function.clone());
-        }
-        if let Some(status) = filter.status {
-            qb.push(" AND status = ").push_bind(status.as_str());
-        }
-        if let Some(trigger) = filter.trigger {
-            qb.push(" AND trigger = ").push_bind(trigger.as_str());
-        }
-        if let Some(before) = filter.before {
-            qb.push(" AND id < ")
-                .push_bind(before.hyphenated().to_string());
-        }
-        if let Some(since) = filter.since {
-            qb.push(" AND received_at >= ").push_bind(millis(since));
-        }
-        qb.push(" ORDER BY id DESC LIMIT ")
-            .push_bind(i64::from(filter.effective_limit()));
-        let rows = qb
-            .build()
-            .fetch_all(&self.pool)
-            .await
-            .map_err(query("list calls"))?;
-        rows.iter().map(decode).collect()
+        on_pool!(&self.pool, |pool, DB| {
+            let mut qb = QueryBuilder::<DB>::new(select_calls!());
+            qb.push(" WHERE 1 = 1");
+            if let Some(function) = &filter.function {
+                qb.push(" AND function = ").push_bind(function.clone());
+            }
+            if let Some(status) = filter.status {
+                qb.push(" AND status = ").push_bind(status.as_str());
+            }
+            if let Some(trigger) = filter.trigger {
+                qb.push(" AND trigger = ").push_bind(trigger.as_str());
+            }
+            if let Some(before) = filter.before {
+                qb.push(" AND id < ")
+                    .push_bind(before.hyphenated().to_string());
+            }
+            if let Some(since) = filter.since {
+                qb.push(" AND received_at >= ").push_bind(millis(since));
+            }
+            qb.push(" ORDER BY id DESC LIMIT ")
+                .push_bind(i64::from(filter.effective_limit()));
+            let rows = qb
+                .build()
+                .fetch_all(pool)
+                .await
+                .map_err(query("list calls"))?;
+            rows.iter().map(|r| decode(r)).collect()
+        })
     }
 
     /// The logs of call `id`: `None` if there is no such call, empty if it has no logs.
     pub async fn call_logs(&self, id: Uuid) -> Result<Option<Vec<u8>>, StoreError> {
-        let row = sqlx::query(
-            "SELECT l.logs FROM calls c LEFT JOIN call_logs l ON l.call_id = c.id WHERE c.id = $1",
-        )
-        .bind(id.hyphenated().to_string())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(query("get the logs of a call"))?;
-        match row {
-            None => Ok(None),
-            Some(row) => {
-                let logs: Option<Vec<u8>> = row
-                    .try_get("logs")
-                    .map_err(|e| corrupt(format!("logs of call {id}"), e.to_string()))?;
-                Ok(Some(logs.unwrap_or_default()))
+        on_pool!(&self.pool, |pool, DB| {
+            let row = sqlx::query(
+                "SELECT l.logs FROM calls c LEFT JOIN call_logs l ON l.call_id = c.id \
+                 WHERE c.id = $1",
+            )
+            .bind(id.hyphenated().to_string())
+            .fetch_optional(pool)
+            .await
+            .map_err(query("get the logs of a call"))?;
+            match row {
+                None => Ok(None),
+                Some(row) => {
+                    let logs = Columns::bytes(&row, "logs")
+                        .map_err(|e| corrupt(format!("logs of call {id}"), e.to_string()))?;
+                    Ok(Some(logs.unwrap_or_default()))
+                }
             }
-        }
+        })
     }
 
-    /// Marks every call still `queued` or `running` that did not come through the durable
-    /// queue as `failed` with error type `interrupted`, finished at `now` (its duration set
-    /// from its receipt), and returns how many. Queued calls (async, cron, ...) are left for
-    /// their queue to resume.
+    /// Marks every call of this daemon still `queued` or `running` that did not come
+    /// through the durable queue as `failed` with error type `interrupted`, finished at
+    /// `now` (its duration set from its receipt), and returns how many. Queued calls (async,
+    /// cron, ...) are left for their queue to resume; other daemons' calls are left alone.
     pub async fn interrupt_unfinished_calls(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
-        let done = sqlx::query(
-            "UPDATE calls SET
-                status = $1,
-                error_type = $2,
-                error_message = $3,
-                finished_at = $4,
-                duration_ms = CASE WHEN $4 > received_at THEN $4 - received_at ELSE 0 END
-             WHERE status IN ($5, $6) AND id NOT IN (SELECT call_id FROM call_payloads)",
-        )
-        .bind(CallStatus::Failed.as_str())
-        .bind(CallErrorType::Interrupted.as_str())
-        .bind(INTERRUPTED_MESSAGE)
-        .bind(millis(now))
-        .bind(CallStatus::Queued.as_str())
-        .bind(CallStatus::Running.as_str())
-        .execute(&self.pool)
-        .await
-        .map_err(query("interrupt unfinished calls"))?;
-        Ok(done.rows_affected())
+        let what = "interrupt unfinished calls";
+        let mut tx = self.pool.begin().await.map_err(query(what))?;
+        let me = self.my_id();
+        let done = interrupt_calls(&mut tx, self.own_calls(&me), now).await?;
+        tx.commit().await.map_err(query(what))?;
+        Ok(done)
     }
 }
 
-pub(crate) fn decode(row: &SqliteRow) -> Result<CallRecord, StoreError> {
-    let id: String = row
-        .try_get("id")
-        .map_err(|e| corrupt("call", format!("id: {e}")))?;
+/// Whose calls a recovery touches.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Whose<'a> {
+    /// Those of daemon `id` only (taken over).
+    Of(&'a str),
+    /// Those of daemon `id`, and those no daemon is recorded for (written before calls
+    /// named theirs): a daemon's own, on a shared store.
+    Mine(&'a str),
+    /// Every call: on SQLite, whose file one daemon uses (its id may have changed, when
+    /// its data directory was moved).
+    Any,
+}
+
+impl Whose<'_> {
+    /// The parameters of `(daemon = $a OR ($b AND daemon IS NULL) OR $c)`.
+    pub(crate) fn binds(self) -> (String, bool, bool) {
+        match self {
+            Whose::Of(id) => (id.to_string(), false, false),
+            Whose::Mine(id) => (id.to_string(), true, false),
+            Whose::Any => (String::new(), true, true),
+        }
+    }
+}
+
+impl Store {
+    /// Whose calls this daemon recovers as its own: all of them on SQLite.
+    pub(crate) fn own_calls<'a>(&self, me: &'a str) -> Whose<'a> {
+        match self.backend() {
+            crate::Backend::Sqlite => Whose::Any,
+            crate::Backend::Postgres => Whose::Mine(me),
+        }
+    }
+}
+
+/// Marks the sync calls (those without a queue payload) still `queued` or `running` of
+/// `whose` as `interrupted`, finished at `now`; returns how many.
+pub(crate) async fn interrupt_calls(
+    tx: &mut Tx,
+    whose: Whose<'_>,
+    now: DateTime<Utc>,
+) -> Result<u64, StoreError> {
+    let (owner, unowned, any) = whose.binds();
+    on_tx!(tx, |conn, DB| sqlx::query(
+        "UPDATE calls SET
+            status = $1,
+            error_type = $2,
+            error_message = $3,
+            finished_at = $4,
+            duration_ms = CASE WHEN $4 > received_at THEN $4 - received_at ELSE 0 END
+         WHERE status IN ($5, $6) AND id NOT IN (SELECT call_id FROM call_payloads)
+            AND (daemon = $7 OR ($8 AND daemon IS NULL) OR $9)",
+    )
+    .bind(CallStatus::Failed.as_str())
+    .bind(CallErrorType::Interrupted.as_str())
+    .bind(INTERRUPTED_MESSAGE)
+    .bind(millis(now))
+    .bind(CallStatus::Queued.as_str())
+    .bind(CallStatus::Running.as_str())
+    .bind(&owner)
+    .bind(unowned)
+    .bind(any)
+    .execute(&mut *conn)
+    .await
+    .map(|done| done.rows_affected()))
+    .map_err(query("interrupt unfinished calls"))
+}
+
+pub(crate) fn decode(row: &dyn Columns) -> Result<CallRecord, StoreError> {
+    let id = row
+        .text("id")
+        .map_err(|e| corrupt("call", format!("id: {e}")))?
+        .unwrap_or_default();
     let r = RowReader {
         row,
         what: format!("call {id}"),
     };
     Ok(CallRecord {
         id: r.parse("id")?,
-        function: r.get("function")?,
+        function: r.text("function")?,
         trigger: r.parse("trigger")?,
         status: r.parse("status")?,
         attempt: r.unsigned("attempt")?,
         received_at: r.time("received_at")?,
         started_at: r.time_opt("started_at")?,
         finished_at: r.time_opt("finished_at")?,
-        cold: r.get("cold")?,
-        instance: r.get("instance")?,
-        exit_code: r.get("exit_code")?,
+        cold: r.bool_opt("cold")?,
+        instance: r.text_opt("instance")?,
+        exit_code: r.int_opt("exit_code")?,
         error_type: r.parse_opt("error_type")?,
-        error_message: r.get("error_message")?,
+        error_message: r.text_opt("error_message")?,
         request_size: r.unsigned("request_size")?,
         response_size: r.unsigned_opt("response_size")?,
         duration_ms: r.unsigned_opt("duration_ms")?,
         wait_ms: r.unsigned_opt("wait_ms")?,
         start_ms: r.unsigned_opt("start_ms")?,
-        caller: r.get("caller")?,
+        caller: r.text_opt("caller")?,
         parent: r.parse_opt("parent")?,
         depth: r.unsigned("depth")?,
     })
@@ -408,9 +522,9 @@ mod tests {
         records.iter().map(|r| r.id).collect()
     }
 
-    #[tokio::test]
-    async fn writes_upsert_records_and_logs() {
-        let store = Store::open_in_memory().await.expect("store");
+    crate::testing::backend_tests! {
+    async fn writes_upsert_records_and_logs(kit) {
+        let store = kit.store().await;
         let mut record = call("hello", Trigger::Http, 0);
         record.status = CallStatus::Running;
         record.started_at = Some(at(T0 + 3));
@@ -432,6 +546,8 @@ mod tests {
         done.exit_code = Some(0);
         done.response_size = Some(7);
         done.duration_ms = Some(250);
+        done.wait_ms = Some(4);
+        done.start_ms = Some(180);
         done.instance = None;
         let logs: &[u8] = b"line 1\n\x00\xff\xfe binary\n";
         store
@@ -482,10 +598,11 @@ mod tests {
         store.write_calls(&[]).await.expect("empty batch");
         assert_eq!(store.get_call(Uuid::now_v7()).await.expect("get"), None);
     }
+    }
 
-    #[tokio::test]
-    async fn a_batch_is_one_transaction() {
-        let store = Store::open_in_memory().await.expect("store");
+    crate::testing::backend_tests! {
+    async fn a_batch_is_one_transaction(kit) {
+        let store = kit.store().await;
         let a = call("hello", Trigger::Http, 0);
         let b = call("hello", Trigger::Http, 1);
         let c = call("hello", Trigger::Http, 2);
@@ -505,13 +622,36 @@ mod tests {
         assert_eq!(store.call_logs(c.id).await.expect("logs"), Some(Vec::new()));
 
         // When one write of a batch fails, none of the batch is stored.
-        sqlx::query(
-            "CREATE TRIGGER refuse BEFORE INSERT ON calls WHEN NEW.function = 'refused'
-             BEGIN SELECT RAISE(ABORT, 'refused'); END",
-        )
-        .execute(&store.pool)
-        .await
-        .expect("create trigger");
+        match kit.backend() {
+            crate::Backend::Sqlite => {
+                crate::testing::execute(
+                    &store,
+                    "CREATE TRIGGER refuse BEFORE INSERT ON calls WHEN NEW.function = 'refused'
+                     BEGIN SELECT RAISE(ABORT, 'refused'); END",
+                    &[],
+                )
+                .await
+            }
+            crate::Backend::Postgres => {
+                crate::testing::execute(
+                    &store,
+                    "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+                     BEGIN
+                         IF NEW.function = 'refused' THEN RAISE EXCEPTION 'refused'; END IF;
+                         RETURN NEW;
+                     END $$",
+                    &[],
+                )
+                .await;
+                crate::testing::execute(
+                    &store,
+                    "CREATE TRIGGER refuse BEFORE INSERT ON calls
+                     FOR EACH ROW EXECUTE FUNCTION refuse()",
+                    &[],
+                )
+                .await
+            }
+        }
         let mut a2 = a.clone();
         a2.status = CallStatus::Running;
         let d = call("hello", Trigger::Http, 3);
@@ -532,10 +672,11 @@ mod tests {
         );
         assert_eq!(store.get_call(d.id).await.expect("get"), None);
     }
+    }
 
-    #[tokio::test]
-    async fn logs_of_a_missing_call_are_none_of_a_silent_call_empty() {
-        let store = Store::open_in_memory().await.expect("store");
+    crate::testing::backend_tests! {
+    async fn logs_of_a_missing_call_are_none_of_a_silent_call_empty(kit) {
+        let store = kit.store().await;
         let silent = call("hello", Trigger::Http, 0);
         store
             .write_calls(&[write(&silent, None)])
@@ -547,10 +688,11 @@ mod tests {
         );
         assert_eq!(store.call_logs(Uuid::now_v7()).await.expect("logs"), None);
     }
+    }
 
-    #[tokio::test]
-    async fn list_calls_filters_pages_and_sorts_newest_first() {
-        let store = Store::open_in_memory().await.expect("store");
+    crate::testing::backend_tests! {
+    async fn list_calls_filters_pages_and_sorts_newest_first(kit) {
+        let store = kit.store().await;
         let mut all = Vec::new();
         for i in 0..10 {
             let function = if i % 2 == 0 { "even" } else { "odd" };
@@ -666,6 +808,7 @@ mod tests {
         .await;
         assert_eq!(page3, newest_first[8..]);
     }
+    }
 
     #[test]
     fn the_limit_defaults_to_100_and_is_capped() {
@@ -682,9 +825,9 @@ mod tests {
         assert_eq!(limit(5000), 1000);
     }
 
-    #[tokio::test]
-    async fn the_default_limit_applies() {
-        let store = Store::open_in_memory().await.expect("store");
+    crate::testing::backend_tests! {
+    async fn the_default_limit_applies(kit) {
+        let store = kit.store().await;
         let batch: Vec<CallWrite> = (0..105)
             .map(|i| write(&call("hello", Trigger::Http, i), None))
             .collect();
@@ -696,10 +839,11 @@ mod tests {
         assert_eq!(listed.len(), 100);
         assert_eq!(listed[0].id, batch[104].record.id);
     }
+    }
 
-    #[tokio::test]
-    async fn interrupting_fails_only_calls_in_flight_that_did_not_come_through_the_queue() {
-        let store = Store::open_in_memory().await.expect("store");
+    crate::testing::backend_tests! {
+    async fn interrupting_fails_only_calls_in_flight_that_did_not_come_through_the_queue(kit) {
+        let store = kit.store().await;
         let queued = call("hello", Trigger::Http, 0);
         let mut running = call("hello", Trigger::Api, 10);
         running.status = CallStatus::Running;
@@ -773,21 +917,23 @@ mod tests {
             0
         );
     }
+    }
 
-    #[tokio::test]
-    async fn a_corrupt_row_is_an_error_not_a_panic() {
-        let store = Store::open_in_memory().await.expect("store");
+    crate::testing::backend_tests! {
+    async fn a_corrupt_row_is_an_error_not_a_panic(kit) {
+        let store = kit.store().await;
         let good = call("hello", Trigger::Http, 0);
         let bad = call("hello", Trigger::Http, 1);
         store
             .write_calls(&[write(&good, None), write(&bad, None)])
             .await
             .expect("write");
-        sqlx::query("UPDATE calls SET status = 'bogus' WHERE id = $1")
-            .bind(bad.id.to_string())
-            .execute(&store.pool)
-            .await
-            .expect("raw update");
+        crate::testing::execute(
+            &store,
+            "UPDATE calls SET status = 'bogus' WHERE id = $1",
+            &[&bad.id.to_string()],
+        )
+        .await;
 
         let err = store.get_call(bad.id).await.expect_err("corrupt");
         match &err {
@@ -810,23 +956,23 @@ mod tests {
             Some(good.clone())
         );
 
-        // Other kinds of damage: an unknown trigger, a negative size, a text timestamp.
-        for damage in [
+        // Other kinds of damage: an unknown trigger, a negative size, a text timestamp
+        // (which only SQLite's loose typing lets in).
+        let mut damages = vec![
             "UPDATE calls SET trigger = 'carrier_pigeon' WHERE id = $1",
             "UPDATE calls SET request_size = -1 WHERE id = $1",
-            "UPDATE calls SET received_at = 'yesterday' WHERE id = $1",
             "UPDATE calls SET error_type = 'gremlins' WHERE id = $1",
-        ] {
-            let store = Store::open_in_memory().await.expect("store");
+        ];
+        if kit.backend() == crate::Backend::Sqlite {
+            damages.push("UPDATE calls SET received_at = 'yesterday' WHERE id = $1");
+        }
+        for damage in damages {
+            let store = kit.store().await;
             store
                 .write_calls(&[write(&good, None)])
                 .await
                 .expect("write");
-            sqlx::query(damage)
-                .bind(good.id.to_string())
-                .execute(&store.pool)
-                .await
-                .expect("raw update");
+            crate::testing::execute(&store, damage, &[&good.id.to_string()]).await;
             assert!(
                 matches!(
                     store.get_call(good.id).await,
@@ -835,6 +981,7 @@ mod tests {
                 "{damage}"
             );
         }
+    }
     }
 }
 
@@ -870,9 +1017,9 @@ mod batch_tests {
         }
     }
 
-    #[tokio::test]
-    async fn several_writes_of_one_call_in_a_batch_keep_the_last() {
-        let store = Store::open_in_memory().await.expect("store");
+    crate::testing::backend_tests! {
+    async fn several_writes_of_one_call_in_a_batch_keep_the_last(kit) {
+        let store = kit.store().await;
         let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
         let batch: Vec<CallWrite> = vec![
             CallWrite {
@@ -911,10 +1058,11 @@ mod batch_tests {
             Some(b"first".to_vec())
         );
     }
+    }
 
-    #[tokio::test]
-    async fn batches_larger_than_one_statement_are_written_whole() {
-        let store = Store::open_in_memory().await.expect("store");
+    crate::testing::backend_tests! {
+    async fn batches_larger_than_one_statement_are_written_whole(kit) {
+        let store = kit.store().await;
         let batch: Vec<CallWrite> = (0..1234)
             .map(|_| CallWrite {
                 record: record(Uuid::now_v7(), CallStatus::Succeeded),
@@ -936,5 +1084,6 @@ mod batch_tests {
                 Some(vec![1, 2])
             );
         }
+    }
     }
 }

@@ -14,6 +14,20 @@ pub enum StoreError {
         /// Why.
         source: sqlx::Error,
     },
+    /// The PostgreSQL server could not be reached, or refused the connection.
+    #[error("cannot connect to the database at {url}: {source}")]
+    Connect {
+        /// The server's URL, its password hidden.
+        url: String,
+        /// Why.
+        source: sqlx::Error,
+    },
+    /// A store URL of a kind skiff does not know.
+    #[error("unsupported store URL {url}: expected postgres://... (or sqlite:PATH)")]
+    UnsupportedUrl {
+        /// The URL, its password hidden.
+        url: String,
+    },
     /// The schema migrations failed (or the database holds a schema newer than this build).
     #[error("cannot migrate the database schema: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),

@@ -1,11 +1,11 @@
 //! Deployed functions: name, configuration (as JSON), pinned image, version and times.
 
+use crate::backend::{on_pool, on_tx, Columns};
+use crate::changes::{announce, Change};
 use crate::codec::{int, millis, RowReader};
 use crate::error::{corrupt, query};
 use crate::{Store, StoreError};
 use skiff_core::{Function, FunctionConfig, FunctionName};
-use sqlx::sqlite::SqliteRow;
-use sqlx::Row;
 
 impl Store {
     /// Inserts `f`, or replaces every column of the function of that name.
@@ -16,7 +16,9 @@ impl Store {
                 format!("cannot encode the configuration: {e}"),
             )
         })?;
-        sqlx::query(
+        let what = "store a function";
+        let mut tx = self.pool.begin().await.map_err(query(what))?;
+        on_tx!(&mut tx, |conn, DB| sqlx::query(
             "INSERT INTO functions (name, config, image_digest, version, created_at, updated_at)
              VALUES ($1, $2, $3, $4, $5, $6)
              ON CONFLICT (name) DO UPDATE SET
@@ -27,57 +29,71 @@ impl Store {
                 updated_at = excluded.updated_at",
         )
         .bind(f.name.as_str())
-        .bind(config)
+        .bind(&config)
         .bind(&f.image_digest)
         .bind(int(f.version))
         .bind(millis(f.created_at))
         .bind(millis(f.updated_at))
-        .execute(&self.pool)
+        .execute(&mut *conn)
         .await
-        .map_err(query("store a function"))?;
-        Ok(())
+        .map(|_| ()))
+        .map_err(query(what))?;
+        announce(&mut tx, &Change::Function(f.name.to_string())).await?;
+        tx.commit().await.map_err(query(what))
     }
 
     /// The function called `name`, if there is one.
     pub async fn get_function(&self, name: &str) -> Result<Option<Function>, StoreError> {
-        let row = sqlx::query(
-            "SELECT name, config, image_digest, version, created_at, updated_at
-             FROM functions WHERE name = $1",
-        )
-        .bind(name)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(query("get a function"))?;
-        row.as_ref().map(decode).transpose()
+        on_pool!(&self.pool, |pool, DB| {
+            let row = sqlx::query(
+                "SELECT name, config, image_digest, version, created_at, updated_at
+                 FROM functions WHERE name = $1",
+            )
+            .bind(name)
+            .fetch_optional(pool)
+            .await
+            .map_err(query("get a function"))?;
+            row.as_ref().map(|r| decode(r)).transpose()
+        })
     }
 
     /// Every function, sorted by name.
     pub async fn list_functions(&self) -> Result<Vec<Function>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT name, config, image_digest, version, created_at, updated_at
-             FROM functions ORDER BY name",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(query("list functions"))?;
-        rows.iter().map(decode).collect()
+        on_pool!(&self.pool, |pool, DB| {
+            let rows = sqlx::query(
+                "SELECT name, config, image_digest, version, created_at, updated_at
+                 FROM functions ORDER BY name",
+            )
+            .fetch_all(pool)
+            .await
+            .map_err(query("list functions"))?;
+            rows.iter().map(|r| decode(r)).collect()
+        })
     }
 
     /// Deletes the function called `name`; true if it existed. Its call records stay.
     pub async fn delete_function(&self, name: &str) -> Result<bool, StoreError> {
-        let done = sqlx::query("DELETE FROM functions WHERE name = $1")
-            .bind(name)
-            .execute(&self.pool)
-            .await
-            .map_err(query("delete a function"))?;
-        Ok(done.rows_affected() > 0)
+        let what = "delete a function";
+        let mut tx = self.pool.begin().await.map_err(query(what))?;
+        let done = on_tx!(&mut tx, |conn, DB| sqlx::query(
+            "DELETE FROM functions WHERE name = $1"
+        )
+        .bind(name)
+        .execute(&mut *conn)
+        .await
+        .map(|done| done.rows_affected() > 0))
+        .map_err(query(what))?;
+        announce(&mut tx, &Change::Function(name.to_string())).await?;
+        tx.commit().await.map_err(query(what))?;
+        Ok(done)
     }
 }
 
-fn decode(row: &SqliteRow) -> Result<Function, StoreError> {
-    let name: String = row
-        .try_get("name")
-        .map_err(|e| corrupt("function", format!("name: {e}")))?;
+fn decode(row: &dyn Columns) -> Result<Function, StoreError> {
+    let name = row
+        .text("name")
+        .map_err(|e| corrupt("function", format!("name: {e}")))?
+        .unwrap_or_default();
     let r = RowReader {
         row,
         what: format!("function {name}"),
@@ -87,7 +103,7 @@ fn decode(row: &SqliteRow) -> Result<Function, StoreError> {
     Ok(Function {
         name,
         config,
-        image_digest: r.get("image_digest")?,
+        image_digest: r.text("image_digest")?,
         version: r.unsigned("version")?,
         created_at: r.time("created_at")?,
         updated_at: r.time("updated_at")?,
@@ -126,9 +142,9 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn functions_round_trip_every_field() {
-        let store = Store::open_in_memory().await.expect("store");
+    crate::testing::backend_tests! {
+    async fn functions_round_trip_every_field(kit) {
+        let store = kit.store().await;
         assert_eq!(store.get_function("hello").await.expect("get"), None);
 
         let hello = function("hello", "hello:1", 1);
@@ -168,16 +184,15 @@ mod tests {
         assert_eq!(names, ["alpha", "zeta"]);
     }
 
-    #[tokio::test]
-    async fn a_function_with_bad_json_is_corrupt() {
-        let store = Store::open_in_memory().await.expect("store");
-        sqlx::query(
+    async fn a_function_with_bad_json_is_corrupt(kit) {
+        let store = kit.store().await;
+        crate::testing::execute(
+            &store,
             "INSERT INTO functions (name, config, image_digest, version, created_at, updated_at)
              VALUES ('broken', '{not json', 'sha256:x', 1, 0, 0)",
+            &[],
         )
-        .execute(&store.pool)
-        .await
-        .expect("raw insert");
+        .await;
         let err = store.get_function("broken").await.expect_err("corrupt");
         assert!(
             matches!(&err, StoreError::Corrupt { what, .. } if what == "function broken"),
@@ -187,5 +202,6 @@ mod tests {
             store.list_functions().await,
             Err(StoreError::Corrupt { .. })
         ));
+    }
     }
 }

@@ -1,12 +1,13 @@
 //! What the instances of `http` and `lambda` functions write, line by line: written in
 //! batches, read by instance and time, and kept bounded (per instance, and in all).
 
-use crate::codec::{int, millis, RowReader};
+use crate::backend::{on_pool, on_tx, Columns};
+use crate::codec::{int, millis, text, RowReader};
 use crate::error::query;
 use crate::{Store, StoreError};
 use chrono::{DateTime, Utc};
 use skiff_core::api::{LogLine, LogStream};
-use sqlx::Row;
+use sqlx::QueryBuilder;
 
 /// The most lines kept of one instance: older ones are deleted as new ones come.
 pub const INSTANCE_LOG_LINES: u64 = 10_000;
@@ -44,53 +45,57 @@ impl Store {
         if lines.is_empty() {
             return Ok(());
         }
+        let mut instances: Vec<&str> = lines.iter().filter_map(|l| l.instance.as_deref()).collect();
+        instances.sort_unstable();
+        instances.dedup();
         let mut tx = self
             .pool
             .begin()
             .await
             .map_err(query("begin a transaction"))?;
-        // Six parameters a row: well under SQLite's limit.
-        for chunk in lines.chunks(500) {
-            let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-                "INSERT INTO instance_logs (function, instance, at, stream, line) ",
-            );
-            insert.push_values(chunk, |mut row, l| {
-                row.push_bind(l.function.clone())
-                    .push_bind(l.instance.clone().unwrap_or_default())
-                    .push_bind(millis(l.at))
-                    .push_bind(l.stream.as_str())
-                    .push_bind(l.line.clone());
-            });
-            insert
-                .build()
-                .execute(&mut *tx)
+        on_tx!(&mut tx, |conn, DB| {
+            // Five parameters a row: well under either backend's limit.
+            for chunk in lines.chunks(500) {
+                let mut insert = QueryBuilder::<DB>::new(
+                    "INSERT INTO instance_logs (function, instance, at, stream, line) ",
+                );
+                insert.push_values(chunk, |mut row, l| {
+                    row.push_bind(l.function.clone())
+                        .push_bind(l.instance.clone().unwrap_or_default())
+                        .push_bind(millis(l.at))
+                        .push_bind(l.stream.as_str())
+                        .push_bind(text(&l.line));
+                });
+                insert
+                    .build()
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(query("store instance logs"))?;
+            }
+            for instance in &instances {
+                sqlx::query(
+                    "DELETE FROM instance_logs WHERE instance = $1 AND seq <= (
+                        SELECT seq FROM instance_logs WHERE instance = $1
+                        ORDER BY seq DESC LIMIT 1 OFFSET $2)",
+                )
+                .bind(*instance)
+                .bind(int(INSTANCE_LOG_LINES))
+                .execute(&mut *conn)
                 .await
-                .map_err(query("store instance logs"))?;
-        }
-        let mut instances: Vec<&str> = lines.iter().filter_map(|l| l.instance.as_deref()).collect();
-        instances.sort_unstable();
-        instances.dedup();
-        for instance in instances {
+                .map_err(query("trim the logs of an instance"))?;
+            }
+            // `seq` only grows: the lines older than the last N written are those at or
+            // below the highest `seq` less N (found from the end of the key, without a
+            // scan).
             sqlx::query(
-                "DELETE FROM instance_logs WHERE instance = $1 AND seq <= (
-                    SELECT seq FROM instance_logs WHERE instance = $1
-                    ORDER BY seq DESC LIMIT 1 OFFSET $2)",
+                "DELETE FROM instance_logs WHERE seq <= (SELECT MAX(seq) FROM instance_logs) - $1",
             )
-            .bind(instance)
-            .bind(int(INSTANCE_LOG_LINES))
-            .execute(&mut *tx)
+            .bind(int(ALL_INSTANCE_LOG_LINES))
+            .execute(&mut *conn)
             .await
-            .map_err(query("trim the logs of an instance"))?;
-        }
-        // `seq` only grows: the lines older than the last N written are those at or below
-        // the highest `seq` less N (found from the end of the key, without a scan).
-        sqlx::query(
-            "DELETE FROM instance_logs WHERE seq <= (SELECT MAX(seq) FROM instance_logs) - $1",
-        )
-        .bind(int(ALL_INSTANCE_LOG_LINES))
-        .execute(&mut *tx)
-        .await
-        .map_err(query("trim the instance logs"))?;
+            .map_err(query("trim the instance logs"))?;
+            Ok::<_, StoreError>(())
+        })?;
         tx.commit().await.map_err(query("commit instance logs"))?;
         Ok(())
     }
@@ -100,61 +105,63 @@ impl Store {
         &self,
         filter: &InstanceLogFilter,
     ) -> Result<Vec<LogLine>, StoreError> {
-        let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-            "SELECT function, instance, at, stream, line FROM instance_logs WHERE 1 = 1",
-        );
-        if let Some(function) = &filter.function {
-            qb.push(" AND function = ").push_bind(function.clone());
-        }
-        if let Some(instance) = &filter.instance {
-            qb.push(" AND instance = ").push_bind(instance.clone());
-        }
-        if let Some(since) = filter.since {
-            qb.push(" AND at >= ").push_bind(millis(since));
-        }
-        if let Some(until) = filter.until {
-            qb.push(" AND at < ").push_bind(millis(until));
-        }
         let limit = match filter.limit {
             0 => DEFAULT_INSTANCE_LOG_LIMIT,
             n => n.min(MAX_INSTANCE_LOG_LIMIT),
         };
-        qb.push(if filter.latest {
-            " ORDER BY seq DESC LIMIT "
-        } else {
-            " ORDER BY seq LIMIT "
-        })
-        .push_bind(i64::from(limit));
-        let mut rows = qb
-            .build()
-            .fetch_all(&self.pool)
-            .await
-            .map_err(query("read instance logs"))?;
-        if filter.latest {
-            rows.reverse();
-        }
-        rows.iter()
-            .map(|row| {
-                let r = RowReader {
-                    row,
-                    what: "instance log line".to_string(),
-                };
-                let stream: String = r.get("stream")?;
-                Ok(LogLine {
-                    at: r.time("at")?,
-                    function: r.get("function")?,
-                    call: None,
-                    instance: Some(
-                        row.try_get("instance").map_err(|e| {
-                            crate::error::corrupt("instance log line", e.to_string())
-                        })?,
-                    ),
-                    stream: LogStream::parse(&stream).unwrap_or(LogStream::Stdout),
-                    line: r.get("line")?,
-                })
+        let mut lines = on_pool!(&self.pool, |pool, DB| {
+            let mut qb = QueryBuilder::<DB>::new(
+                "SELECT function, instance, at, stream, line FROM instance_logs WHERE 1 = 1",
+            );
+            if let Some(function) = &filter.function {
+                qb.push(" AND function = ").push_bind(function.clone());
+            }
+            if let Some(instance) = &filter.instance {
+                qb.push(" AND instance = ").push_bind(instance.clone());
+            }
+            if let Some(since) = filter.since {
+                qb.push(" AND at >= ").push_bind(millis(since));
+            }
+            if let Some(until) = filter.until {
+                qb.push(" AND at < ").push_bind(millis(until));
+            }
+            qb.push(if filter.latest {
+                " ORDER BY seq DESC LIMIT "
+            } else {
+                " ORDER BY seq LIMIT "
             })
-            .collect()
+            .push_bind(i64::from(limit));
+            let rows = qb
+                .build()
+                .fetch_all(pool)
+                .await
+                .map_err(query("read instance logs"))?;
+            rows.iter()
+                .map(|row| decode(row))
+                .collect::<Result<Vec<LogLine>, StoreError>>()
+        })?;
+        if filter.latest {
+            lines.reverse();
+        }
+        Ok(lines)
     }
+}
+
+/// One line of `instance_logs`.
+fn decode(row: &dyn Columns) -> Result<LogLine, StoreError> {
+    let r = RowReader {
+        row,
+        what: "instance log line".to_string(),
+    };
+    let stream = r.text("stream")?;
+    Ok(LogLine {
+        at: r.time("at")?,
+        function: r.text("function")?,
+        call: None,
+        instance: Some(r.text("instance")?),
+        stream: LogStream::parse(&stream).unwrap_or(LogStream::Stdout),
+        line: r.text("line")?,
+    })
 }
 
 #[cfg(test)]
@@ -172,9 +179,9 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn lines_are_read_by_instance_and_time() {
-        let store = Store::open_in_memory().await.expect("store");
+    crate::testing::backend_tests! {
+    async fn lines_are_read_by_instance_and_time(kit) {
+        let store = kit.store().await;
         store
             .write_instance_logs(&[
                 line("a", 0, "one"),
@@ -228,9 +235,8 @@ mod tests {
         assert_eq!(last[0].line, "two");
     }
 
-    #[tokio::test]
-    async fn an_instance_keeps_its_latest_lines() {
-        let store = Store::open_in_memory().await.expect("store");
+    async fn an_instance_keeps_its_latest_lines(kit) {
+        let store = kit.store().await;
         let many: Vec<LogLine> = (0..INSTANCE_LOG_LINES + 5)
             .map(|i| line("a", 0, &format!("line {i}")))
             .collect();
@@ -249,5 +255,6 @@ mod tests {
             .expect("read");
         assert_eq!(kept.len() as u64, INSTANCE_LOG_LINES);
         assert_eq!(kept[0].line, "line 5");
+    }
     }
 }

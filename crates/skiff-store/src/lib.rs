@@ -1,20 +1,28 @@
-//! skiff-store: skiff's state in SQLite.
+//! skiff-store: skiff's state, in SQLite (embedded, the default) or PostgreSQL (which
+//! several daemons can share).
 //!
 //! - the data directory ([`DataDir`]): private to its owner, as are the store's files;
-//! - the daemon's identity ([`Store::daemon_id`]), in the `meta` table;
+//! - the daemon's identity ([`Store::daemon_id`]): in the `meta` table on SQLite, one row
+//!   of `daemons` per host and data directory on PostgreSQL;
 //! - deployed functions ([`Store::put_function`], ...), their configuration as JSON;
 //! - call records and their logs ([`Store::write_calls`], [`Store::list_calls`], ...);
+//! - the durable queue of async calls ([`Store::enqueue`], [`Store::claim_within`], ...),
+//!   and the pruning of calls past the retention ([`Store::prune_calls`]);
 //! - what instances write ([`Store::write_instance_logs`], [`Store::instance_logs`]), bounded;
 //! - the samples the stats of calls are counted from ([`Store::call_samples`]);
 //! - triggers and the firing of cron ticks ([`Store::put_trigger`], [`Store::fire_tick`]).
 //!
 //! Timestamps are stored as unix milliseconds (sub-millisecond precision is dropped), enums
 //! by their `as_str()` names, call ids as hyphenated lowercase UUIDv7 text (so they sort by
-//! time). A row that does not decode is reported as [`StoreError::Corrupt`]. The schema is
-//! embedded and migrated on open; SQL uses `$n` placeholders so it can serve PostgreSQL too.
+//! time). A row that does not decode is reported as [`StoreError::Corrupt`]. Each backend
+//! has its embedded migrations, run on open; statements are written once for both (see
+//! `backend.rs`).
 
+mod backend;
 mod calls;
+mod changes;
 mod codec;
+mod daemons;
 pub mod data_dir;
 mod error;
 mod functions;
@@ -24,7 +32,13 @@ mod retention;
 mod samples;
 mod triggers;
 
+#[cfg(test)]
+mod testing;
+
+pub use backend::Backend;
 pub use calls::{CallFilter, CallWrite, DEFAULT_CALL_LIMIT, INTERRUPTED_MESSAGE, MAX_CALL_LIMIT};
+pub use changes::{Change, Changes};
+pub use daemons::{DaemonRecord, DaemonState, Recovered};
 pub use data_dir::{DataDir, DataDirError};
 pub use error::StoreError;
 pub use instance_logs::{
@@ -34,23 +48,24 @@ pub use instance_logs::{
 pub use queue::{Claimed, Payload, PendingCallback, StoredResult};
 pub use triggers::TickOutcome;
 
+use backend::{on_pool, on_tx, Pool};
 use error::query;
-use sqlx::migrate::Migrator;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
-use sqlx::Row;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use std::path::Path;
+use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
-
-/// The embedded schema migrations.
-static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
 /// How long a statement waits for a lock held by another connection.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Connections of a file-backed store.
 const MAX_CONNECTIONS: u32 = 4;
+/// Connections to a PostgreSQL server, per daemon.
+const MAX_PG_CONNECTIONS: u32 = 8;
+/// How long a daemon waits for a PostgreSQL connection (at start, or from a busy pool).
+const PG_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The `meta` key of the daemon id.
 const DAEMON_ID_KEY: &str = "daemon_id";
 /// The `meta` key of the identity of the data directory the daemon id belongs to.
@@ -68,13 +83,59 @@ fn new_daemon_id() -> String {
         .to_string()
 }
 
+/// The name of this host, as the kernel knows it.
+fn host_name() -> String {
+    rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned()
+}
+
 /// skiff's database. Cheap to clone: clones share one connection pool.
 #[derive(Clone, Debug)]
 pub struct Store {
-    pool: SqlitePool,
+    pool: Pool,
+    /// This daemon's id and home, shared by clones: read (SQLite) or drawn (PostgreSQL) at
+    /// open, and set again when the id is bound ([`Store::bind_daemon_id`]). Calls this
+    /// store claims or records carry the id.
+    me: Arc<parking_lot::Mutex<daemons::Me>>,
 }
 
 impl Store {
+    /// Opens the store a URL names: `postgres://` (or `postgresql://`) for a PostgreSQL
+    /// server, `sqlite:PATH` (or `sqlite://PATH`) for a SQLite file (as [`Store::open`]).
+    /// A password in the URL never shows in an error.
+    pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Store::connect_postgres(url).await;
+        }
+        if let Some(path) = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+            .filter(|p| !p.is_empty())
+        {
+            return Store::open(Path::new(path)).await;
+        }
+        Err(StoreError::UnsupportedUrl {
+            url: backend::redact(url),
+        })
+    }
+
+    async fn connect_postgres(url: &str) -> Result<Store, StoreError> {
+        let connect_error = |source| StoreError::Connect {
+            url: backend::redact(url),
+            source,
+        };
+        let options = PgConnectOptions::from_str(url).map_err(connect_error)?;
+        let pool = PgPoolOptions::new()
+            .max_connections(MAX_PG_CONNECTIONS)
+            .acquire_timeout(PG_ACQUIRE_TIMEOUT)
+            .connect_with(options)
+            .await
+            .map_err(connect_error)?;
+        Store::init(Pool::Postgres(pool)).await
+    }
+
     /// Opens the database at `path`, creating the file and its parent directories if needed,
     /// and migrates it: WAL journal, `synchronous=NORMAL`, foreign keys on, 5s busy timeout.
     /// The file, and SQLite's `-wal` and `-shm` beside it, are readable by their owner only
@@ -108,7 +169,7 @@ impl Store {
             .connect_with(options)
             .await
             .map_err(open_error)?;
-        Store::init(pool).await
+        Store::init(Pool::Sqlite(pool)).await
     }
 
     /// A private in-memory database, for tests. Its pool holds a single connection that is
@@ -129,91 +190,148 @@ impl Store {
                 path: ":memory:".into(),
                 source,
             })?;
-        Store::init(pool).await
+        Store::init(Pool::Sqlite(pool)).await
     }
 
-    async fn init(pool: SqlitePool) -> Result<Store, StoreError> {
-        MIGRATOR.run(&pool).await?;
-        let store = Store { pool };
-        store.ensure_daemon_id().await?;
+    async fn init(pool: Pool) -> Result<Store, StoreError> {
+        pool.migrate().await?;
+        let store = Store {
+            pool,
+            me: Arc::new(parking_lot::Mutex::new(daemons::Me {
+                id: new_daemon_id(),
+                home: String::new(),
+            })),
+        };
+        if store.backend() == Backend::Sqlite {
+            store.ensure_daemon_id().await?;
+            let id = store.sqlite_daemon_id().await?;
+            store.me.lock().id = id;
+        }
         Ok(store)
     }
 
-    /// Creates the daemon id unless the database already has one.
-    async fn ensure_daemon_id(&self) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
-            .bind(DAEMON_ID_KEY)
-            .bind(new_daemon_id())
-            .execute(&self.pool)
-            .await
-            .map_err(query("create the daemon id"))?;
-        Ok(())
+    /// The database the store is on.
+    pub fn backend(&self) -> Backend {
+        self.pool.backend()
     }
 
-    /// Binds the daemon id to `home`, the identity of the data directory the store is in
-    /// ([`DataDir::identity`]), so that a copy of the directory never passes for the
-    /// original: a daemon removes the containers labelled with its id. When the store was
-    /// bound to another directory (it was copied, or moved), a new id is drawn and the one
-    /// it replaces is returned. A store not bound yet (made before ids were bound) keeps its
-    /// id.
+    /// SQLite: creates the daemon id unless the database already has one.
+    async fn ensure_daemon_id(&self) -> Result<(), StoreError> {
+        on_pool!(&self.pool, |pool, DB| sqlx::query(
+            "INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING"
+        )
+        .bind(DAEMON_ID_KEY)
+        .bind(new_daemon_id())
+        .execute(pool)
+        .await
+        .map(|_| ()))
+        .map_err(query("create the daemon id"))
+    }
+
+    /// Binds the daemon id to `home`, the identity of the data directory the daemon runs
+    /// from ([`DataDir::identity`]), so that a copy of the directory never passes for the
+    /// original: a daemon removes the containers labelled with its id.
+    ///
+    /// On SQLite, whose file is in that directory: when the store was bound to another
+    /// directory (it was copied, or moved), a new id is drawn and the one it replaces is
+    /// returned. A store not bound yet (made before ids were bound) keeps its id.
+    ///
+    /// On PostgreSQL, which several daemons share: each host and data directory has an id
+    /// of its own in the `daemons` table, drawn the first time and found again after a
+    /// restart. Nothing is ever replaced.
     pub async fn bind_daemon_id(&self, home: &str) -> Result<Option<String>, StoreError> {
+        match &self.pool {
+            Pool::Sqlite(_) => {
+                let replaced = self.bind_sqlite_daemon_id(home).await?;
+                let id = self.sqlite_daemon_id().await?;
+                *self.me.lock() = daemons::Me {
+                    id,
+                    home: home.to_string(),
+                };
+                Ok(replaced)
+            }
+            Pool::Postgres(pool) => {
+                let home = format!("{} {home}", host_name());
+                let id = daemons::register(pool, &home, new_daemon_id()).await?;
+                *self.me.lock() = daemons::Me { id, home };
+                Ok(None)
+            }
+        }
+    }
+
+    async fn bind_sqlite_daemon_id(&self, home: &str) -> Result<Option<String>, StoreError> {
         let what = "bind the daemon id to its data directory";
         let mut tx = self.pool.begin().await.map_err(query(what))?;
-        let bound: Option<String> = sqlx::query_scalar("SELECT value FROM meta WHERE key = $1")
-            .bind(DAEMON_HOME_KEY)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(query(what))?;
+        let bound: Option<String> = on_tx!(&mut tx, |conn, DB| sqlx::query_scalar(
+            "SELECT value FROM meta WHERE key = $1"
+        )
+        .bind(DAEMON_HOME_KEY)
+        .fetch_optional(&mut *conn)
+        .await)
+        .map_err(query(what))?;
         if bound.as_deref() == Some(home) {
             return Ok(None);
         }
-        let replaced = match bound {
-            None => None,
-            Some(_) => {
-                let previous: Option<String> =
-                    sqlx::query_scalar("SELECT value FROM meta WHERE key = $1")
-                        .bind(DAEMON_ID_KEY)
-                        .fetch_optional(&mut *tx)
-                        .await
-                        .map_err(query(what))?;
-                sqlx::query(
-                    "INSERT INTO meta (key, value) VALUES ($1, $2) \
-                     ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                )
-                .bind(DAEMON_ID_KEY)
-                .bind(new_daemon_id())
-                .execute(&mut *tx)
-                .await
-                .map_err(query(what))?;
-                previous
-            }
-        };
-        sqlx::query(
-            "INSERT INTO meta (key, value) VALUES ($1, $2) \
-             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        )
-        .bind(DAEMON_HOME_KEY)
-        .bind(home)
-        .execute(&mut *tx)
-        .await
-        .map_err(query(what))?;
+        let replaced = on_tx!(&mut tx, |conn, DB| {
+            let previous = match bound {
+                None => None,
+                Some(_) => {
+                    let previous: Option<String> =
+                        sqlx::query_scalar("SELECT value FROM meta WHERE key = $1")
+                            .bind(DAEMON_ID_KEY)
+                            .fetch_optional(&mut *conn)
+                            .await
+                            .map_err(query(what))?;
+                    sqlx::query(
+                        "INSERT INTO meta (key, value) VALUES ($1, $2) \
+                         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    )
+                    .bind(DAEMON_ID_KEY)
+                    .bind(new_daemon_id())
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(query(what))?;
+                    previous
+                }
+            };
+            sqlx::query(
+                "INSERT INTO meta (key, value) VALUES ($1, $2) \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            )
+            .bind(DAEMON_HOME_KEY)
+            .bind(home)
+            .execute(&mut *conn)
+            .await
+            .map_err(query(what))?;
+            previous
+        });
         tx.commit().await.map_err(query(what))?;
         Ok(replaced)
     }
 
-    /// A stable id for this database (12 lowercase hex digits), created at first open, and
-    /// drawn again when the store is found in a copy of its data directory.
+    /// This daemon's id (12 lowercase hex digits). On SQLite: a stable id for the database,
+    /// created at first open, and drawn again when the store is found in a copy of its data
+    /// directory. On PostgreSQL: the id of the data directory it is bound to (until then,
+    /// one drawn at connect).
     pub async fn daemon_id(&self) -> Result<String, StoreError> {
-        let row = sqlx::query("SELECT value FROM meta WHERE key = $1")
-            .bind(DAEMON_ID_KEY)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(query("read the daemon id"))?;
-        let Some(row) = row else {
-            return Err(error::corrupt("meta", "the daemon id is missing"));
-        };
-        row.try_get("value")
-            .map_err(|e| error::corrupt("meta", format!("daemon id: {e}")))
+        Ok(self.me.lock().id.clone())
+    }
+
+    /// The id cached by this store (see [`Store::daemon_id`]).
+    pub(crate) fn my_id(&self) -> String {
+        self.me.lock().id.clone()
+    }
+
+    /// SQLite: the daemon id stored in `meta`.
+    async fn sqlite_daemon_id(&self) -> Result<String, StoreError> {
+        let id: Option<String> = on_pool!(&self.pool, |pool, DB| sqlx::query_scalar(
+            "SELECT value FROM meta WHERE key = $1"
+        )
+        .bind(DAEMON_ID_KEY)
+        .fetch_optional(pool)
+        .await)
+        .map_err(query("read the daemon id"))?;
+        id.ok_or_else(|| error::corrupt("meta", "the daemon id is missing"))
     }
 
     /// Closes every connection, waiting for queries in flight. Later queries fail.
@@ -242,13 +360,16 @@ mod tests {
             "{id}"
         );
         assert_eq!(store.daemon_id().await.expect("again"), id);
+        let Pool::Sqlite(pool) = &store.pool else {
+            panic!("a file is a SQLite store")
+        };
         let journal: String = sqlx::query_scalar("PRAGMA journal_mode")
-            .fetch_one(&store.pool)
+            .fetch_one(pool)
             .await
             .expect("pragma");
         assert_eq!(journal, "wal");
         let foreign_keys: i64 = sqlx::query_scalar("PRAGMA foreign_keys")
-            .fetch_one(&store.pool)
+            .fetch_one(pool)
             .await
             .expect("pragma");
         assert_eq!(foreign_keys, 1);
@@ -427,5 +548,123 @@ mod tests {
             StoreError::Open { path, .. } => assert_eq!(path, dir.path()),
             other => panic!("expected Open, got {other:?}"),
         }
+    }
+
+    crate::testing::backend_tests! {
+    async fn a_daemon_finds_its_functions_and_its_id_again_after_a_restart(kit) {
+        let store = kit.shared_store().await;
+        let function = skiff_core::Function {
+            name: FunctionName::parse("kept").expect("name"),
+            config: FunctionSpec {
+                image: "kept:1".into(),
+                ..FunctionSpec::default()
+            }
+            .validate()
+            .expect("valid"),
+            image_digest: "sha256:kept".into(),
+            version: 3,
+            created_at: DateTime::from_timestamp_millis(1).expect("time"),
+            updated_at: DateTime::from_timestamp_millis(2).expect("time"),
+        };
+        store.put_function(&function).await.expect("put");
+        assert_eq!(store.bind_daemon_id("/srv/a").await.expect("bind"), None);
+        let id = store.daemon_id().await.expect("id");
+        assert_eq!(id.len(), 12, "{id}");
+        store.close().await;
+
+        // The same data directory, restarted: the same id, the same functions.
+        let again = kit.reopen().await;
+        assert_eq!(again.bind_daemon_id("/srv/a").await.expect("bind"), None);
+        assert_eq!(again.daemon_id().await.expect("id"), id);
+        assert_eq!(
+            again.get_function("kept").await.expect("get"),
+            Some(function.clone())
+        );
+        if kit.backend() == Backend::Sqlite {
+            return; // one daemon per SQLite file: its data directory is locked
+        }
+        // Another daemon (another data directory) on the same database: an id of its
+        // own, and every function.
+        let other = kit.reopen().await;
+        assert_eq!(other.bind_daemon_id("/srv/b").await.expect("bind"), None);
+        assert_ne!(other.daemon_id().await.expect("id"), id);
+        assert_eq!(other.list_functions().await.expect("list"), vec![function]);
+    }
+    }
+
+    #[tokio::test]
+    async fn store_urls_name_their_backend_and_hide_passwords() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("by-url.db");
+        let store = Store::connect(&format!("sqlite:{}", path.display()))
+            .await
+            .expect("a sqlite URL");
+        assert_eq!(store.backend(), Backend::Sqlite);
+        assert!(path.exists());
+        let err = Store::connect("mysql://root:hunter2@db/skiff")
+            .await
+            .expect_err("not supported");
+        assert!(matches!(err, StoreError::UnsupportedUrl { .. }), "{err:?}");
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+        // Nothing listens on port 1: the error names the server, not the password.
+        let err = Store::connect("postgres://skiff:hunter2@127.0.0.1:1/skiff")
+            .await
+            .expect_err("no server");
+        assert!(matches!(err, StoreError::Connect { .. }), "{err:?}");
+        let message = err.to_string();
+        assert!(message.contains("127.0.0.1:1"), "{message}");
+        assert!(!message.contains("hunter2"), "{message}");
+    }
+
+    #[tokio::test]
+    async fn a_moved_sqlite_store_still_recovers_the_calls_of_its_previous_id() {
+        let store = Store::open_in_memory().await.expect("open");
+        store.bind_daemon_id("/srv/a").await.expect("bind");
+        let queued = CallRecord::new(
+            Uuid::now_v7(),
+            "f",
+            Trigger::Async,
+            CallStatus::Queued,
+            Utc::now(),
+        );
+        let payload = Payload {
+            method: "POST".into(),
+            path: "/".into(),
+            query: String::new(),
+            headers: Vec::new(),
+            body: Vec::new(),
+            expires_at: None,
+            callback_url: None,
+        };
+        store.enqueue(&queued, &payload).await.expect("enqueue");
+        assert_eq!(store.claim(Utc::now(), 10).await.expect("claim").len(), 1);
+        let sync = CallRecord::new(
+            Uuid::now_v7(),
+            "f",
+            Trigger::Http,
+            CallStatus::Running,
+            Utc::now(),
+        );
+        store
+            .write_calls(&[CallWrite {
+                record: sync.clone(),
+                logs: None,
+            }])
+            .await
+            .expect("write");
+        // Moved: a new id; the calls run under the old one are still this file's.
+        assert!(store
+            .bind_daemon_id("/srv/b")
+            .await
+            .expect("bind")
+            .is_some());
+        assert_eq!(store.requeue_interrupted().await.expect("requeue"), 1);
+        assert_eq!(
+            store
+                .interrupt_unfinished_calls(Utc::now())
+                .await
+                .expect("interrupt"),
+            1
+        );
     }
 }

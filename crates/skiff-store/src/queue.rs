@@ -9,12 +9,14 @@
 //! callback still to send, once that callback is sent or given up). A `dead` call keeps its
 //! payload, since it can be redriven.
 
-use crate::calls::call_columns;
-use crate::codec::millis;
+use crate::backend::{on_pool, on_tx, Tx};
+use crate::calls::{call_columns, call_columns_of};
+use crate::codec::{millis, text};
 use crate::error::query;
-use crate::{Store, StoreError};
+use crate::{Backend, Store, StoreError};
 use chrono::{DateTime, Utc};
 use skiff_core::{CallErrorType, CallRecord, CallStatus};
+use std::collections::HashMap;
 use uuid::Uuid;
 
 /// What a queued call carries.
@@ -107,6 +109,48 @@ macro_rules! payload_columns {
     };
 }
 
+/// Claims due queued calls, oldest first, at most `$4` of them and at most `rooms[f]` of
+/// function `f` (`$6`, the rooms as a JSON object; a function not in it is bounded by `$4`
+/// only): the `n`th due call of a function (`ROW_NUMBER()` over its calls, oldest first) is
+/// taken only if `n` is within its room.
+const CLAIM_SQLITE: &str = concat!(
+    "UPDATE calls SET status = $1, started_at = $2, daemon = $5 WHERE id IN (
+        SELECT id FROM (
+            SELECT id, function,
+                ROW_NUMBER() OVER (PARTITION BY function ORDER BY id) AS n
+            FROM calls WHERE status = $3
+                AND (not_before IS NULL OR not_before <= $2)) AS due
+        WHERE due.n <= COALESCE(
+            (SELECT value FROM json_each($6) WHERE key = due.function), $4)
+        ORDER BY id LIMIT $4)
+     RETURNING ",
+    call_columns!()
+);
+/// The same on PostgreSQL, where the rows taken are locked and rows another daemon is
+/// taking at that moment are skipped: two daemons never claim one call, and neither waits
+/// for the other. A window function cannot be in a `SELECT ... FOR UPDATE`, so the
+/// candidates are chosen first (`candidates`), then locked (`due`); a candidate another
+/// daemon holds is skipped, never replaced by a later call of its function, so no function
+/// gets more than its room (a daemon may claim fewer than it could; its next claim takes
+/// them).
+const CLAIM_POSTGRES: &str = concat!(
+    "WITH candidates AS (
+        SELECT id FROM (
+            SELECT id, function,
+                ROW_NUMBER() OVER (PARTITION BY function ORDER BY id) AS n
+            FROM calls WHERE status = $3
+                AND (not_before IS NULL OR not_before <= $2)) AS ranked
+        WHERE ranked.n <= COALESCE(($6::jsonb ->> ranked.function)::bigint, $4)
+        ORDER BY id LIMIT $4),
+     due AS (
+        SELECT id FROM calls WHERE id IN (SELECT id FROM candidates) AND status = $3
+        ORDER BY id
+        FOR UPDATE SKIP LOCKED)
+     UPDATE calls SET status = $1, started_at = $2, daemon = $5 FROM due WHERE calls.id = due.id
+     RETURNING ",
+    call_columns_of!("calls.")
+);
+
 impl Store {
     /// Stores a `queued` call and its payload in one transaction: once this returns, the
     /// call survives any crash of the daemon.
@@ -130,104 +174,112 @@ impl Store {
             })
             .collect();
         self.write_calls_in(&mut tx, &writes).await?;
-        for chunk in calls.chunks(PAYLOAD_ROWS) {
-            let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(concat!(
-                "INSERT INTO call_payloads (",
-                payload_columns!(),
-                ", callback_state) "
-            ));
-            insert.push_values(chunk, |mut row, (record, payload)| {
-                let headers =
-                    serde_json::to_string(&payload.headers).unwrap_or_else(|_| "[]".into());
-                row.push_bind(payload.method.clone())
-                    .push_bind(payload.path.clone())
-                    .push_bind(payload.query.clone())
-                    .push_bind(headers)
-                    .push_bind(payload.body.clone())
-                    .push_bind(payload.expires_at.map(millis))
-                    .push_bind(payload.callback_url.clone())
-                    .push_bind(record.id.hyphenated().to_string())
-                    .push_bind(payload.callback_url.as_ref().map(|_| CALLBACK_PENDING));
-            });
-            insert.push(
-                " ON CONFLICT (call_id) DO UPDATE SET method = excluded.method, \
-                 path = excluded.path, query = excluded.query, headers = excluded.headers, \
-                 body = excluded.body, expires_at = excluded.expires_at, \
-                 callback_url = excluded.callback_url, callback_state = excluded.callback_state",
-            );
-            insert
-                .build()
-                .execute(&mut *tx)
-                .await
-                .map_err(query("store calls' payloads"))?;
-        }
+        on_tx!(&mut tx, |conn, DB| {
+            for chunk in calls.chunks(PAYLOAD_ROWS) {
+                let mut insert = sqlx::QueryBuilder::<DB>::new(concat!(
+                    "INSERT INTO call_payloads (",
+                    payload_columns!(),
+                    ", callback_state) "
+                ));
+                insert.push_values(chunk, |mut row, (record, payload)| {
+                    let headers =
+                        serde_json::to_string(&payload.headers).unwrap_or_else(|_| "[]".into());
+                    row.push_bind(payload.method.clone())
+                        .push_bind(payload.path.clone())
+                        .push_bind(payload.query.clone())
+                        .push_bind(headers)
+                        .push_bind(payload.body.clone())
+                        .push_bind(payload.expires_at.map(millis))
+                        .push_bind(payload.callback_url.clone())
+                        .push_bind(record.id.hyphenated().to_string())
+                        .push_bind(payload.callback_url.as_ref().map(|_| CALLBACK_PENDING));
+                });
+                insert.push(
+                    " ON CONFLICT (call_id) DO UPDATE SET method = excluded.method, \
+                     path = excluded.path, query = excluded.query, headers = excluded.headers, \
+                     body = excluded.body, expires_at = excluded.expires_at, \
+                     callback_url = excluded.callback_url, \
+                     callback_state = excluded.callback_state",
+                );
+                insert
+                    .build()
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(query("store calls' payloads"))?;
+            }
+            Ok::<_, StoreError>(())
+        })?;
         tx.commit().await.map_err(query("commit enqueued calls"))?;
         Ok(())
     }
 
-    /// Claims up to `limit` due queued calls, oldest first: they become `running`.
+    /// Claims up to `limit` due queued calls, oldest first: they become `running`. Each
+    /// call is claimed once, even by several daemons sharing a PostgreSQL store.
     pub async fn claim(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<Claimed>, StoreError> {
-        self.claim_within(now, limit, &std::collections::HashMap::new())
-            .await
+        self.claim_within(now, limit, &HashMap::new()).await
     }
 
     /// Claims up to `limit` due queued calls, oldest first, and at most `rooms[f]` of those
     /// of function `f` (functions not in `rooms` are bounded by `limit` only): they become
-    /// `running`.
+    /// `running`. Each call is claimed once, even by several daemons sharing a PostgreSQL
+    /// store.
     pub async fn claim_within(
         &self,
         now: DateTime<Utc>,
         limit: u32,
-        rooms: &std::collections::HashMap<String, u32>,
+        rooms: &HashMap<String, u32>,
     ) -> Result<Vec<Claimed>, StoreError> {
+        let sql = match self.backend() {
+            Backend::Sqlite => CLAIM_SQLITE,
+            Backend::Postgres => CLAIM_POSTGRES,
+        };
         let rooms = serde_json::to_string(rooms).unwrap_or_else(|_| "{}".into());
+        let me = self.my_id();
         let mut tx = self
             .pool
             .begin()
             .await
             .map_err(query("begin a transaction"))?;
-        let rows = sqlx::query(concat!(
-            "UPDATE calls SET status = $1, started_at = $2 WHERE id IN (
-                SELECT id FROM (
-                    SELECT id, function,
-                        ROW_NUMBER() OVER (PARTITION BY function ORDER BY id) AS n
-                    FROM calls WHERE status = $3
-                        AND (not_before IS NULL OR not_before <= $2)) AS due
-                WHERE due.n <= COALESCE(
-                    (SELECT value FROM json_each($5) WHERE key = due.function), $4)
-                ORDER BY id LIMIT $4)
-             RETURNING ",
-            call_columns!()
-        ))
-        .bind(CallStatus::Running.as_str())
-        .bind(millis(now))
-        .bind(CallStatus::Queued.as_str())
-        .bind(i64::from(limit))
-        .bind(rooms)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(query("claim due calls"))?;
-        let mut records = rows
-            .iter()
-            .map(crate::calls::decode)
-            .collect::<Result<Vec<CallRecord>, StoreError>>()?;
-        records.sort_by_key(|r| r.id);
-        let ids: Vec<String> = records
-            .iter()
-            .map(|r| r.id.hyphenated().to_string())
-            .collect();
-        let ids = serde_json::to_string(&ids).unwrap_or_else(|_| "[]".into());
-        let payloads: Vec<PayloadRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            payload_columns!(),
-            " FROM call_payloads WHERE call_id IN (SELECT value FROM json_each($1))"
-        ))
-        .bind(ids)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(query("read calls' payloads"))?;
+        let (mut records, payloads) = on_tx!(&mut tx, |conn, DB| {
+            let rows = sqlx::query(sql)
+                .bind(CallStatus::Running.as_str())
+                .bind(millis(now))
+                .bind(CallStatus::Queued.as_str())
+                .bind(i64::from(limit))
+                .bind(&me)
+                .bind(&rooms)
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(query("claim due calls"))?;
+            let records = rows
+                .iter()
+                .map(|r| crate::calls::decode(r))
+                .collect::<Result<Vec<CallRecord>, StoreError>>()?;
+            let mut payloads: Vec<PayloadRow> = Vec::with_capacity(records.len());
+            for chunk in records.chunks(PAYLOAD_ROWS) {
+                let mut select = sqlx::QueryBuilder::<DB>::new(concat!(
+                    "SELECT ",
+                    payload_columns!(),
+                    " FROM call_payloads WHERE call_id IN ("
+                ));
+                let mut ids = select.separated(", ");
+                for record in chunk {
+                    ids.push_bind(record.id.hyphenated().to_string());
+                }
+                select.push(")");
+                payloads.extend(
+                    select
+                        .build_query_as::<PayloadRow>()
+                        .fetch_all(&mut *conn)
+                        .await
+                        .map_err(query("read calls' payloads"))?,
+                );
+            }
+            Ok::<_, StoreError>((records, payloads))
+        })?;
         tx.commit().await.map_err(query("commit claimed calls"))?;
-        let mut payloads: std::collections::HashMap<String, Payload> = payloads
+        records.sort_by_key(|r| r.id);
+        let mut payloads: HashMap<String, Payload> = payloads
             .into_iter()
             .map(|row| (row.7.clone(), payload_of(row)))
             .collect();
@@ -260,10 +312,10 @@ impl Store {
         error: Option<(CallErrorType, String)>,
     ) -> Result<(), StoreError> {
         let (error_type, message) = match error {
-            Some((kind, message)) => (Some(kind.as_str()), Some(message)),
+            Some((kind, message)) => (Some(kind.as_str()), Some(text(&message))),
             None => (None, None),
         };
-        sqlx::query(
+        on_pool!(&self.pool, |pool, DB| sqlx::query(
             "UPDATE calls SET status = $1, attempt = $2, not_before = $3, error_type = $4,
                 error_message = $5, finished_at = NULL WHERE id = $6",
         )
@@ -271,25 +323,27 @@ impl Store {
         .bind(i64::from(attempt))
         .bind(millis(not_before))
         .bind(error_type)
-        .bind(message)
+        .bind(&message)
         .bind(id.hyphenated().to_string())
-        .execute(&self.pool)
+        .execute(pool)
         .await
-        .map_err(query("requeue a call"))?;
-        Ok(())
+        .map(|_| ()))
+        .map_err(query("requeue a call"))
     }
 
     /// Marks a failed call `dead`: no attempt is left.
     pub async fn kill_call(&self, id: Uuid) -> Result<(), StoreError> {
-        sqlx::query("UPDATE calls SET status = $1 WHERE id = $2 AND status IN ($3, $4)")
-            .bind(CallStatus::Dead.as_str())
-            .bind(id.hyphenated().to_string())
-            .bind(CallStatus::Failed.as_str())
-            .bind(CallStatus::TimedOut.as_str())
-            .execute(&self.pool)
-            .await
-            .map_err(query("mark a call dead"))?;
-        Ok(())
+        on_pool!(&self.pool, |pool, DB| sqlx::query(
+            "UPDATE calls SET status = $1 WHERE id = $2 AND status IN ($3, $4)"
+        )
+        .bind(CallStatus::Dead.as_str())
+        .bind(id.hyphenated().to_string())
+        .bind(CallStatus::Failed.as_str())
+        .bind(CallStatus::TimedOut.as_str())
+        .execute(pool)
+        .await
+        .map(|_| ()))
+        .map_err(query("mark a call dead"))
     }
 
     /// Re-queues a `dead` call for a new round of attempts, to expire at `expires_at`
@@ -304,49 +358,48 @@ impl Store {
             .begin()
             .await
             .map_err(query("begin a transaction"))?;
-        let done = sqlx::query(
-            "UPDATE calls SET status = $1, attempt = 1, not_before = NULL, finished_at = NULL
-             WHERE id = $2 AND status = $3",
-        )
-        .bind(CallStatus::Queued.as_str())
-        .bind(id.hyphenated().to_string())
-        .bind(CallStatus::Dead.as_str())
-        .execute(&mut *tx)
-        .await
-        .map_err(query("redrive a call"))?;
-        sqlx::query(
-            "UPDATE call_payloads SET expires_at = $1,
-                callback_state = CASE WHEN callback_url IS NULL THEN NULL ELSE $2 END
-             WHERE call_id = $3",
-        )
-        .bind(expires_at.map(millis))
-        .bind(CALLBACK_PENDING)
-        .bind(id.hyphenated().to_string())
-        .execute(&mut *tx)
-        .await
-        .map_err(query("redrive a call"))?;
+        let done = on_tx!(&mut tx, |conn, DB| {
+            let done = sqlx::query(
+                "UPDATE calls SET status = $1, attempt = 1, not_before = NULL, finished_at = NULL
+                 WHERE id = $2 AND status = $3",
+            )
+            .bind(CallStatus::Queued.as_str())
+            .bind(id.hyphenated().to_string())
+            .bind(CallStatus::Dead.as_str())
+            .execute(&mut *conn)
+            .await
+            .map_err(query("redrive a call"))?;
+            sqlx::query(
+                "UPDATE call_payloads SET expires_at = $1,
+                    callback_state = CASE WHEN callback_url IS NULL THEN NULL ELSE $2 END
+                 WHERE call_id = $3",
+            )
+            .bind(expires_at.map(millis))
+            .bind(CALLBACK_PENDING)
+            .bind(id.hyphenated().to_string())
+            .execute(&mut *conn)
+            .await
+            .map_err(query("redrive a call"))?;
+            done.rows_affected() == 1
+        });
         tx.commit().await.map_err(query("commit a redrive"))?;
-        Ok(done.rows_affected() == 1)
+        Ok(done)
     }
 
-    /// At start-up: calls that came through the queue (async, cron, ...) and were left
-    /// `running` by a stopped daemon go back to the queue.
+    /// At start-up: calls of this daemon that came through the queue (async, cron, ...)
+    /// and were left `running` when it stopped go back to the queue.
     pub async fn requeue_interrupted(&self) -> Result<u64, StoreError> {
-        let done = sqlx::query(
-            "UPDATE calls SET status = $1
-             WHERE status = $2 AND id IN (SELECT call_id FROM call_payloads)",
-        )
-        .bind(CallStatus::Queued.as_str())
-        .bind(CallStatus::Running.as_str())
-        .execute(&self.pool)
-        .await
-        .map_err(query("requeue interrupted calls"))?;
-        Ok(done.rows_affected())
+        let what = "requeue interrupted calls";
+        let mut tx = self.pool.begin().await.map_err(query(what))?;
+        let me = self.my_id();
+        let done = requeue_running(&mut tx, self.own_calls(&me)).await?;
+        tx.commit().await.map_err(query(what))?;
+        Ok(done)
     }
 
     /// Keeps what an async call answered (the last attempt's answer replaces earlier ones).
     pub async fn put_result(&self, id: Uuid, result: &StoredResult) -> Result<(), StoreError> {
-        sqlx::query(
+        on_pool!(&self.pool, |pool, DB| sqlx::query(
             "INSERT INTO call_results (call_id, status_code, content_type, size, body)
              VALUES ($1, $2, $3, $4, $5)
              ON CONFLICT (call_id) DO UPDATE SET status_code = excluded.status_code,
@@ -357,21 +410,23 @@ impl Store {
         .bind(&result.content_type)
         .bind(crate::codec::int(result.size))
         .bind(&result.body)
-        .execute(&self.pool)
+        .execute(pool)
         .await
-        .map_err(query("store a call's result"))?;
-        Ok(())
+        .map(|_| ()))
+        .map_err(query("store a call's result"))
     }
 
     /// What an async call answered, if it answered.
     pub async fn get_result(&self, id: Uuid) -> Result<Option<StoredResult>, StoreError> {
-        let row: Option<(i64, Option<String>, i64, Vec<u8>)> = sqlx::query_as(
-            "SELECT status_code, content_type, size, body FROM call_results WHERE call_id = $1",
-        )
-        .bind(id.hyphenated().to_string())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(query("read a call's result"))?;
+        let row: Option<(i64, Option<String>, i64, Vec<u8>)> =
+            on_pool!(&self.pool, |pool, DB| sqlx::query_as(
+                "SELECT status_code, content_type, size, body FROM call_results \
+                 WHERE call_id = $1",
+            )
+            .bind(id.hyphenated().to_string())
+            .fetch_optional(pool)
+            .await)
+            .map_err(query("read a call's result"))?;
         Ok(row.map(|(status, content_type, size, body)| StoredResult {
             status_code: u16::try_from(status).unwrap_or(0),
             content_type,
@@ -386,18 +441,20 @@ impl Store {
         &self,
         id: Option<Uuid>,
     ) -> Result<Vec<PendingCallback>, StoreError> {
-        let rows: Vec<(String, String)> = sqlx::query_as(
+        let rows: Vec<(String, String)> = on_pool!(&self.pool, |pool, DB| {
+            sqlx::query_as(
             "SELECT p.call_id, p.callback_url FROM call_payloads p JOIN calls c ON c.id = p.call_id
              WHERE p.callback_state = $1 AND c.status IN ($2, $3)
-                AND ($4 IS NULL OR p.call_id = $4)
+                AND (CAST($4 AS TEXT) IS NULL OR p.call_id = $4)
              ORDER BY p.call_id",
         )
         .bind(CALLBACK_PENDING)
         .bind(CallStatus::Succeeded.as_str())
         .bind(CallStatus::Dead.as_str())
         .bind(id.map(|id| id.hyphenated().to_string()))
-        .fetch_all(&self.pool)
+        .fetch_all(pool)
         .await
+        })
         .map_err(query("find pending callbacks"))?;
         let mut pending = Vec::with_capacity(rows.len());
         for (id, url) in rows {
@@ -423,61 +480,89 @@ impl Store {
             .begin()
             .await
             .map_err(query("begin a transaction"))?;
-        sqlx::query("UPDATE call_payloads SET callback_state = $1 WHERE call_id = $2")
-            .bind(if sent { CALLBACK_SENT } else { CALLBACK_FAILED })
+        on_tx!(&mut tx, |conn, DB| {
+            sqlx::query("UPDATE call_payloads SET callback_state = $1 WHERE call_id = $2")
+                .bind(if sent { CALLBACK_SENT } else { CALLBACK_FAILED })
+                .bind(id.hyphenated().to_string())
+                .execute(&mut *conn)
+                .await
+                .map_err(query("record a callback"))?;
+            sqlx::query(
+                "DELETE FROM call_payloads WHERE call_id = $1
+                    AND EXISTS (SELECT 1 FROM calls WHERE id = $1 AND status = $2)",
+            )
             .bind(id.hyphenated().to_string())
-            .execute(&mut *tx)
+            .bind(CallStatus::Succeeded.as_str())
+            .execute(&mut *conn)
             .await
-            .map_err(query("record a callback"))?;
-        sqlx::query(
-            "DELETE FROM call_payloads WHERE call_id = $1
-                AND EXISTS (SELECT 1 FROM calls WHERE id = $1 AND status = $2)",
-        )
-        .bind(id.hyphenated().to_string())
-        .bind(CallStatus::Succeeded.as_str())
-        .execute(&mut *tx)
-        .await
-        .map_err(query("delete a succeeded call's payload"))?;
+            .map_err(query("delete a succeeded call's payload"))?;
+            Ok::<_, StoreError>(())
+        })?;
         tx.commit().await.map_err(query("commit a callback"))?;
         Ok(())
     }
 
     /// The payload of call `id`, while it is kept (see the module's documentation).
     pub async fn payload(&self, id: Uuid) -> Result<Option<Payload>, StoreError> {
-        let row: Option<PayloadRow> = sqlx::query_as(concat!(
+        let row: Option<PayloadRow> = on_pool!(&self.pool, |pool, DB| sqlx::query_as(concat!(
             "SELECT ",
             payload_columns!(),
             " FROM call_payloads WHERE call_id = $1"
         ))
         .bind(id.hyphenated().to_string())
-        .fetch_optional(&self.pool)
-        .await
+        .fetch_optional(pool)
+        .await)
         .map_err(query("read a call's payload"))?;
         Ok(row.map(payload_of))
     }
 }
 
+/// Puts the calls of `whose` that came through the queue and are `running` back in the
+/// queue; returns how many.
+pub(crate) async fn requeue_running(
+    tx: &mut Tx,
+    whose: crate::calls::Whose<'_>,
+) -> Result<u64, StoreError> {
+    let (owner, unowned, any) = whose.binds();
+    on_tx!(tx, |conn, DB| sqlx::query(
+        "UPDATE calls SET status = $1
+         WHERE status = $2 AND id IN (SELECT call_id FROM call_payloads)
+            AND (daemon = $3 OR ($4 AND daemon IS NULL) OR $5)",
+    )
+    .bind(CallStatus::Queued.as_str())
+    .bind(CallStatus::Running.as_str())
+    .bind(&owner)
+    .bind(unowned)
+    .bind(any)
+    .execute(&mut *conn)
+    .await
+    .map(|done| done.rows_affected()))
+    .map_err(query("requeue interrupted calls"))
+}
+
 /// Inside the transaction that records calls `ids` as `succeeded`: deletes their payloads,
 /// as a succeeded call never runs again, except those whose callback is still to be sent
 /// (they go once it is, in [`Store::finish_callback`]).
-pub(crate) async fn release_payloads(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
-    ids: &[Uuid],
-) -> Result<(), StoreError> {
-    for chunk in ids.chunks(PAYLOAD_ROWS) {
-        let ids: Vec<String> = chunk.iter().map(|id| id.hyphenated().to_string()).collect();
-        let ids = serde_json::to_string(&ids).unwrap_or_else(|_| "[]".into());
-        sqlx::query(
-            "DELETE FROM call_payloads WHERE call_id IN (SELECT value FROM json_each($1))
-                AND callback_state IS NOT $2",
-        )
-        .bind(ids)
-        .bind(CALLBACK_PENDING)
-        .execute(&mut **tx)
-        .await
-        .map_err(query("delete succeeded calls' payloads"))?;
-    }
-    Ok(())
+pub(crate) async fn release_payloads(tx: &mut Tx, ids: &[Uuid]) -> Result<(), StoreError> {
+    on_tx!(tx, |conn, DB| {
+        for chunk in ids.chunks(PAYLOAD_ROWS) {
+            let mut delete =
+                sqlx::QueryBuilder::<DB>::new("DELETE FROM call_payloads WHERE call_id IN (");
+            let mut list = delete.separated(", ");
+            for id in chunk {
+                list.push_bind(id.hyphenated().to_string());
+            }
+            delete
+                .push(") AND callback_state IS DISTINCT FROM ")
+                .push_bind(CALLBACK_PENDING);
+            delete
+                .build()
+                .execute(&mut *conn)
+                .await
+                .map_err(query("delete succeeded calls' payloads"))?;
+        }
+        Ok(())
+    })
 }
 
 #[cfg(test)]
@@ -524,9 +609,9 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_claim_takes_no_more_of_a_function_than_its_room() {
-        let store = Store::open_in_memory().await.expect("store");
+    crate::testing::backend_tests! {
+    async fn a_claim_takes_no_more_of_a_function_than_its_room(kit) {
+        let store = kit.store().await;
         let mut ids = Vec::new();
         for function in ["narrow", "narrow", "narrow", "wide", "wide", "full"] {
             let mut record = queued(Uuid::now_v7());
@@ -553,9 +638,8 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn calls_are_claimed_once_retried_when_due_killed_and_redriven() {
-        let store = Store::open_in_memory().await.expect("store");
+    async fn calls_are_claimed_once_retried_when_due_killed_and_redriven(kit) {
+        let store = kit.store().await;
         let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
         store
             .enqueue(&queued(a), &payload())
@@ -632,6 +716,7 @@ mod tests {
         expected.sort();
         assert_eq!(ids, expected);
     }
+    }
 
     async fn set_status(store: &Store, id: Uuid, status: CallStatus) {
         let mut record = store.get_call(id).await.expect("get").expect("a call");
@@ -642,9 +727,9 @@ mod tests {
             .expect("write");
     }
 
-    #[tokio::test]
-    async fn a_payload_goes_once_its_call_succeeded_and_stays_while_it_can_be_redriven() {
-        let store = Store::open_in_memory().await.expect("store");
+    crate::testing::backend_tests! {
+    async fn a_payload_goes_once_its_call_succeeded_and_stays_while_it_can_be_redriven(kit) {
+        let store = kit.store().await;
         let (ok, dead, hooked) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
         let mut with_callback = payload();
         with_callback.callback_url = Some("http://127.0.0.1:1/hook".into());
@@ -700,10 +785,11 @@ mod tests {
             assert!(store.get_call(id).await.expect("get").is_some());
         }
     }
+    }
 
-    #[tokio::test]
-    async fn payload_settings_results_and_callbacks_are_kept() {
-        let store = Store::open_in_memory().await.expect("store");
+    crate::testing::backend_tests! {
+    async fn payload_settings_results_and_callbacks_are_kept(kit) {
+        let store = kit.store().await;
         let (a, b, sync) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
         let expires = Utc::now() + Duration::seconds(30);
         let mut with_callback = payload();
@@ -787,5 +873,76 @@ mod tests {
             .await
             .expect("pending")
             .is_empty());
+    }
+    }
+
+    crate::testing::backend_tests! {
+    async fn daemons_claiming_at_once_never_take_one_call_twice(kit) {
+        let first = kit.shared_store().await;
+        let mut daemons = vec![first.clone()];
+        for _ in 0..3 {
+            daemons.push(kit.reopen().await);
+        }
+        let calls: Vec<(CallRecord, Payload)> = (0..300)
+            .map(|_| (queued(Uuid::now_v7()), payload()))
+            .collect();
+        first.enqueue_all(&calls).await.expect("enqueue");
+        let claimers = daemons.into_iter().map(|store| {
+            tokio::spawn(async move {
+                let mut mine = Vec::new();
+                loop {
+                    let claimed = store.claim(Utc::now(), 7).await.expect("claim");
+                    if claimed.is_empty() {
+                        return mine;
+                    }
+                    for c in claimed {
+                        assert_eq!(c.payload, payload(), "{}", c.record.id);
+                        mine.push(c.record.id);
+                    }
+                }
+            })
+        });
+        let mut claimed = Vec::new();
+        let mut claimers_with_calls = 0;
+        for claimer in claimers.collect::<Vec<_>>() {
+            let mine = claimer.await.expect("claimer");
+            claimers_with_calls += usize::from(!mine.is_empty());
+            claimed.extend(mine);
+        }
+        claimed.sort();
+        let mut expected: Vec<Uuid> = calls.iter().map(|(r, _)| r.id).collect();
+        expected.sort();
+        assert_eq!(claimed, expected, "each call claimed exactly once");
+        assert!(claimers_with_calls >= 1);
+        for (record, _) in &calls {
+            assert_eq!(
+                first.get_call(record.id).await.expect("get").map(|r| r.status),
+                Some(CallStatus::Running)
+            );
+        }
+    }
+
+    async fn an_error_message_with_nul_characters_is_kept_readable(kit) {
+        let store = kit.store().await;
+        let id = Uuid::now_v7();
+        store.enqueue(&queued(id), &payload()).await.expect("enqueue");
+        store
+            .requeue(
+                id,
+                2,
+                Utc::now(),
+                Some((CallErrorType::FunctionError, "bad\0byte".into())),
+            )
+            .await
+            .expect("requeue");
+        assert_eq!(
+            store
+                .get_call(id)
+                .await
+                .expect("get")
+                .and_then(|r| r.error_message),
+            Some("bad\u{FFFD}byte".to_string())
+        );
+    }
     }
 }

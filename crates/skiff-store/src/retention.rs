@@ -2,6 +2,7 @@
 //! results (the foreign keys cascade), in small batches so that no write waits long on
 //! them. Queued and running calls are never pruned, whatever their age.
 
+use crate::backend::on_pool;
 use crate::codec::millis;
 use crate::error::query;
 use crate::{Store, StoreError};
@@ -29,7 +30,7 @@ impl Store {
         let below = first_id_at(cutoff);
         let mut pruned = 0;
         loop {
-            let done = sqlx::query(
+            let done = on_pool!(&self.pool, |pool, DB| sqlx::query(
                 "DELETE FROM calls WHERE id IN (
                     SELECT id FROM calls WHERE id < $1
                         AND status NOT IN ($2, $3)
@@ -41,10 +42,10 @@ impl Store {
             .bind(CallStatus::Running.as_str())
             .bind(millis(cutoff))
             .bind(PRUNE_BATCH)
-            .execute(&self.pool)
+            .execute(pool)
             .await
-            .map_err(query("prune old calls"))?
-            .rows_affected();
+            .map(|done| done.rows_affected()))
+            .map_err(query("prune old calls"))?;
             pruned += done;
             if done < PRUNE_BATCH as u64 {
                 return Ok(pruned);
@@ -95,9 +96,9 @@ mod tests {
         assert!(first <= after, "{first} <= {after}");
     }
 
-    #[tokio::test]
-    async fn old_ended_calls_go_with_their_data_and_the_rest_stay() {
-        let store = Store::open_in_memory().await.expect("store");
+    crate::testing::backend_tests! {
+    async fn old_ended_calls_go_with_their_data_and_the_rest_stay(kit) {
+        let store = kit.store().await;
         let week = Duration::days(7);
         let old_done = record(week * 2, CallStatus::Succeeded, Some(week * 2));
         // Dead a day ago though received long ago: still within retention, redrivable.
@@ -118,7 +119,28 @@ mod tests {
             callback_url: None,
         };
         store.enqueue(&old_queued, &payload).await.expect("enqueue");
-        let writes: Vec<CallWrite> = [&old_done, &recently_dead, &new_done]
+        // Dead long ago, with the payload kept for redrive and an answer kept.
+        let old_dead = record(week * 2, CallStatus::Dead, Some(week * 2));
+        let mut old_dead_queued = old_dead.clone();
+        old_dead_queued.status = CallStatus::Queued;
+        old_dead_queued.finished_at = None;
+        store
+            .enqueue(&old_dead_queued, &payload)
+            .await
+            .expect("enqueue");
+        store
+            .put_result(
+                old_dead.id,
+                &crate::StoredResult {
+                    status_code: 500,
+                    content_type: None,
+                    size: 1,
+                    body: b"x".to_vec(),
+                },
+            )
+            .await
+            .expect("result");
+        let writes: Vec<CallWrite> = [&old_done, &old_dead, &recently_dead, &new_done]
             .into_iter()
             .map(|r| CallWrite {
                 record: r.clone(),
@@ -127,9 +149,14 @@ mod tests {
             .collect();
         store.write_calls(&writes).await.expect("write");
         let pruned = store.prune_calls(Utc::now() - week).await.expect("prune");
-        assert_eq!(pruned, 1);
-        assert_eq!(store.get_call(old_done.id).await.expect("get"), None);
-        assert_eq!(store.call_logs(old_done.id).await.expect("logs"), None);
+        assert_eq!(pruned, 2);
+        for gone in [&old_done, &old_dead] {
+            assert_eq!(store.get_call(gone.id).await.expect("get"), None);
+            assert_eq!(store.call_logs(gone.id).await.expect("logs"), None);
+        }
+        assert_eq!(store.payload(old_dead.id).await.expect("payload"), None);
+        assert_eq!(store.get_result(old_dead.id).await.expect("result"), None);
+        assert!(store.payload(old_queued.id).await.expect("payload").is_some());
         for kept in [&recently_dead, &old_queued, &new_done] {
             assert!(store.get_call(kept.id).await.expect("get").is_some());
         }
@@ -137,5 +164,6 @@ mod tests {
             store.call_logs(new_done.id).await.expect("logs"),
             Some(b"log".to_vec())
         );
+    }
     }
 }

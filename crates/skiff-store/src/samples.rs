@@ -1,11 +1,13 @@
 //! What the stats of calls need of their records ([`CallSample`]s), read newest first.
 
+use crate::backend::{on_pool, Columns};
 use crate::codec::{millis, RowReader};
 use crate::error::query;
 use crate::{Store, StoreError};
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use skiff_core::stats::CallSample;
+use sqlx::QueryBuilder;
 
 impl Store {
     /// The calls received at or after `since` (of `function`, or of every function), newest
@@ -16,39 +18,47 @@ impl Store {
         since: DateTime<Utc>,
         cap: usize,
     ) -> Result<(Vec<CallSample>, bool), StoreError> {
-        let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-            "SELECT function, received_at, status, duration_ms, cold, wait_ms, start_ms FROM calls \
-             WHERE received_at >= ",
-        );
-        qb.push_bind(millis(since));
-        if let Some(function) = function {
-            qb.push(" AND function = ").push_bind(function.to_string());
-        }
-        qb.push(" ORDER BY received_at DESC LIMIT ")
-            .push_bind(i64::try_from(cap).unwrap_or(i64::MAX).saturating_add(1));
-        let query_built = qb.build();
-        let mut rows = query_built.fetch(&self.pool);
-        let mut samples = Vec::new();
-        while let Some(row) = rows.try_next().await.map_err(query("read call samples"))? {
-            if samples.len() == cap {
-                return Ok((samples, false));
+        let fetch = i64::try_from(cap).unwrap_or(i64::MAX).saturating_add(1);
+        on_pool!(&self.pool, |pool, DB| {
+            let mut qb = QueryBuilder::<DB>::new(
+                "SELECT function, received_at, status, duration_ms, cold, wait_ms, start_ms \
+                 FROM calls WHERE received_at >= ",
+            );
+            qb.push_bind(millis(since));
+            if let Some(function) = function {
+                qb.push(" AND function = ").push_bind(function.to_string());
             }
-            let r = RowReader {
-                row: &row,
-                what: "call sample".to_string(),
-            };
-            samples.push(CallSample {
-                function: r.get("function")?,
-                received_at: r.time("received_at")?,
-                status: r.parse("status")?,
-                duration_ms: r.unsigned_opt("duration_ms")?,
-                cold: r.get("cold")?,
-                wait_ms: r.unsigned_opt("wait_ms")?,
-                start_ms: r.unsigned_opt("start_ms")?,
-            });
-        }
-        Ok((samples, true))
+            qb.push(" ORDER BY received_at DESC LIMIT ")
+                .push_bind(fetch);
+            let query_built = qb.build();
+            let mut rows = query_built.fetch(pool);
+            let mut samples = Vec::new();
+            while let Some(row) = rows.try_next().await.map_err(query("read call samples"))? {
+                if samples.len() == cap {
+                    return Ok((samples, false));
+                }
+                samples.push(decode(&row)?);
+            }
+            Ok((samples, true))
+        })
     }
+}
+
+/// The sample of one row.
+fn decode(row: &dyn Columns) -> Result<CallSample, StoreError> {
+    let r = RowReader {
+        row,
+        what: "call sample".to_string(),
+    };
+    Ok(CallSample {
+        function: r.text("function")?,
+        received_at: r.time("received_at")?,
+        status: r.parse("status")?,
+        duration_ms: r.unsigned_opt("duration_ms")?,
+        cold: r.bool_opt("cold")?,
+        wait_ms: r.unsigned_opt("wait_ms")?,
+        start_ms: r.unsigned_opt("start_ms")?,
+    })
 }
 
 #[cfg(test)]
@@ -58,9 +68,9 @@ mod tests {
     use skiff_core::{CallRecord, CallStatus, Trigger};
     use uuid::Uuid;
 
-    #[tokio::test]
-    async fn samples_are_read_newest_first_up_to_the_cap() {
-        let store = Store::open_in_memory().await.expect("store");
+    crate::testing::backend_tests! {
+    async fn samples_are_read_newest_first_up_to_the_cap(kit) {
+        let store = kit.store().await;
         let t0 = DateTime::from_timestamp(1_700_000_000, 0).unwrap_or_default();
         let mut writes = Vec::new();
         for (i, function) in ["f", "f", "g", "f"].into_iter().enumerate() {
@@ -89,5 +99,6 @@ mod tests {
         let later = t0 + chrono::Duration::seconds(2);
         let (recent, _) = store.call_samples(None, later, 10).await.expect("read");
         assert_eq!(recent.len(), 2);
+    }
     }
 }

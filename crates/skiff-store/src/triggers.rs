@@ -6,14 +6,14 @@
 //! generation and the tick, so a crash at any point can neither fire a tick twice nor lose
 //! it: either both writes happened, or neither did.
 
+use crate::backend::{on_pool, on_tx, Columns};
+use crate::changes::{announce, Change};
 use crate::codec::{millis, RowReader};
 use crate::error::{corrupt, query};
 use crate::queue::Payload;
 use crate::{Store, StoreError};
 use chrono::{DateTime, Utc};
 use skiff_core::{CallRecord, TriggerRecord, TriggerSpec};
-use sqlx::sqlite::SqliteRow;
-use sqlx::Row;
 use uuid::Uuid;
 
 /// What became of a tick handed to [`Store::fire_tick`].
@@ -36,7 +36,9 @@ impl Store {
                 format!("cannot encode the spec: {e}"),
             )
         })?;
-        sqlx::query(
+        let what = "store a trigger";
+        let mut tx = self.pool.begin().await.map_err(query(what))?;
+        on_tx!(&mut tx, |conn, DB| sqlx::query(
             "INSERT INTO triggers (name, function, kind, spec, generation, created_at, last_tick)
              VALUES ($1, $2, $3, $4, $5, $6, $7)
              ON CONFLICT (name) DO UPDATE SET
@@ -50,57 +52,78 @@ impl Store {
         .bind(&t.name)
         .bind(&t.spec.function)
         .bind(t.spec.kind().as_str())
-        .bind(spec)
+        .bind(&spec)
         .bind(t.generation.hyphenated().to_string())
         .bind(millis(t.created_at))
         .bind(t.last_tick.map(millis))
-        .execute(&self.pool)
+        .execute(&mut *conn)
         .await
-        .map_err(query("store a trigger"))?;
-        Ok(())
+        .map(|_| ()))
+        .map_err(query(what))?;
+        announce(&mut tx, &Change::Trigger(t.name.clone())).await?;
+        tx.commit().await.map_err(query(what))
     }
 
     /// The trigger called `name`, if there is one.
     pub async fn get_trigger(&self, name: &str) -> Result<Option<TriggerRecord>, StoreError> {
-        let row = sqlx::query(
-            "SELECT name, spec, generation, created_at, last_tick FROM triggers WHERE name = $1",
-        )
-        .bind(name)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(query("get a trigger"))?;
-        row.as_ref().map(decode).transpose()
+        on_pool!(&self.pool, |pool, DB| {
+            let row = sqlx::query(
+                "SELECT name, spec, generation, created_at, last_tick FROM triggers \
+                 WHERE name = $1",
+            )
+            .bind(name)
+            .fetch_optional(pool)
+            .await
+            .map_err(query("get a trigger"))?;
+            row.as_ref().map(|r| decode(r)).transpose()
+        })
     }
 
     /// Every trigger, sorted by name.
     pub async fn list_triggers(&self) -> Result<Vec<TriggerRecord>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT name, spec, generation, created_at, last_tick FROM triggers ORDER BY name",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(query("list triggers"))?;
-        rows.iter().map(decode).collect()
+        on_pool!(&self.pool, |pool, DB| {
+            let rows = sqlx::query(
+                "SELECT name, spec, generation, created_at, last_tick FROM triggers ORDER BY name",
+            )
+            .fetch_all(pool)
+            .await
+            .map_err(query("list triggers"))?;
+            rows.iter().map(|r| decode(r)).collect()
+        })
     }
 
     /// Deletes the trigger called `name`; true if it existed.
     pub async fn delete_trigger(&self, name: &str) -> Result<bool, StoreError> {
-        let done = sqlx::query("DELETE FROM triggers WHERE name = $1")
-            .bind(name)
-            .execute(&self.pool)
-            .await
-            .map_err(query("delete a trigger"))?;
-        Ok(done.rows_affected() > 0)
+        let what = "delete a trigger";
+        let mut tx = self.pool.begin().await.map_err(query(what))?;
+        let done = on_tx!(&mut tx, |conn, DB| sqlx::query(
+            "DELETE FROM triggers WHERE name = $1"
+        )
+        .bind(name)
+        .execute(&mut *conn)
+        .await
+        .map(|done| done.rows_affected() > 0))
+        .map_err(query(what))?;
+        announce(&mut tx, &Change::Trigger(name.to_string())).await?;
+        tx.commit().await.map_err(query(what))?;
+        Ok(done)
     }
 
     /// Deletes every trigger of function `function`; returns their names.
     pub async fn delete_triggers_of(&self, function: &str) -> Result<Vec<String>, StoreError> {
-        let mut names: Vec<String> =
-            sqlx::query_scalar("DELETE FROM triggers WHERE function = $1 RETURNING name")
-                .bind(function)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(query("delete the triggers of a function"))?;
+        let what = "delete the triggers of a function";
+        let mut tx = self.pool.begin().await.map_err(query(what))?;
+        let mut names: Vec<String> = on_tx!(&mut tx, |conn, DB| sqlx::query_scalar(
+            "DELETE FROM triggers WHERE function = $1 RETURNING name"
+        )
+        .bind(function)
+        .fetch_all(&mut *conn)
+        .await)
+        .map_err(query(what))?;
+        for name in &names {
+            announce(&mut tx, &Change::Trigger(name.clone())).await?;
+        }
+        tx.commit().await.map_err(query(what))?;
         names.sort();
         Ok(names)
     }
@@ -109,6 +132,10 @@ impl Store {
     /// `previous` to `tick` (only if its generation is still `generation` and its last tick
     /// still `previous`), and, when `call` is given, inserts that `queued` call and its
     /// payload unless a call with that id exists. With `call` `None` the tick is skipped.
+    ///
+    /// The conditional update is what makes a tick fire once across daemons sharing a
+    /// store: of several runners that read the same last tick, one advances it and the
+    /// others find it moved (`Stale`), and write nothing.
     pub async fn fire_tick(
         &self,
         name: &str,
@@ -122,18 +149,19 @@ impl Store {
             .begin()
             .await
             .map_err(query("begin a transaction"))?;
-        let advanced = sqlx::query(
+        let advanced = on_tx!(&mut tx, |conn, DB| sqlx::query(
             "UPDATE triggers SET last_tick = $1
-             WHERE name = $2 AND generation = $3 AND last_tick IS $4",
+             WHERE name = $2 AND generation = $3 AND last_tick IS NOT DISTINCT FROM $4",
         )
         .bind(millis(tick))
         .bind(name)
         .bind(generation.hyphenated().to_string())
         .bind(previous.map(millis))
-        .execute(&mut *tx)
+        .execute(&mut *conn)
         .await
+        .map(|done| done.rows_affected()))
         .map_err(query("advance a trigger's last tick"))?;
-        if advanced.rows_affected() != 1 {
+        if advanced != 1 {
             tx.rollback()
                 .await
                 .map_err(query("roll back a stale tick"))?;
@@ -142,7 +170,7 @@ impl Store {
         let mut outcome = TickOutcome::Fired;
         if let Some((record, payload)) = call {
             let id = record.id.hyphenated().to_string();
-            let inserted = sqlx::query(
+            let inserted = on_tx!(&mut tx, |conn, DB| sqlx::query(
                 "INSERT INTO calls (id, function, trigger, status, attempt, received_at,
                     request_size)
                  VALUES ($1, $2, $3, $4, $5, $6, $7)
@@ -155,13 +183,14 @@ impl Store {
             .bind(i64::from(record.attempt))
             .bind(millis(record.received_at))
             .bind(i64::try_from(record.request_size).unwrap_or(i64::MAX))
-            .execute(&mut *tx)
+            .execute(&mut *conn)
             .await
+            .map(|done| done.rows_affected()))
             .map_err(query("queue a tick's call"))?;
-            if inserted.rows_affected() == 1 {
+            if inserted == 1 {
                 let headers =
                     serde_json::to_string(&payload.headers).unwrap_or_else(|_| "[]".into());
-                sqlx::query(
+                on_tx!(&mut tx, |conn, DB| sqlx::query(
                     "INSERT INTO call_payloads (call_id, method, path, query, headers, body)
                      VALUES ($1, $2, $3, $4, $5, $6)
                      ON CONFLICT (call_id) DO NOTHING",
@@ -170,10 +199,11 @@ impl Store {
                 .bind(&payload.method)
                 .bind(&payload.path)
                 .bind(&payload.query)
-                .bind(headers)
+                .bind(&headers)
                 .bind(&payload.body)
-                .execute(&mut *tx)
+                .execute(&mut *conn)
                 .await
+                .map(|_| ()))
                 .map_err(query("store a tick's payload"))?;
             } else {
                 outcome = TickOutcome::AlreadyFired;
@@ -184,10 +214,11 @@ impl Store {
     }
 }
 
-fn decode(row: &SqliteRow) -> Result<TriggerRecord, StoreError> {
-    let name: String = row
-        .try_get("name")
-        .map_err(|e| corrupt("trigger", format!("name: {e}")))?;
+fn decode(row: &dyn Columns) -> Result<TriggerRecord, StoreError> {
+    let name = row
+        .text("name")
+        .map_err(|e| corrupt("trigger", format!("name: {e}")))?
+        .unwrap_or_default();
     let r = RowReader {
         row,
         what: format!("trigger {name}"),
@@ -250,9 +281,9 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_queued_tick_survives_the_start_up_interruption_of_sync_calls() {
-        let store = Store::open_in_memory().await.expect("store");
+    crate::testing::backend_tests! {
+    async fn a_queued_tick_survives_the_start_up_interruption_of_sync_calls(kit) {
+        let store = kit.store().await;
         let t = trigger("t", "f", 1);
         store.put_trigger(&t).await.expect("put");
         let tick = at(2_000);
@@ -295,10 +326,11 @@ mod tests {
             Some(CallStatus::Failed)
         );
     }
+    }
 
-    #[tokio::test]
-    async fn triggers_round_trip_and_go_with_their_function() {
-        let store = Store::open_in_memory().await.expect("store");
+    crate::testing::backend_tests! {
+    async fn triggers_round_trip_and_go_with_their_function(kit) {
+        let store = kit.store().await;
         let a = trigger("a", "f", 1);
         let b = trigger("b", "g", 2);
         store.put_trigger(&b).await.expect("put");
@@ -319,10 +351,11 @@ mod tests {
         assert!(store.list_triggers().await.expect("list").is_empty());
         assert!(!store.delete_trigger("a").await.expect("delete"));
     }
+    }
 
-    #[tokio::test]
-    async fn a_tick_fires_once_and_a_stale_runner_writes_nothing() {
-        let store = Store::open_in_memory().await.expect("store");
+    crate::testing::backend_tests! {
+    async fn a_tick_fires_once_and_a_stale_runner_writes_nothing(kit) {
+        let store = kit.store().await;
         let t = trigger("every-second", "f", 1);
         store.put_trigger(&t).await.expect("put");
         let tick = at(2_000);
@@ -408,5 +441,55 @@ mod tests {
                 .and_then(|t| t.last_tick),
             Some(at(9_000))
         );
+    }
+    }
+
+    crate::testing::backend_tests! {
+    async fn each_tick_fires_once_across_daemons_firing_at_once(kit) {
+        let first = kit.shared_store().await;
+        let mut daemons = vec![first.clone()];
+        for _ in 0..3 {
+            daemons.push(kit.reopen().await);
+        }
+        let t = trigger("shared", "f", 7);
+        first.put_trigger(&t).await.expect("put");
+        let mut previous = t.last_tick;
+        for n in 1..=5 {
+            let tick = at(1_000 + n * 1_000);
+            let id = skiff_core::trigger::tick_call_id(&t.name, t.generation, tick);
+            // Every daemon read the same last tick, and fires the same tick.
+            let firings = daemons.iter().cloned().map(|store| {
+                let name = t.name.clone();
+                let generation = t.generation;
+                tokio::spawn(async move {
+                    let record = queued(id, tick);
+                    store
+                        .fire_tick(&name, generation, previous, tick, Some((&record, &payload())))
+                        .await
+                        .expect("fire")
+                })
+            });
+            let mut outcomes = Vec::new();
+            for firing in firings.collect::<Vec<_>>() {
+                outcomes.push(firing.await.expect("firing"));
+            }
+            let fired = outcomes.iter().filter(|o| **o == TickOutcome::Fired).count();
+            let stale = outcomes.iter().filter(|o| **o == TickOutcome::Stale).count();
+            assert_eq!((fired, stale), (1, 3), "tick {n}: {outcomes:?}");
+            assert_eq!(
+                first.get_trigger(&t.name).await.expect("get").and_then(|t| t.last_tick),
+                Some(tick)
+            );
+            previous = Some(tick);
+        }
+        let calls = first
+            .list_calls(&crate::CallFilter {
+                trigger: Some(Trigger::Cron),
+                ..Default::default()
+            })
+            .await
+            .expect("list");
+        assert_eq!(calls.len(), 5, "one call per tick");
+    }
     }
 }

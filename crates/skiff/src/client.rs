@@ -408,6 +408,14 @@ impl ApiClient {
         Ok((self.json(response).await?, created))
     }
 
+    /// `GET /v1/cluster`: the daemons sharing the store.
+    pub async fn cluster(&self) -> Result<skiff_core::api::ClusterView, ClientError> {
+        let request = self
+            .request(Method::GET, &["v1", "cluster"])
+            .timeout(REQUEST_TIMEOUT);
+        self.json(self.send(request).await?).await
+    }
+
     /// `GET /v1/triggers`: every trigger.
     pub async fn list_triggers(&self) -> Result<Vec<TriggerView>, ClientError> {
         let request = self

@@ -32,6 +32,14 @@ pub struct ServeArgs {
     /// Where skiff keeps its state [default: $XDG_DATA_HOME/skiff or ~/.local/share/skiff].
     #[arg(long, env = "SKIFF_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Where skiff keeps its records: a PostgreSQL URL (`postgres://user:password@host/db`),
+    /// which several daemons may share [default: SQLite, `skiff.db` in the data directory].
+    #[arg(long, env = "SKIFF_STORE", value_name = "URL")]
+    pub store: Option<String>,
+    /// With a shared store: how long a daemon may go without a heartbeat before another
+    /// takes its calls and containers over; it beats every fifth of it [default: 15s].
+    #[arg(long, env = "SKIFF_LEASE", value_name = "DURATION")]
+    pub lease: Option<HumanDuration>,
     /// Most calls running at once, across all functions [default: 64].
     #[arg(long, env = "SKIFF_MAX_CONCURRENT_CALLS", value_name = "N")]
     pub max_concurrent_calls: Option<usize>,
@@ -140,6 +148,8 @@ pub struct ServeArgs {
 struct FileConfig {
     listen: Option<SocketAddr>,
     data_dir: Option<PathBuf>,
+    store: Option<String>,
+    lease: Option<HumanDuration>,
     max_concurrent_calls: Option<usize>,
     max_queued_calls: Option<usize>,
     max_request_size: Option<ByteSize>,
@@ -172,6 +182,8 @@ struct FileConfig {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub listen: SocketAddr,
+    /// The store's URL; `None`: SQLite in the data directory.
+    pub store: Option<String>,
     pub platform: PlatformConfig,
     pub gateway: GatewayConfig,
     pub shutdown_grace: Duration,
@@ -330,7 +342,21 @@ impl ServeArgs {
         }
         platform.allowed_volumes = allowed;
         let gateway = GatewayConfig::default();
+        if let Some(d) = self.lease.or(file.lease) {
+            anyhow::ensure!(d.0 >= Duration::from_secs(1), "lease must be at least 1s");
+            platform.lease = d.0;
+        }
+        let store = self.store.or(file.store).filter(|url| !url.is_empty());
+        if let Some(url) = &store {
+            anyhow::ensure!(
+                ["postgres://", "postgresql://"]
+                    .iter()
+                    .any(|scheme| url.starts_with(scheme)),
+                "store must be a postgres:// URL (leave it out for SQLite in the data directory)"
+            );
+        }
         Ok(Settings {
+            store,
             listen: self
                 .listen
                 .or(file.listen)
@@ -426,10 +452,15 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
         engine = %endpoint,
         "connected to the Docker engine"
     );
-    let db = data_dir.store_path();
-    let store = Store::open(&db)
-        .await
-        .with_context(|| format!("cannot open the store at {}", db.display()))?;
+    let store = match &settings.store {
+        Some(url) => Store::connect(url).await?,
+        None => {
+            let db = data_dir.store_path();
+            Store::open(&db)
+                .await
+                .with_context(|| format!("cannot open the store at {}", db.display()))?
+        }
+    };
     if let Some(previous) = store.bind_daemon_id(data_dir.identity()).await? {
         tracing::warn!(
             previous,
@@ -439,6 +470,7 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
              containers labelled with the previous id are left to their daemon"
         );
     }
+    let store_backend = store.backend();
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
@@ -451,6 +483,7 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
     tracing::info!(
         daemon = platform.daemon_id(),
         data_dir = %settings.platform.data_dir.display(),
+        store = store_backend.as_str(),
         "skiff is listening on http://{address}"
     );
 
@@ -573,5 +606,41 @@ mod tests {
             format!("{err:#}").contains("max_concurent_calls"),
             "{err:#}"
         );
+    }
+
+    #[test]
+    fn the_store_is_sqlite_unless_a_postgres_url_is_given() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let base = || ServeArgs {
+            data_dir: Some(dir.path().to_path_buf()),
+            ..Default::default()
+        };
+        assert_eq!(base().resolve().expect("defaults").store, None);
+        let file = dir.path().join("skiff.toml");
+        std::fs::write(&file, "store = \"postgres://skiff@db-a/skiff\"\n").expect("write");
+        let from_file = ServeArgs {
+            config: Some(file.clone()),
+            ..base()
+        };
+        assert_eq!(
+            from_file.resolve().expect("valid").store.as_deref(),
+            Some("postgres://skiff@db-a/skiff")
+        );
+        let flag = ServeArgs {
+            config: Some(file),
+            store: Some("postgresql://skiff@db-b/skiff".into()),
+            ..base()
+        };
+        assert_eq!(
+            flag.resolve().expect("valid").store.as_deref(),
+            Some("postgresql://skiff@db-b/skiff")
+        );
+        let err = ServeArgs {
+            store: Some("mysql://db/skiff".into()),
+            ..base()
+        }
+        .resolve()
+        .expect_err("not PostgreSQL");
+        assert!(format!("{err:#}").contains("postgres://"), "{err:#}");
     }
 }

@@ -6,6 +6,7 @@
 //! - [`daemon`]: a `skiff serve` process per test ([`Daemon`]).
 //! - [`api`]: HTTP calls to a daemon's API and public routes, and their [`Answer`]s.
 //! - [`poll`]: waiting for something to become true, within a bound.
+//! - [`postgres`]: a PostgreSQL database per test, for daemons on a shared store.
 //! - [`engine`]: what the engine holds: containers by label, their addresses, volumes.
 //! - [`cli`]: checks on the `skiff` command line's output.
 //! - [`stats`]: latency statistics and their formatting, for the benchmarks.
@@ -17,6 +18,7 @@ pub mod cli;
 pub mod daemon;
 pub mod engine;
 pub mod poll;
+pub mod postgres;
 pub mod setup;
 pub mod stats;
 
@@ -24,6 +26,7 @@ pub use api::{env_lines, merged, Answer};
 pub use daemon::{free_port, Daemon, DaemonBuilder};
 pub use engine::{container_ip, containers_with_label, run_sleepers, CreateWatch, TestVolume};
 pub use poll::{eventually, poll, wait_until};
+pub use postgres::TestDatabase;
 pub use setup::{
     docker_available, ensure_images, ensure_python_lambda_image, needs, ready, repo_root,
 };

@@ -17,12 +17,14 @@
 //! | `GET /v1/functions/{name}/instances/{id}/logs` | [`InstanceLogQuery`] | [`InstanceLogs`] |
 //! | `GET /v1/functions/{name}/stats` | [`StatsQuery`] | [`FunctionStats`] |
 //! | `GET /v1/triggers` | | [`TriggerList`] |
+//! | `GET /v1/cluster` | | [`ClusterView`] |
 //! | `GET`, `PUT`, `DELETE /v1/triggers/{name}` | [`TriggerSpec`] | [`TriggerView`] |
 //! | any error | | [`ErrorBody`] |
 //!
 //! Header names are in [`headers`].
 
 mod calls;
+mod cluster;
 mod error;
 mod functions;
 pub mod headers;
@@ -32,6 +34,7 @@ mod stats;
 mod triggers;
 
 pub use calls::{Accepted, CallPage, CallQuery, CallQueryText};
+pub use cluster::{ClusterView, DaemonView};
 pub use error::{ErrorBody, ErrorDetail};
 pub use functions::{
     FunctionList, FunctionState, FunctionStatus, InstanceList, InstanceView, ScaleRequest,

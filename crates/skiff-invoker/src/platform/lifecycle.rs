@@ -24,7 +24,7 @@ pub(crate) const CLEANUP_BOUND: Duration = Duration::from_secs(30);
 
 impl Platform {
     /// Runs `tick` every `period` on the platform's tracker until shutdown.
-    fn spawn_every<F, Fut>(&self, period: Duration, mut tick: F)
+    pub(super) fn spawn_every<F, Fut>(&self, period: Duration, mut tick: F)
     where
         F: FnMut() -> Fut + Send + 'static,
         Fut: std::future::Future<Output = ()> + Send,
@@ -199,7 +199,8 @@ impl Platform {
             );
         }
         // Whatever could not finish its own record (a call whose task is stuck on the
-        // engine) is marked interrupted now rather than left running until the next start.
+        // engine) is marked interrupted now rather than left running until the next start,
+        // and the daemon leaves the store's list of daemons.
         match self.store.interrupt_unfinished_calls(Utc::now()).await {
             Ok(0) => {}
             Ok(n) => tracing::warn!(
@@ -207,6 +208,9 @@ impl Platform {
                 "calls still unfinished at shutdown were marked interrupted"
             ),
             Err(err) => tracing::error!(%err, "cannot mark unfinished calls as interrupted"),
+        }
+        if let Err(err) = self.store.leave().await {
+            tracing::warn!(%err, "cannot remove this daemon from the store's list");
         }
     }
 }

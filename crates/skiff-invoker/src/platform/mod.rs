@@ -9,10 +9,12 @@
 
 mod admission;
 mod calls;
+mod cluster;
 mod functions;
 mod lifecycle;
 mod logs;
 mod setup;
+mod sync;
 
 use crate::callback::Callbacks;
 use crate::calls::{CallLog, InFlight};
@@ -53,6 +55,9 @@ pub struct Platform {
     config: PlatformConfig,
     store: Store,
     engine: Arc<dyn ContainerEngine>,
+    /// The engine without the gate: for removing the containers of a daemon taken over,
+    /// which must not wait behind this daemon's own creates.
+    ungated: Arc<dyn ContainerEngine>,
     daemon_id: String,
     functions: Arc<Functions>,
     /// Serializes deploys, deletes, scaling and trigger changes.
@@ -97,6 +102,7 @@ impl Platform {
     ) -> Result<Arc<Platform>, PlatformError> {
         let daemon_id = store.daemon_id().await?;
         // Every heavy engine operation from here on goes through one adaptive gate.
+        let ungated = engine.clone();
         let (floor, ceiling) = config.engine_concurrency;
         let gate = crate::engine::Gate::new(floor.max(4).min(ceiling), floor, ceiling);
         let engine: Arc<dyn ContainerEngine> =
@@ -262,6 +268,7 @@ impl Platform {
             functions,
             daemon_id,
             engine,
+            ungated,
             store,
             config,
             tracker,
@@ -287,7 +294,10 @@ impl Platform {
                 platform.cancel.clone(),
             ));
         }
+        platform.first_heartbeat().await?;
         platform.spawn_background();
+        platform.spawn_heartbeat();
+        platform.spawn_sync().await?;
         Arc::new(Dispatcher {
             store: platform.store.clone(),
             invoker: platform.clone(),

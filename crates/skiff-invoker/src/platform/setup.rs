@@ -29,25 +29,34 @@ pub(super) async fn load_functions(
 ) -> Result<HashMap<String, Arc<Entry>>, PlatformError> {
     let mut functions = HashMap::new();
     for function in store.list_functions().await? {
-        let refused = match ensure_volumes(engine, &function.config.volumes, allowed_volumes).await
-        {
-            Ok(()) => None,
-            Err(err) => {
-                let why = match err {
-                    PlatformError::InvalidSpec(spec) => spec.message,
-                    other => format!("its volumes cannot be checked: {other}"),
-                };
-                let reason = format!(
-                    "{why}; the function's containers do not start until it is deployed again (or the daemon restarts with the volume allowed)"
-                );
-                tracing::warn!(function = %function.name, "{reason}");
-                Some(reason)
-            }
-        };
-        let entry = Entry::new(function, refused);
+        let entry = checked_entry(engine, function, allowed_volumes).await;
         functions.insert(entry.function.name.to_string(), Arc::new(entry));
     }
     Ok(functions)
+}
+
+/// The registry entry of a stored `function`, its volumes checked: one that mounts a
+/// volume skiff may not use is refused (its containers do not start), and says why.
+pub(super) async fn checked_entry(
+    engine: &dyn ContainerEngine,
+    function: skiff_core::Function,
+    allowed_volumes: &[String],
+) -> Entry {
+    let refused = match ensure_volumes(engine, &function.config.volumes, allowed_volumes).await {
+        Ok(()) => None,
+        Err(err) => {
+            let why = match err {
+                PlatformError::InvalidSpec(spec) => spec.message,
+                other => format!("its volumes cannot be checked: {other}"),
+            };
+            let reason = format!(
+                "{why}; the function's containers do not start until it is deployed again (or the daemon restarts with the volume allowed)"
+            );
+            tracing::warn!(function = %function.name, "{reason}");
+            Some(reason)
+        }
+    };
+    Entry::new(function, refused)
 }
 
 /// The functions' network, made sure to keep containers from reaching each other. One made

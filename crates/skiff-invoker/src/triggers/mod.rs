@@ -197,6 +197,55 @@ impl Triggers {
         Ok(())
     }
 
+    /// Brings trigger `name` in line with the store, after a change made through another
+    /// daemon: a new generation replaces the live trigger (a broker subscription
+    /// reconnects), a trigger gone from the store stops here (its subscription is cleaned up
+    /// by the daemon that deleted it).
+    pub(crate) async fn reload(
+        &self,
+        invoker: Arc<dyn Invoker>,
+        name: &str,
+    ) -> Result<(), PlatformError> {
+        let stored = self.store.get_trigger(name).await?;
+        let live = self.read().get(name).map(|l| l.record.generation);
+        match (stored, live) {
+            (None, None) => {}
+            (None, Some(_)) => {
+                tracing::info!(trigger = name, "deleted through another daemon");
+                self.remove(name, false);
+            }
+            (Some(stored), Some(generation)) if stored.generation == generation => {
+                if let Some(tick) = stored.last_tick {
+                    self.advanced(name, generation, tick);
+                }
+            }
+            (Some(stored), _) => {
+                tracing::info!(trigger = name, "created or replaced through another daemon");
+                self.remove(name, false);
+                self.run_trigger(&invoker, stored);
+            }
+        }
+        Ok(())
+    }
+
+    /// [`Triggers::reload`] for every trigger, stored or live.
+    pub(crate) async fn reload_all(&self, invoker: Arc<dyn Invoker>) -> Result<(), PlatformError> {
+        let mut names: Vec<String> = self
+            .store
+            .list_triggers()
+            .await?
+            .into_iter()
+            .map(|t| t.name)
+            .collect();
+        names.extend(self.read().keys().cloned());
+        names.sort();
+        names.dedup();
+        for name in names {
+            self.reload(invoker.clone(), &name).await?;
+        }
+        Ok(())
+    }
+
     /// Loads the stored triggers, starts the broker subscriptions and the cron runner.
     pub(crate) async fn start(
         self: &Arc<Self>,
@@ -373,10 +422,25 @@ impl Triggers {
                 }
             }
             TickOutcome::Stale => {
-                // Replaced or deleted meanwhile, or written by an earlier round: read it again.
-                if let Some(stored) = self.store.get_trigger(&record.name).await? {
-                    if let Some(tick) = stored.last_tick {
-                        self.advanced(&stored.name, stored.generation, tick);
+                // Fired by another daemon sharing the store, replaced or deleted meanwhile,
+                // or written by an earlier round: read it again.
+                match self.store.get_trigger(&record.name).await? {
+                    Some(stored) if stored.generation == record.generation => {
+                        if let Some(tick) = stored.last_tick {
+                            self.advanced(&stored.name, stored.generation, tick);
+                        }
+                    }
+                    // Replaced through another daemon: run the new one's schedule (a broker
+                    // trigger is replaced when the change is heard).
+                    Some(stored) => {
+                        if let Some(live) = self.write().get_mut(&record.name) {
+                            if live.record.spec.kind() == TriggerKind::Cron {
+                                live.record = stored;
+                            }
+                        }
+                    }
+                    None => {
+                        self.remove(&record.name, false);
                     }
                 }
             }

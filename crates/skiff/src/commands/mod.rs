@@ -5,6 +5,7 @@
 //! code (a failed invocation) are printed here and returned as an [`ExitCode`].
 
 mod calls;
+mod cluster;
 mod completions;
 mod deploy;
 mod functions;
@@ -54,6 +55,8 @@ pub enum ClientCommand {
     Logs(logs::LogsArgs),
     /// List the triggers (cron schedules, NATS subscriptions), or manage one
     Triggers(triggers::TriggersArgs),
+    /// List the daemons sharing the store, their heartbeats and running calls
+    Cluster,
     /// Print shell completions for skiff
     Completions {
         /// The shell to complete for
@@ -80,6 +83,7 @@ pub async fn run(
         ClientCommand::Ls => functions::list(&client, global.json).await,
         ClientCommand::Rm(args) => functions::remove(&client, args, global.json).await,
         ClientCommand::Instances(args) => instances::list(&client, args, global.json).await,
+        ClientCommand::Cluster => cluster::run(&client, global.json).await,
         ClientCommand::Scale(args) => instances::scale(&client, args, global.json).await,
         ClientCommand::Calls(args) => calls::run(&client, args, global.json).await,
         ClientCommand::Logs(args) => logs::run(&client, args, global.json).await,
