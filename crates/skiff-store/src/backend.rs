@@ -77,10 +77,37 @@ impl Pool {
     /// Runs the backend's migrations.
     pub(crate) async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
         match self {
-            Pool::Sqlite(pool) => SQLITE_MIGRATIONS.run(pool).await,
+            Pool::Sqlite(pool) => {
+                renumber_instance_logs(pool)
+                    .await
+                    .map_err(sqlx::migrate::MigrateError::Execute)?;
+                SQLITE_MIGRATIONS.run(pool).await
+            }
             Pool::Postgres(pool) => POSTGRES_MIGRATIONS.run(pool).await,
         }
     }
+}
+
+/// A SQLite store migrated by a skiff that numbered the instance logs' migration 0008 (now
+/// the daemons', the instance logs' being 0009) has that row of `_sqlx_migrations` take its
+/// new number, so that the daemons' migration is applied and the instance logs' is not
+/// applied again (its text, and so its checksum, are unchanged).
+async fn renumber_instance_logs(pool: &SqlitePool) -> Result<(), sqlx::Error> {
+    let migrated: Option<i64> = sqlx::query_scalar(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
+    )
+    .fetch_optional(pool)
+    .await?;
+    if migrated.is_some() {
+        sqlx::query(
+            "UPDATE _sqlx_migrations SET version = 9
+             WHERE version = 8 AND description = 'instance logs'
+                AND NOT EXISTS (SELECT 1 FROM _sqlx_migrations WHERE version = 9)",
+        )
+        .execute(pool)
+        .await?;
+    }
+    Ok(())
 }
 
 /// A transaction of either backend. Dropped without [`Tx::commit`], it rolls back.

@@ -347,6 +347,74 @@ mod tests {
     use skiff_core::{CallRecord, CallStatus, FunctionName, FunctionSpec, Trigger};
 
     #[tokio::test]
+    async fn a_store_with_the_instance_logs_numbered_0008_opens_and_gains_the_daemons_table() {
+        // The SQLite migrations as an earlier skiff had them: no 0008_daemons, the instance
+        // logs as 0008.
+        let sources = tempfile::tempdir().expect("tempdir");
+        let ours = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite");
+        for entry in std::fs::read_dir(&ours).expect("migrations") {
+            let name = entry
+                .expect("entry")
+                .file_name()
+                .into_string()
+                .expect("name");
+            let target = match name.as_str() {
+                "0008_daemons.sql" => continue,
+                "0009_instance_logs.sql" => "0008_instance_logs.sql".to_string(),
+                other => other.to_string(),
+            };
+            std::fs::copy(ours.join(&name), sources.path().join(target)).expect("copy");
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("skiff.db");
+        {
+            let pool = SqlitePoolOptions::new()
+                .connect_with(
+                    SqliteConnectOptions::new()
+                        .filename(&path)
+                        .create_if_missing(true),
+                )
+                .await
+                .expect("pool");
+            sqlx::migrate::Migrator::new(sources.path())
+                .await
+                .expect("migrator")
+                .run(&pool)
+                .await
+                .expect("earlier migrations");
+            pool.close().await;
+        }
+        let store = Store::open(&path).await.expect("open");
+        store
+            .write_instance_logs(&[skiff_core::api::LogLine {
+                at: Utc::now(),
+                function: "f".into(),
+                call: None,
+                instance: Some("i".into()),
+                stream: skiff_core::api::LogStream::Stdout,
+                line: "kept".into(),
+            }])
+            .await
+            .expect("instance logs");
+        let Pool::Sqlite(pool) = &store.pool else {
+            panic!("a SQLite store");
+        };
+        let versions: Vec<i64> =
+            sqlx::query_scalar("SELECT version FROM _sqlx_migrations ORDER BY version")
+                .fetch_all(pool)
+                .await
+                .expect("versions");
+        assert_eq!(versions, (1..=9).collect::<Vec<i64>>());
+        let daemon_column: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM pragma_table_info('calls') WHERE name = 'daemon'",
+        )
+        .fetch_one(pool)
+        .await
+        .expect("columns");
+        assert_eq!(daemon_column, 1, "0008_daemons was applied");
+    }
+
+    #[tokio::test]
     async fn the_daemon_id_is_stable_and_data_persists_across_reopen() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("nested/dirs/skiff.db");
