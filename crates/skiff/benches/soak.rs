@@ -7,7 +7,7 @@
 //! - `exec`: one client calling `skiff/hello` back to back (a fresh container per call);
 //! - `http`: two clients calling a warm `skiff/echo-http` back to back;
 //! - `lambda`: one client calling a warm `skiff/lambda-hello` back to back;
-//! - `async`: one async call to the exec function every 500 ms;
+//! - `async`: one async call to the exec function every 2 s;
 //! - `cycle`: an http function with a 20 s idle timeout called once a minute, so that its
 //!   instance is started and removed again and again (scale from and to zero).
 //!
@@ -164,7 +164,7 @@ async fn main() {
         invoke,
         r#"{"name":"soak"}"#,
         202,
-        Duration::from_millis(500),
+        Duration::from_secs(2),
         true,
     );
     spawn_loop(
