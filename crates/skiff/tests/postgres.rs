@@ -3,7 +3,7 @@
 
 use reqwest::StatusCode;
 use serde_json::json;
-use skiff_testing::{skiff_bin, Daemon, TestDatabase};
+use skiff_testing::{skiff_bin, Daemon, Nats, TestDatabase};
 use std::time::Duration;
 
 #[tokio::test]
@@ -371,5 +371,95 @@ async fn a_cron_tick_fires_once_across_two_daemons_even_when_one_is_killed() {
         a.plain_log(),
         b.plain_log()
     );
+    b.stop().await;
+}
+
+/// The value of `skiff_trigger_firings_total` for `trigger` and `result` on daemon `d`.
+async fn firings(d: &Daemon, trigger: &str, result: &str) -> u64 {
+    let metrics = d.get_text("/metrics").await;
+    let prefix =
+        format!("skiff_trigger_firings_total{{trigger=\"{trigger}\",result=\"{result}\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_nats_trigger_on_two_daemons_handles_each_message_once() {
+    if !skiff_testing::ready() || !Nats::available() {
+        return;
+    }
+    let Some(db) = TestDatabase::create("skiff_nats").await else {
+        return;
+    };
+    let nats = Nats::start(skiff_testing::free_port()).await;
+    let (a, b) = two_daemons(&db, "15s").await;
+    a.deploy(
+        "worker",
+        json!({"image": "skiff/testfn:latest", "env": {"MODE": "report"}, "timeout": "10s"}),
+    )
+    .await;
+    let created = a
+        .request(reqwest::Method::PUT, "/v1/triggers/jobs")
+        .json(&json!({"function": "worker",
+                      "nats": {"url": nats.url(), "stream": "JOBS", "subjects": ["jobs.>"]}}))
+        .send()
+        .await
+        .expect("create the trigger");
+    assert_eq!(created.status(), StatusCode::CREATED);
+    // Both daemons subscribe, through the one durable consumer of the trigger.
+    for d in [&a, &b] {
+        let connected = skiff_testing::poll(
+            Duration::from_secs(20),
+            Duration::from_millis(100),
+            async || (d.get_json("/v1/triggers/jobs").await["state"] == "connected").then_some(()),
+        )
+        .await;
+        assert!(connected.is_some(), "never connected:\n{}", d.log());
+    }
+
+    const MESSAGES: usize = 40;
+    for i in 0..MESSAGES {
+        nats.publish(&format!("jobs.{i}"), &format!("message-{i}"), &[])
+            .await;
+    }
+    let done = skiff_testing::poll(
+        Duration::from_secs(120),
+        Duration::from_millis(250),
+        async || {
+            let calls = b.calls("function=worker&trigger=queue&limit=1000").await;
+            let succeeded = calls.iter().filter(|c| c["status"] == "succeeded").count();
+            (succeeded >= MESSAGES).then_some(())
+        },
+    )
+    .await;
+    assert!(
+        done.is_some(),
+        "not every message was handled:\n--- a:\n{}\n--- b:\n{}",
+        a.log(),
+        b.log()
+    );
+    // Nothing more comes: every message was handled once, by one daemon or the other.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let calls = b.calls("function=worker&trigger=queue&limit=1000").await;
+    let mut bodies = std::collections::HashMap::new();
+    for call in &calls {
+        let log = b.logs(call["id"].as_str().expect("id")).await;
+        let body = log
+            .lines()
+            .find_map(|l| l.strip_prefix("body="))
+            .unwrap_or_else(|| panic!("no body in {log}"))
+            .to_string();
+        *bodies.entry(body).or_insert(0) += 1;
+    }
+    assert_eq!(calls.len(), MESSAGES, "{bodies:?}");
+    for i in 0..MESSAGES {
+        assert_eq!(bodies.get(&format!("message-{i}")), Some(&1), "{bodies:?}");
+    }
+    let acked = firings(&a, "jobs", "acked").await + firings(&b, "jobs", "acked").await;
+    assert_eq!(acked, MESSAGES as u64, "each message acknowledged once");
+    a.stop().await;
     b.stop().await;
 }

@@ -6,9 +6,9 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use skiff_testing::cli::assert_one_error_line;
-use skiff_testing::{poll, skiff_bin, Answer, Daemon};
+use skiff_testing::{poll, skiff_bin, Answer, Daemon, Nats};
 use std::collections::HashSet;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 /// How often the calls and triggers are looked at while waiting.
@@ -425,87 +425,6 @@ async fn bad_triggers_get_typed_errors() {
     let (_, list) = d.get("/v1/triggers").await.status_json();
     assert_eq!(list["triggers"], json!([]), "{list}");
     d.stop().await;
-}
-
-/// A `nats-server -js` on a port of its own, with its store in a temporary directory;
-/// killed when dropped.
-struct Nats {
-    child: Option<Child>,
-    port: u16,
-    _store: tempfile::TempDir,
-}
-
-impl Nats {
-    /// Whether `nats-server` is installed. When it is not: in CI (`CI=true`) this panics, so
-    /// the test fails; elsewhere it prints why and returns false.
-    fn available() -> bool {
-        let found = Command::new("nats-server")
-            .arg("--version")
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false);
-        skiff_testing::needs(found, "nats-server", "the Debian package nats-server")
-    }
-
-    async fn start(port: u16) -> Nats {
-        let store = tempfile::tempdir().expect("a store directory");
-        let child = Command::new("nats-server")
-            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-            .arg(store.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start nats-server");
-        let nats = Nats {
-            child: Some(child),
-            port,
-            _store: store,
-        };
-        let listening = poll(
-            Duration::from_secs(10),
-            Duration::from_millis(100),
-            async || {
-                let connected = tokio::net::TcpStream::connect(("127.0.0.1", port)).await;
-                connected.is_ok().then_some(())
-            },
-        )
-        .await;
-        assert!(
-            listening.is_some(),
-            "nats-server did not listen on {port} within 10s"
-        );
-        nats
-    }
-
-    fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
-    }
-
-    /// Publishes to JetStream and waits for the stream's acknowledgement.
-    async fn publish(&self, subject: &str, body: &str, headers: &[(&str, &str)]) {
-        let client = async_nats::connect(self.url())
-            .await
-            .expect("connect to nats");
-        let js = async_nats::jetstream::new(client);
-        let mut map = async_nats::HeaderMap::new();
-        for (k, v) in headers {
-            map.insert(*k, *v);
-        }
-        js.publish_with_headers(subject.to_string(), map, body.to_string().into())
-            .await
-            .expect("publish")
-            .await
-            .expect("stored by the stream");
-    }
-}
-
-impl Drop for Nats {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
 }
 
 async fn wait_state(d: &Daemon, trigger: &str, state: &str, limit: Duration) -> Value {

@@ -17,6 +17,7 @@ pub mod bench;
 pub mod cli;
 pub mod daemon;
 pub mod engine;
+pub mod nats;
 pub mod poll;
 pub mod postgres;
 pub mod setup;
@@ -25,6 +26,7 @@ pub mod stats;
 pub use api::{env_lines, merged, Answer};
 pub use daemon::{free_port, Daemon, DaemonBuilder};
 pub use engine::{container_ip, containers_with_label, run_sleepers, CreateWatch, TestVolume};
+pub use nats::Nats;
 pub use poll::{eventually, poll, wait_until};
 pub use postgres::TestDatabase;
 pub use setup::{
