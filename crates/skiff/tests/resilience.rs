@@ -61,6 +61,17 @@ async fn an_image_that_never_starts_is_retried_ever_more_slowly_and_its_calls_fa
             .is_some_and(|e| e.contains("failing on purpose")),
         "{view}"
     );
+    // The dashboard says so too: on the overview and on the function's page, with the error.
+    let overview = d.get_text("/").await;
+    assert!(
+        overview.contains("badge backing_off"),
+        "the overview shows the state:\n{overview}"
+    );
+    let page = d.get_text("/functions/doomed").await;
+    assert!(
+        page.contains("badge backing_off") && page.contains("failing on purpose"),
+        "the function's page shows the state and the last error:\n{page}"
+    );
     let started = Instant::now();
     let (status, body) = d.invoke("doomed", "three").await.status_json();
     let took = started.elapsed();

@@ -3,7 +3,7 @@
 //! followed live.
 
 use super::calls::calls_table;
-use super::overview::instances as state_summary;
+use super::overview::{function_state, instances as state_summary};
 use super::StateCounts;
 use crate::charts::{Chart, Kind, Series, Unit};
 use crate::format;
@@ -30,7 +30,15 @@ pub(crate) fn render(p: &FunctionPage) -> Markup {
     let f = &p.function;
     let counts = StateCounts::of(p.instances.iter().map(|i| i.state));
     let body = html! {
-        h1 { (f.name) " " span.muted { (f.contract.to_string()) } }
+        h1 { (f.name) " " span.muted { (f.contract.to_string()) } " " (function_state(f)) }
+        @if let Some(state) = &f.state {
+            @if let Some(error) = &state.last_error {
+                p.error data-live id="function-error" {
+                    (state.failures) " failure(s) in a row: " (error)
+                    @if let Some(at) = state.retry_at { " The next start is at " (format::time(&at)) "." }
+                }
+            }
+        }
         section #figures.cards data-live { (cards(&p.stats.totals, &p.window)) }
         section {
             h2 { "Calls over time" }

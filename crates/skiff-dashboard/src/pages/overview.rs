@@ -39,20 +39,21 @@ pub(crate) fn render(o: &Overview) -> Markup {
         div.scroll {
             table #functions data-live {
                 thead { tr {
-                    th { "Function" } th { "Contract" }
+                    th { "Function" } th { "Contract" } th { "State" }
                     th title="starting / ready / busy / paused" { "Instances" }
                     th.num { "Calls/min" } th.num { "Errors/min" }
                     th.num { "p50" } th.num { "p99" } th.num { "Cold/min" }
                 } }
                 tbody {
                     @if o.rows.is_empty() {
-                        tr { td colspan="8" { "No function is deployed. " code { "skiff deploy NAME --image IMAGE" } " makes one." } }
+                        tr { td colspan="9" { "No function is deployed. " code { "skiff deploy NAME --image IMAGE" } " makes one." } }
                     }
                     @for row in &o.rows {
                         @let t = row.totals.clone().unwrap_or_default();
                         tr data-function=(row.function.name) {
                             td { a href=(format!("/functions/{}", row.function.name)) { (row.function.name) } }
                             td { (row.function.contract.to_string()) }
+                            td { (function_state(&row.function)) }
                             td { (instances(&row.instances)) }
                             td.num { (format::rate(t.calls_per_minute)) }
                             td.num class=(if t.errors > 0 { "num bad" } else { "num" }) { (format::rate(t.errors_per_minute)) }
@@ -66,6 +67,20 @@ pub(crate) fn render(o: &Overview) -> Markup {
         }
     };
     layout::page("Functions", Section::Functions, body)
+}
+
+/// The function's status as a badge, with its last error as the badge's title while its
+/// instances fail (`backing_off`, `refused`).
+pub(crate) fn function_state(f: &skiff_core::FunctionView) -> Markup {
+    match &f.state {
+        None => html! { span.muted { "-" } },
+        Some(state) => {
+            let word = state.status.as_str();
+            html! {
+                span class=(format!("badge {word}")) title=[state.last_error.as_deref()] { (word) }
+            }
+        }
+    }
 }
 
 /// Instances by state, compactly.
