@@ -27,9 +27,11 @@ pub mod data_dir;
 mod error;
 mod functions;
 mod instance_logs;
+pub mod keys;
 mod queue;
 mod retention;
 mod samples;
+mod secrets;
 mod triggers;
 
 #[cfg(test)]
@@ -45,7 +47,9 @@ pub use instance_logs::{
     InstanceLogFilter, ALL_INSTANCE_LOG_LINES, DEFAULT_INSTANCE_LOG_LIMIT, INSTANCE_LOG_LINES,
     MAX_INSTANCE_LOG_LIMIT,
 };
+pub use keys::{KeyError, KeySource, SecretKeys};
 pub use queue::{Claimed, Payload, PendingCallback, StoredResult};
+pub use secrets::{KeysInUse, Rotation};
 pub use triggers::TickOutcome;
 
 use backend::{on_pool, on_tx, Pool};
@@ -99,6 +103,9 @@ pub struct Store {
     /// open, and set again when the id is bound ([`Store::bind_daemon_id`]). Calls this
     /// store claims or records carry the id.
     me: Arc<parking_lot::Mutex<daemons::Me>>,
+    /// The keys secrets at rest are opened with ([`Store::use_keys`]); until a daemon gives
+    /// its own, one made for this process.
+    keys: Arc<parking_lot::RwLock<SecretKeys>>,
 }
 
 impl Store {
@@ -163,7 +170,9 @@ impl Store {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
-            .busy_timeout(BUSY_TIMEOUT);
+            .busy_timeout(BUSY_TIMEOUT)
+            // Deleted content is overwritten: a secret replaced is gone from the file.
+            .pragma("secure_delete", "on");
         let pool = SqlitePoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .connect_with(options)
@@ -201,6 +210,7 @@ impl Store {
                 id: new_daemon_id(),
                 home: String::new(),
             })),
+            keys: Arc::new(parking_lot::RwLock::new(SecretKeys::ephemeral()?)),
         };
         if store.backend() == Backend::Sqlite {
             store.ensure_daemon_id().await?;
@@ -404,7 +414,7 @@ mod tests {
                 .fetch_all(pool)
                 .await
                 .expect("versions");
-        assert_eq!(versions, (1..=9).collect::<Vec<i64>>());
+        assert_eq!(versions, (1..=9).chain([11]).collect::<Vec<i64>>());
         let daemon_column: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM pragma_table_info('calls') WHERE name = 'daemon'",
         )
