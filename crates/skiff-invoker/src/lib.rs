@@ -46,7 +46,7 @@ pub use body::{Body, BoxError};
 pub use config::PlatformConfig;
 pub use error::PlatformError;
 pub use invoke::{InvokeOutcome, InvokeRequest};
-pub use platform::Platform;
+pub use platform::{AccessKey, Platform, DEFAULT_NAMESPACE};
 pub use pool::InstanceView;
 pub use skiff_core::api::headers::{CALLBACK_HEADER, DEPTH_HEADER};
 pub use token::{Caller, TokenError, TokenKey};

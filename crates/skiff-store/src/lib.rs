@@ -10,7 +10,10 @@
 //!   and the pruning of calls past the retention ([`Store::prune_calls`]);
 //! - what instances write ([`Store::write_instance_logs`], [`Store::instance_logs`]), bounded;
 //! - the samples the stats of calls are counted from ([`Store::call_samples`]);
-//! - triggers and the firing of cron ticks ([`Store::put_trigger`], [`Store::fire_tick`]).
+//! - triggers and the firing of cron ticks ([`Store::put_trigger`], [`Store::fire_tick`]);
+//! - secrets at rest ([`Store::use_keys`], [`Store::rotate_secret_key`]): function secrets
+//!   and the secrets of the Lambda API's access keys ([`Store::create_access_key`]) are
+//!   sealed with XChaCha20-Poly1305 ([`keys`]) before they reach the database.
 //!
 //! Timestamps are stored as unix milliseconds (sub-millisecond precision is dropped), enums
 //! by their `as_str()` names, call ids as hyphenated lowercase UUIDv7 text (so they sort by
@@ -18,6 +21,7 @@
 //! has its embedded migrations, run on open; statements are written once for both (see
 //! `backend.rs`).
 
+mod access_keys;
 mod backend;
 mod calls;
 mod changes;
@@ -37,6 +41,7 @@ mod triggers;
 #[cfg(test)]
 mod testing;
 
+pub use access_keys::AccessKeyRecord;
 pub use backend::Backend;
 pub use calls::{CallFilter, CallWrite, DEFAULT_CALL_LIMIT, INTERRUPTED_MESSAGE, MAX_CALL_LIMIT};
 pub use changes::{Change, Changes};

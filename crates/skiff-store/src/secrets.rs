@@ -149,7 +149,8 @@ impl Store {
         .map_err(query("list the keys secrets are sealed with"))
     }
 
-    /// Seals `plaintext` for `context` with the store's sealing key, read in `tx`.
+    /// Seals `plaintext` for `context` with the store's sealing key, read in `tx`: call it
+    /// first in the transaction.
     pub(crate) async fn seal_in(
         &self,
         tx: &mut Tx,
@@ -157,8 +158,12 @@ impl Store {
         plaintext: &[u8],
     ) -> Result<Sealed, StoreError> {
         let what = "read the key that seals secrets";
+        // A write that reads: SQLite takes the write lock at once (a transaction that read
+        // first could not write after another connection did), and PostgreSQL locks the
+        // row, so a rotation's change of key waits for this transaction, and the
+        // transactions after it see the new key.
         let sealing: Option<String> = on_tx!(tx, |conn, DB| sqlx::query_scalar(
-            "SELECT value FROM meta WHERE key = $1"
+            "UPDATE meta SET value = value WHERE key = $1 RETURNING value"
         )
         .bind(SEALING_KEY)
         .fetch_optional(&mut *conn)

@@ -442,6 +442,46 @@ impl ApiClient {
         Ok(())
     }
 
+    /// `POST /v1/secrets/rotate-key`: encrypts every secret at rest with a new key.
+    pub async fn rotate_secret_key(&self) -> Result<skiff_core::api::KeyRotation, ClientError> {
+        let request = self
+            .request(Method::POST, &["v1", "secrets", "rotate-key"])
+            .timeout(DEPLOY_TIMEOUT);
+        self.json(self.send(request).await?).await
+    }
+
+    /// `POST /v1/access-keys`: a new access key of the Lambda API, with its secret.
+    pub async fn create_access_key(
+        &self,
+        request: &skiff_core::api::AccessKeyRequest,
+    ) -> Result<skiff_core::api::AccessKeyCreated, ClientError> {
+        let request = self
+            .request(Method::POST, &["v1", "access-keys"])
+            .timeout(REQUEST_TIMEOUT)
+            .json(request);
+        self.json(self.send(request).await?).await
+    }
+
+    /// `GET /v1/access-keys`: the access keys of the Lambda API.
+    pub async fn list_access_keys(
+        &self,
+    ) -> Result<Vec<skiff_core::api::AccessKeyView>, ClientError> {
+        let request = self
+            .request(Method::GET, &["v1", "access-keys"])
+            .timeout(REQUEST_TIMEOUT);
+        let list: skiff_core::api::AccessKeyList = self.json(self.send(request).await?).await?;
+        Ok(list.access_keys)
+    }
+
+    /// `DELETE /v1/access-keys/{id}`: revokes an access key.
+    pub async fn revoke_access_key(&self, id: &str) -> Result<(), ClientError> {
+        let request = self
+            .request(Method::DELETE, &["v1", "access-keys", id])
+            .timeout(REQUEST_TIMEOUT);
+        self.send(request).await?;
+        Ok(())
+    }
+
     /// `GET /healthz`: succeeds when the daemon is up.
     #[allow(dead_code)] // Part of the API surface; no command needs it yet.
     pub async fn health(&self) -> Result<(), ClientError> {

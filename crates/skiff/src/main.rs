@@ -7,6 +7,7 @@
 mod client;
 mod commands;
 mod output;
+mod security;
 mod serve;
 
 use clap::{CommandFactory, Parser, Subcommand};

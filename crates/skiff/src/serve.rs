@@ -398,9 +398,19 @@ impl std::io::Write for LossyStderr {
     }
 }
 
+/// Log directives that hold whatever `SKIFF_LOG` says: bollard's debug lines carry the
+/// bodies of its requests to the engine, and a container's spec holds the function's
+/// secrets, which must never reach a log.
+const QUIET_TARGETS: &[&str] = &["bollard=info"];
+
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SKIFF_LOG")
+    let mut filter = tracing_subscriber::EnvFilter::try_from_env("SKIFF_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    for directive in QUIET_TARGETS {
+        if let Ok(directive) = directive.parse() {
+            filter = filter.add_directive(directive);
+        }
+    }
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
@@ -470,6 +480,7 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
              containers labelled with the previous id are left to their daemon"
         );
     }
+    crate::security::use_keys(&store, &data_dir).await?;
     let store_backend = store.backend();
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
@@ -479,6 +490,10 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
     let platform = Platform::start(platform_config, store, Arc::new(engine))
         .await
         .context("cannot start the platform")?;
+    if let Err(err) = crate::security::first_access_key(&platform, &data_dir).await {
+        platform.shutdown(Duration::ZERO).await;
+        return Err(err);
+    }
     let address = listener.local_addr().unwrap_or(settings.listen);
     tracing::info!(
         daemon = platform.daemon_id(),

@@ -24,7 +24,11 @@ pub struct Answer {
 impl Answer {
     /// Sends `request` and reads its answer whole; panics if there is none.
     pub async fn of(request: RequestBuilder) -> Answer {
-        let response = request.send().await.expect("an answer");
+        Answer::from_response(request.send().await.expect("an answer")).await
+    }
+
+    /// Reads `response` whole.
+    pub async fn from_response(response: reqwest::Response) -> Answer {
         let status = response.status();
         let headers = response.headers().clone();
         let body = response.bytes().await.expect("the answer's body").to_vec();

@@ -13,8 +13,11 @@ mod cluster;
 mod functions;
 mod lifecycle;
 mod logs;
+mod security;
 mod setup;
 mod sync;
+
+pub use security::{AccessKey, DEFAULT_NAMESPACE};
 
 use crate::callback::Callbacks;
 use crate::calls::{CallLog, InFlight};
