@@ -26,6 +26,7 @@ mod openapi;
 mod public;
 pub mod runtime_api;
 pub mod sigv4;
+pub mod tls;
 mod triggers_api;
 
 pub use access_keys_api::AwsCaller;
@@ -154,13 +155,23 @@ pub(crate) fn catch_panic() -> CatchPanicLayer<OnPanic> {
 type OnPanic = fn(Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response;
 
 /// Serves `app` on `listener` until `shutdown` resolves, then stops accepting connections
-/// and returns once the requests in flight are answered.
+/// and returns once the requests in flight are answered. With `tls`, over TLS.
 pub async fn serve(
     listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     app: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    match tls {
+        None => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+        Some(acceptor) => {
+            axum::serve(tls::TlsListener::new(listener, acceptor)?, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+    }
 }

@@ -39,6 +39,7 @@ mod queue;
 mod recorder;
 mod registry;
 mod running;
+pub mod tls;
 pub mod token;
 pub mod triggers;
 

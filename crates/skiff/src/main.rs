@@ -32,6 +32,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    skiff_invoker::tls::install_default_provider();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) => return usage_error(err),

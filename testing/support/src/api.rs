@@ -83,7 +83,7 @@ impl Daemon {
     /// A request for `path` (below the daemon's URL, e.g. `/v1/functions`), to finish and
     /// send with [`Answer::of`].
     pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
-        reqwest::Client::new().request(method, format!("{}{path}", self.url))
+        self.client().request(method, format!("{}{path}", self.url))
     }
 
     /// `GET path`, whatever the status.

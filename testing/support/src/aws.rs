@@ -94,7 +94,7 @@ impl Daemon {
         key: &AwsKey,
         at: SystemTime,
     ) -> Answer {
-        let client = reqwest::Client::new();
+        let client = self.client();
         let mut builder = client.request(method, format!("{}{path}", self.url));
         if let Some(body) = body {
             builder = builder

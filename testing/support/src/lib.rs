@@ -10,6 +10,7 @@
 //! - [`postgres`]: a PostgreSQL database per test, for daemons on a shared store.
 //! - [`engine`]: what the engine holds: containers by label, their addresses, volumes.
 //! - [`cli`]: checks on the `skiff` command line's output.
+//! - [`tls`]: the HTTP clients' crypto provider, certificates made with openssl.
 //! - [`stats`]: latency statistics and their formatting, for the benchmarks.
 //! - [`bench`]: the benchmarks' settings and their raw-engine baseline.
 
@@ -23,6 +24,7 @@ pub mod poll;
 pub mod postgres;
 pub mod setup;
 pub mod stats;
+pub mod tls;
 
 pub use api::{env_lines, merged, Answer};
 pub use aws::AwsKey;

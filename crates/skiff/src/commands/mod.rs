@@ -32,6 +32,9 @@ pub struct GlobalArgs {
     /// Print machine-readable JSON instead of text
     #[arg(long, global = true)]
     pub json: bool,
+    /// A PEM file of CA certificates to trust for an https:// daemon, besides the system's
+    #[arg(long, global = true, env = "SKIFF_CA_CERT", value_name = "FILE")]
+    pub ca_cert: Option<std::path::PathBuf>,
 }
 
 /// The client commands.
@@ -88,7 +91,7 @@ pub async fn run(
     {
         return secrets::new_key(global.json);
     }
-    let client = ApiClient::new(&global.url)?;
+    let client = ApiClient::with_ca(&global.url, global.ca_cert.as_deref())?;
     match command {
         ClientCommand::Deploy(args) => deploy::run(&client, *args, global.json).await,
         ClientCommand::Invoke(args) => invoke::run(&client, args, global.json).await,
