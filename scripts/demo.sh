@@ -17,9 +17,10 @@ echo "==> building the example images"
 ./scripts/build-examples.sh
 
 listen=${SKIFF_LISTEN:-127.0.0.1:8080}
+data_dir=${SKIFF_DATA_DIR:-${XDG_DATA_HOME:-$HOME/.local/share}/skiff}
 export SKIFF_URL="http://$listen"
 echo "==> starting skiff serve on $listen"
-"$skiff" serve --listen "$listen" &
+"$skiff" serve --listen "$listen" --data-dir "$data_dir" &
 daemon=$!
 trap 'kill -TERM $daemon 2>/dev/null; wait $daemon' INT TERM
 
@@ -49,7 +50,8 @@ Try, in another terminal:
   curl \$SKIFF_URL/fn/web/hi?x=1                  # an http function: its JSON echo
   skiff instances web                             # its warm instance
   curl -d '{"name":"Ann"}' \$SKIFF_URL/fn/greeter  # a Lambda function (lambda_runtime)
-  export AWS_ACCESS_KEY_ID=any AWS_SECRET_ACCESS_KEY=any   # signatures are not checked
+  # The Lambda API's access key, made at the first start (requests are checked with SigV4):
+  export AWS_SHARED_CREDENTIALS_FILE=$data_dir/aws-credentials AWS_PROFILE=skiff
   aws lambda invoke --endpoint-url \$SKIFF_URL --region us-east-1 --function-name greeter \\
       --payload '{"name":"Ann"}' /dev/stdout      # the same through the Lambda API
   skiff calls                                     # the calls, newest first

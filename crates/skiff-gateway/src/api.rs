@@ -364,7 +364,7 @@ pub async fn scale(
 
 /// `GET /metrics`: Prometheus metrics (text format).
 #[utoipa::path(get, path = "/metrics", tag = "health",
-    responses((status = 200, content_type = "text/plain", body = String)))]
+    responses((status = 200, content_type = "application/openmetrics-text", body = String)))]
 pub async fn metrics(State(state): State<AppState>) -> Response {
     (
         [(

@@ -119,6 +119,14 @@ impl From<PlatformError> for ApiError {
             err @ PlatformError::FunctionNotFound { .. } => {
                 ApiError::new(StatusCode::NOT_FOUND, "function_not_found", err.to_string())
             }
+            err @ PlatformError::AccessKeyNotFound { .. } => ApiError::new(
+                StatusCode::NOT_FOUND,
+                "access_key_not_found",
+                err.to_string(),
+            ),
+            err @ PlatformError::Conflict { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "conflict", err.to_string())
+            }
             err @ PlatformError::CallNotFound { .. } => {
                 ApiError::new(StatusCode::NOT_FOUND, "call_not_found", err.to_string())
             }

@@ -2,10 +2,10 @@
 //! `--endpoint-url`: CreateFunction (PackageType Image), GetFunction,
 //! GetFunctionConfiguration, ListFunctions, UpdateFunctionCode,
 //! UpdateFunctionConfiguration, DeleteFunction and Invoke. Handlers translate AWS shapes to
-//! the same [`Platform`] operations as the rest of the API. Requests signed with Signature
-//! V4 are accepted without checking the signature (authentication comes later), as are
-//! unsigned ones. Errors use AWS's shape: the `x-amzn-ErrorType` header and a JSON body
-//! with the message.
+//! the same [`Platform`] operations as the rest of the API. Every request must be signed
+//! with Signature V4 by an access key of the daemon (checked by
+//! [`crate::access_keys_api::require_signature`]). Errors use AWS's shape: the
+//! `x-amzn-ErrorType` header and a JSON body with the message.
 
 use crate::AppState;
 use axum::body::Body;
@@ -40,7 +40,7 @@ pub struct AwsError {
 }
 
 impl AwsError {
-    fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
         AwsError {
             status,
             kind,

@@ -3,6 +3,8 @@
 //! - the management API under `/v1` (functions, invoke, calls, logs followed live, stats,
 //!   triggers), described by the
 //!   OpenAPI document at `/v1/openapi.json`, generated from this code;
+//! - the Lambda API (2015-03-31) subset, its requests checked with SigV4 ([`sigv4`]) against
+//!   the daemon's access keys (`/v1/access-keys`);
 //! - the public invocation route `ANY /fn/{name}/{*path}`;
 //! - the dashboard at `/` ([`skiff_dashboard`]), under the same layers as the API;
 //! - `/healthz` and `/readyz`;
@@ -14,6 +16,7 @@
 //! into a response. Every error body is `{"error": {"code", "message"}}` ([`ApiError`]). The
 //! bodies and header names are [`skiff_core::api`]'s, shared with the CLI.
 
+mod access_keys_api;
 mod api;
 mod error;
 pub mod function_api;
@@ -22,13 +25,16 @@ mod logs_api;
 mod openapi;
 mod public;
 pub mod runtime_api;
+pub mod sigv4;
+pub mod tls;
 mod triggers_api;
 
+pub use access_keys_api::AwsCaller;
 pub use error::ApiError;
 pub use openapi::ApiDoc;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{any, get, post};
+use axum::routing::{any, delete, get, post};
 use axum::Router;
 use skiff_invoker::Platform;
 use std::future::Future;
@@ -100,7 +106,18 @@ pub fn app(platform: Arc<Platform>, config: GatewayConfig) -> Router {
                 .put(triggers_api::put_trigger)
                 .delete(triggers_api::delete_trigger),
         )
-        .merge(lambda_api::routes())
+        .route(
+            "/v1/access-keys",
+            get(access_keys_api::list).post(access_keys_api::create),
+        )
+        .route("/v1/access-keys/{id}", delete(access_keys_api::revoke))
+        .route("/v1/secrets/rotate-key", post(access_keys_api::rotate_key))
+        .merge(
+            lambda_api::routes().route_layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                access_keys_api::require_signature,
+            )),
+        )
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY_BYTES))
         .merge(invoke_routes)
         .with_state(state.clone())
@@ -138,13 +155,23 @@ pub(crate) fn catch_panic() -> CatchPanicLayer<OnPanic> {
 type OnPanic = fn(Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response;
 
 /// Serves `app` on `listener` until `shutdown` resolves, then stops accepting connections
-/// and returns once the requests in flight are answered.
+/// and returns once the requests in flight are answered. With `tls`, over TLS.
 pub async fn serve(
     listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     app: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    match tls {
+        None => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+        Some(acceptor) => {
+            axum::serve(tls::TlsListener::new(listener, acceptor)?, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+    }
 }

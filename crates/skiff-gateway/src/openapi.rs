@@ -1,7 +1,7 @@
 //! The OpenAPI document of the API, generated from the handlers' annotations and the
 //! wire types of [`skiff_core::api`].
 
-use crate::{api, logs_api, triggers_api};
+use crate::{access_keys_api, api, logs_api, triggers_api};
 use axum::Json;
 use utoipa::OpenApi;
 
@@ -35,6 +35,10 @@ use utoipa::OpenApi;
         triggers_api::get_trigger,
         triggers_api::put_trigger,
         triggers_api::delete_trigger,
+        access_keys_api::create,
+        access_keys_api::list,
+        access_keys_api::revoke,
+        access_keys_api::rotate_key,
     ),
     components(schemas(
         skiff_core::FunctionSpec,
@@ -76,12 +80,18 @@ use utoipa::OpenApi;
         skiff_core::api::FunctionStats,
         skiff_core::api::StatsBucket,
         skiff_core::api::StatsTotals,
+        skiff_core::api::AccessKeyRequest,
+        skiff_core::api::AccessKeyView,
+        skiff_core::api::AccessKeyCreated,
+        skiff_core::api::AccessKeyList,
+        skiff_core::api::KeyRotation,
     )),
     tags(
         (name = "functions", description = "Deploy and manage functions"),
         (name = "calls", description = "Invoke functions and inspect calls"),
         (name = "triggers", description = "Cron schedules and broker subscriptions that start calls"),
         (name = "health", description = "Liveness and readiness"),
+        (name = "security", description = "Secrets at rest and the Lambda API's access keys"),
     )
 )]
 pub struct ApiDoc;

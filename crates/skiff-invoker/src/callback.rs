@@ -13,7 +13,9 @@
 //! the function answered, `X-Skiff-Status-Code`.
 //!
 //! Where: only where [`CallbackPolicy`] lets callbacks go, checked on the address the name
-//! resolves to, right before connecting (each try connects anew, to that address).
+//! resolves to, right before connecting (each try connects anew, to that address). An
+//! `https://` URL is reached over TLS, its certificate checked against the system's roots
+//! (and the daemon's `--callback-ca`) for the URL's host name.
 
 use crate::backoff::Backoff;
 use crate::body::full;
@@ -27,6 +29,8 @@ use skiff_store::{PendingCallback, Store};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, Semaphore};
+use tokio_rustls::rustls::pki_types::ServerName;
+use tokio_rustls::rustls::ClientConfig;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
@@ -53,8 +57,8 @@ pub enum CallbackUrlError {
         /// What is wrong.
         message: String,
     },
-    /// A scheme other than `http`.
-    #[error("`{url}`: only http:// callback URLs are supported")]
+    /// A scheme other than `http` and `https`.
+    #[error("`{url}`: only http:// and https:// callback URLs are supported")]
     Scheme {
         /// The URL as given.
         url: String,
@@ -72,14 +76,21 @@ pub enum CallbackUrlError {
 /// How long resolving a callback's host may take.
 const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The addresses `uri`'s host resolves to, at its port (80 by default).
+/// The host of `uri`, without the brackets of an IPv6 address.
+fn bare_host(uri: &Uri) -> Option<&str> {
+    uri.host()
+        .map(|host| host.trim_start_matches('[').trim_end_matches(']'))
+}
+
+/// The addresses `uri`'s host resolves to, at its port (80 by default, 443 for https).
 async fn resolve(uri: &Uri) -> Result<Vec<std::net::SocketAddr>, String> {
-    let host = uri
-        .host()
-        .ok_or("it has no host")?
-        .trim_start_matches('[')
-        .trim_end_matches(']');
-    let port = uri.port_u16().unwrap_or(80);
+    let host = bare_host(uri).ok_or("it has no host")?;
+    let default_port = if uri.scheme_str() == Some("https") {
+        443
+    } else {
+        80
+    };
+    let port = uri.port_u16().unwrap_or(default_port);
     match tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host((host, port))).await {
         Ok(Ok(addrs)) => Ok(addrs.collect()),
         Ok(Err(err)) => Err(format!("cannot resolve `{host}`: {err}")),
@@ -109,7 +120,7 @@ pub async fn check_destination(url: &str, policy: &CallbackPolicy) -> Result<(),
     }
 }
 
-/// Checks a callback URL: absolute, `http`, with a host.
+/// Checks a callback URL: absolute, `http` or `https`, with a host.
 pub fn check_url(url: &str) -> Result<(), CallbackUrlError> {
     let uri: Uri = url
         .parse()
@@ -117,7 +128,7 @@ pub fn check_url(url: &str) -> Result<(), CallbackUrlError> {
             url: url.to_string(),
             message: e.to_string(),
         })?;
-    if uri.scheme_str() != Some("http") {
+    if !matches!(uri.scheme_str(), Some("http" | "https")) {
         return Err(CallbackUrlError::Scheme {
             url: url.to_string(),
         });
@@ -143,6 +154,7 @@ impl Callbacks {
     pub(crate) fn start(
         store: Store,
         policy: Arc<CallbackPolicy>,
+        tls: Arc<ClientConfig>,
         tracker: &TaskTracker,
         cancel: CancellationToken,
     ) -> Callbacks {
@@ -155,6 +167,7 @@ impl Callbacks {
             let send_all = |callbacks: Vec<PendingCallback>| {
                 let (slots, inner) = (slots.clone(), inner.clone());
                 let (store, policy, cancel) = (store.clone(), policy.clone(), cancel.clone());
+                let tls = tls.clone();
                 async move {
                     for callback in callbacks {
                         let Ok(permit) = slots.clone().acquire_owned().await else {
@@ -162,8 +175,9 @@ impl Callbacks {
                         };
                         let (store, policy, cancel) =
                             (store.clone(), policy.clone(), cancel.clone());
+                        let tls = tls.clone();
                         inner.spawn(async move {
-                            deliver(&store, &policy, callback, &cancel).await;
+                            deliver(&store, &policy, &tls, callback, &cancel).await;
                             drop(permit);
                         });
                     }
@@ -212,12 +226,13 @@ impl Callbacks {
 async fn deliver(
     store: &Store,
     policy: &CallbackPolicy,
+    tls: &Arc<ClientConfig>,
     callback: PendingCallback,
     cancel: &CancellationToken,
 ) {
     let id = callback.record.id;
     for attempt in 1..=ATTEMPTS {
-        match send(policy, &callback).await {
+        match send(policy, tls, &callback).await {
             Ok(()) => {
                 if let Err(err) = store.finish_callback(id, true).await {
                     tracing::error!(%err, call = %id, "cannot record a sent callback");
@@ -243,7 +258,11 @@ async fn deliver(
 
 /// One try: a 2xx answer is a delivery. Connects to the first address of the URL's host
 /// that the policy allows, and to nothing else.
-async fn send(policy: &CallbackPolicy, callback: &PendingCallback) -> Result<(), String> {
+async fn send(
+    policy: &CallbackPolicy,
+    tls: &Arc<ClientConfig>,
+    callback: &PendingCallback,
+) -> Result<(), String> {
     let record = &callback.record;
     let uri: Uri = callback.url.parse().map_err(|e| format!("{e}"))?;
     let addr = policy.pick(resolve(&uri).await?)?;
@@ -294,17 +313,17 @@ async fn send(policy: &CallbackPolicy, callback: &PendingCallback) -> Result<(),
         let stream = tokio::net::TcpStream::connect(addr)
             .await
             .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
-        let (mut sender, connection) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-                .await
-                .map_err(|e| e.to_string())?;
-        tokio::select! {
-            response = sender.send_request(request) => response.map_err(|e| e.to_string()),
-            closed = connection => Err(match closed {
-                Ok(()) => "the receiver closed the connection".to_string(),
-                Err(err) => err.to_string(),
-            }),
+        if uri.scheme_str() != Some("https") {
+            return exchange(stream, request).await;
         }
+        let name = bare_host(&uri)
+            .and_then(|host| ServerName::try_from(host.to_string()).ok())
+            .ok_or("the callback URL's host is not a TLS server name")?;
+        let stream = tokio_rustls::TlsConnector::from(tls.clone())
+            .connect(name, stream)
+            .await
+            .map_err(|e| format!("TLS with {addr}: {e}"))?;
+        exchange(stream, request).await
     };
     match tokio::time::timeout(TRY_TIMEOUT, exchange).await {
         Ok(Ok(response)) if response.status().is_success() => Ok(()),
@@ -314,16 +333,38 @@ async fn send(policy: &CallbackPolicy, callback: &PendingCallback) -> Result<(),
     }
 }
 
+/// One HTTP/1.1 request on `stream`, and its answer.
+async fn exchange<S>(
+    stream: S,
+    request: Request<crate::body::Body>,
+) -> Result<http::Response<hyper::body::Incoming>, String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| e.to_string())?;
+    tokio::select! {
+        response = sender.send_request(request) => response.map_err(|e| e.to_string()),
+        closed = connection => Err(match closed {
+            Ok(()) => "the receiver closed the connection".to_string(),
+            Err(err) => err.to_string(),
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn only_absolute_http_urls_are_accepted() {
+    fn only_absolute_http_and_https_urls_are_accepted() {
         assert!(check_url("http://127.0.0.1:9000/done").is_ok());
         assert!(check_url("http://receiver.internal/hook?x=1").is_ok());
+        assert!(check_url("https://example.com/").is_ok());
         assert!(matches!(
-            check_url("https://example.com/"),
+            check_url("ftp://example.com/"),
             Err(CallbackUrlError::Scheme { .. })
         ));
         assert!(matches!(

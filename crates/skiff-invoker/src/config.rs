@@ -68,6 +68,8 @@ pub struct PlatformConfig {
     /// Address ranges callbacks may reach even though they are refused by default
     /// (loopback, link-local, the functions' network, the daemon's own listeners).
     pub callback_allow: Vec<ipnet::IpNet>,
+    /// A PEM file of CA certificates that https callbacks trust besides the system's.
+    pub callback_ca: Option<std::path::PathBuf>,
     /// The addresses the daemon's API listens on (callbacks may not reach them).
     pub listeners: Vec<std::net::SocketAddr>,
     /// Existing volumes that functions may mount although skiff did not create them (they
@@ -109,6 +111,7 @@ impl PlatformConfig {
             engine_concurrency: (2, 32),
             retention: Duration::from_secs(7 * 24 * 3600),
             callback_allow: Vec::new(),
+            callback_ca: None,
             listeners: Vec::new(),
             allowed_volumes: Vec::new(),
             lease: Duration::from_secs(15),

@@ -79,6 +79,19 @@ pub enum PlatformError {
         /// What is wrong.
         message: String,
     },
+    /// No access key with that id.
+    #[error("access key `{id}` does not exist")]
+    AccessKeyNotFound {
+        /// The id asked for.
+        id: String,
+    },
+    /// The request conflicts with the state of the platform (say, a key rotation that
+    /// another daemon cannot follow yet).
+    #[error("{message}")]
+    Conflict {
+        /// What stands in the way.
+        message: String,
+    },
     /// The call would be deeper than the daemon's `max_call_depth` hops of functions calling
     /// functions: a loop, most likely.
     #[error("call refused: it would be {depth} function-to-function hops deep, more than the limit of {max} (a function calling itself without end?)")]

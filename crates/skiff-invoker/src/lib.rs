@@ -39,6 +39,7 @@ mod queue;
 mod recorder;
 mod registry;
 mod running;
+pub mod tls;
 pub mod token;
 pub mod triggers;
 
@@ -46,7 +47,7 @@ pub use body::{Body, BoxError};
 pub use config::PlatformConfig;
 pub use error::PlatformError;
 pub use invoke::{InvokeOutcome, InvokeRequest};
-pub use platform::Platform;
+pub use platform::{AccessKey, Platform, DEFAULT_NAMESPACE};
 pub use pool::InstanceView;
 pub use skiff_core::api::headers::{CALLBACK_HEADER, DEPTH_HEADER};
 pub use token::{Caller, TokenError, TokenKey};

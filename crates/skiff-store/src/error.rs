@@ -47,6 +47,27 @@ pub enum StoreError {
         /// What is wrong with it.
         message: String,
     },
+    /// The store holds secrets sealed with keys this daemon does not hold.
+    #[error("the store's secrets are encrypted with key(s) {} that this daemon lacks (it holds {} from {source_name}): give every daemon the same keys, through SKIFF_SECRET_KEY or a copy of the key file", missing.join(", "), held.join(", "))]
+    KeysMissing {
+        /// The ids of the keys lacking.
+        missing: Vec<String>,
+        /// The ids of the keys held.
+        held: Vec<String>,
+        /// Where the keys held came from.
+        source_name: String,
+    },
+    /// The store cannot move to a key that some of its daemons do not hold.
+    #[error("daemon(s) {} do not hold key {key}: give them the key (SKIFF_SECRET_KEY) and restart them first", daemons.join(", "))]
+    KeyNotEverywhere {
+        /// The key.
+        key: String,
+        /// The daemons lacking it.
+        daemons: Vec<String>,
+    },
+    /// The keys of secrets at rest cannot be read, made or written.
+    #[error(transparent)]
+    Keys(#[from] crate::keys::KeyError),
 }
 
 /// A closure turning an `sqlx::Error` into a [`StoreError::Query`] about `what`.

@@ -1,32 +1,43 @@
 //! Deployed functions: name, configuration (as JSON), pinned image, version and times.
+//! Their secrets are not in the configuration's JSON: they are sealed apart (`secrets.rs`),
+//! beside the id of the key that sealed them.
 
 use crate::backend::{on_pool, on_tx, Columns};
 use crate::changes::{announce, Change};
 use crate::codec::{int, millis, RowReader};
 use crate::error::{corrupt, query};
+use crate::keys::Sealed;
+use crate::secrets::{encode_config, function_context};
 use crate::{Store, StoreError};
 use skiff_core::{Function, FunctionConfig, FunctionName};
 
 impl Store {
     /// Inserts `f`, or replaces every column of the function of that name.
     pub async fn put_function(&self, f: &Function) -> Result<(), StoreError> {
-        let config = serde_json::to_string(&f.config).map_err(|e| {
-            corrupt(
-                format!("function {}", f.name),
-                format!("cannot encode the configuration: {e}"),
-            )
-        })?;
+        let mut config = f.config.clone();
+        let secrets = std::mem::take(&mut config.secrets);
+        let (config, plain) = encode_config(f.name.as_str(), &config, &secrets)?;
         let what = "store a function";
         let mut tx = self.pool.begin().await.map_err(query(what))?;
+        let sealed = match secrets.is_empty() {
+            true => None,
+            false => Some(
+                self.seal_in(&mut tx, &function_context(f.name.as_str()), &plain)
+                    .await?,
+            ),
+        };
         on_tx!(&mut tx, |conn, DB| sqlx::query(
-            "INSERT INTO functions (name, config, image_digest, version, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6)
+            "INSERT INTO functions (name, config, image_digest, version, created_at, updated_at,
+                secrets, secrets_key)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
              ON CONFLICT (name) DO UPDATE SET
                 config = excluded.config,
                 image_digest = excluded.image_digest,
                 version = excluded.version,
                 created_at = excluded.created_at,
-                updated_at = excluded.updated_at",
+                updated_at = excluded.updated_at,
+                secrets = excluded.secrets,
+                secrets_key = excluded.secrets_key",
         )
         .bind(f.name.as_str())
         .bind(&config)
@@ -34,6 +45,8 @@ impl Store {
         .bind(int(f.version))
         .bind(millis(f.created_at))
         .bind(millis(f.updated_at))
+        .bind(sealed.as_ref().map(|s| s.text.as_str()))
+        .bind(sealed.as_ref().map(|s| s.key.as_str()))
         .execute(&mut *conn)
         .await
         .map(|_| ()))
@@ -46,14 +59,15 @@ impl Store {
     pub async fn get_function(&self, name: &str) -> Result<Option<Function>, StoreError> {
         on_pool!(&self.pool, |pool, DB| {
             let row = sqlx::query(
-                "SELECT name, config, image_digest, version, created_at, updated_at
+                "SELECT name, config, image_digest, version, created_at, updated_at,
+                    secrets, secrets_key
                  FROM functions WHERE name = $1",
             )
             .bind(name)
             .fetch_optional(pool)
             .await
             .map_err(query("get a function"))?;
-            row.as_ref().map(|r| decode(r)).transpose()
+            row.as_ref().map(|r| self.decode(r)).transpose()
         })
     }
 
@@ -61,13 +75,14 @@ impl Store {
     pub async fn list_functions(&self) -> Result<Vec<Function>, StoreError> {
         on_pool!(&self.pool, |pool, DB| {
             let rows = sqlx::query(
-                "SELECT name, config, image_digest, version, created_at, updated_at
+                "SELECT name, config, image_digest, version, created_at, updated_at,
+                    secrets, secrets_key
                  FROM functions ORDER BY name",
             )
             .fetch_all(pool)
             .await
             .map_err(query("list functions"))?;
-            rows.iter().map(|r| decode(r)).collect()
+            rows.iter().map(|r| self.decode(r)).collect()
         })
     }
 
@@ -89,25 +104,35 @@ impl Store {
     }
 }
 
-fn decode(row: &dyn Columns) -> Result<Function, StoreError> {
-    let name = row
-        .text("name")
-        .map_err(|e| corrupt("function", format!("name: {e}")))?
-        .unwrap_or_default();
-    let r = RowReader {
-        row,
-        what: format!("function {name}"),
-    };
-    let name = FunctionName::parse(&name).map_err(|e| corrupt(r.what.clone(), e.to_string()))?;
-    let config: FunctionConfig = r.json("config")?;
-    Ok(Function {
-        name,
-        config,
-        image_digest: r.text("image_digest")?,
-        version: r.unsigned("version")?,
-        created_at: r.time("created_at")?,
-        updated_at: r.time("updated_at")?,
-    })
+impl Store {
+    /// A function's row, its secrets opened (those in the configuration's JSON, as an older
+    /// skiff stored them, are kept until they are sealed at start).
+    fn decode(&self, row: &dyn Columns) -> Result<Function, StoreError> {
+        let name = row
+            .text("name")
+            .map_err(|e| corrupt("function", format!("name: {e}")))?
+            .unwrap_or_default();
+        let r = RowReader {
+            row,
+            what: format!("function {name}"),
+        };
+        let mut config: FunctionConfig = r.json("config")?;
+        if let (Some(text), Some(key)) = (r.text_opt("secrets")?, r.text_opt("secrets_key")?) {
+            let plain = self.unseal(&Sealed { key, text }, &function_context(&name), &r.what)?;
+            config.secrets = serde_json::from_slice(&plain)
+                .map_err(|e| corrupt(r.what.clone(), format!("secrets: {e}")))?;
+        }
+        let name =
+            FunctionName::parse(&name).map_err(|e| corrupt(r.what.clone(), e.to_string()))?;
+        Ok(Function {
+            name,
+            config,
+            image_digest: r.text("image_digest")?,
+            version: r.unsigned("version")?,
+            created_at: r.time("created_at")?,
+            updated_at: r.time("updated_at")?,
+        })
+    }
 }
 
 #[cfg(test)]

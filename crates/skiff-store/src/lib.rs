@@ -10,7 +10,10 @@
 //!   and the pruning of calls past the retention ([`Store::prune_calls`]);
 //! - what instances write ([`Store::write_instance_logs`], [`Store::instance_logs`]), bounded;
 //! - the samples the stats of calls are counted from ([`Store::call_samples`]);
-//! - triggers and the firing of cron ticks ([`Store::put_trigger`], [`Store::fire_tick`]).
+//! - triggers and the firing of cron ticks ([`Store::put_trigger`], [`Store::fire_tick`]);
+//! - secrets at rest ([`Store::use_keys`], [`Store::rotate_secret_key`]): function secrets
+//!   and the secrets of the Lambda API's access keys ([`Store::create_access_key`]) are
+//!   sealed with XChaCha20-Poly1305 ([`keys`]) before they reach the database.
 //!
 //! Timestamps are stored as unix milliseconds (sub-millisecond precision is dropped), enums
 //! by their `as_str()` names, call ids as hyphenated lowercase UUIDv7 text (so they sort by
@@ -18,6 +21,7 @@
 //! has its embedded migrations, run on open; statements are written once for both (see
 //! `backend.rs`).
 
+mod access_keys;
 mod backend;
 mod calls;
 mod changes;
@@ -27,14 +31,17 @@ pub mod data_dir;
 mod error;
 mod functions;
 mod instance_logs;
+pub mod keys;
 mod queue;
 mod retention;
 mod samples;
+mod secrets;
 mod triggers;
 
 #[cfg(test)]
 mod testing;
 
+pub use access_keys::AccessKeyRecord;
 pub use backend::Backend;
 pub use calls::{CallFilter, CallWrite, DEFAULT_CALL_LIMIT, INTERRUPTED_MESSAGE, MAX_CALL_LIMIT};
 pub use changes::{Change, Changes};
@@ -45,7 +52,9 @@ pub use instance_logs::{
     InstanceLogFilter, ALL_INSTANCE_LOG_LINES, DEFAULT_INSTANCE_LOG_LIMIT, INSTANCE_LOG_LINES,
     MAX_INSTANCE_LOG_LIMIT,
 };
+pub use keys::{KeyError, KeySource, SecretKeys};
 pub use queue::{Claimed, Payload, PendingCallback, StoredResult};
+pub use secrets::{KeysInUse, Rotation};
 pub use triggers::TickOutcome;
 
 use backend::{on_pool, on_tx, Pool};
@@ -99,6 +108,9 @@ pub struct Store {
     /// open, and set again when the id is bound ([`Store::bind_daemon_id`]). Calls this
     /// store claims or records carry the id.
     me: Arc<parking_lot::Mutex<daemons::Me>>,
+    /// The keys secrets at rest are opened with ([`Store::use_keys`]); until a daemon gives
+    /// its own, one made for this process.
+    keys: Arc<parking_lot::RwLock<SecretKeys>>,
 }
 
 impl Store {
@@ -163,7 +175,9 @@ impl Store {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
-            .busy_timeout(BUSY_TIMEOUT);
+            .busy_timeout(BUSY_TIMEOUT)
+            // Deleted content is overwritten: a secret replaced is gone from the file.
+            .pragma("secure_delete", "on");
         let pool = SqlitePoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .connect_with(options)
@@ -201,6 +215,7 @@ impl Store {
                 id: new_daemon_id(),
                 home: String::new(),
             })),
+            keys: Arc::new(parking_lot::RwLock::new(SecretKeys::ephemeral()?)),
         };
         if store.backend() == Backend::Sqlite {
             store.ensure_daemon_id().await?;
@@ -404,7 +419,7 @@ mod tests {
                 .fetch_all(pool)
                 .await
                 .expect("versions");
-        assert_eq!(versions, (1..=9).collect::<Vec<i64>>());
+        assert_eq!(versions, (1..=9).chain([11]).collect::<Vec<i64>>());
         let daemon_column: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM pragma_table_info('calls') WHERE name = 'daemon'",
         )

@@ -63,6 +63,9 @@ pub enum ClientError {
         /// The call that failed, when one was recorded.
         call_id: Option<String>,
     },
+    /// The TLS settings cannot be used.
+    #[error("TLS: {0}")]
+    Tls(String),
     /// The daemon answered something this client does not understand.
     #[error("unexpected response from skiff at {url}: {reason}")]
     Decode {
@@ -83,6 +86,7 @@ impl ClientError {
             ClientError::Unreachable { .. } => "unreachable",
             ClientError::Transport { .. } => "transport",
             ClientError::Decode { .. } => "bad_response",
+            ClientError::Tls(_) => "tls",
             ClientError::Api { code, .. } => code,
         };
         detail.insert("code".into(), code.into());
@@ -141,14 +145,21 @@ pub struct ApiClient {
 
 impl ApiClient {
     /// A client of the daemon at `url` (`http://host:port`, optionally with a path prefix).
+    #[cfg(test)]
     pub fn new(url: &str) -> Result<Self, ClientError> {
+        ApiClient::with_ca(url, None)
+    }
+
+    /// A client of the daemon at `url`; an `https://` URL's certificate is checked against
+    /// the system's roots and those of the PEM file `ca`.
+    pub fn with_ca(url: &str, ca: Option<&std::path::Path>) -> Result<Self, ClientError> {
         let invalid = |reason: String| ClientError::InvalidUrl {
             url: url.to_string(),
             reason,
         };
         let base = Url::parse(url.trim()).map_err(|err| invalid(err.to_string()))?;
         if !matches!(base.scheme(), "http" | "https") {
-            return Err(invalid("use an http:// URL".to_string()));
+            return Err(invalid("use an http:// or https:// URL".to_string()));
         }
         if base.cannot_be_a_base() || base.host_str().is_none() {
             return Err(invalid("it has no host".to_string()));
@@ -158,8 +169,11 @@ impl ApiClient {
                 "it must not have a query or a fragment".to_string(),
             ));
         }
+        let tls = skiff_invoker::tls::client_config(ca)
+            .map_err(|err| ClientError::Tls(err.to_string()))?;
         let http = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
+            .tls_backend_preconfigured(tls)
             .build()
             .map_err(|err| invalid(describe(&err)))?;
         Ok(ApiClient {
@@ -437,6 +451,46 @@ impl ApiClient {
     pub async fn delete_trigger(&self, name: &str) -> Result<(), ClientError> {
         let request = self
             .request(Method::DELETE, &["v1", "triggers", name])
+            .timeout(REQUEST_TIMEOUT);
+        self.send(request).await?;
+        Ok(())
+    }
+
+    /// `POST /v1/secrets/rotate-key`: encrypts every secret at rest with a new key.
+    pub async fn rotate_secret_key(&self) -> Result<skiff_core::api::KeyRotation, ClientError> {
+        let request = self
+            .request(Method::POST, &["v1", "secrets", "rotate-key"])
+            .timeout(DEPLOY_TIMEOUT);
+        self.json(self.send(request).await?).await
+    }
+
+    /// `POST /v1/access-keys`: a new access key of the Lambda API, with its secret.
+    pub async fn create_access_key(
+        &self,
+        request: &skiff_core::api::AccessKeyRequest,
+    ) -> Result<skiff_core::api::AccessKeyCreated, ClientError> {
+        let request = self
+            .request(Method::POST, &["v1", "access-keys"])
+            .timeout(REQUEST_TIMEOUT)
+            .json(request);
+        self.json(self.send(request).await?).await
+    }
+
+    /// `GET /v1/access-keys`: the access keys of the Lambda API.
+    pub async fn list_access_keys(
+        &self,
+    ) -> Result<Vec<skiff_core::api::AccessKeyView>, ClientError> {
+        let request = self
+            .request(Method::GET, &["v1", "access-keys"])
+            .timeout(REQUEST_TIMEOUT);
+        let list: skiff_core::api::AccessKeyList = self.json(self.send(request).await?).await?;
+        Ok(list.access_keys)
+    }
+
+    /// `DELETE /v1/access-keys/{id}`: revokes an access key.
+    pub async fn revoke_access_key(&self, id: &str) -> Result<(), ClientError> {
+        let request = self
+            .request(Method::DELETE, &["v1", "access-keys", id])
             .timeout(REQUEST_TIMEOUT);
         self.send(request).await?;
         Ok(())

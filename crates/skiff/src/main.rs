@@ -7,6 +7,7 @@
 mod client;
 mod commands;
 mod output;
+mod security;
 mod serve;
 
 use clap::{CommandFactory, Parser, Subcommand};
@@ -31,6 +32,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    skiff_invoker::tls::install_default_provider();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) => return usage_error(err),

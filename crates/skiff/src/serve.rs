@@ -140,6 +140,25 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub allow_volume: Vec<String>,
+    /// Serve the API over TLS with this certificate chain (PEM); needs --tls-key.
+    #[arg(
+        long,
+        env = "SKIFF_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(
+        long,
+        env = "SKIFF_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
+    /// A PEM file of CA certificates that https:// callbacks trust besides the system's.
+    #[arg(long, env = "SKIFF_CALLBACK_CA", value_name = "FILE")]
+    pub callback_ca: Option<PathBuf>,
 }
 
 /// The config file: the same settings as the flags.
@@ -176,6 +195,9 @@ struct FileConfig {
     engine_concurrency_max: Option<usize>,
     callback_allow: Option<Vec<ipnet::IpNet>>,
     allow_volume: Option<Vec<String>>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    callback_ca: Option<PathBuf>,
 }
 
 /// Everything the daemon needs, resolved.
@@ -188,6 +210,8 @@ pub struct Settings {
     pub gateway: GatewayConfig,
     pub shutdown_grace: Duration,
     pub engine_timeout: Duration,
+    /// The certificate chain and private key of the API's TLS, when it has TLS.
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -341,6 +365,15 @@ impl ServeArgs {
                 .map_err(|message| anyhow::anyhow!("allow-volume: {message}"))?;
         }
         platform.allowed_volumes = allowed;
+        platform.callback_ca = self.callback_ca.or(file.callback_ca);
+        let tls = match (
+            self.tls_cert.or(file.tls_cert),
+            self.tls_key.or(file.tls_key),
+        ) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            (None, None) => None,
+            _ => anyhow::bail!("tls-cert and tls-key go together: give both or neither"),
+        };
         let gateway = GatewayConfig::default();
         if let Some(d) = self.lease.or(file.lease) {
             anyhow::ensure!(d.0 >= Duration::from_secs(1), "lease must be at least 1s");
@@ -356,6 +389,7 @@ impl ServeArgs {
             );
         }
         Ok(Settings {
+            tls,
             store,
             listen: self
                 .listen
@@ -398,9 +432,19 @@ impl std::io::Write for LossyStderr {
     }
 }
 
+/// Log directives that hold whatever `SKIFF_LOG` says: bollard's debug lines carry the
+/// bodies of its requests to the engine, and a container's spec holds the function's
+/// secrets, which must never reach a log.
+const QUIET_TARGETS: &[&str] = &["bollard=info"];
+
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SKIFF_LOG")
+    let mut filter = tracing_subscriber::EnvFilter::try_from_env("SKIFF_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    for directive in QUIET_TARGETS {
+        if let Ok(directive) = directive.parse() {
+            filter = filter.add_directive(directive);
+        }
+    }
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
@@ -470,7 +514,13 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
              containers labelled with the previous id are left to their daemon"
         );
     }
+    crate::security::use_keys(&store, &data_dir).await?;
     let store_backend = store.backend();
+    let tls = match &settings.tls {
+        Some((cert, key)) => Some(skiff_gateway::tls::acceptor(cert, key)?),
+        None => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
@@ -479,18 +529,22 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
     let platform = Platform::start(platform_config, store, Arc::new(engine))
         .await
         .context("cannot start the platform")?;
+    if let Err(err) = crate::security::first_access_key(&platform, &data_dir).await {
+        platform.shutdown(Duration::ZERO).await;
+        return Err(err);
+    }
     let address = listener.local_addr().unwrap_or(settings.listen);
     tracing::info!(
         daemon = platform.daemon_id(),
         data_dir = %settings.platform.data_dir.display(),
         store = store_backend.as_str(),
-        "skiff is listening on http://{address}"
+        "skiff is listening on {scheme}://{address}"
     );
 
     let (stop_tx, mut stop_rx) = watch::channel(false);
     let app = skiff_gateway::app(platform.clone(), settings.gateway.clone());
     let mut runtime_stop = stop_rx.clone();
-    let server = tokio::spawn(skiff_gateway::serve(listener, app, async move {
+    let server = tokio::spawn(skiff_gateway::serve(listener, tls, app, async move {
         let _ = stop_rx.wait_for(|stop| *stop).await;
     }));
     // The Lambda Runtime API and the function API, on the functions' network gateway. Its

@@ -288,73 +288,6 @@ async fn docker_host_tcp_is_where_the_daemon_talks_to_the_engine() {
     );
 }
 
-/// Writes a CA, a server certificate for 127.0.0.1 and a client certificate (the docker
-/// CLI's `ca.pem`, `cert.pem`, `key.pem`) with the openssl command.
-fn make_certificates(dir: &Path) {
-    let run = |args: &[&str]| {
-        let output = Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .expect("openssl (the openssl package)");
-        assert!(
-            output.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    };
-    std::fs::write(
-        dir.join("server.ext"),
-        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
-    )
-    .expect("server.ext");
-    std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").expect("client.ext");
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    let mut ca = vec!["req", "-x509", "-days", "2", "-subj", "/CN=skiff test CA"];
-    ca.extend(ec);
-    ca.extend(["-keyout", "ca-key.pem", "-out", "ca.pem"]);
-    run(&ca);
-    for (name, key, ext) in [
-        ("server", "server-key.pem", "server.ext"),
-        ("client", "key.pem", "client.ext"),
-    ] {
-        let csr = format!("{name}.csr");
-        let cert = if name == "client" {
-            "cert.pem".to_string()
-        } else {
-            format!("{name}.pem")
-        };
-        let subject = format!("/CN=skiff test {name}");
-        let mut req = vec!["req", "-subj", subject.as_str()];
-        req.extend(ec);
-        req.extend(["-keyout", key, "-out", csr.as_str()]);
-        run(&req);
-        run(&[
-            "x509",
-            "-req",
-            "-days",
-            "2",
-            "-in",
-            &csr,
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca-key.pem",
-            "-CAcreateserial",
-            "-extfile",
-            ext,
-            "-out",
-            &cert,
-        ]);
-    }
-}
-
 /// A TLS acceptor that presents the server certificate and requires a client certificate
 /// signed by the CA, as a Docker engine started with `--tlsverify` does.
 fn tls_acceptor(dir: &Path) -> tokio_rustls::TlsAcceptor {
@@ -386,14 +319,14 @@ async fn docker_host_tcp_with_tls_verify_uses_the_certificates() {
         return;
     }
     let certs = tempfile::tempdir().expect("tempdir");
-    make_certificates(certs.path());
+    skiff_testing::tls::make_certificates(certs.path());
     let proxy = Proxy::start(Some(tls_acceptor(certs.path()))).await;
     let host = format!("tcp://{}", proxy.address);
     let cert_path = certs.path().to_str().expect("utf-8 path");
 
     // Without the right CA the engine is not trusted: one error line at start.
     let other = tempfile::tempdir().expect("tempdir");
-    make_certificates(other.path());
+    skiff_testing::tls::make_certificates(other.path());
     let empty = tempfile::tempdir().expect("tempdir");
     let stderr = serve_must_fail(
         empty.path(),

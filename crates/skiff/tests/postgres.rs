@@ -61,8 +61,16 @@ async fn a_daemon_on_postgres_runs_calls_and_finds_its_functions_after_a_restart
 /// Two daemons on `db`, with a short lease.
 async fn two_daemons(db: &TestDatabase, lease: &str) -> (Daemon, Daemon) {
     let args = ["--store", db.url.as_str(), "--lease", lease];
-    let first = Daemon::start(skiff_bin!(), &args).await;
-    let second = Daemon::start(skiff_bin!(), &args).await;
+    // Daemons sharing a store share the key of its secrets.
+    let (key, _) = skiff_store::SecretKeys::new_key().expect("key");
+    let start = || {
+        Daemon::builder(skiff_bin!())
+            .args(&args)
+            .env("SKIFF_SECRET_KEY", &key)
+            .start()
+    };
+    let first = start().await;
+    let second = start().await;
     assert_ne!(
         first.id, second.id,
         "each data directory has an id of its own"

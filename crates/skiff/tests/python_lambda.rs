@@ -5,7 +5,7 @@
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use skiff_testing::{skiff_bin, Answer, Daemon};
+use skiff_testing::{skiff_bin, Daemon};
 
 const IMAGE: &str = "skiff/python-lambda:latest";
 
@@ -28,14 +28,13 @@ async fn lambda_invoke(
     name: &str,
     event: Value,
 ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
-    let answer = Answer::of(
-        d.request(
+    let answer = d
+        .lambda(
             Method::POST,
             &format!("/2015-03-31/functions/{name}/invocations"),
+            Some(event.to_string().into_bytes()),
         )
-        .body(event.to_string()),
-    )
-    .await;
+        .await;
     let body = answer
         .try_json()
         .unwrap_or_else(|| Value::String(answer.text()));

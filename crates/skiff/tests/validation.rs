@@ -78,21 +78,22 @@ async fn spec_bodies_over_the_limit_are_413() {
         "Code": {"ImageUri": "skiff/lambda-hello:latest"},
         "Environment": {"Variables": {"BIG": big}},
     });
-    let response = reqwest::Client::new()
-        .post(format!("{}/2015-03-31/functions", d.url))
-        .json(&input)
-        .send()
-        .await
-        .expect("CreateFunction");
-    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let response = d
+        .lambda(
+            reqwest::Method::POST,
+            "/2015-03-31/functions",
+            Some(input.to_string().into_bytes()),
+        )
+        .await;
+    assert_eq!(response.status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(
         response
-            .headers()
+            .headers
             .get("x-amzn-errortype")
             .and_then(|v| v.to_str().ok()),
         Some("RequestTooLargeException")
     );
-    let body: Value = response.json().await.expect("json");
+    let body: Value = response.json();
     assert!(body["Message"].as_str().is_some(), "{body}");
 
     // A spec under the limit is still read (and deployed).

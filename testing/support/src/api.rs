@@ -24,7 +24,11 @@ pub struct Answer {
 impl Answer {
     /// Sends `request` and reads its answer whole; panics if there is none.
     pub async fn of(request: RequestBuilder) -> Answer {
-        let response = request.send().await.expect("an answer");
+        Answer::from_response(request.send().await.expect("an answer")).await
+    }
+
+    /// Reads `response` whole.
+    pub async fn from_response(response: reqwest::Response) -> Answer {
         let status = response.status();
         let headers = response.headers().clone();
         let body = response.bytes().await.expect("the answer's body").to_vec();
@@ -79,7 +83,7 @@ impl Daemon {
     /// A request for `path` (below the daemon's URL, e.g. `/v1/functions`), to finish and
     /// send with [`Answer::of`].
     pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
-        reqwest::Client::new().request(method, format!("{}{path}", self.url))
+        self.client().request(method, format!("{}{path}", self.url))
     }
 
     /// `GET path`, whatever the status.

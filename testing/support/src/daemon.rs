@@ -16,9 +16,11 @@ pub struct Daemon {
     args: Vec<String>,
     env: Vec<(String, String)>,
     nofile: Option<(u64, u64)>,
+    /// With TLS: the CA its certificate is signed by.
+    tls: Option<PathBuf>,
     /// The daemon's data directory (kept across restarts).
     pub data_dir: tempfile::TempDir,
-    /// Base URL, e.g. `http://127.0.0.1:41234`.
+    /// Base URL, e.g. `http://127.0.0.1:41234` (`https://` with TLS).
     pub url: String,
     /// The daemon id (the `skiff.daemon` label of its containers).
     pub id: String,
@@ -42,6 +44,7 @@ pub struct DaemonBuilder {
     env: Vec<(String, String)>,
     data_dir: Option<tempfile::TempDir>,
     nofile: Option<(u64, u64)>,
+    tls: Option<PathBuf>,
 }
 
 impl DaemonBuilder {
@@ -60,6 +63,19 @@ impl DaemonBuilder {
     /// Runs the daemon on this data directory rather than a new empty one.
     pub fn data_dir(mut self, dir: tempfile::TempDir) -> Self {
         self.data_dir = Some(dir);
+        self
+    }
+
+    /// Serves the API over TLS with the certificates [`crate::tls::make_certificates`] wrote
+    /// in `dir` (the daemon's URL is then `https://`, and its clients trust `ca.pem`).
+    pub fn tls(mut self, dir: &Path) -> Self {
+        self.args.extend([
+            "--tls-cert".to_string(),
+            dir.join("server.pem").display().to_string(),
+            "--tls-key".to_string(),
+            dir.join("server-key.pem").display().to_string(),
+        ]);
+        self.tls = Some(dir.join("ca.pem"));
         self
     }
 
@@ -83,6 +99,7 @@ impl DaemonBuilder {
             args: self.args,
             env: self.env,
             nofile: self.nofile,
+            tls: self.tls,
             url: String::new(),
             id: String::new(),
             data_dir,
@@ -117,6 +134,15 @@ impl Daemon {
             env: Vec::new(),
             data_dir: None,
             nofile: None,
+            tls: None,
+        }
+    }
+
+    /// An HTTP client of this daemon (trusting its CA, with TLS).
+    pub fn client(&self) -> reqwest::Client {
+        match &self.tls {
+            Some(ca) => crate::tls::client_trusting(ca),
+            None => crate::tls::client(),
         }
     }
 
@@ -159,12 +185,13 @@ impl Daemon {
             .spawn()
             .expect("start skiff serve");
         self.child = Some(child);
-        self.url = format!("http://127.0.0.1:{port}");
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        self.url = format!("{scheme}://127.0.0.1:{port}");
     }
 
     /// Waits until the daemon answers `/readyz` with 200, and notes its id.
     async fn wait_ready(&mut self) {
-        let client = reqwest::Client::new();
+        let client = self.client();
         for _ in 0..300 {
             if let Some(child) = self.child.as_mut() {
                 if let Ok(Some(status)) = child.try_wait() {

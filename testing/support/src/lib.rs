@@ -5,14 +5,17 @@
 //!   built from source, FROM scratch, once per test process.
 //! - [`daemon`]: a `skiff serve` process per test ([`Daemon`]).
 //! - [`api`]: HTTP calls to a daemon's API and public routes, and their [`Answer`]s.
+//! - [`aws`]: Lambda API requests signed with SigV4, as AWS clients send them.
 //! - [`poll`]: waiting for something to become true, within a bound.
 //! - [`postgres`]: a PostgreSQL database per test, for daemons on a shared store.
 //! - [`engine`]: what the engine holds: containers by label, their addresses, volumes.
 //! - [`cli`]: checks on the `skiff` command line's output.
+//! - [`tls`]: the HTTP clients' crypto provider, certificates made with openssl.
 //! - [`stats`]: latency statistics and their formatting, for the benchmarks.
 //! - [`bench`]: the benchmarks' settings and their raw-engine baseline.
 
 pub mod api;
+pub mod aws;
 pub mod bench;
 pub mod cli;
 pub mod daemon;
@@ -22,8 +25,10 @@ pub mod poll;
 pub mod postgres;
 pub mod setup;
 pub mod stats;
+pub mod tls;
 
 pub use api::{env_lines, merged, Answer};
+pub use aws::AwsKey;
 pub use daemon::{free_port, Daemon, DaemonBuilder};
 pub use engine::{container_ip, containers_with_label, run_sleepers, CreateWatch, TestVolume};
 pub use nats::Nats;

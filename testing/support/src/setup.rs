@@ -23,6 +23,7 @@ fn in_ci() -> bool {
 /// returns false, and the caller returns early: `if !needs(found, "nats-server", "...") {
 /// return; }`.
 pub fn needs(there: bool, what: &str, how: &str) -> bool {
+    crate::tls::install_provider();
     if !there {
         assert!(!in_ci(), "this test needs {what}, and CI=true: {how}");
         eprintln!("SKIPPED: this test needs {what} ({how})");
@@ -83,6 +84,7 @@ pub fn ensure_python_lambda_image() {
 
 /// Docker and the images, or an early return: `if !ready() { return; }`.
 pub fn ready() -> bool {
+    crate::tls::install_provider();
     if !docker_available() {
         return false;
     }

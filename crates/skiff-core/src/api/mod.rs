@@ -19,6 +19,8 @@
 //! | `GET /v1/triggers` | | [`TriggerList`] |
 //! | `GET /v1/cluster` | | [`ClusterView`] |
 //! | `GET`, `PUT`, `DELETE /v1/triggers/{name}` | [`TriggerSpec`] | [`TriggerView`] |
+//! | `POST /v1/secrets/rotate-key` | | [`KeyRotation`] |
+//! | `GET`, `POST /v1/access-keys`, `DELETE /v1/access-keys/{id}` | [`AccessKeyRequest`] | [`AccessKeyList`], [`AccessKeyCreated`] |
 //! | any error | | [`ErrorBody`] |
 //!
 //! Header names are in [`headers`].
@@ -30,6 +32,7 @@ mod functions;
 pub mod headers;
 mod health;
 mod logs;
+mod security;
 mod stats;
 mod triggers;
 
@@ -41,6 +44,7 @@ pub use functions::{
 };
 pub use health::{Health, HealthStatus};
 pub use logs::{InstanceLogQuery, InstanceLogs, LogEvent, LogLine, LogStream};
+pub use security::{AccessKeyCreated, AccessKeyList, AccessKeyRequest, AccessKeyView, KeyRotation};
 pub use stats::{FunctionStats, StatsBucket, StatsQuery, StatsTotals};
 pub use triggers::TriggerList;
 

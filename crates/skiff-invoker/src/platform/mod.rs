@@ -13,8 +13,11 @@ mod cluster;
 mod functions;
 mod lifecycle;
 mod logs;
+mod security;
 mod setup;
 mod sync;
+
+pub use security::{AccessKey, DEFAULT_NAMESPACE};
 
 use crate::callback::Callbacks;
 use crate::calls::{CallLog, InFlight};
@@ -228,9 +231,17 @@ impl Platform {
             network.gateway,
             &config.listeners,
         ));
+        let callback_tls =
+            crate::tls::client_config(config.callback_ca.as_deref()).map_err(|e| {
+                PlatformError::Setup {
+                    what: "the TLS configuration of callbacks",
+                    message: e.to_string(),
+                }
+            })?;
         let callbacks = Callbacks::start(
             store.clone(),
             callback_policy.clone(),
+            Arc::new(callback_tls),
             &tracker,
             cancel.clone(),
         );

@@ -4,6 +4,7 @@
 //! Errors returned from [`run`] have a one-line message; outcomes that need another exit
 //! code (a failed invocation) are printed here and returned as an [`ExitCode`].
 
+mod access_keys;
 mod calls;
 mod cluster;
 mod completions;
@@ -13,6 +14,7 @@ mod instances;
 mod invoke;
 mod logs;
 mod manifest;
+mod secrets;
 mod triggers;
 
 use crate::client::ApiClient;
@@ -30,6 +32,9 @@ pub struct GlobalArgs {
     /// Print machine-readable JSON instead of text
     #[arg(long, global = true)]
     pub json: bool,
+    /// A PEM file of CA certificates to trust for an https:// daemon, besides the system's
+    #[arg(long, global = true, env = "SKIFF_CA_CERT", value_name = "FILE")]
+    pub ca_cert: Option<std::path::PathBuf>,
 }
 
 /// The client commands.
@@ -57,6 +62,10 @@ pub enum ClientCommand {
     Triggers(triggers::TriggersArgs),
     /// List the daemons sharing the store, their heartbeats and running calls
     Cluster,
+    /// Make, list and revoke credentials (AWS access keys for the Lambda API)
+    Tokens(access_keys::TokensArgs),
+    /// Rotate the key that encrypts secrets at rest, or print a new one
+    Secrets(secrets::SecretsArgs),
     /// Print shell completions for skiff
     Completions {
         /// The shell to complete for
@@ -76,7 +85,13 @@ pub async fn run(
         completions::run(shell, cli())?;
         return Ok(ExitCode::SUCCESS);
     }
-    let client = ApiClient::new(&global.url)?;
+    if let ClientCommand::Secrets(secrets::SecretsArgs {
+        command: secrets::SecretsCommand::NewKey,
+    }) = command
+    {
+        return secrets::new_key(global.json);
+    }
+    let client = ApiClient::with_ca(&global.url, global.ca_cert.as_deref())?;
     match command {
         ClientCommand::Deploy(args) => deploy::run(&client, *args, global.json).await,
         ClientCommand::Invoke(args) => invoke::run(&client, args, global.json).await,
@@ -84,6 +99,11 @@ pub async fn run(
         ClientCommand::Rm(args) => functions::remove(&client, args, global.json).await,
         ClientCommand::Instances(args) => instances::list(&client, args, global.json).await,
         ClientCommand::Cluster => cluster::run(&client, global.json).await,
+        ClientCommand::Tokens(args) => access_keys::run(&client, args, global.json).await,
+        ClientCommand::Secrets(args) => match args.command {
+            secrets::SecretsCommand::RotateKey => secrets::rotate(&client, global.json).await,
+            secrets::SecretsCommand::NewKey => secrets::new_key(global.json),
+        },
         ClientCommand::Scale(args) => instances::scale(&client, args, global.json).await,
         ClientCommand::Calls(args) => calls::run(&client, args, global.json).await,
         ClientCommand::Logs(args) => logs::run(&client, args, global.json).await,

@@ -1,7 +1,9 @@
 """boto3 and the AWS CLI against skiff's Lambda API: the whole lifecycle of a function.
 
 Usage: python3 lambda_lifecycle.py http://127.0.0.1:PORT
-Exits non-zero (with the failed assertion) if anything is off.
+The credentials come as AWS clients find them: AWS_SHARED_CREDENTIALS_FILE and AWS_PROFILE
+name the daemon's `aws-credentials` file. Exits non-zero (with the failed assertion) if
+anything is off.
 """
 import base64
 import json
@@ -14,8 +16,6 @@ import boto3
 from botocore.config import Config
 
 endpoint = sys.argv[1]
-os.environ.setdefault("AWS_ACCESS_KEY_ID", "skiff")
-os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "skiff")
 client = boto3.client(
     "lambda",
     endpoint_url=endpoint,
