@@ -1,15 +1,25 @@
 //! How many heavy engine operations may run at once: an adaptive limit that follows the
-//! engine's latency (in the manner of TCP Vegas and the gradient limiters of
-//! concurrency-limits libraries).
+//! engine's latency, after TCP Vegas (latency over a no-load baseline decides growth or
+//! shrinkage) with the baseline kept the way BBR keeps its minimum round-trip time: a
+//! windowed minimum, refreshed by a periodic short probe at low concurrency (BBR's
+//! ProbeRTT state).
 //!
-//! Each kind of operation (create, start, remove) has a baseline: the least latency
-//! seen lately (it drifts up slowly, so that an engine that became slower for good is not
-//! held to an old best). Every finished operation gives a ratio, its latency over its kind's
-//! baseline, and the limit follows a short average of those ratios: while the engine answers
-//! within `TOLERANCE` times its baseline and the limit is reached, the limit grows by one
-//! per round of operations; when latency goes past it, the limit shrinks in proportion.
-//! It stays between a floor and a ceiling. Plain data, no clock: the caller gives each
-//! sample.
+//! Each kind of operation (create, start, remove) has a baseline: the least latency seen
+//! since the last probe. Every finished operation gives a ratio, its latency over its
+//! kind's baseline, and the limit follows a short average of those ratios: while the engine
+//! answers within `TOLERANCE` times its baseline and the limit is reached, the limit grows
+//! by one per round of operations; when latency goes past it, the limit shrinks in
+//! proportion. It stays between a floor and a ceiling.
+//!
+//! A least-ever baseline cannot tell an engine slowed by something else on the machine from
+//! one queueing what skiff gives it: every later latency would look like congestion and the
+//! limit would sit at its floor for good. So every `PROBE_INTERVAL` samples the limit drops
+//! to its floor for a short probe: the operations admitted before it drain, then the
+//! latencies of `PROBE_SAMPLES` operations run at most `floor` at once replace each kind's
+//! baseline (at low concurrency the engine's own queueing is out of them). An engine that
+//! is slower for outside reasons gets a slower baseline and the limit grows back; one that
+//! is overloaded by skiff answers the probe quickly, keeps its baseline and the limit stays
+//! down. Plain data, no clock: the caller gives each sample.
 
 use std::time::Duration;
 
@@ -37,8 +47,26 @@ impl OpKind {
 const TOLERANCE: f64 = 1.5;
 /// Weight of a new sample in the short average of latency ratios.
 const SMOOTHING: f64 = 0.2;
-/// How fast a baseline drifts up, per sample of its kind.
-const BASELINE_DRIFT: f64 = 1.0005;
+/// Samples between the end of a probe and the start of the next.
+const PROBE_INTERVAL: usize = 250;
+/// Samples at low concurrency a probe takes (of all kinds together).
+const PROBE_SAMPLES: usize = 6;
+/// A probe that finds no low-concurrency samples within this many (after its drain) ends
+/// without touching the baselines.
+const PROBE_GIVE_UP: usize = 4 * PROBE_SAMPLES;
+
+/// A probe under way: the limit is held at its floor.
+#[derive(Debug, Clone)]
+struct Probe {
+    /// Samples still to come from operations admitted before the probe.
+    draining: usize,
+    /// Samples seen since the drain.
+    seen: usize,
+    /// Low-concurrency samples taken.
+    taken: usize,
+    /// Per kind, the least latency among them, in seconds (0: none).
+    least: [f64; OpKind::ALL],
+}
 
 /// The adaptive limit.
 #[derive(Debug, Clone)]
@@ -46,10 +74,13 @@ pub(crate) struct AdaptiveLimit {
     limit: f64,
     floor: f64,
     ceiling: f64,
-    /// Per kind, the least latency seen lately, in seconds (0: none yet).
+    /// Per kind, the least latency since the last probe, in seconds (0: none yet).
     baseline: [f64; OpKind::ALL],
     /// Short average of latency over baseline.
     congestion: f64,
+    /// Samples since the last probe ended.
+    since_probe: usize,
+    probe: Option<Probe>,
 }
 
 impl AdaptiveLimit {
@@ -63,23 +94,31 @@ impl AdaptiveLimit {
             ceiling,
             baseline: [0.0; OpKind::ALL],
             congestion: 1.0,
+            since_probe: 0,
+            probe: None,
         }
     }
 
-    /// How many operations may run at once now.
+    /// How many operations may run at once now: the floor while a probe is under way.
     pub(crate) fn current(&self) -> usize {
-        self.limit.floor() as usize
+        if self.probe.is_some() {
+            self.floor as usize
+        } else {
+            self.limit.floor() as usize
+        }
     }
 
     /// Takes one finished operation: its kind, how long it took, and how many operations
     /// were running when it ended (itself included).
     pub(crate) fn observe(&mut self, kind: OpKind, latency: Duration, in_flight: usize) {
         let latency = latency.as_secs_f64().max(1e-4);
+        if self.probe.is_some() {
+            self.probe_sample(kind, latency, in_flight);
+            return;
+        }
         let baseline = &mut self.baseline[kind.index()];
         if *baseline == 0.0 || latency < *baseline {
             *baseline = latency;
-        } else {
-            *baseline *= BASELINE_DRIFT;
         }
         let ratio = latency / *baseline;
         self.congestion = (1.0 - SMOOTHING) * self.congestion + SMOOTHING * ratio;
@@ -92,6 +131,51 @@ impl AdaptiveLimit {
             // The limit is what holds operations back, and the engine keeps up: one more
             // per round of `limit` operations.
             self.limit = (self.limit + 1.0 / self.limit).min(self.ceiling);
+        }
+        self.since_probe += 1;
+        if self.since_probe >= PROBE_INTERVAL {
+            self.probe = Some(Probe {
+                // The others running now were admitted under the old limit.
+                draining: in_flight.saturating_sub(1),
+                seen: 0,
+                taken: 0,
+                least: [0.0; OpKind::ALL],
+            });
+        }
+    }
+
+    /// A sample while a probe is under way: once the operations admitted before it have
+    /// finished, samples run at most `floor` at once give the kinds' new baselines. The
+    /// limit itself does not move during a probe.
+    fn probe_sample(&mut self, kind: OpKind, latency: f64, in_flight: usize) {
+        let Some(probe) = self.probe.as_mut() else {
+            return;
+        };
+        if probe.draining > 0 {
+            probe.draining -= 1;
+            return;
+        }
+        probe.seen += 1;
+        if in_flight as f64 <= self.floor {
+            probe.taken += 1;
+            let least = &mut probe.least[kind.index()];
+            if *least == 0.0 || latency < *least {
+                *least = latency;
+            }
+        }
+        if probe.taken >= PROBE_SAMPLES || probe.seen >= PROBE_GIVE_UP {
+            for (baseline, least) in self.baseline.iter_mut().zip(probe.least) {
+                if least > 0.0 {
+                    *baseline = least;
+                }
+            }
+            if probe.taken > 0 {
+                // The new baselines are what the engine does now: no congestion measured
+                // against them yet.
+                self.congestion = 1.0;
+            }
+            self.since_probe = 0;
+            self.probe = None;
         }
     }
 }
@@ -107,9 +191,19 @@ mod tests {
     }
 
     /// Runs `rounds` operations with as many in flight as the limit allows (demand never
-    /// runs out); returns the limit after each.
+    /// runs out); returns the limit after each (outside probes: what it settles to).
     fn saturate(limit: &mut AdaptiveLimit, capacity: usize, rounds: usize) -> Vec<usize> {
-        let base = Duration::from_millis(100);
+        saturate_slowed(limit, 1.0, capacity, rounds)
+    }
+
+    /// `saturate` on an engine `slowdown` times slower for reasons of its own.
+    fn saturate_slowed(
+        limit: &mut AdaptiveLimit,
+        slowdown: f64,
+        capacity: usize,
+        rounds: usize,
+    ) -> Vec<usize> {
+        let base = Duration::from_millis(100).mul_f64(slowdown);
         (0..rounds)
             .map(|i| {
                 let in_flight = limit.current();
@@ -119,7 +213,7 @@ mod tests {
                     OpKind::Start
                 };
                 limit.observe(kind, engine_latency(base, capacity, in_flight), in_flight);
-                limit.current()
+                limit.limit.floor() as usize
             })
             .collect()
     }
@@ -145,7 +239,7 @@ mod tests {
     fn a_slower_engine_gets_fewer_operations_at_once() {
         let mut limit = AdaptiveLimit::new(1, 1, 64);
         saturate(&mut limit, 12, 1000);
-        let before = limit.current();
+        let before = limit.limit.floor() as usize;
         // The engine now keeps up with 3 at a time only.
         let after = *saturate(&mut limit, 3, 1000).last().expect("samples");
         assert!(after < before, "{after} < {before}");
@@ -172,5 +266,62 @@ mod tests {
             limit.observe(OpKind::Remove, Duration::from_millis(50), 1);
         }
         assert_eq!(limit.current(), 4);
+    }
+
+    #[test]
+    fn an_engine_slower_for_outside_reasons_gets_its_limit_back() {
+        for capacity in [3, 6, 12] {
+            let mut limit = AdaptiveLimit::new(4, 2, 64);
+            // The baselines are taken while the engine is idle.
+            saturate(&mut limit, capacity, 1000);
+            // Something else on the machine makes every operation 3 times slower; the
+            // engine still keeps up with `capacity` at a time.
+            let history = saturate_slowed(&mut limit, 3.0, capacity, 2000);
+            let settled = &history[1000..];
+            let (low, high) = (
+                *settled.iter().min().expect("samples"),
+                *settled.iter().max().expect("samples"),
+            );
+            assert!(
+                low >= capacity && high <= capacity * 3,
+                "capacity {capacity}: limit between {low} and {high}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_overloaded_engine_still_pulls_the_limit_down_after_a_slowdown() {
+        let mut limit = AdaptiveLimit::new(4, 2, 64);
+        saturate(&mut limit, 12, 1000);
+        saturate_slowed(&mut limit, 3.0, 12, 1000);
+        let before = limit.limit.floor() as usize;
+        // Still 3 times slower, and now it keeps up with 3 at a time only.
+        let history = saturate_slowed(&mut limit, 3.0, 3, 2000);
+        let high = *history[1000..].iter().max().expect("samples");
+        assert!(high < before, "{high} < {before}");
+        assert!(high <= 9, "{high}");
+    }
+
+    #[test]
+    fn a_probe_holds_the_limit_at_its_floor_until_it_has_its_samples() {
+        let mut limit = AdaptiveLimit::new(8, 2, 64);
+        for _ in 0..PROBE_INTERVAL - 1 {
+            limit.observe(OpKind::Create, Duration::from_millis(100), 8);
+        }
+        assert!(limit.current() >= 8);
+        // This sample starts a probe: the 7 others running drain first.
+        limit.observe(OpKind::Create, Duration::from_millis(100), 8);
+        assert_eq!(limit.current(), 2);
+        for _ in 0..7 {
+            limit.observe(OpKind::Create, Duration::from_millis(100), 8);
+        }
+        assert_eq!(limit.current(), 2);
+        // Then operations run 2 at a time, slower than the old baseline for outside reasons.
+        for _ in 0..PROBE_SAMPLES {
+            assert_eq!(limit.current(), 2);
+            limit.observe(OpKind::Create, Duration::from_millis(300), 2);
+        }
+        assert!(limit.current() >= 8, "{}", limit.current());
+        assert_eq!(limit.baseline[OpKind::Create.index()], 0.3);
     }
 }
