@@ -2,8 +2,10 @@
 # Runs skiff with the demo functions deployed, on a machine with Docker and a Rust toolchain:
 # builds skiff and the example images (FROM scratch, nothing is pulled), starts the daemon
 # on 127.0.0.1:8080 (SKIFF_LISTEN to change), deploys `hello`, `uppercase` (exec contract)
-# `web` (http contract) and `greeter` (lambda contract), then stays in the foreground until
-# Ctrl-C, which stops the daemon and removes its containers.
+# `web` (http contract) and `greeter` (lambda contract), public so that curl calls them
+# without a token, then stays in the foreground until Ctrl-C, which stops the daemon and
+# removes its containers. At its first start the daemon makes an admin token and writes it
+# to the CLI's config (~/.config/skiff/config.toml), which the skiff commands below use.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -30,17 +32,18 @@ for _ in $(seq 100); do
   sleep 0.1
 done
 
-"$skiff" deploy hello --image skiff/hello:latest --memory 64Mi --timeout 10s
-"$skiff" deploy uppercase --image skiff/uppercase:latest --memory 64Mi --timeout 10s
+"$skiff" deploy hello --image skiff/hello:latest --memory 64Mi --timeout 10s --public
+"$skiff" deploy uppercase --image skiff/uppercase:latest --memory 64Mi --timeout 10s --public
 "$skiff" deploy web --image skiff/echo-http:latest --contract http --readiness-path /ready \
-  --memory 64Mi --concurrency 10 --max 3 --idle-timeout 2m
+  --memory 64Mi --concurrency 10 --max 3 --idle-timeout 2m --public
 "$skiff" deploy greeter --image skiff/lambda-hello:latest --contract lambda --memory 64Mi \
-  --timeout 10s --max 3
+  --timeout 10s --max 3 --public
 
 cat <<TOUR
 
 skiff is running at $SKIFF_URL with four functions.
-Dashboard: $SKIFF_URL/   (functions, calls, logs and charts, updated live)
+Dashboard: $SKIFF_URL/   (functions, calls, logs and charts, updated live; sign in with
+           the admin token, the \`token\` of ~/.config/skiff/config.toml)
 
 Try, in another terminal:
 
@@ -57,6 +60,8 @@ Try, in another terminal:
   skiff calls                                     # the calls, newest first
   skiff logs <call id>                            # what a call wrote to stderr
   skiff logs -f web                               # a function's output, as it is written
+  skiff tokens create ci --scope deploy,read      # a token for CI, shown once
+  skiff audit                                     # who deployed what, when, with which token
 
 Ctrl-C stops skiff and removes its containers.
 TOUR

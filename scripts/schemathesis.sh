@@ -15,7 +15,7 @@ args=(
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance
   --max-examples "${SCHEMATHESIS_EXAMPLES:-25}"
   --seed "${SCHEMATHESIS_SEED:-1}"
-  --workers 2
+  --workers 1
   --request-timeout 5
   --generation-database none
   --no-color

@@ -28,8 +28,17 @@ pub struct Function {
 /// A function as the API returns it. Secret values are never included, only their names.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct FunctionView {
-    /// The function's name.
+    /// The function's name within its namespace.
     pub name: String,
+    /// The namespace it lives in.
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+    /// Whether anyone may call it on its public route without a credential.
+    #[serde(default)]
+    pub public: bool,
+    /// The only functions it may call through the function API, when restricted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callees: Option<Vec<String>>,
     /// The image reference as deployed.
     pub image: String,
     /// The image id the reference was pinned to at deploy.
@@ -104,6 +113,10 @@ pub struct FunctionView {
     pub state: Option<crate::api::FunctionState>,
 }
 
+fn default_namespace() -> String {
+    crate::access::DEFAULT_NAMESPACE.to_string()
+}
+
 impl From<&Function> for FunctionView {
     fn from(f: &Function) -> Self {
         let r = &f.config.resources;
@@ -117,7 +130,15 @@ impl From<&Function> for FunctionView {
                 .config
                 .max_event_age_ms
                 .map(|ms| HumanDuration(std::time::Duration::from_millis(ms)).to_string()),
-            volumes: f.config.volumes.iter().map(ToString::to_string).collect(),
+            volumes: f
+                .config
+                .volumes
+                .iter()
+                .map(|v| v.as_seen_in(f.name.namespace()).to_string())
+                .collect(),
+            public: f.config.public,
+            callees: f.config.callees.clone(),
+            namespace: f.name.namespace().to_string(),
             port: served_http.then_some(http.port),
             readiness_path: http.readiness_path.clone().filter(|_| served_http),
             startup_timeout: instances.then(|| HumanDuration(http.startup_timeout()).to_string()),
@@ -130,7 +151,7 @@ impl From<&Function> for FunctionView {
                 .filter(|_| instances)
                 .map(|ms| HumanDuration(std::time::Duration::from_millis(ms)).to_string()),
             target_utilization: instances.then_some(scaling.target_utilization),
-            name: f.name.to_string(),
+            name: f.name.local_name().to_string(),
             image: f.config.image.clone(),
             image_digest: f.image_digest.clone(),
             contract: f.config.contract,

@@ -1,5 +1,6 @@
 //! skiff-core: the types every part of skiff shares, and their validation. No I/O.
 //!
+//! - [`access`]: scopes, namespaces and full names, and what a credential grants.
 //! - [`api`]: the API on the wire: the bodies the gateway serves and the CLI reads, and the
 //!   header names.
 //! - [`spec`]: what a user asks for when deploying a function, validated into a
@@ -13,6 +14,7 @@
 //! - [`units`]: byte sizes (`128Mi`) and durations (`10s`) as users write them.
 //! - [`labels`]: the labels on every container skiff starts.
 
+pub mod access;
 pub mod api;
 pub mod call;
 pub mod function;

@@ -78,7 +78,7 @@ impl fmt::Display for ByteSize {
             (1 << 10, "Ki"),
         ];
         for (size, suffix) in UNITS {
-            if self.0 >= size && self.0 % size == 0 {
+            if self.0 >= size && self.0.is_multiple_of(size) {
                 return write!(f, "{}{suffix}", self.0 / size);
             }
         }

@@ -1,5 +1,9 @@
 //! The dashboard's handlers: each parses its request, asks the platform, and hands what it
 //! got to its page.
+//!
+//! The gateway's guard puts the session's [`Grant`] in each request: a page shows only what
+//! it reaches (`Grant::reaches`, `Grant::listing`), and a function or call of a namespace it
+//! does not reach is "not found", as if it did not exist.
 
 use crate::layout::{self, Section};
 use crate::pages::call::{CallPage, Notice};
@@ -9,9 +13,11 @@ use crate::pages::overview::{Overview, Row, WINDOW_MINUTES};
 use crate::pages::{self, StateCounts};
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
+use axum::Extension;
 use http::{header, HeaderMap, HeaderValue, StatusCode};
 use maud::{html, Markup};
 use serde::Deserialize;
+use skiff_core::access::{qualify, Grant, Listing};
 use skiff_core::{CallStatus, Trigger};
 use skiff_invoker::{Platform, PlatformError};
 use skiff_store::CallFilter;
@@ -36,7 +42,7 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; st
      base-uri 'none'";
 
 /// An HTML page with `status`.
-fn html_page(status: StatusCode, markup: Markup) -> Response {
+pub(crate) fn html_page(status: StatusCode, markup: Markup) -> Response {
     (
         status,
         [
@@ -93,19 +99,85 @@ fn failure(err: PlatformError) -> Response {
     }
 }
 
-/// `GET /`: the functions.
-pub(crate) async fn overview(State(d): State<Dashboard>) -> Response {
+/// The 404 of a function the session's token does not reach: the same as of one that does
+/// not exist.
+fn function_not_found(name: &str) -> Response {
+    failure(PlatformError::FunctionNotFound {
+        name: name.to_string(),
+    })
+}
+
+/// The 404 of a namespace (`?ns=`) the session's token does not reach.
+fn namespace_not_found(asked: Option<&str>) -> Response {
+    problem(
+        StatusCode::NOT_FOUND,
+        "Not found",
+        &format!(
+            "namespace `{}` does not exist",
+            asked.unwrap_or_default().trim()
+        ),
+    )
+}
+
+/// The namespace selector of a listing: the namespaces `grant` may choose between (none
+/// when it has one only), and the one shown.
+fn selector(d: &Dashboard, grant: &Grant, listing: &Listing) -> pages::Namespaces {
+    let functions = d.platform.list_functions();
+    let choices = grant.choices(functions.iter().map(|f| f.namespace.as_str()));
+    pages::Namespaces {
+        choices: if choices.len() > 1 {
+            choices
+        } else {
+            Vec::new()
+        },
+        current: listing.as_query().to_string(),
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct NamespaceQuery {
+    ns: Option<String>,
+}
+
+/// A function as the dashboard names it: by its full name (`NS.NAME` outside the default
+/// namespace), which its pages and the API's paths take.
+fn by_full_name(mut view: skiff_core::FunctionView) -> skiff_core::FunctionView {
+    view.name = skiff_core::access::qualify(&view.namespace, &view.name);
+    view
+}
+
+/// `GET /?ns=`: the functions of the namespace shown.
+pub(crate) async fn overview(
+    State(d): State<Dashboard>,
+    Extension(grant): Extension<Grant>,
+    Query(query): Query<NamespaceQuery>,
+) -> Response {
+    let Some(listing) = grant.listing(query.ns.as_deref()) else {
+        return namespace_not_found(query.ns.as_deref());
+    };
+    let functions: Vec<_> = d
+        .platform
+        .list_functions()
+        .into_iter()
+        .map(by_full_name)
+        .filter(|function| grant.reaches(&function.name) && listing.shows(&function.name))
+        .collect();
+    // Only the calls of the functions shown are read: another namespace's load neither
+    // costs this page nor crowds its figures out of the samples' cap.
+    let names: Vec<String> = functions.iter().map(|f| f.name.clone()).collect();
+    let every = grant.covers_all() && listing.namespace().is_none();
     let totals = match d
         .platform
-        .stats_by_function(Duration::from_secs(WINDOW_MINUTES * 60))
+        .stats_by_function(
+            (!every).then_some(names.as_slice()),
+            Duration::from_secs(WINDOW_MINUTES * 60),
+        )
         .await
     {
         Ok(totals) => totals,
         Err(err) => return failure(err),
     };
-    let rows = d
-        .platform
-        .list_functions()
+    let rows = functions
         .into_iter()
         .map(|function| Row {
             instances: StateCounts::of(
@@ -119,13 +191,14 @@ pub(crate) async fn overview(State(d): State<Dashboard>) -> Response {
             function,
         })
         .collect();
-    let (running, queued) = d.platform.load();
+    // The platform's load counts every namespace's calls: shown to a `*` token only.
+    let load = grant.covers_all().then(|| d.platform.load());
     html_page(
         StatusCode::OK,
         pages::overview::render(&Overview {
             rows,
-            running,
-            queued,
+            load,
+            namespaces: selector(&d, &grant, &listing),
         }),
     )
 }
@@ -138,9 +211,13 @@ pub(crate) struct WindowQuery {
 /// `GET /functions/{name}?window=`: one function.
 pub(crate) async fn function(
     State(d): State<Dashboard>,
+    Extension(grant): Extension<Grant>,
     Path(name): Path<String>,
     Query(query): Query<WindowQuery>,
 ) -> Response {
+    if !grant.reaches(&name) {
+        return function_not_found(&name);
+    }
     let window_text = query
         .window
         .filter(|w| !w.is_empty())
@@ -150,7 +227,7 @@ pub(crate) async fn function(
         Err(message) => return problem(StatusCode::BAD_REQUEST, "Bad request", &message),
     };
     let function = match d.platform.get_function(&name) {
-        Ok(function) => function,
+        Ok(function) => by_full_name(function),
         Err(err) => return failure(err),
     };
     let stats = match d.platform.function_stats(&name, window).await {
@@ -191,9 +268,13 @@ const INSTANCE_LINES: u32 = 2000;
 /// `GET /functions/{name}/instances/{id}?window=`: what an instance wrote.
 pub(crate) async fn instance(
     State(d): State<Dashboard>,
+    Extension(grant): Extension<Grant>,
     Path((name, id)): Path<(String, String)>,
     Query(query): Query<WindowQuery>,
 ) -> Response {
+    if !grant.reaches(&name) {
+        return function_not_found(&name);
+    }
     let window_text = query
         .window
         .filter(|w| !w.is_empty())
@@ -236,6 +317,7 @@ pub(crate) struct CallsQuery {
     trigger: Option<String>,
     since: Option<String>,
     before: Option<String>,
+    ns: Option<String>,
 }
 
 /// A form's empty field is no filter.
@@ -245,9 +327,18 @@ fn given(value: Option<String>) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
-/// `GET /calls?function=&status=&trigger=&since=&before=`: the calls explorer.
-pub(crate) async fn calls(State(d): State<Dashboard>, Query(query): Query<CallsQuery>) -> Response {
+/// `GET /calls?ns=&function=&status=&trigger=&since=&before=`: the calls explorer, of the
+/// namespace shown.
+pub(crate) async fn calls(
+    State(d): State<Dashboard>,
+    Extension(grant): Extension<Grant>,
+    Query(query): Query<CallsQuery>,
+) -> Response {
+    let Some(listing) = grant.listing(query.ns.as_deref()) else {
+        return namespace_not_found(query.ns.as_deref());
+    };
     let filters = Filters {
+        namespace: given(query.ns),
         function: given(query.function),
         status: given(query.status),
         trigger: given(query.trigger),
@@ -283,6 +374,8 @@ pub(crate) async fn calls(State(d): State<Dashboard>, Query(query): Query<CallsQ
         before,
         since,
         limit: CALLS_PER_PAGE,
+        // The store keeps to the namespace shown (none: a `*` token's every namespace).
+        namespace: listing.namespace().map(str::to_string),
     };
     let calls = if problems.is_empty() {
         match d.platform.list_calls(&filter).await {
@@ -303,8 +396,10 @@ pub(crate) async fn calls(State(d): State<Dashboard>, Query(query): Query<CallsQ
             .platform
             .list_functions()
             .into_iter()
-            .map(|f| f.name)
+            .map(|f| qualify(&f.namespace, &f.name))
+            .filter(|name| grant.reaches(name) && listing.shows(name))
             .collect(),
+        namespaces: selector(&d, &grant, &listing),
         calls,
         next,
         problem: (!problems.is_empty()).then(|| problems.join("; ")),
@@ -325,17 +420,19 @@ pub(crate) struct CallQuery {
 /// `GET /calls/{id}`: one call.
 pub(crate) async fn call(
     State(d): State<Dashboard>,
+    Extension(grant): Extension<Grant>,
     Path(id): Path<String>,
     Query(query): Query<CallQuery>,
 ) -> Response {
     let notice = query
         .redriven
         .map(|_| Notice::Done("Queued again: the call runs for a new round of attempts.".into()));
-    call_page(&d, &id, notice, StatusCode::OK).await
+    call_page(&d, &grant, &id, notice, StatusCode::OK).await
 }
 
 async fn call_page(
     d: &Dashboard,
+    grant: &Grant,
     id: &str,
     notice: Option<Notice>,
     status: StatusCode,
@@ -348,7 +445,8 @@ async fn call_page(
         );
     };
     let details = match d.platform.call_details(id).await {
-        Ok(details) => details,
+        Ok(details) if grant.reaches(&details.record.function) => details,
+        Ok(_) => return failure(PlatformError::CallNotFound { id }),
         Err(err) => return failure(err),
     };
     let logs = match d.platform.call_logs(id).await {
@@ -361,13 +459,14 @@ async fn call_page(
             details,
             logs,
             notice,
+            may_redrive: grant.may_browse(skiff_core::access::Scope::Invoke),
         }),
     )
 }
 
 /// Whether a form was posted from a page of this daemon: a browser sends `Origin` (or
 /// `Sec-Fetch-Site`) with a form POST, and another site's page must not redrive calls.
-fn same_origin(headers: &HeaderMap) -> bool {
+pub(crate) fn same_origin(headers: &HeaderMap) -> bool {
     let text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
     if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
         if !matches!(site, "same-origin" | "none") {
@@ -383,9 +482,12 @@ fn same_origin(headers: &HeaderMap) -> bool {
     }
 }
 
-/// `POST /calls/{id}/redrive`: queues a dead call again, then shows it (303).
+/// `POST /calls/{id}/redrive`: queues a dead call again, then shows it (303). The guard let
+/// only a token with `invoke` in; the call's namespace must be one it reaches, as the API's
+/// `POST /v1/calls/{id}/redrive` asks.
 pub(crate) async fn redrive(
     State(d): State<Dashboard>,
+    Extension(grant): Extension<Grant>,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
@@ -403,11 +505,17 @@ pub(crate) async fn redrive(
             &format!("`{id}` is not a call id"),
         );
     };
+    match d.platform.get_call(call).await {
+        Ok(record) if grant.reaches(&record.function) => {}
+        Ok(_) => return failure(PlatformError::CallNotFound { id: call }),
+        Err(err) => return failure(err),
+    }
     match d.platform.redrive(call).await {
         Ok(_) => Redirect::to(&format!("/calls/{call}?redriven=1")).into_response(),
         Err(PlatformError::BadRequest { message }) => {
             call_page(
                 &d,
+                &grant,
                 &id,
                 Some(Notice::Failed(message)),
                 StatusCode::BAD_REQUEST,

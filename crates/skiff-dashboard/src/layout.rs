@@ -29,7 +29,6 @@ pub(crate) fn page(title: &str, section: Section, body: Markup) -> Markup {
                         a class=(current(Section::Functions)) href="/" { "Functions" }
                         a class=(current(Section::Calls)) href="/calls" { "Calls" }
                         a href="/v1/openapi.json" { "API" }
-                        a href="/metrics" { "Metrics" }
                     }
                 }
                 main { (body) }

@@ -18,6 +18,7 @@ mod charts;
 mod format;
 mod handlers;
 mod layout;
+mod login;
 mod pages;
 
 use axum::routing::{get, post};
@@ -33,6 +34,9 @@ pub const SCRIPT_PATH: &str = "/ui/live.js";
 /// The dashboard's routes: `/`, `/functions/{name}` (and its instances' lines), `/calls`,
 /// `/calls/{id}` (and its
 /// redrive form), and the assets under `/ui/`.
+///
+/// They need a session: the gateway guards them (a page without one redirects to
+/// [`LOGIN_PATH`]).
 pub fn routes(platform: Arc<Platform>) -> Router {
     Router::new()
         .route("/", get(handlers::overview))
@@ -41,7 +45,19 @@ pub fn routes(platform: Arc<Platform>) -> Router {
         .route("/calls", get(handlers::calls))
         .route("/calls/{id}", get(handlers::call))
         .route("/calls/{id}/redrive", post(handlers::redrive))
+        .with_state(handlers::Dashboard { platform })
+}
+
+/// Where the login form is.
+pub const LOGIN_PATH: &str = "/login";
+
+/// The routes open to all: the login form (`GET`, `POST /login`, `POST /logout`) and the
+/// assets. `auth`: whether the daemon checks credentials (if not, `/login` leads to `/`).
+pub fn open_routes(platform: Arc<Platform>, auth: bool) -> Router {
+    Router::new()
+        .route(LOGIN_PATH, get(login::show).post(login::submit))
+        .route("/logout", post(login::logout))
+        .with_state(login::Login { platform, auth })
         .route(STYLE_PATH, get(handlers::style))
         .route(SCRIPT_PATH, get(handlers::script))
-        .with_state(handlers::Dashboard { platform })
 }

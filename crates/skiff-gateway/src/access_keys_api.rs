@@ -5,7 +5,6 @@
 use crate::lambda_api::AwsError;
 use crate::{sigv4, ApiError, AppState};
 use axum::body::Body;
-use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
@@ -74,10 +73,10 @@ fn refusal(err: &sigv4::SignatureError) -> Response {
     responses((status = 201, body = AccessKeyCreated), (status = 400, body = ErrorBody)))]
 pub async fn create(
     State(state): State<AppState>,
-    request: Result<Json<AccessKeyRequest>, JsonRejection>,
+    request: Result<crate::body::Object<AccessKeyRequest>, crate::body::BodyRejection>,
 ) -> Result<(StatusCode, Json<AccessKeyCreated>), ApiError> {
-    let Json(request) = request
-        .map_err(|r| ApiError::json_rejection(&r, "invalid_request", "the access key request"))?;
+    let crate::body::Object(request) = request
+        .map_err(|r| ApiError::body_rejection(&r, "invalid_request", "the access key request"))?;
     let created = state.platform.create_access_key(&request).await?;
     Ok((StatusCode::CREATED, Json(created)))
 }

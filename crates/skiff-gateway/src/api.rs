@@ -1,9 +1,9 @@
 //! The management API under `/v1`, plus `/healthz` and `/readyz`.
 
+use crate::auth::Access;
 use crate::error::ApiError;
 use crate::AppState;
 use axum::body::Body;
-use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -34,7 +34,8 @@ pub async fn healthz(State(state): State<AppState>) -> Json<Health> {
 }
 
 /// `GET /readyz`: the daemon takes calls (503 while shutting down, while the container
-/// engine does not answer, or while containers a previous run left are being removed).
+/// engine does not answer, while another daemon has taken it over past its lease, or while
+/// containers a previous run left are being removed).
 #[utoipa::path(get, path = "/readyz", tag = "health", responses(
     (status = 200, body = Health), (status = 503, body = Health)))]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
@@ -50,6 +51,16 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>)
             StatusCode::SERVICE_UNAVAILABLE,
             HealthStatus::EngineUnavailable,
             Some(problem),
+        )
+    } else if state.platform.is_taken_over() {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            HealthStatus::TakenOver,
+            Some(
+                "this daemon was silent past its lease and another took its calls over; \
+                 it claims no queued call until the store counts it alive again"
+                    .to_string(),
+            ),
         )
     } else if let Some(left) = state.platform.leftovers() {
         (
@@ -75,9 +86,12 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>)
 /// `GET /v1/functions`
 #[utoipa::path(get, path = "/v1/functions", tag = "functions",
     responses((status = 200, body = FunctionList)))]
-pub async fn list_functions(State(state): State<AppState>) -> Json<FunctionList> {
+pub async fn list_functions(
+    State(state): State<AppState>,
+    Extension(access): Extension<Access>,
+) -> Json<FunctionList> {
     Json(FunctionList {
-        functions: state.platform.list_functions(),
+        functions: state.platform.list_functions_in(&access.namespace),
     })
 }
 
@@ -87,9 +101,10 @@ pub async fn list_functions(State(state): State<AppState>) -> Json<FunctionList>
     responses((status = 200, body = FunctionView), (status = 404, body = ErrorBody)))]
 pub async fn get_function(
     State(state): State<AppState>,
+    Extension(access): Extension<Access>,
     Path(name): Path<String>,
 ) -> Result<Json<FunctionView>, ApiError> {
-    Ok(Json(state.platform.get_function(&name)?))
+    Ok(Json(state.platform.get_function(&access.full(&name)?)?))
 }
 
 /// `PUT /v1/functions/{name}`: creates (201) or updates (200) a function.
@@ -104,12 +119,13 @@ pub async fn get_function(
         (status = 422, description = "The image is not on the engine", body = ErrorBody)))]
 pub async fn put_function(
     State(state): State<AppState>,
+    Extension(access): Extension<Access>,
     Path(name): Path<String>,
-    spec: Result<Json<FunctionSpec>, JsonRejection>,
+    spec: Result<crate::body::Object<FunctionSpec>, crate::body::BodyRejection>,
 ) -> Result<(StatusCode, Json<FunctionView>), ApiError> {
-    let Json(spec) =
-        spec.map_err(|r| ApiError::json_rejection(&r, "invalid_spec", "the function spec"))?;
-    let (view, created) = state.platform.deploy(&name, &spec).await?;
+    let crate::body::Object(spec) =
+        spec.map_err(|r| ApiError::body_rejection(&r, "invalid_spec", "the function spec"))?;
+    let (view, created) = state.platform.deploy(&access.full(&name)?, &spec).await?;
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -124,9 +140,10 @@ pub async fn put_function(
     responses((status = 204, description = "Deleted"), (status = 404, body = ErrorBody)))]
 pub async fn delete_function(
     State(state): State<AppState>,
+    Extension(access): Extension<Access>,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    state.platform.delete_function(&name).await?;
+    state.platform.delete_function(&access.full(&name)?).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -150,9 +167,21 @@ pub async fn invoke(
     State(state): State<AppState>,
     Path(name): Path<String>,
     caller: Option<Extension<Caller>>,
-    headers: HeaderMap,
+    access: Option<Extension<Access>>,
+    mut headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    let name = match (&caller, access) {
+        // The function API: a name in the caller's namespace.
+        (Some(Extension(caller)), _) => crate::public::in_namespace_of(caller, &name)?,
+        (None, Some(Extension(access))) => {
+            let full = access.full(&name)?;
+            crate::auth::may_invoke(&access.grant, &full)?;
+            crate::auth::strip_credentials(&mut headers);
+            full
+        }
+        (None, None) => return Err(crate::auth::unauthorized("this route needs a token")),
+    };
     let asynchronous = wants_async(&headers);
     let request = InvokeRequest {
         trigger: Trigger::Api,
@@ -215,9 +244,13 @@ pub(crate) fn accepted(id: uuid::Uuid) -> Result<Response, ApiError> {
     responses((status = 200, body = CallRecord), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn redrive(
     State(state): State<AppState>,
+    Extension(access): Extension<Access>,
     Path(id): Path<String>,
 ) -> Result<Json<CallRecord>, ApiError> {
-    Ok(Json(state.platform.redrive(parse_call_id(&id)?).await?))
+    let id = parse_call_id(&id)?;
+    Ok(Json(
+        state.platform.redrive_in(&access.namespace, id).await?,
+    ))
 }
 
 /// A request body as the platform takes it.
@@ -250,14 +283,17 @@ pub(crate) fn invoke_response(outcome: InvokeOutcome) -> Response {
     responses((status = 200, body = CallPage), (status = 400, body = ErrorBody)))]
 pub async fn list_calls(
     State(state): State<AppState>,
+    Extension(access): Extension<Access>,
     query: Result<Query<CallQueryText>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<CallPage>, ApiError> {
     let Query(query) = query.map_err(|r| ApiError::bad_request(r.body_text()))?;
     let query = query
         .parse()
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let function = query.function.map(|f| access.full(&f)).transpose()?;
     let filter = CallFilter {
-        function: query.function,
+        namespace: Some(access.namespace.clone()),
+        function,
         status: query.status,
         trigger: query.trigger,
         before: query.before,
@@ -291,12 +327,20 @@ pub async fn get_call(
     State(state): State<AppState>,
     Path(id): Path<String>,
     caller: Option<Extension<Caller>>,
+    access: Option<Extension<Access>>,
 ) -> Result<Json<CallDetails>, ApiError> {
     let id = parse_call_id(&id)?;
-    // On the function API, a function reads only the calls it made.
-    let details = match caller {
-        Some(Extension(caller)) => state.platform.call_details_for(&caller, id).await?,
-        None => state.platform.call_details(id).await?,
+    // On the function API, a function reads only the calls it made; on the main API, a
+    // token reads the calls of its namespace.
+    let details = match (caller, access) {
+        (Some(Extension(caller)), _) => state.platform.call_details_for(&caller, id).await?,
+        (None, Some(Extension(access))) => {
+            state
+                .platform
+                .call_details_in(&access.namespace, id)
+                .await?
+        }
+        (None, None) => return Err(crate::auth::unauthorized("this route needs a token")),
     };
     Ok(Json(details))
 }
@@ -307,9 +351,13 @@ pub async fn get_call(
     responses((status = 200, content_type = "text/plain", body = String), (status = 404, body = ErrorBody)))]
 pub async fn call_logs(
     State(state): State<AppState>,
+    Extension(access): Extension<Access>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let logs = state.platform.call_logs(parse_call_id(&id)?).await?;
+    let logs = state
+        .platform
+        .call_logs_in(&access.namespace, parse_call_id(&id)?)
+        .await?;
     Ok((
         [(
             header::CONTENT_TYPE,
@@ -335,10 +383,11 @@ pub async fn cluster(
     responses((status = 200, body = InstanceList), (status = 404, body = ErrorBody)))]
 pub async fn list_instances(
     State(state): State<AppState>,
+    Extension(access): Extension<Access>,
     Path(name): Path<String>,
 ) -> Result<Json<InstanceList>, ApiError> {
     Ok(Json(InstanceList {
-        instances: state.platform.instances(&name)?,
+        instances: state.platform.instances(&access.full(&name)?)?,
     }))
 }
 
@@ -349,15 +398,20 @@ pub async fn list_instances(
     responses((status = 200, body = FunctionView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn scale(
     State(state): State<AppState>,
+    Extension(access): Extension<Access>,
     Path(name): Path<String>,
-    request: Result<Json<ScaleRequest>, JsonRejection>,
+    request: Result<crate::body::Object<ScaleRequest>, crate::body::BodyRejection>,
 ) -> Result<Json<FunctionView>, ApiError> {
-    let Json(request) = request
-        .map_err(|r| ApiError::json_rejection(&r, "invalid_request", "the scale request"))?;
+    let crate::body::Object(request) = request
+        .map_err(|r| ApiError::body_rejection(&r, "invalid_request", "the scale request"))?;
     Ok(Json(
         state
             .platform
-            .scale(&name, request.min_instances, request.max_instances)
+            .scale(
+                &access.full(&name)?,
+                request.min_instances,
+                request.max_instances,
+            )
             .await?,
     ))
 }

@@ -70,6 +70,20 @@ impl ApiError {
         }
     }
 
+    /// A management request's body refused (see [`crate::body`]): 413 past the limit,
+    /// else 400 with `code`, naming `what` was not valid.
+    pub fn body_rejection(rejection: &crate::body::BodyRejection, code: &str, what: &str) -> Self {
+        if rejection.too_large() {
+            ApiError::payload_too_large(crate::MAX_JSON_BODY_BYTES)
+        } else {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                code,
+                format!("{what} is not valid: {}", rejection.message()),
+            )
+        }
+    }
+
     /// The status of this error.
     pub fn status(&self) -> StatusCode {
         self.status
@@ -87,6 +101,14 @@ fn call_failure_status(kind: CallErrorType) -> StatusCode {
         CallErrorType::Timeout => StatusCode::GATEWAY_TIMEOUT,
         CallErrorType::Interrupted => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::BAD_GATEWAY,
+    }
+}
+
+impl ApiError {
+    /// What went wrong, without its status: the last line of a stream that failed after
+    /// its head was sent.
+    pub(crate) fn into_detail(self) -> ErrorDetail {
+        self.detail
     }
 }
 
@@ -173,6 +195,39 @@ impl From<PlatformError> for ApiError {
             PlatformError::BadRequest { message } => ApiError::bad_request(message),
             err @ PlatformError::LoopDetected { .. } => {
                 ApiError::new(StatusCode::LOOP_DETECTED, "loop_detected", err.to_string())
+            }
+            PlatformError::InvalidToken { field, message } => ApiError {
+                status: StatusCode::BAD_REQUEST,
+                detail: ErrorDetail {
+                    code: "invalid_token".to_string(),
+                    message: format!("{field}: {message}"),
+                    field: Some(field),
+                    call_id: None,
+                },
+                retry_after: None,
+            },
+            err @ PlatformError::TokenNotFound { .. } => {
+                ApiError::new(StatusCode::NOT_FOUND, "token_not_found", err.to_string())
+            }
+            PlatformError::Unauthorized { message } => {
+                ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+            }
+            PlatformError::Forbidden { message } => {
+                ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
+            }
+            err @ PlatformError::QuotaExceeded { .. } => ApiError {
+                retry_after: Some(RETRY_AFTER_SECS),
+                ..ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "quota_exceeded",
+                    err.to_string(),
+                )
+            },
+            err @ PlatformError::NotInRegistry { .. } => {
+                ApiError::new(StatusCode::NOT_FOUND, "image_not_found", err.to_string())
+            }
+            err @ PlatformError::Registry { .. } => {
+                ApiError::new(StatusCode::BAD_GATEWAY, "registry_error", err.to_string())
             }
             err @ PlatformError::ShuttingDown => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,

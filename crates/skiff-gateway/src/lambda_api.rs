@@ -7,6 +7,7 @@
 //! [`crate::access_keys_api::require_signature`]). Errors use AWS's shape: the
 //! `x-amzn-ErrorType` header and a JSON body with the message.
 
+use crate::access_keys_api::AwsCaller;
 use crate::AppState;
 use axum::body::Body;
 use axum::extract::rejection::JsonRejection;
@@ -14,11 +15,12 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use base64::Engine;
 use http_body_util::BodyExt;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use skiff_core::access::qualify;
 use skiff_core::api::headers::{
     AMZN_ERROR_TYPE_HEADER, AMZN_REQUEST_ID_HEADER, AMZ_EXECUTED_VERSION_HEADER,
     AMZ_FUNCTION_ERROR_HEADER, AMZ_INVOCATION_TYPE_HEADER, AMZ_LOG_RESULT_HEADER,
@@ -94,6 +96,8 @@ impl From<PlatformError> for AwsError {
             ),
             err @ (PlatformError::InvalidSpec(_)
             | PlatformError::ImageNotFound { .. }
+            | PlatformError::NotInRegistry { .. }
+            | PlatformError::Registry { .. }
             | PlatformError::BadRequest { .. }) => AwsError::invalid(err.to_string()),
             err @ PlatformError::PayloadTooLarge { .. } => AwsError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -125,10 +129,18 @@ impl From<PlatformError> for AwsError {
 }
 
 /// A function name, a partial ARN or a full ARN (with an optional qualifier), as AWS
-/// accepts them: the plain name.
-fn function_name(raw: &str) -> String {
+/// accepts them, as the full name of the function in `namespace`: an access key acts in its
+/// own namespace, so a name holding a namespace is refused.
+fn function_name(raw: &str, namespace: &str) -> Result<String, AwsError> {
     let name = raw.rsplit_once(":function:").map_or(raw, |(_, rest)| rest);
-    name.split(':').next().unwrap_or(name).to_string()
+    let name = name.split(':').next().unwrap_or(name);
+    if name.contains(skiff_core::access::NAMESPACE_SEPARATOR) {
+        return Err(AwsError::invalid(format!(
+            "`{name}` is not a function name of this API: an access key acts in its own \
+             namespace, `{namespace}`"
+        )));
+    }
+    Ok(qualify(namespace, name))
 }
 
 /// A function's configuration in AWS's shape. Secret values are never in it: its
@@ -141,8 +153,8 @@ fn configuration(state: &AppState, f: &Function) -> Value {
         image_config.insert("Command".into(), json!([handler]));
     }
     json!({
-        "FunctionName": f.name.as_str(),
-        "FunctionArn": state.platform.function_arn(f.name.as_str()),
+        "FunctionName": f.name.local_name(),
+        "FunctionArn": state.platform.function_arn(f.name.local_name()),
         "Role": "arn:aws:iam::000000000000:role/skiff",
         "PackageType": "Image",
         "CodeSha256": f.image_digest.trim_start_matches("sha256:"),
@@ -240,6 +252,7 @@ async fn parse(
 /// `POST /2015-03-31/functions` (CreateFunction).
 async fn create(
     State(state): State<AppState>,
+    Extension(caller): Extension<AwsCaller>,
     body: Result<Json<FunctionInput>, JsonRejection>,
 ) -> Result<Response, AwsError> {
     let mut input = parse(body).await?;
@@ -248,7 +261,8 @@ async fn create(
             .function_name
             .as_deref()
             .ok_or_else(|| AwsError::invalid("FunctionName is required"))?,
-    );
+        &caller.namespace,
+    )?;
     if input.package_type.as_deref().is_some_and(|t| t != "Image") {
         return Err(AwsError::invalid(
             "only PackageType Image is supported: functions are container images",
@@ -278,16 +292,22 @@ async fn create(
         ..Default::default()
     };
     input.apply(&mut spec);
-    state.platform.deploy(&name, &spec).await?;
+    deploy_pulling(&state, &name, &spec).await?;
     let function = state.platform.function(&name)?;
     Ok((StatusCode::CREATED, Json(configuration(&state, &function))).into_response())
 }
 
 /// `GET /2015-03-31/functions/` (ListFunctions).
-async fn list(State(state): State<AppState>) -> Result<Json<Value>, AwsError> {
+async fn list(
+    State(state): State<AppState>,
+    Extension(caller): Extension<AwsCaller>,
+) -> Result<Json<Value>, AwsError> {
     let mut functions = Vec::new();
-    for view in state.platform.list_functions() {
-        if let Ok(f) = state.platform.function(&view.name) {
+    for view in state.platform.list_functions_in(&caller.namespace) {
+        if let Ok(f) = state
+            .platform
+            .function(&qualify(&view.namespace, &view.name))
+        {
             functions.push(configuration(&state, &f));
         }
     }
@@ -297,9 +317,12 @@ async fn list(State(state): State<AppState>) -> Result<Json<Value>, AwsError> {
 /// `GET /2015-03-31/functions/{name}` (GetFunction).
 async fn get_function(
     State(state): State<AppState>,
+    Extension(caller): Extension<AwsCaller>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, AwsError> {
-    let f = state.platform.function(&function_name(&name))?;
+    let f = state
+        .platform
+        .function(&function_name(&name, &caller.namespace)?)?;
     Ok(Json(json!({
         "Configuration": configuration(&state, &f),
         "Code": {"RepositoryType": "ECR", "ImageUri": f.config.image, "ResolvedImageUri": f.image_digest},
@@ -309,10 +332,30 @@ async fn get_function(
 /// `GET /2015-03-31/functions/{name}/configuration` (GetFunctionConfiguration).
 async fn get_configuration(
     State(state): State<AppState>,
+    Extension(caller): Extension<AwsCaller>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, AwsError> {
-    let f = state.platform.function(&function_name(&name))?;
+    let f = state
+        .platform
+        .function(&function_name(&name, &caller.namespace)?)?;
     Ok(Json(configuration(&state, &f)))
+}
+
+/// Deploys `spec`, pulling its image first when the engine lacks it, as AWS takes an
+/// image from its registry. An access key acts in one namespace: the pull is anonymous, and
+/// a registry on this host or a private network is not pulled from (the image must be on
+/// the engine already).
+async fn deploy_pulling(state: &AppState, name: &str, spec: &FunctionSpec) -> Result<(), AwsError> {
+    match state.platform.deploy(name, spec).await {
+        Err(PlatformError::ImageNotFound { .. })
+            if !skiff_invoker::registry_is_local(&spec.image) =>
+        {
+            state.platform.pull_to_end(&spec.image, false).await?;
+            state.platform.deploy(name, spec).await?;
+            Ok(())
+        }
+        other => other.map(|_| ()).map_err(AwsError::from),
+    }
 }
 
 async fn redeploy(
@@ -323,7 +366,7 @@ async fn redeploy(
     let current = state.platform.function(name)?;
     let mut spec = current.config.to_spec();
     change(&mut spec);
-    state.platform.deploy(name, &spec).await?;
+    deploy_pulling(state, name, &spec).await?;
     let f = state.platform.function(name)?;
     Ok(Json(configuration(state, &f)))
 }
@@ -331,6 +374,7 @@ async fn redeploy(
 /// `PUT /2015-03-31/functions/{name}/code` (UpdateFunctionCode).
 async fn update_code(
     State(state): State<AppState>,
+    Extension(caller): Extension<AwsCaller>,
     Path(name): Path<String>,
     body: Result<Json<Value>, JsonRejection>,
 ) -> Result<Json<Value>, AwsError> {
@@ -339,27 +383,35 @@ async fn update_code(
         .as_str()
         .ok_or_else(|| AwsError::invalid("ImageUri is required: functions are container images"))?
         .to_string();
-    redeploy(&state, &function_name(&name), |spec| spec.image = image).await
+    redeploy(&state, &function_name(&name, &caller.namespace)?, |spec| {
+        spec.image = image
+    })
+    .await
 }
 
 /// `PUT /2015-03-31/functions/{name}/configuration` (UpdateFunctionConfiguration).
 async fn update_configuration(
     State(state): State<AppState>,
+    Extension(caller): Extension<AwsCaller>,
     Path(name): Path<String>,
     body: Result<Json<FunctionInput>, JsonRejection>,
 ) -> Result<Json<Value>, AwsError> {
     let input = parse(body).await?;
-    redeploy(&state, &function_name(&name), |spec| input.apply(spec)).await
+    redeploy(&state, &function_name(&name, &caller.namespace)?, |spec| {
+        input.apply(spec)
+    })
+    .await
 }
 
 /// `DELETE /2015-03-31/functions/{name}` (DeleteFunction).
 async fn delete(
     State(state): State<AppState>,
+    Extension(caller): Extension<AwsCaller>,
     Path(name): Path<String>,
 ) -> Result<StatusCode, AwsError> {
     state
         .platform
-        .delete_function(&function_name(&name))
+        .delete_function(&function_name(&name, &caller.namespace)?)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -367,11 +419,12 @@ async fn delete(
 /// `POST /2015-03-31/functions/{name}/invocations` (Invoke).
 async fn invoke(
     State(state): State<AppState>,
+    Extension(caller): Extension<AwsCaller>,
     Path(name): Path<String>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, AwsError> {
-    let name = function_name(&name);
+    let name = function_name(&name, &caller.namespace)?;
     let invocation_type = headers
         .get(AMZ_INVOCATION_TYPE_HEADER)
         .and_then(|v| v.to_str().ok())
@@ -504,16 +557,27 @@ mod tests {
 
     #[test]
     fn names_and_arns_resolve_to_names() {
-        assert_eq!(function_name("hello"), "hello");
+        let name = |raw: &str| {
+            function_name(raw, "default")
+                .map_err(|_| ())
+                .expect("a name")
+        };
+        assert_eq!(name("hello"), "hello");
         assert_eq!(
-            function_name("arn:aws:lambda:us-east-1:000000000000:function:hello"),
+            name("arn:aws:lambda:us-east-1:000000000000:function:hello"),
             "hello"
         );
         assert_eq!(
-            function_name("arn:aws:lambda:us-east-1:000000000000:function:hello:$LATEST"),
+            name("arn:aws:lambda:us-east-1:000000000000:function:hello:$LATEST"),
             "hello"
         );
-        assert_eq!(function_name("hello:prod"), "hello");
+        assert_eq!(name("hello:prod"), "hello");
+        // A key reaches its own namespace, and no other.
+        assert_eq!(
+            function_name("hello", "team-a").map_err(|_| ()),
+            Ok("team-a.hello".to_string())
+        );
+        assert!(function_name("team-b.hello", "team-a").is_err());
     }
 
     #[test]

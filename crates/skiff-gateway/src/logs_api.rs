@@ -1,6 +1,7 @@
 //! A function's logs, followed live or read from what its instances wrote, and the stats
 //! of its calls.
 
+use crate::auth::Access;
 use crate::error::ApiError;
 use crate::AppState;
 use axum::body::{Body, Bytes};
@@ -9,7 +10,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use futures::{Stream, StreamExt};
 use skiff_core::api::{
     ErrorBody, FunctionStats, InstanceLogQuery, InstanceLogs, LogEvent, StatsQuery,
@@ -46,10 +47,11 @@ fn wants_sse(headers: &HeaderMap) -> bool {
         (status = 429, description = "Too many followers at once", body = ErrorBody)))]
 pub async fn follow(
     State(state): State<AppState>,
+    Extension(access): Extension<Access>,
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let events = state.platform.follow_logs(&name)?;
+    let events = state.platform.follow_logs(&access.full(&name)?)?;
     if wants_sse(&headers) {
         let events = events.map(|event| {
             Ok::<_, Infallible>(
@@ -63,6 +65,14 @@ pub async fn follow(
             .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
             .into_response());
     }
+    Ok(ndjson(events))
+}
+
+/// An answer of NDJSON, one line per event as it comes, a blank keep-alive line whenever
+/// nothing came for [`KEEP_ALIVE`], never cached.
+pub(crate) fn ndjson<T: serde::Serialize + Send + 'static>(
+    events: impl Stream<Item = T> + Send + 'static,
+) -> Response {
     let lines = with_keep_alive(events, KEEP_ALIVE).map(|item| {
         let bytes = match item {
             Some(event) => {
@@ -74,21 +84,21 @@ pub async fn follow(
         };
         Ok::<_, Infallible>(bytes)
     });
-    Ok((
+    (
         [
             (header::CONTENT_TYPE, HeaderValue::from_static(NDJSON)),
             (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
         ],
         Body::from_stream(lines),
     )
-        .into_response())
+        .into_response()
 }
 
 /// `events`, with a `None` whenever nothing came for `every`; ends when `events` ends.
-fn with_keep_alive(
-    events: impl Stream<Item = LogEvent> + Send + 'static,
+fn with_keep_alive<T: Send + 'static>(
+    events: impl Stream<Item = T> + Send + 'static,
     every: Duration,
-) -> impl Stream<Item = Option<LogEvent>> + Send + 'static {
+) -> impl Stream<Item = Option<T>> + Send + 'static {
     let events = Box::pin(events);
     futures::stream::unfold(events, move |mut events| async move {
         match tokio::time::timeout(every, events.next()).await {
@@ -108,6 +118,7 @@ fn with_keep_alive(
         (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn instance_logs(
     State(state): State<AppState>,
+    Extension(access): Extension<Access>,
     Path((name, id)): Path<(String, String)>,
     query: Result<Query<InstanceLogQuery>, QueryRejection>,
 ) -> Result<Json<InstanceLogs>, ApiError> {
@@ -120,7 +131,7 @@ pub async fn instance_logs(
     };
     let lines = state
         .platform
-        .instance_logs(&name, Some(&id), filter)
+        .instance_logs(&access.full(&name)?, Some(&id), filter)
         .await?;
     Ok(Json(InstanceLogs { lines }))
 }
@@ -134,13 +145,19 @@ pub async fn instance_logs(
         (status = 404, body = ErrorBody)))]
 pub async fn stats(
     State(state): State<AppState>,
+    Extension(access): Extension<Access>,
     Path(name): Path<String>,
     query: Result<Query<StatsQuery>, QueryRejection>,
 ) -> Result<Json<FunctionStats>, ApiError> {
     let Query(query) = query.map_err(|r| ApiError::bad_request(r.body_text()))?;
     let window =
         skiff_core::stats::parse_window(query.window.as_deref()).map_err(ApiError::bad_request)?;
-    Ok(Json(state.platform.function_stats(&name, window).await?))
+    Ok(Json(
+        state
+            .platform
+            .function_stats(&access.full(&name)?, window)
+            .await?,
+    ))
 }
 
 #[cfg(test)]

@@ -59,6 +59,34 @@ async fn put_creates_then_updates_and_delete_removes() {
 }
 
 #[tokio::test]
+async fn an_engine_that_cannot_attach_refuses_exec_functions_only() {
+    let h = harness().await;
+    h.engine.set_capabilities(skiff_runtime::Capabilities {
+        pause: false,
+        isolated_networks: false,
+        attach: false,
+    });
+    let (status, body) = send_json(
+        &h.api,
+        "PUT",
+        "/v1/functions/f",
+        json!({"image": "hello:1"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"]["code"], "invalid_spec");
+    assert_eq!(body["error"]["field"], "contract", "{body}");
+    let (status, body) = send_json(
+        &h.api,
+        "PUT",
+        "/v1/functions/web",
+        json!({"image": "hello:1", "contract": "http", "port": 8080}),
+    )
+    .await;
+    assert!(status.is_success(), "{body}");
+}
+
+#[tokio::test]
 async fn invalid_specs_name_their_field() {
     let h = harness().await;
     for (spec, field) in [

@@ -117,7 +117,7 @@ async fn bad_triggers_are_refused_with_typed_errors() {
             None,
         ),
         (
-            "bad.name",
+            "bad!name",
             json!({"function": "hello", "cron": {"schedule": "@hourly"}}),
             400,
             "invalid_trigger",

@@ -246,6 +246,7 @@ pub(crate) struct Held {
     pub(crate) _slot: tokio::sync::OwnedSemaphorePermit,
     pub(crate) _fds: FdReservation,
     pub(crate) _in_flight: InFlightGuard,
+    pub(crate) _quota: crate::platform::QuotaReservation,
 }
 
 /// How a proxied response body ended.
@@ -274,7 +275,7 @@ pub(crate) struct CompletionState {
     /// On an instance that serves one call at a time: how much it had written when the
     /// call got it, and how to add what trails the answer. What it writes from there to
     /// the call's end is the call's log.
-    pub(crate) log_mark: Option<(u64, LateLog)>,
+    pub(crate) log_mark: Option<(crate::pool::CallMark, LateLog)>,
 }
 
 /// How long after a call on a one-call-at-a-time instance its output is read again for the
@@ -297,7 +298,7 @@ impl LateLog {
         self,
         id: uuid::Uuid,
         output: crate::pool::Output,
-        mark: u64,
+        mark: crate::pool::CallMark,
         seen: usize,
         render: impl Fn(&[u8]) -> Vec<u8> + Send + 'static,
     ) {
@@ -313,7 +314,7 @@ impl LateLog {
         tracker.spawn_on(
             async move {
                 tokio::time::sleep(LATE_OUTPUT).await;
-                let late = output.lock().since(mark);
+                let late = output.lock().call_log(mark);
                 let logs = render(&late);
                 if logs.len() > seen {
                     // The final record was sent before this task woke; write it first.
@@ -371,7 +372,7 @@ impl CompletionState {
         let id = record.id;
         let (logs, late) = match self.log_mark.take() {
             Some((mark, late)) => (
-                Some(self.lease.output.lock().since(mark)),
+                Some(self.lease.output.lock().call_log(mark)),
                 Some((mark, late)),
             ),
             None => (None, None),

@@ -78,6 +78,8 @@ pub struct PlatformConfig {
     /// How long a daemon sharing its store may go without a heartbeat before another one
     /// takes its calls and containers over (it beats every fifth of it).
     pub lease: Duration,
+    /// Credentials for the registries images are pulled from and pushed to.
+    pub registries: crate::registries::Registries,
 }
 
 impl PlatformConfig {
@@ -115,6 +117,7 @@ impl PlatformConfig {
             listeners: Vec::new(),
             allowed_volumes: Vec::new(),
             lease: Duration::from_secs(15),
+            registries: crate::registries::Registries::none(),
         }
     }
 }

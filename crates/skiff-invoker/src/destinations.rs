@@ -89,6 +89,30 @@ fn special(ip: IpAddr) -> Option<&'static str> {
     }
 }
 
+/// Whether the registry image `reference` names is on this host or a private network:
+/// `localhost`, an address no callback may reach ([`special`], IPv4 written as IPv6
+/// included), or a private one (IPv4 private ranges, IPv6 unique local). The engine would
+/// reach such a registry from the daemon's host.
+pub fn registry_is_local(reference: &str) -> bool {
+    let registry = skiff_runtime::registry_of(reference);
+    // The port, if any, follows the last colon; an IPv6 literal is in brackets.
+    let host = match registry.rsplit_once(':') {
+        Some((host, port)) if port.chars().all(|c| c.is_ascii_digit()) => host,
+        _ => registry,
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let lower = host.to_ascii_lowercase();
+    if lower == "localhost" || lower.ends_with(".localhost") {
+        return true;
+    }
+    match host.parse::<IpAddr>().map(canonical) {
+        Ok(ip) if special(ip).is_some() => true,
+        Ok(IpAddr::V4(v4)) => v4.is_private(),
+        Ok(IpAddr::V6(v6)) => v6.is_unique_local(),
+        Err(_) => false,
+    }
+}
+
 impl CallbackPolicy {
     /// The policy of a daemon listening on `listeners`, whose functions' network has
     /// `subnets` and `gateway`, with the operator's `allowed` ranges.
@@ -208,6 +232,32 @@ mod tests {
         }
         for fine in ["93.184.216.34:80", "10.1.2.3:9000", "192.168.1.10:443"] {
             assert_eq!(p.check(addr(fine)), Ok(()), "{fine}");
+        }
+    }
+
+    #[test]
+    fn registries_on_this_host_or_a_private_network_are_local() {
+        for local in [
+            "127.0.0.1:5000/x",
+            "localhost:5000/x",
+            "localhost/x",
+            "169.254.169.254/x:1",
+            "10.1.2.3/x",
+            "192.168.0.9:80/x",
+            "[::1]:5000/x",
+            "[::ffff:127.0.0.1]:5000/x",
+            "[fd00::1]/x",
+            "0.0.0.0/x",
+        ] {
+            assert!(registry_is_local(local), "{local}");
+        }
+        for remote in [
+            "busybox",
+            "registry.example.com/x",
+            "8.8.8.8/x",
+            "docker.io/library/x",
+        ] {
+            assert!(!registry_is_local(remote), "{remote}");
         }
     }
 

@@ -167,6 +167,8 @@ pub(crate) struct Dispatcher {
     pub(crate) max_running: usize,
     /// The calls being run.
     pub(crate) unsettled: Arc<Unsettled>,
+    /// Set while another daemon has taken this one over: nothing is claimed meanwhile.
+    pub(crate) taken_over: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Dispatcher {
@@ -184,7 +186,11 @@ impl Dispatcher {
                 }
                 let free = u32::try_from(slots.available_permits()).unwrap_or(u32::MAX);
                 // Near the limit of open files, calls stay queued until descriptors are free.
-                if free == 0 || !self.invoker.is_accepting() || !self.invoker.has_room() {
+                if free == 0
+                    || !self.invoker.is_accepting()
+                    || !self.invoker.has_room()
+                    || self.taken_over.load(std::sync::atomic::Ordering::Acquire)
+                {
                     continue;
                 }
                 let rooms = load.lock().rooms(&self.invoker.capacities());
@@ -323,6 +329,7 @@ impl Dispatcher {
             }
             Err(PlatformError::Overloaded { .. })
             | Err(PlatformError::NearFdLimit { .. })
+            | Err(PlatformError::QuotaExceeded { .. })
             | Err(PlatformError::ShuttingDown) => {
                 // Not an attempt: run it again later. A call refused after it was admitted
                 // (no container within its start budget) has a `rejected` record on its way

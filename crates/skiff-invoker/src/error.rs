@@ -33,10 +33,29 @@ pub enum PlatformError {
         id: Uuid,
     },
     /// The image is not present on the container engine.
-    #[error("image `{image}` is not present on the container engine; build or pull it first")]
+    #[error("image `{image}` is not present on the container engine; build it, or pull it (`skiff pull`)")]
     ImageNotFound {
         /// The reference given.
         image: String,
+    },
+    /// An image's registry does not have it.
+    #[error("the registry {registry} has no image `{image}`")]
+    NotInRegistry {
+        /// The image.
+        image: String,
+        /// The registry it names.
+        registry: String,
+    },
+    /// An image's registry could not be used: unreachable, credentials refused, or an
+    /// error of its own.
+    #[error("{op} `{image}`: {message}")]
+    Registry {
+        /// `pull` or `push`.
+        op: &'static str,
+        /// The image.
+        image: String,
+        /// What the registry or the engine said.
+        message: String,
     },
     /// Too many calls in flight and queued.
     #[error("too many calls: {running} running and {queued} queued; try again later")]
@@ -106,6 +125,44 @@ pub enum PlatformError {
     Internal {
         /// What happened.
         message: String,
+    },
+    /// A token or key request that cannot be met (`field` names the culprit).
+    #[error("{field}: {message}")]
+    InvalidToken {
+        /// The field at fault.
+        field: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// No token or key has this id (in the namespaces the caller reaches).
+    #[error("token `{id}` does not exist")]
+    TokenNotFound {
+        /// The id asked for.
+        id: String,
+    },
+    /// A credential was missing, unknown, revoked or expired. The message never quotes it.
+    #[error("{message}")]
+    Unauthorized {
+        /// Why.
+        message: String,
+    },
+    /// A valid credential that does not allow this.
+    #[error("{message}")]
+    Forbidden {
+        /// Why.
+        message: String,
+    },
+    /// A namespace is at one of its quotas.
+    #[error(
+        "namespace `{namespace}` is at its quota of {what} ({limit}); try again later or raise it"
+    )]
+    QuotaExceeded {
+        /// The namespace.
+        namespace: String,
+        /// Which quota: `functions`, `concurrent calls`, `memory`.
+        what: &'static str,
+        /// The quota, as users write it.
+        limit: String,
     },
     /// The platform is shutting down and takes no new calls.
     #[error("skiff is shutting down")]

@@ -16,7 +16,7 @@
 //! - the HTTP client to instances ([`proxy`]) and the body helpers ([`body`]).
 
 mod autoscale;
-mod backoff;
+use skiff_runtime::backoff;
 pub mod body;
 pub mod callback;
 mod calls;
@@ -37,6 +37,7 @@ pub mod pool;
 pub mod proxy;
 mod queue;
 mod recorder;
+pub mod registries;
 mod registry;
 mod running;
 pub mod tls;
@@ -45,9 +46,11 @@ pub mod triggers;
 
 pub use body::{Body, BoxError};
 pub use config::PlatformConfig;
+pub use destinations::registry_is_local;
 pub use error::PlatformError;
 pub use invoke::{InvokeOutcome, InvokeRequest};
-pub use platform::{AccessKey, Platform, DEFAULT_NAMESPACE};
+pub use platform::{AccessKey, ImageSteps, Platform, DEFAULT_NAMESPACE, IMAGE_IDLE};
 pub use pool::InstanceView;
 pub use skiff_core::api::headers::{CALLBACK_HEADER, DEPTH_HEADER};
+pub use skiff_runtime::split_reference;
 pub use token::{Caller, TokenError, TokenKey};

@@ -80,9 +80,16 @@ impl TokenKey {
 
     /// The function and container a token was minted for, if it was minted with this key.
     pub fn verify(&self, token: &str) -> Result<Caller, TokenError> {
-        let mut parts = token.trim().splitn(4, '.');
-        let (Some(PREFIX), Some(function), Some(instance), Some(tag)) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
+        // A function's full name may hold a `.` (`NS.NAME`): the instance and the tag are
+        // read from the end.
+        let rest = token
+            .trim()
+            .strip_prefix(PREFIX)
+            .and_then(|r| r.strip_prefix('.'))
+            .ok_or(TokenError::Malformed)?;
+        let mut parts = rest.rsplitn(3, '.');
+        let (Some(tag), Some(instance), Some(function)) =
+            (parts.next(), parts.next(), parts.next())
         else {
             return Err(TokenError::Malformed);
         };
@@ -135,6 +142,24 @@ mod tests {
                 function: name("vote"),
                 instance: "0a1b2c3d4e5f".to_string()
             })
+        );
+    }
+
+    #[test]
+    fn a_function_of_a_namespace_has_a_token_too() {
+        let key = TokenKey::from_bytes([7; 64]);
+        let token = key.mint("team-a.vote", "aaaa");
+        assert_eq!(
+            key.verify(&token),
+            Ok(Caller {
+                function: name("team-a.vote"),
+                instance: "aaaa".to_string()
+            })
+        );
+        let mac = token.rsplit('.').next().expect("mac");
+        assert_eq!(
+            key.verify(&format!("skf2.team-b.vote.aaaa.{mac}")),
+            Err(TokenError::BadSignature)
         );
     }
 

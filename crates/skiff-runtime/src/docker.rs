@@ -4,7 +4,7 @@ use crate::endpoint::{Endpoint, EndpointError};
 use crate::error::Op;
 use crate::{
     Attachment, ContainerEngine, ContainerSpec, ContainerState, ContainerSummary, EngineError,
-    ImageInfo, NetworkInfo, Output,
+    ImageInfo, NetworkInfo, Output, Progress, RegistryAuth,
 };
 use async_trait::async_trait;
 use bollard::container::LogOutput;
@@ -33,7 +33,7 @@ const ICC_OPTION: &str = "com.docker.network.bridge.enable_icc";
 /// The Docker engine, reached over its Unix socket, or over TCP (with or without TLS).
 #[derive(Debug, Clone)]
 pub struct DockerEngine {
-    docker: Docker,
+    pub(crate) docker: Docker,
     timeout: Duration,
 }
 
@@ -109,7 +109,7 @@ impl DockerEngine {
 
     /// `request`, failed with [`EngineError::TimedOut`] if the engine takes longer than
     /// the timeout (plus `extra`).
-    async fn bounded<T>(
+    pub(crate) async fn bounded<T>(
         &self,
         op: &'static str,
         extra: Duration,
@@ -122,7 +122,9 @@ impl DockerEngine {
     }
 
     /// What a network's inspection says.
-    fn network_of(network: bollard::models::NetworkInspect) -> Result<NetworkInfo, EngineError> {
+    pub(crate) fn network_of(
+        network: bollard::models::NetworkInspect,
+    ) -> Result<NetworkInfo, EngineError> {
         let id = network.id.ok_or_else(|| EngineError::Other {
             op: "inspect network",
             message: "the engine gave no id for a network".to_string(),
@@ -154,15 +156,22 @@ impl DockerEngine {
         })
     }
 
+    /// The bound on each request, as set by [`DockerEngine::with_timeout`].
+    pub(crate) fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     /// The API version in use after negotiation, e.g. `1.41`.
     pub fn api_version(&self) -> String {
         let v = self.docker.client_version();
         format!("{}.{}", v.major_version, v.minor_version)
     }
 
-    /// The id of the network named exactly `name` with the lowest id, after trying to
-    /// remove any other network of that name.
-    async fn canonical_network(&self, name: &str) -> Result<Option<String>, EngineError> {
+    /// The networks named exactly `name` (the engine's name filter matches substrings).
+    pub(crate) async fn networks_named(
+        &self,
+        name: &str,
+    ) -> Result<Vec<bollard::models::Network>, EngineError> {
         let filters = HashMap::from([("name".to_string(), vec![name.to_string()])]);
         let options = ListNetworksOptionsBuilder::default()
             .filters(&filters)
@@ -172,10 +181,19 @@ impl DockerEngine {
             .list_networks(Some(options))
             .await
             .map_err(|e| classify(Op("list networks"), e))?;
-        // The name filter matches substrings: keep exact names only.
-        let mut ids: Vec<String> = networks
+        Ok(networks
             .into_iter()
             .filter(|n| n.name.as_deref() == Some(name))
+            .collect())
+    }
+
+    /// The id of the network named exactly `name` with the lowest id, after trying to
+    /// remove any other network of that name.
+    async fn canonical_network(&self, name: &str) -> Result<Option<String>, EngineError> {
+        let mut ids: Vec<String> = self
+            .networks_named(name)
+            .await?
+            .into_iter()
             .filter_map(|n| n.id)
             .collect();
         ids.sort();
@@ -196,8 +214,16 @@ impl DockerEngine {
     }
 }
 
+/// The engine's filter for objects that carry every one of `labels`.
+pub(crate) fn label_filters(labels: &[(&str, &str)]) -> HashMap<String, Vec<String>> {
+    HashMap::from([(
+        "label".to_string(),
+        labels.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+    )])
+}
+
 /// Maps a bollard error to an [`EngineError`] with the operation as context.
-fn classify(op: Op, err: BollardError) -> EngineError {
+pub(crate) fn classify(op: Op, err: BollardError) -> EngineError {
     match err {
         BollardError::DockerResponseServerError {
             status_code,
@@ -226,7 +252,21 @@ fn classify(op: Op, err: BollardError) -> EngineError {
     }
 }
 
-fn not_found_or(id: &str, op: Op, err: BollardError) -> EngineError {
+/// `result`, with the engine's 404 (the object is gone, or never was) read as `gone`.
+pub(crate) fn gone_as<T>(
+    op: Op,
+    result: Result<T, BollardError>,
+    gone: T,
+) -> Result<T, EngineError> {
+    match result {
+        Err(BollardError::DockerResponseServerError {
+            status_code: 404, ..
+        }) => Ok(gone),
+        other => other.map_err(|err| classify(op, err)),
+    }
+}
+
+pub(crate) fn not_found_or(id: &str, op: Op, err: BollardError) -> EngineError {
     match err {
         BollardError::DockerResponseServerError {
             status_code: 404, ..
@@ -268,9 +308,23 @@ impl ContainerEngine for DockerEngine {
                 entrypoint: config.entrypoint.unwrap_or_default(),
                 cmd: config.cmd.unwrap_or_default(),
                 env: config.env.unwrap_or_default(),
+                digests: image.repo_digests.unwrap_or_default(),
             })
         })
         .await
+    }
+
+    fn pull_image(&self, reference: &str, auth: Option<RegistryAuth>) -> Progress {
+        self.pull(reference, auth)
+    }
+
+    fn push_image(&self, reference: &str, auth: Option<RegistryAuth>) -> Progress {
+        self.push(reference, auth)
+    }
+
+    async fn tag_image(&self, source: &str, target: &str) -> Result<(), EngineError> {
+        self.bounded("tag image", Duration::ZERO, self.tag(source, target))
+            .await
     }
 
     async fn ensure_network(
@@ -342,13 +396,11 @@ impl ContainerEngine for DockerEngine {
 
     async fn remove_network(&self, id: &str) -> Result<(), EngineError> {
         self.bounded("remove network", Duration::ZERO, async {
-            match self.docker.remove_network(id).await {
-                Ok(()) => Ok(()),
-                Err(BollardError::DockerResponseServerError {
-                    status_code: 404, ..
-                }) => Ok(()),
-                Err(other) => Err(classify(Op("remove network"), other)),
-            }
+            gone_as(
+                Op("remove network"),
+                self.docker.remove_network(id).await,
+                (),
+            )
         })
         .await
     }
@@ -636,13 +688,7 @@ impl ContainerEngine for DockerEngine {
 
     async fn list(&self, labels: &[(&str, &str)]) -> Result<Vec<ContainerSummary>, EngineError> {
         self.bounded("list containers", Duration::ZERO, async {
-            let filters = HashMap::from([(
-                "label".to_string(),
-                labels
-                    .iter()
-                    .map(|(k, v)| format!("{k}={v}"))
-                    .collect::<Vec<_>>(),
-            )]);
+            let filters = label_filters(labels);
             let options = ListContainersOptionsBuilder::default()
                 .all(true)
                 .filters(&filters)

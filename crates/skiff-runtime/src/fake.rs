@@ -3,8 +3,8 @@
 //! Proof that features work comes from the tests on the real engine, never from this.
 
 use crate::{
-    Attachment, ContainerEngine, ContainerSpec, ContainerState, ContainerSummary, EngineError,
-    ImageInfo, NetworkInfo, Output,
+    Attachment, Capabilities, ContainerEngine, ContainerSpec, ContainerState, ContainerSummary,
+    EngineError, ImageInfo, NetworkInfo, Output,
 };
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -45,6 +45,10 @@ pub struct FakeEngine {
     created: Mutex<Vec<ContainerSpec>>,
     /// Every operation, in order (`create`, `start`, `remove`, ...), for assertions.
     log: Mutex<Vec<String>>,
+    /// Images a registry has, by reference: a pull of one puts it on the engine.
+    registry: Mutex<HashMap<String, Script>>,
+    /// What it claims to be able to do (`None`: everything).
+    capabilities: Mutex<Option<Capabilities>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> parking_lot::MutexGuard<'_, T> {
@@ -55,6 +59,11 @@ impl FakeEngine {
     /// An engine with no images.
     pub fn new() -> Self {
         FakeEngine::default()
+    }
+
+    /// Makes it claim these capabilities (an engine like Swarm's, say).
+    pub fn set_capabilities(&self, capabilities: Capabilities) {
+        *lock(&self.capabilities) = Some(capabilities);
     }
 
     /// Registers an image under `reference` (and its id) that answers with `script`.
@@ -68,10 +77,17 @@ impl FakeEngine {
             entrypoint: vec!["/fn".to_string()],
             cmd: Vec::new(),
             env: Vec::new(),
+            digests: Vec::new(),
         };
         let mut images = lock(&self.images);
         images.insert(reference.to_string(), (info.clone(), script.clone()));
         images.insert(id, (info, script));
+    }
+
+    /// Puts an image in the registry under `reference`: it is not on the engine until a pull
+    /// of `reference` brings it there.
+    pub fn add_registry_image(&self, reference: &str, script: Script) {
+        lock(&self.registry).insert(reference.to_string(), script);
     }
 
     /// Containers that exist now.
@@ -121,6 +137,24 @@ impl FakeEngine {
         lock(&self.log).push(op.to_string());
     }
 
+    /// A pull or push of an image the fake has: one step, `status`; of any other: not found,
+    /// as a registry without it would say.
+    fn one_step(&self, reference: &str, status: String) -> crate::Progress {
+        let step = if lock(&self.images).contains_key(reference) {
+            Ok(crate::ImageProgress {
+                layer: None,
+                status,
+                current: None,
+                total: None,
+            })
+        } else {
+            Err(EngineError::ImageNotFound {
+                reference: reference.to_string(),
+            })
+        };
+        futures::stream::iter([step]).boxed()
+    }
+
     fn script_of(&self, id: &str) -> Result<Script, EngineError> {
         let image = lock(&self.containers)
             .get(id)
@@ -135,6 +169,10 @@ impl FakeEngine {
 
 #[async_trait]
 impl ContainerEngine for FakeEngine {
+    fn capabilities(&self) -> Capabilities {
+        lock(&self.capabilities).unwrap_or(Capabilities::ALL)
+    }
+
     async fn inspect_image(&self, reference: &str) -> Result<ImageInfo, EngineError> {
         lock(&self.images)
             .get(reference)
@@ -142,6 +180,40 @@ impl ContainerEngine for FakeEngine {
             .ok_or_else(|| EngineError::ImageNotFound {
                 reference: reference.to_string(),
             })
+    }
+
+    /// A pull of an image the fake has succeeds in one step; of any other, fails as a
+    /// registry without it would.
+    fn pull_image(&self, reference: &str, auth: Option<crate::RegistryAuth>) -> crate::Progress {
+        match auth {
+            Some(auth) => self.note(&format!("pull {reference} as {}", auth.username)),
+            None => self.note(&format!("pull {reference}")),
+        }
+        let pulled = lock(&self.registry).remove(reference);
+        if let Some(script) = pulled {
+            self.add_image(reference, script);
+        }
+        self.one_step(
+            reference,
+            format!("Status: Image is up to date for {reference}"),
+        )
+    }
+
+    fn push_image(&self, reference: &str, _auth: Option<crate::RegistryAuth>) -> crate::Progress {
+        self.note(&format!("push {reference}"));
+        self.one_step(reference, "Pushed".to_string())
+    }
+
+    async fn tag_image(&self, source: &str, target: &str) -> Result<(), EngineError> {
+        let mut images = lock(&self.images);
+        let image = images
+            .get(source)
+            .cloned()
+            .ok_or_else(|| EngineError::ImageNotFound {
+                reference: source.to_string(),
+            })?;
+        images.insert(target.to_string(), image);
+        Ok(())
     }
 
     async fn ping(&self) -> Result<(), EngineError> {

@@ -15,10 +15,8 @@ pub const INIT_PATH_IN_CONTAINER: &str = "/.skiff/init";
 /// versions sharing a directory never overwrite each other's file in use.
 pub fn install(dir: &Path) -> io::Result<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
-    let hash = INIT_BINARY.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3)
-    });
-    let path = dir.join(format!("skiff-init-{hash:016x}"));
+    let hash = binary_hash();
+    let path = dir.join(format!("skiff-init-{hash}"));
     if std::fs::metadata(&path)
         .map(|m| m.len() == INIT_BINARY.len() as u64)
         .unwrap_or(false)
@@ -26,11 +24,20 @@ pub fn install(dir: &Path) -> io::Result<PathBuf> {
         return Ok(path);
     }
     std::fs::create_dir_all(dir)?;
-    let partial = dir.join(format!(".skiff-init-{hash:016x}.{}", std::process::id()));
+    let partial = dir.join(format!(".skiff-init-{hash}.{}", std::process::id()));
     std::fs::write(&partial, INIT_BINARY)?;
     std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o755))?;
     std::fs::rename(&partial, &path)?;
     Ok(path)
+}
+
+/// A hash of [`INIT_BINARY`] (FNV-1a, 16 hex digits): what names its copies, so that
+/// skiffs of different versions never share one.
+pub fn binary_hash() -> String {
+    let hash = INIT_BINARY.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3)
+    });
+    format!("{hash:016x}")
 }
 
 /// Encodes a call's environment as the frame `skiff-init` reads before it runs the function:

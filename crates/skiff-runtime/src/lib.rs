@@ -4,17 +4,24 @@
 //! container with its limits and labels, attach to its stdio, start, wait, kill, remove and
 //! list. Every request but the wait for a container's exit (which its caller bounds) is
 //! bounded by a timeout in the implementation: a hung engine fails requests, never hangs
-//! them. [`docker::DockerEngine`] implements it on the Docker Engine API through bollard; the
+//! them. [`docker::DockerEngine`] implements it on the Docker Engine API through bollard, and
+//! [`swarm::SwarmEngine`] on Docker Swarm (an instance is a one-task service); the
 //! scheduling code is tested against fakes of the same trait.
 
+pub mod backoff;
 pub mod docker;
+mod docker_images;
 pub mod endpoint;
 mod error;
 #[cfg(feature = "fake")]
 pub mod fake;
+mod images;
 pub mod init;
+pub mod init_link;
+pub mod swarm;
 
 pub use error::EngineError;
+pub use images::{registry_of, split_reference, ImageProgress, Progress, RegistryAuth};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -36,6 +43,9 @@ pub struct ImageInfo {
     pub cmd: Vec<String>,
     /// The image's environment (`KEY=VALUE`).
     pub env: Vec<String>,
+    /// Its digests in registries (`REPOSITORY@sha256:...`): one for each registry it was
+    /// pulled from or pushed to.
+    pub digests: Vec<String>,
 }
 
 impl ImageInfo {
@@ -173,12 +183,51 @@ pub struct ContainerSummary {
     pub running: bool,
 }
 
+/// What an engine can do beyond the common operations, for the parts of skiff that adapt
+/// to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Containers can be frozen and thawed ([`ContainerEngine::pause`]).
+    pub pause: bool,
+    /// A network can keep the containers on it from reaching each other.
+    pub isolated_networks: bool,
+    /// A prepared container's stdin can be reached through [`ContainerEngine::attach`]: what
+    /// an `exec` function's calls go through. Every engine gives a container's output there.
+    pub attach: bool,
+}
+
+impl Capabilities {
+    /// Everything: a single Docker engine.
+    pub const ALL: Capabilities = Capabilities {
+        pause: true,
+        isolated_networks: true,
+        attach: true,
+    };
+}
+
 /// The operations skiff needs from a container engine.
 #[async_trait]
 pub trait ContainerEngine: Send + Sync + fmt::Debug + 'static {
+    /// What this engine can do beyond the common operations.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::ALL
+    }
+
     /// Resolves an image reference present on the engine. [`EngineError::ImageNotFound`] if
     /// it is not there, [`EngineError::InvalidReference`] if the engine refuses the reference.
     async fn inspect_image(&self, reference: &str) -> Result<ImageInfo, EngineError>;
+
+    /// Pulls `reference` from its registry (with `auth`, if given); the stream reports each
+    /// step and ends when the image is on the engine. A reference the registry does not
+    /// have ends it with [`EngineError::ImageNotFound`].
+    fn pull_image(&self, reference: &str, auth: Option<RegistryAuth>) -> Progress;
+
+    /// Pushes `reference`, an image on the engine, to the registry its name says (with
+    /// `auth`, if given); the stream reports each step.
+    fn push_image(&self, reference: &str, auth: Option<RegistryAuth>) -> Progress;
+
+    /// Gives the image `source` the further name `target` (`REPOSITORY[:TAG]`).
+    async fn tag_image(&self, source: &str, target: &str) -> Result<(), EngineError>;
 
     /// Answers once the engine does (Docker's `/_ping`).
     async fn ping(&self) -> Result<(), EngineError>;
@@ -210,7 +259,9 @@ pub trait ContainerEngine: Send + Sync + fmt::Debug + 'static {
     /// Creates a container; returns its id.
     async fn create(&self, spec: &ContainerSpec) -> Result<String, EngineError>;
 
-    /// Attaches to a container's stdin, stdout and stderr (before start, to miss nothing).
+    /// Attaches to a container's stdin, stdout and stderr (before start, to miss nothing). The
+    /// output ends when the container is over. Where [`Capabilities::attach`] is false, the
+    /// stdin takes nothing (Swarm gives an instance's output from its service's logs).
     async fn attach(&self, id: &str) -> Result<Attachment, EngineError>;
 
     /// Starts a created container.

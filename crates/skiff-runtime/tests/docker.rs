@@ -160,3 +160,26 @@ async fn missing_images_and_containers_are_typed_errors() {
         .expect("list");
     assert!(listed.is_empty());
 }
+
+#[tokio::test]
+async fn names_the_engine_refuses_for_a_tag_are_invalid_references() {
+    if !skiff_testing::ready() {
+        return;
+    }
+    let engine = DockerEngine::connect().await.expect("connect");
+    for target in [
+        "0".repeat(300),
+        "0".repeat(64),
+        "UPPER/case".to_string(),
+        "ok/name:bad tag".to_string(),
+    ] {
+        let err = engine
+            .tag_image("skiff/hello:latest", &target)
+            .await
+            .expect_err("refused");
+        assert!(
+            matches!(err, EngineError::InvalidReference { .. }),
+            "{target}: {err:?}"
+        );
+    }
+}

@@ -42,6 +42,8 @@ pub struct CallFilter {
     pub since: Option<DateTime<Utc>>,
     /// At most this many (0 means [`DEFAULT_CALL_LIMIT`]; capped at [`MAX_CALL_LIMIT`]).
     pub limit: u32,
+    /// Only calls of the functions of this namespace.
+    pub namespace: Option<String>,
 }
 
 impl CallFilter {
@@ -148,7 +150,8 @@ const UPSERT_CALL_CONFLICT: &str = " ON CONFLICT (id) DO UPDATE SET
         start_ms = excluded.start_ms,
         caller = COALESCE(excluded.caller, calls.caller),
         parent = COALESCE(excluded.parent, calls.parent),
-        depth = CASE WHEN excluded.depth > calls.depth THEN excluded.depth ELSE calls.depth END";
+        depth = CASE WHEN excluded.depth > calls.depth THEN excluded.depth ELSE calls.depth END
+     WHERE calls.daemon IS NULL OR calls.daemon = excluded.daemon";
 
 impl Store {
     /// Writes a batch in one transaction: each record replaces the stored one with the
@@ -157,6 +160,11 @@ impl Store {
     /// go in multi-row statements, so a batch costs a few statements, not one per call.
     /// A record written as `succeeded` deletes its call's queue payload in the same
     /// transaction (see [`crate::queue`]).
+    ///
+    /// Fenced: a stored record is replaced only by the daemon it belongs to (or when it
+    /// belongs to none). A daemon taken over past its lease hands its calls to the daemon
+    /// that took it over, so, should it come back, what it writes of them is dropped: the
+    /// call queued again, or ended `interrupted`, stays as the takeover left it.
     pub async fn write_calls(&self, batch: &[CallWrite]) -> Result<(), StoreError> {
         if batch.is_empty() {
             return Ok(());
@@ -263,12 +271,20 @@ async fn write_rows(
             .filter(|id| logs.contains_key(id))
             .collect();
         for chunk in with_logs.chunks(ROWS_PER_STATEMENT) {
-            let mut insert = QueryBuilder::<DB>::new("INSERT INTO call_logs (call_id, logs) ");
+            // Only for the calls this daemon may write (the fence, as for their records).
+            let mut insert = QueryBuilder::<DB>::new(
+                "INSERT INTO call_logs (call_id, logs) SELECT v.column1, v.column2 FROM (",
+            );
             insert.push_values(chunk, |mut row, id| {
                 row.push_bind(id.hyphenated().to_string())
                     .push_bind(logs.get(id).copied().unwrap_or_default().to_vec());
             });
-            insert.push(" ON CONFLICT (call_id) DO UPDATE SET logs = excluded.logs");
+            insert
+                .push(
+                    ") AS v JOIN calls c ON c.id = v.column1 WHERE c.daemon IS NULL OR c.daemon = ",
+                )
+                .push_bind(daemon)
+                .push(" ON CONFLICT (call_id) DO UPDATE SET logs = excluded.logs");
             insert
                 .build()
                 .execute(&mut *conn)
@@ -312,6 +328,16 @@ impl Store {
             qb.push(" WHERE 1 = 1");
             if let Some(function) = &filter.function {
                 qb.push(" AND function = ").push_bind(function.clone());
+            }
+            if let Some(namespace) = &filter.namespace {
+                // Full names: `NAME` in the default namespace, `NS.NAME` in the others
+                // (namespace names hold no LIKE wildcard).
+                if namespace == skiff_core::access::DEFAULT_NAMESPACE {
+                    qb.push(" AND function NOT LIKE '%.%'");
+                } else {
+                    qb.push(" AND function LIKE ")
+                        .push_bind(format!("{namespace}.%"));
+                }
             }
             if let Some(status) = filter.status {
                 qb.push(" AND status = ").push_bind(status.as_str());
@@ -367,7 +393,7 @@ impl Store {
         let what = "interrupt unfinished calls";
         let mut tx = self.pool.begin().await.map_err(query(what))?;
         let me = self.my_id();
-        let done = interrupt_calls(&mut tx, self.own_calls(&me), now).await?;
+        let done = interrupt_calls(&mut tx, self.own_calls(&me), &me, now).await?;
         tx.commit().await.map_err(query(what))?;
         Ok(done)
     }
@@ -408,10 +434,12 @@ impl Store {
 }
 
 /// Marks the sync calls (those without a queue payload) still `queued` or `running` of
-/// `whose` as `interrupted`, finished at `now`; returns how many.
+/// `whose` as `interrupted`, finished at `now`, and hands their records to daemon `to`
+/// (the fence: the daemon that ran them can no longer write them); returns how many.
 pub(crate) async fn interrupt_calls(
     tx: &mut Tx,
     whose: Whose<'_>,
+    to: &str,
     now: DateTime<Utc>,
 ) -> Result<u64, StoreError> {
     let (owner, unowned, any) = whose.binds();
@@ -421,7 +449,8 @@ pub(crate) async fn interrupt_calls(
             error_type = $2,
             error_message = $3,
             finished_at = $4,
-            duration_ms = CASE WHEN $4 > received_at THEN $4 - received_at ELSE 0 END
+            duration_ms = CASE WHEN $4 > received_at THEN $4 - received_at ELSE 0 END,
+            daemon = $10
          WHERE status IN ($5, $6) AND id NOT IN (SELECT call_id FROM call_payloads)
             AND (daemon = $7 OR ($8 AND daemon IS NULL) OR $9)",
     )
@@ -434,6 +463,7 @@ pub(crate) async fn interrupt_calls(
     .bind(&owner)
     .bind(unowned)
     .bind(any)
+    .bind(to)
     .execute(&mut *conn)
     .await
     .map(|done| done.rows_affected()))
@@ -691,6 +721,39 @@ mod tests {
     }
 
     crate::testing::backend_tests! {
+    async fn list_calls_keeps_to_a_namespace(kit) {
+        let store = kit.store().await;
+        let records: Vec<CallRecord> = ["f", "team-a.f", "team-a.g", "team-b.f"]
+            .iter()
+            .enumerate()
+            .map(|(i, f)| call(f, Trigger::Http, i as i64 * 1000))
+            .collect();
+        let batch: Vec<CallWrite> = records.iter().map(|r| write(r, None)).collect();
+        store.write_calls(&batch).await.expect("write");
+        let of = |namespace: &str| {
+            let store = store.clone();
+            let filter = CallFilter {
+                namespace: Some(namespace.to_string()),
+                ..CallFilter::default()
+            };
+            async move {
+                let mut functions: Vec<String> = store
+                    .list_calls(&filter)
+                    .await
+                    .expect("list")
+                    .into_iter()
+                    .map(|r| r.function)
+                    .collect();
+                functions.sort();
+                functions
+            }
+        };
+        assert_eq!(of("default").await, ["f"]);
+        assert_eq!(of("team-a").await, ["team-a.f", "team-a.g"]);
+        assert_eq!(of("team-b").await, ["team-b.f"]);
+        assert!(of("team").await.is_empty());
+    }
+
     async fn list_calls_filters_pages_and_sorts_newest_first(kit) {
         let store = kit.store().await;
         let mut all = Vec::new();

@@ -116,15 +116,29 @@ pub(crate) async fn register(
     Ok(id)
 }
 
+/// What a heartbeat found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Beat {
+    /// The daemon is listed alive.
+    Alive,
+    /// The daemon was not listed, and is now: its first heartbeat, or, later, the end of a
+    /// takeover of it (its calls went to other daemons and its containers were removed
+    /// while it was silent).
+    Listed,
+    /// Another daemon is taking its calls and containers over: its lease ran out.
+    TakenOver,
+}
+
+/// How long a takeover waits for a row another connection holds (see [`Store::take_over`]).
+const TAKEOVER_LOCK_TIMEOUT: &str = "SET LOCAL lock_timeout = '10s'";
+
 impl Store {
-    /// Says this daemon is alive at `now`, listening at `address`. False when it is not
-    /// alive as far as the store knows: its lease ran out and another daemon is taking its
-    /// calls and containers over.
+    /// Says this daemon is alive at `now`, listening at `address` (see [`Beat`]).
     pub async fn heartbeat(
         &self,
         address: Option<&str>,
         now: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Beat, StoreError> {
         let me = self.me.lock().clone();
         let home = if me.home.is_empty() {
             format!("daemon {}", me.id)
@@ -146,7 +160,7 @@ impl Store {
             .await
             .map_err(query(what))?;
             if beat.rows_affected() == 1 {
-                return Ok(true);
+                return Ok(Beat::Alive);
             }
             // Not there: its first heartbeat (SQLite), or its row was removed after a
             // takeover. There but not alive: being taken over.
@@ -162,7 +176,11 @@ impl Store {
             .execute(pool)
             .await
             .map_err(query(what))?;
-            Ok(inserted.rows_affected() == 1)
+            Ok(if inserted.rows_affected() == 1 {
+                Beat::Listed
+            } else {
+                Beat::TakenOver
+            })
         })
     }
 
@@ -222,6 +240,15 @@ impl Store {
     ) -> Result<Option<Recovered>, StoreError> {
         let what = "take over a daemon past its lease";
         let mut tx = self.pool.begin().await.map_err(query(what))?;
+        // A lock the dead daemon holds is freed when the server ends its idle session; one
+        // that outlives that fails this takeover, and the next round tries again, rather
+        // than stalling the round.
+        if let crate::backend::Tx::Postgres(conn) = &mut tx {
+            sqlx::query(TAKEOVER_LOCK_TIMEOUT)
+                .execute(&mut **conn)
+                .await
+                .map_err(query(what))?;
+        }
         let taken = on_tx!(&mut tx, |conn, DB| sqlx::query(
             "UPDATE daemons SET state = $1, heartbeat_at = $2
              WHERE id = $3 AND heartbeat_at < $4 AND state <> $5",
@@ -239,9 +266,12 @@ impl Store {
             tx.rollback().await.map_err(query(what))?;
             return Ok(None);
         }
+        // The calls recovered become this daemon's: the dead one, should it come back,
+        // can no longer write their records (see `Store::write_calls`).
         let whose = crate::calls::Whose::Of(dead);
-        let requeued = crate::queue::requeue_running(&mut tx, whose).await?;
-        let interrupted = crate::calls::interrupt_calls(&mut tx, whose, now).await?;
+        let me = self.my_id();
+        let requeued = crate::queue::requeue_running(&mut tx, whose, &me).await?;
+        let interrupted = crate::calls::interrupt_calls(&mut tx, whose, &me, now).await?;
         tx.commit().await.map_err(query(what))?;
         Ok(Some(Recovered {
             requeued,
@@ -362,7 +392,9 @@ mod tests {
         let a = kit.shared_store().await;
         a.bind_daemon_id("/srv/a").await.expect("bind a");
         let now = Utc::now();
-        assert!(a.heartbeat(Some("127.0.0.1:8080"), now).await.expect("beat"));
+        let first = a.heartbeat(Some("127.0.0.1:8080"), now).await.expect("beat");
+        // Listed at its first beat on SQLite; by `bind_daemon_id` on PostgreSQL.
+        assert!(matches!(first, Beat::Alive | Beat::Listed), "{first:?}");
         let listed = a.daemons().await.expect("daemons");
         assert_eq!(listed.len(), 1);
         assert_eq!(listed[0].id, a.daemon_id().await.expect("id"));
@@ -389,16 +421,18 @@ mod tests {
         a.enqueue_all(&[(a_async.clone(), payload()), (b_async.clone(), payload())])
             .await
             .expect("enqueue");
-        assert_eq!(a.claim(now, 1).await.expect("claim").len(), 1);
+        let a_claimed = a.claim(now, 1).await.expect("claim");
+        assert_eq!(a_claimed.len(), 1);
+        let a_claimed = a_claimed[0].record.clone();
         assert_eq!(b.claim(now, 1).await.expect("claim").len(), 1);
         let (a_sync, b_sync) = (call(Trigger::Http, CallStatus::Running), call(Trigger::Http, CallStatus::Running));
         a.write_calls(&[CallWrite { record: a_sync.clone(), logs: None }]).await.expect("write");
         b.write_calls(&[CallWrite { record: b_sync.clone(), logs: None }]).await.expect("write");
 
         // a goes silent; b and c beat.
-        assert!(a.heartbeat(None, now - Duration::seconds(60)).await.expect("beat"));
-        assert!(b.heartbeat(None, now).await.expect("beat"));
-        assert!(c.heartbeat(None, now).await.expect("beat"));
+        assert_eq!(a.heartbeat(None, now - Duration::seconds(60)).await.expect("beat"), Beat::Alive);
+        assert_eq!(b.heartbeat(None, now).await.expect("beat"), Beat::Alive);
+        assert_eq!(c.heartbeat(None, now).await.expect("beat"), Beat::Alive);
         let cutoff = now - Duration::seconds(15);
         assert_eq!(b.expired_daemons(cutoff).await.expect("expired"), vec![a_id.clone()]);
         assert!(a.expired_daemons(cutoff).await.expect("expired").is_empty(), "not itself");
@@ -407,12 +441,31 @@ mod tests {
         let recovered = b.take_over(&a_id, cutoff, now).await.expect("take over");
         assert_eq!(recovered, Some(Recovered { requeued: 1, interrupted: 1 }));
         assert_eq!(c.take_over(&a_id, cutoff, now).await.expect("again"), None);
-        assert!(!a.heartbeat(None, now).await.expect("beat"), "a lost its lease");
+        assert_eq!(a.heartbeat(None, now).await.expect("beat"), Beat::TakenOver, "a lost its lease");
         assert_eq!(status(&b, &a_sync).await, CallStatus::Failed);
-        let a_claimed_id = [a_async.id, b_async.id];
+
+        // Fenced: a, back, finishes what it was running; its writes are dropped, the
+        // requeued call keeps its payload and the sync call stays interrupted.
+        let finished = |r: &CallRecord| {
+            let mut r = r.clone();
+            r.status = CallStatus::Succeeded;
+            r.finished_at = Some(now);
+            CallWrite { record: r, logs: Some(b"stale".to_vec()) }
+        };
+        a.write_calls(&[finished(&a_claimed), finished(&a_sync)]).await.expect("write");
+        assert_eq!(status(&b, &a_claimed).await, CallStatus::Queued);
+        assert!(b.payload(a_claimed.id).await.expect("payload").is_some(), "the payload stays");
+        assert_eq!(status(&b, &a_sync).await, CallStatus::Failed);
+        assert_ne!(b.call_logs(a_sync.id).await.expect("logs").as_deref(), Some(&b"stale"[..]));
+
         let requeued = b.claim(now, 10).await.expect("claim");
         assert_eq!(requeued.len(), 1, "a's async call is queued again");
-        assert!(a_claimed_id.contains(&requeued[0].record.id));
+        assert_eq!(requeued[0].record.id, a_claimed.id);
+        assert_eq!(requeued[0].payload.body, b"x");
+        // Its new runner writes it.
+        b.write_calls(&[finished(&requeued[0].record)]).await.expect("write");
+        assert_eq!(status(&b, &a_claimed).await, CallStatus::Succeeded);
+        assert!(b.payload(a_claimed.id).await.expect("payload").is_none());
         // b's own calls are untouched, and its start-up recovery touches only its own.
         assert_eq!(status(&b, &b_sync).await, CallStatus::Running);
         assert_eq!(c.interrupt_unfinished_calls(now).await.expect("interrupt"), 0);
@@ -422,7 +475,7 @@ mod tests {
         let listed = c.daemons().await.expect("daemons");
         let of = |id: &str| listed.iter().find(|d| d.id == id).cloned().expect("listed");
         assert_eq!(of(&a_id).state, DaemonState::Recovering);
-        assert_eq!(of(&b_id).running_calls, 3, "its sync call and two async calls");
+        assert_eq!(of(&b_id).running_calls, 2, "its sync call and its async call");
 
         // a's data directory started again during the takeover: a new id.
         let again = kit.reopen().await;
@@ -431,6 +484,8 @@ mod tests {
         b.forget_daemon(&a_id).await.expect("forget");
         let ids: Vec<String> = c.daemons().await.expect("daemons").into_iter().map(|d| d.id).collect();
         assert!(!ids.contains(&a_id), "{ids:?}");
+        // a, still running under its old id, stays out: its home has a daemon again.
+        assert_eq!(a.heartbeat(None, now).await.expect("beat"), Beat::TakenOver);
         // A clean stop leaves the list, and is never taken over; a restart there keeps
         // the id.
         c.leave().await.expect("leave");
@@ -444,7 +499,7 @@ mod tests {
         let c_again = kit.reopen().await;
         c_again.bind_daemon_id("/srv/c").await.expect("bind");
         assert_eq!(c_again.my_id(), c.my_id());
-        assert!(c_again.heartbeat(None, now).await.expect("beat"));
+        assert_eq!(c_again.heartbeat(None, now).await.expect("beat"), Beat::Alive);
         assert!(b.daemons().await.expect("daemons").iter().any(|d| d.id == c.my_id()));
     }
 
@@ -482,5 +537,61 @@ mod tests {
             }
         }
     }
+    }
+
+    /// A daemon stopped in the middle of a transaction (paused, partitioned) holds the rows
+    /// it locked; the server ends its idle session, and the takeover goes through.
+    #[tokio::test]
+    async fn a_takeover_is_not_held_up_by_a_transaction_the_silent_daemon_left_open() {
+        let Some(mut kit) = crate::testing::Kit::postgres("a_takeover_is_not_held_up") else {
+            return;
+        };
+        let a = kit.shared_store().await;
+        a.bind_daemon_id("/srv/a").await.expect("bind a");
+        let b = kit.reopen().await;
+        b.bind_daemon_id("/srv/b").await.expect("bind b");
+        let now = Utc::now();
+        let queued = call(Trigger::Async, CallStatus::Queued);
+        a.enqueue_all(&[(queued.clone(), payload())])
+            .await
+            .expect("enqueue");
+        assert_eq!(a.claim(now, 1).await.expect("claim").len(), 1);
+        assert_eq!(
+            a.heartbeat(None, now - Duration::seconds(60))
+                .await
+                .expect("beat"),
+            Beat::Alive
+        );
+
+        // a stops between two statements of a transaction that locked its call.
+        let mut open = a.pool.begin().await.expect("begin");
+        let locked: Vec<String> = crate::backend::on_tx!(&mut open, |conn, DB| sqlx::query_scalar(
+            "SELECT CAST(id AS TEXT) FROM calls WHERE daemon = $1 FOR UPDATE"
+        )
+        .bind(a.my_id())
+        .fetch_all(&mut *conn)
+        .await)
+        .expect("lock");
+        assert_eq!(locked.len(), 1);
+
+        let cutoff = now - Duration::seconds(15);
+        let recovered = tokio::time::timeout(
+            std::time::Duration::from_secs(60),
+            b.take_over(&a.my_id(), cutoff, now),
+        )
+        .await;
+        // Its session is gone by now; ending the transaction (or finding it ended) first
+        // lets the schema be dropped whatever the outcome.
+        let _ = open.rollback().await;
+        let recovered = recovered
+            .expect("the takeover waited on the silent daemon's locks")
+            .expect("take over");
+        assert_eq!(
+            recovered,
+            Some(Recovered {
+                requeued: 1,
+                interrupted: 0
+            })
+        );
     }
 }

@@ -14,6 +14,8 @@
 //! - secrets at rest ([`Store::use_keys`], [`Store::rotate_secret_key`]): function secrets
 //!   and the secrets of the Lambda API's access keys ([`Store::create_access_key`]) are
 //!   sealed with XChaCha20-Poly1305 ([`keys`]) before they reach the database.
+//! - credentials (hashed), the audit log and namespace quotas ([`Store::credential_by_hash`],
+//!   [`Store::write_audit`], [`Store::put_quota`]).
 //!
 //! Timestamps are stored as unix milliseconds (sub-millisecond precision is dropped), enums
 //! by their `as_str()` names, call ids as hyphenated lowercase UUIDv7 text (so they sort by
@@ -21,6 +23,7 @@
 //! has its embedded migrations, run on open; statements are written once for both (see
 //! `backend.rs`).
 
+mod access;
 mod access_keys;
 mod backend;
 mod calls;
@@ -41,11 +44,12 @@ mod triggers;
 #[cfg(test)]
 mod testing;
 
+pub use access::{AuditFilter, Credential, CredentialKind, DEFAULT_AUDIT_LIMIT, MAX_AUDIT_LIMIT};
 pub use access_keys::AccessKeyRecord;
 pub use backend::Backend;
 pub use calls::{CallFilter, CallWrite, DEFAULT_CALL_LIMIT, INTERRUPTED_MESSAGE, MAX_CALL_LIMIT};
 pub use changes::{Change, Changes};
-pub use daemons::{DaemonRecord, DaemonState, Recovered};
+pub use daemons::{Beat, DaemonRecord, DaemonState, Recovered};
 pub use data_dir::{DataDir, DataDirError};
 pub use error::StoreError;
 pub use instance_logs::{
@@ -75,6 +79,11 @@ const MAX_CONNECTIONS: u32 = 4;
 const MAX_PG_CONNECTIONS: u32 = 8;
 /// How long a daemon waits for a PostgreSQL connection (at start, or from a busy pool).
 const PG_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the server lets one of a daemon's transactions sit idle before it ends the
+/// session. A transaction of the store waits on nothing but the server between statements,
+/// so an idle one belongs to a daemon that stopped running (paused, partitioned): ending
+/// it frees the rows it locked, which a takeover of that daemon must update.
+const PG_IDLE_IN_TRANSACTION: Duration = Duration::from_secs(5);
 /// The `meta` key of the daemon id.
 const DAEMON_ID_KEY: &str = "daemon_id";
 /// The `meta` key of the identity of the data directory the daemon id belongs to.
@@ -138,7 +147,12 @@ impl Store {
             url: backend::redact(url),
             source,
         };
-        let options = PgConnectOptions::from_str(url).map_err(connect_error)?;
+        let options = PgConnectOptions::from_str(url)
+            .map_err(connect_error)?
+            .options([(
+                "idle_in_transaction_session_timeout",
+                format!("{}ms", PG_IDLE_IN_TRANSACTION.as_millis()),
+            )]);
         let pool = PgPoolOptions::new()
             .max_connections(MAX_PG_CONNECTIONS)
             .acquire_timeout(PG_ACQUIRE_TIMEOUT)
@@ -419,7 +433,12 @@ mod tests {
                 .fetch_all(pool)
                 .await
                 .expect("versions");
-        assert_eq!(versions, (1..=9).chain([11]).collect::<Vec<i64>>());
+        let embedded: Vec<i64> = backend::SQLITE_MIGRATIONS
+            .iter()
+            .map(|m| m.version)
+            .collect();
+        assert_eq!(versions, embedded);
+        assert_eq!(versions, (1..=11).collect::<Vec<i64>>());
         let daemon_column: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM pragma_table_info('calls') WHERE name = 'daemon'",
         )

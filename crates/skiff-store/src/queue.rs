@@ -392,7 +392,7 @@ impl Store {
         let what = "requeue interrupted calls";
         let mut tx = self.pool.begin().await.map_err(query(what))?;
         let me = self.my_id();
-        let done = requeue_running(&mut tx, self.own_calls(&me)).await?;
+        let done = requeue_running(&mut tx, self.own_calls(&me), &me).await?;
         tx.commit().await.map_err(query(what))?;
         Ok(done)
     }
@@ -518,14 +518,16 @@ impl Store {
 }
 
 /// Puts the calls of `whose` that came through the queue and are `running` back in the
-/// queue; returns how many.
+/// queue, as daemon `to`'s until one claims them (the fence: the daemon that ran them can
+/// no longer write their records); returns how many.
 pub(crate) async fn requeue_running(
     tx: &mut Tx,
     whose: crate::calls::Whose<'_>,
+    to: &str,
 ) -> Result<u64, StoreError> {
     let (owner, unowned, any) = whose.binds();
     on_tx!(tx, |conn, DB| sqlx::query(
-        "UPDATE calls SET status = $1
+        "UPDATE calls SET status = $1, daemon = $6
          WHERE status = $2 AND id IN (SELECT call_id FROM call_payloads)
             AND (daemon = $3 OR ($4 AND daemon IS NULL) OR $5)",
     )
@@ -534,6 +536,7 @@ pub(crate) async fn requeue_running(
     .bind(&owner)
     .bind(unowned)
     .bind(any)
+    .bind(to)
     .execute(&mut *conn)
     .await
     .map(|done| done.rows_affected()))
@@ -542,7 +545,8 @@ pub(crate) async fn requeue_running(
 
 /// Inside the transaction that records calls `ids` as `succeeded`: deletes their payloads,
 /// as a succeeded call never runs again, except those whose callback is still to be sent
-/// (they go once it is, in [`Store::finish_callback`]).
+/// (they go once it is, in [`Store::finish_callback`]) and those whose record was not
+/// written (fenced: a daemon taken over wrote it, and the call is queued again).
 pub(crate) async fn release_payloads(tx: &mut Tx, ids: &[Uuid]) -> Result<(), StoreError> {
     on_tx!(tx, |conn, DB| {
         for chunk in ids.chunks(PAYLOAD_ROWS) {
@@ -554,7 +558,10 @@ pub(crate) async fn release_payloads(tx: &mut Tx, ids: &[Uuid]) -> Result<(), St
             }
             delete
                 .push(") AND callback_state IS DISTINCT FROM ")
-                .push_bind(CALLBACK_PENDING);
+                .push_bind(CALLBACK_PENDING)
+                .push(" AND call_id IN (SELECT id FROM calls WHERE status = ")
+                .push_bind(CallStatus::Succeeded.as_str())
+                .push(")");
             delete
                 .build()
                 .execute(&mut *conn)

@@ -15,10 +15,7 @@ async fn main() {
     engine_ready();
     let calls = count("CALLS", 5000);
     let d = Daemon::start(skiff_bin!(), &["--max-concurrent-calls", "256"]).await;
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(128)
-        .build()
-        .expect("client");
+    let client = d.client_with(reqwest::Client::builder().pool_max_idle_per_host(128));
     d.deploy(
         "web",
         json!({"image": "skiff/echo-http:latest", "contract": "http", "readiness_path": "/ready",

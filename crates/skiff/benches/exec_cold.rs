@@ -51,7 +51,7 @@ async fn through_skiff(daemon: &Daemon, samples: usize, settle: Duration) -> Lat
             serde_json::json!({"image": IMAGE, "memory": "128Mi"}),
         )
         .await;
-    let client = reqwest::Client::new();
+    let client = daemon.client();
     let url = format!("{}/fn/hello", daemon.url);
     let mut times = Latencies::new();
     for i in 0..samples + WARM_UP {

@@ -115,7 +115,7 @@ async fn main() {
     .await;
     let direct = format!("http://{}/", instance_addr(&d, "web").await);
     let through = format!("{}/fn/web/", d.url);
-    let client = reqwest::Client::new();
+    let client = d.client();
     sequential(&client, &direct, 200).await;
     sequential(&client, &through, 200).await;
     let (mut direct_lat, mut skiff_lat) = (Latencies::new(), Latencies::new());
@@ -163,10 +163,7 @@ async fn main() {
     )
     .await;
     let burst_url = format!("{}/fn/burst/?sleep_ms=50", d.url);
-    let burst_client = reqwest::Client::builder()
-        .pool_max_idle_per_host(600)
-        .build()
-        .expect("client");
+    let burst_client = d.client_with(reqwest::Client::builder().pool_max_idle_per_host(600));
     let calls = (0..500).map(|_| {
         let client = burst_client.clone();
         let url = burst_url.clone();

@@ -36,7 +36,7 @@ async fn main() {
     engine_ready();
     let samples = count("SAMPLES", 1000);
     let d = Daemon::start(skiff_bin!(), &[]).await;
-    let client = reqwest::Client::new();
+    let client = d.client();
     for (name, extra) in [
         ("warm", json!({"min_instances": 1, "max_instances": 1})),
         (

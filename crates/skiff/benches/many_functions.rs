@@ -28,7 +28,7 @@ async fn main() {
     let n = count("FUNCTIONS", 1000);
     let d = Daemon::start(skiff_bin!(), &["--exec-prewarm", "0"]).await;
     let idle = rss_kib(d.pid());
-    let client = reqwest::Client::new();
+    let client = d.client();
     let started = Instant::now();
     for i in 0..n {
         let response = client

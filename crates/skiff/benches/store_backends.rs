@@ -41,7 +41,8 @@ async fn main() {
         "PostgreSQL, 1 daemon",
         measure(&client, &[&one], calls).await,
     ));
-    let two = Daemon::start(skiff_bin!(), &args).await;
+    let mut two = Daemon::start(skiff_bin!(), &args).await;
+    two.token = one.token.clone();
     rows.push((
         "PostgreSQL, 2 daemons",
         measure(&client, &[&one, &two], calls).await,
@@ -81,7 +82,8 @@ async fn measure(client: &reqwest::Client, daemons: &[&Daemon], calls: usize) ->
         .deploy(
             "web",
             json!({"image": "skiff/echo-http:latest", "contract": "http", "readiness_path": "/ready",
-                   "memory": "64Mi", "concurrency": 128, "min_instances": 1, "max_instances": 2}),
+                   "memory": "64Mi", "concurrency": 128, "min_instances": 1, "max_instances": 2,
+               "public": true}),
         )
         .await;
     for d in daemons {
@@ -138,6 +140,7 @@ async fn measure(client: &reqwest::Client, daemons: &[&Daemon], calls: usize) ->
                     "{}/v1/calls?function=web&status={status}&limit=1",
                     first.url
                 ))
+                .bearer_auth(&first.token)
                 .send()
                 .await
                 .expect("calls")
@@ -158,6 +161,7 @@ async fn measure(client: &reqwest::Client, daemons: &[&Daemon], calls: usize) ->
         let started = Instant::now();
         let response = client
             .post(format!("{}/fn/web/", d.url))
+            .bearer_auth(&d.token)
             .header("Prefer", "respond-async")
             .body("x")
             .send()
@@ -170,6 +174,7 @@ async fn measure(client: &reqwest::Client, daemons: &[&Daemon], calls: usize) ->
         loop {
             let record: Value = client
                 .get(format!("{}/v1/calls/{id}", d.url))
+                .bearer_auth(&d.token)
                 .send()
                 .await
                 .expect("get")

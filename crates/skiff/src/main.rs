@@ -4,6 +4,8 @@
 //! from the library crates, and the client commands in [`commands`] talk to a daemon
 //! through its public HTTP API.
 
+mod access;
+mod cli_config;
 mod client;
 mod commands;
 mod output;
@@ -27,6 +29,13 @@ struct Cli {
 enum Command {
     /// Run the daemon: management API, public routes, scheduler and store.
     Serve(Box<serve::ServeArgs>),
+    /// On a Swarm node: write skiff-init into DIR (a volume exec tasks mount), then wait
+    /// until stopped. skiff runs it as a global service; not for people.
+    #[command(hide = true)]
+    InitCarrier {
+        /// Where to write it.
+        dir: std::path::PathBuf,
+    },
     #[command(flatten)]
     Client(commands::ClientCommand),
 }
@@ -50,6 +59,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Serve(args) => serve::run(*args).await,
+            Command::InitCarrier { dir } => serve::init_carrier(&dir).await,
             Command::Client(command) => commands::run(command, &cli.global, Cli::command).await,
         }
     });

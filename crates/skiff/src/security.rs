@@ -16,11 +16,27 @@ pub const CREDENTIALS_FILE: &str = "aws-credentials";
 /// The profile of that file.
 pub const PROFILE: &str = "skiff";
 
-/// Gives the store the keys of secrets at rest: `SKIFF_SECRET_KEY`, or else the key file
-/// of the data directory (made at the first start). Secrets an older skiff kept in plain
-/// text are encrypted now.
+/// The variable naming a file that holds what `SKIFF_SECRET_KEY` would (a Docker secret).
+const KEY_FILE_ENV: &str = "SKIFF_SECRET_KEY_FILE";
+
+/// Gives the store the keys of secrets at rest: `SKIFF_SECRET_KEY`, or the file
+/// `SKIFF_SECRET_KEY_FILE` names, or else the key file of the data directory (made at the
+/// first start). Secrets an older skiff kept in plain text are encrypted now.
 pub async fn use_keys(store: &Store, data_dir: &DataDir) -> Result<()> {
-    let env = std::env::var(KEY_ENV).ok();
+    let env = match std::env::var(KEY_ENV).ok() {
+        Some(keys) => Some(keys),
+        None => match std::env::var_os(KEY_FILE_ENV).filter(|p| !p.is_empty()) {
+            Some(path) => Some(
+                std::fs::read_to_string(&path)
+                    .with_context(|| {
+                        format!("cannot read {KEY_FILE_ENV} ({})", path.to_string_lossy())
+                    })?
+                    .trim()
+                    .to_string(),
+            ),
+            None => None,
+        },
+    };
     let keys = SecretKeys::load(env.as_deref(), data_dir.path())?;
     let source = keys.source().to_string();
     let found = store.use_keys(keys).await?;

@@ -33,7 +33,7 @@ async fn an_async_call_is_accepted_then_runs() {
     };
     d.deploy("hello", json!({"image": "skiff/hello:latest"}))
         .await;
-    let client = reqwest::Client::new();
+    let client = d.client();
     let id = enqueue(
         &client,
         &format!("{}/v1/functions/hello/invoke", d.url),
@@ -70,14 +70,19 @@ async fn a_failing_async_call_is_retried_then_dead_then_redriven() {
         json!({"image": "skiff/testfn:latest", "env": {"MODE": "exit"}}),
     )
     .await;
-    let client = reqwest::Client::new();
+    let client = d.client();
     let id = enqueue(&client, &format!("{}/v1/functions/fail/invoke", d.url), "").await;
     let dead = d.wait_call(&id, "dead", Duration::from_secs(60)).await;
     assert_eq!(
         dead["attempt"], 3,
         "1 attempt + 2 retries by default: {dead}"
     );
-    assert_eq!(dead["error_type"], "function_error");
+    assert_eq!(
+        dead["error_type"],
+        "function_error",
+        "the last attempt ran and failed: {dead}\n{}",
+        d.log()
+    );
     let redriven = client
         .post(format!("{}/v1/calls/{id}/redrive", d.url))
         .send()
@@ -122,7 +127,7 @@ async fn a_succeeded_calls_payload_is_deleted_and_a_dead_ones_kept_for_redrive()
     let failing = json!({"image": "skiff/testfn:latest", "env": {"MODE": "exit"}, "retries": 0});
     d.deploy("ok", echo.clone()).await;
     d.deploy("flaky", failing).await;
-    let client = reqwest::Client::new();
+    let client = d.client();
     let ok = enqueue(
         &client,
         &format!("{}/v1/functions/ok/invoke", d.url),
@@ -180,10 +185,7 @@ async fn ten_thousand_accepted_async_calls_survive_sigkill() {
                "memory": "64Mi", "concurrency": 64, "max_instances": 2, "min_instances": 1}),
     )
     .await;
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(64)
-        .build()
-        .expect("client");
+    let client = d.client_with(reqwest::Client::builder().pool_max_idle_per_host(64));
     // Each call takes 100 ms and at most 64 run at once (about 16 s for all), so that the
     // queue still holds work when the daemon is killed, however fast the enqueueing.
     let url = format!("{}/fn/web/?sleep_ms=100", d.url);
@@ -343,7 +345,7 @@ async fn an_async_call_keeps_its_result_and_sends_it_to_its_callback() {
     .await;
     // The receiver refuses the first try: the callback is tried again.
     let (hook_url, mut hooks) = receiver(1).await;
-    let client = reqwest::Client::new();
+    let client = d.client();
     let accepted = d
         .call_async(
             "/v1/functions/echo/invoke",
@@ -422,7 +424,7 @@ async fn async_calls_older_than_their_max_event_age_are_given_up() {
         json!({"image": "skiff/testfn:latest", "max_event_age": "1s"}),
     )
     .await;
-    let client = reqwest::Client::new();
+    let client = d.client();
     let failing = enqueue(&client, &format!("{}/v1/functions/fail/invoke", d.url), "").await;
     let dead = d.wait_call(&failing, "dead", Duration::from_secs(60)).await;
     let attempts = dead["attempt"].as_u64().expect("attempt");
@@ -461,6 +463,7 @@ async fn async_calls_older_than_their_max_event_age_are_given_up() {
         json!({"image": "skiff/testfn:latest", "max_event_age": "1s"}),
     )
     .await;
+    let client = d.client();
     let slow = enqueue(&client, &format!("{}/v1/functions/slow/invoke", d.url), "").await;
     d.wait_call(&slow, "running", Duration::from_secs(30)).await;
     let late = enqueue(
@@ -489,7 +492,7 @@ async fn an_http_function_answering_5xx_is_retried_and_its_answers_kept() {
                "memory": "64Mi", "retries": 1}),
     )
     .await;
-    let client = reqwest::Client::new();
+    let client = d.client();
     let failing = enqueue(&client, &format!("{}/fn/web/status/503", d.url), "").await;
     let dead = d.wait_call(&failing, "dead", Duration::from_secs(60)).await;
     assert_eq!(dead["attempt"], 2, "1 attempt + 1 retry: {dead}");

@@ -68,8 +68,9 @@ fn call_in_background(
     name: &str,
 ) -> tokio::task::JoinHandle<reqwest::Result<reqwest::Response>> {
     let url = format!("{}/fn/{name}", d.url);
+    let client = d.client();
     tokio::spawn(async move {
-        reqwest::Client::new()
+        client
             .post(url)
             .timeout(Duration::from_secs(100))
             .send()
@@ -101,10 +102,8 @@ async fn an_exec_call_whose_caller_hangs_up_is_stopped_recorded_and_cleaned_up()
     let d = Daemon::start(skiff_bin!(), &[]).await;
     d.deploy("sleeper", sleeper("60s")).await;
     // The caller gives up after 3 s, as `curl -m 3` does.
-    let hung_up = reqwest::Client::builder()
-        .timeout(Duration::from_secs(3))
-        .build()
-        .expect("client")
+    let hung_up = d
+        .client_with(reqwest::Client::builder().timeout(Duration::from_secs(3)))
         .post(format!("{}/fn/sleeper", d.url))
         .body("x")
         .send()
@@ -131,7 +130,7 @@ async fn an_http_call_whose_caller_hangs_up_is_recorded_as_such() {
         json!({"image": "skiff/echo-http:latest", "contract": "http", "timeout": "60s"}),
     )
     .await;
-    let client = reqwest::Client::new();
+    let client = d.client();
     // Warm: an instance is up.
     let warm = client
         .get(format!("{}/fn/web/warm", d.url))
@@ -237,7 +236,8 @@ async fn a_function_calling_itself_is_stopped_at_the_depth_limit() {
                "env": {"MODE": "call", "TARGET": "ouroboros"}}),
     )
     .await;
-    let answer = reqwest::Client::new()
+    let answer = d
+        .client()
         .post(format!("{}/fn/ouroboros", d.url))
         .body("round and round")
         .send()
@@ -294,7 +294,8 @@ async fn a_callee_never_gets_more_time_than_its_caller_has_left() {
                "env": {"MODE": "call", "TARGET": "slow"}}),
     )
     .await;
-    let answer = reqwest::Client::new()
+    let answer = d
+        .client()
         .post(format!("{}/fn/impatient", d.url))
         .send()
         .await

@@ -11,6 +11,7 @@ fn skiff(d: &Daemon, args: &[&str], stdin: &[u8]) -> Output {
     let mut child = Command::new(skiff_bin!())
         .args(args)
         .env("SKIFF_URL", &d.url)
+        .env("SKIFF_CLI_CONFIG", d.cli_config())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

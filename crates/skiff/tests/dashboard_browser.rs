@@ -199,6 +199,24 @@ async fn the_dashboard_shows_functions_calls_logs_and_redrives_in_a_browser() {
     let browser = driver.browser().await;
     let url = |path: &str| format!("{}{path}", daemon.url);
 
+    // Without a session, a page leads to the login form; the admin token signs in.
+    browser.goto(&url("/")).await.expect("open /");
+    wait_for(&browser, "input[name='token']").await;
+    browser
+        .find(Locator::Css("input[name='token']"))
+        .await
+        .expect("the token field")
+        .send_keys(&daemon.token)
+        .await
+        .expect("type the token");
+    browser
+        .find(Locator::Css("form button[type='submit']"))
+        .await
+        .expect("the sign-in button")
+        .click()
+        .await
+        .expect("sign in");
+
     // The overview lists every function, with its contract and its calls.
     browser.goto(&url("/")).await.expect("open /");
     for name in ["hello", "web", "broken"] {
@@ -328,6 +346,57 @@ async fn the_dashboard_shows_functions_calls_logs_and_redrives_in_a_browser() {
     browser.goto(&url("/")).await.expect("open /");
     wait_for(&browser, "a[href='/functions/hello']").await;
     screenshot(&browser, "overview-phone").await;
+
+    // A tenant's read token of team-a signs in through the form and sees team-a alone.
+    daemon
+        .deploy("team-a.tenant", json!({"image": "skiff/hello:latest"}))
+        .await;
+    let created = skiff_testing::Answer::of(
+        daemon
+            .request(reqwest::Method::POST, "/v1/tokens")
+            .json(&json!({"name": "tenant", "scopes": ["read"], "namespaces": ["team-a"]})),
+    )
+    .await;
+    assert!(created.status.is_success(), "{}", created.text());
+    let tenant = created.json()["secret"]
+        .as_str()
+        .expect("the token's secret")
+        .to_string();
+    browser
+        .set_window_size(1280, 1000)
+        .await
+        .expect("a laptop-sized window");
+    browser
+        .delete_all_cookies()
+        .await
+        .expect("forget the session");
+    browser.goto(&url("/login")).await.expect("open /login");
+    wait_for(&browser, "input[name='token']").await;
+    browser
+        .find(Locator::Css("input[name='token']"))
+        .await
+        .expect("the token field")
+        .send_keys(&tenant)
+        .await
+        .expect("type the token");
+    browser
+        .find(Locator::Css("form button[type='submit']"))
+        .await
+        .expect("the sign-in button")
+        .click()
+        .await
+        .expect("sign in");
+    wait_for(&browser, "a[href='/functions/team-a.tenant']").await;
+    let page = browser.source().await.expect("the page");
+    for other in ["/functions/hello", "/functions/web", "/functions/broken"] {
+        assert!(!page.contains(other), "{other} shown to team-a: {page}");
+    }
+    screenshot(&browser, "overview-tenant").await;
+    browser
+        .goto(&url("/functions/hello"))
+        .await
+        .expect("open another namespace's function");
+    wait_for_text(&browser, "Not found").await;
 
     browser.close().await.expect("close the browser");
     daemon.stop().await;

@@ -109,10 +109,7 @@ async fn calls_end_by_their_deadline_when_the_engine_hangs_and_readyz_says_so() 
     let echo = json!({"image": "skiff/testfn:latest", "timeout": "3s"});
     d.deploy("warm", echo.clone()).await;
     d.deploy("cold", echo).await;
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(60))
-        .build()
-        .expect("client");
+    let client = d.client_with(reqwest::Client::builder().timeout(Duration::from_secs(60)));
     let call = |name: &'static str| {
         let client = client.clone();
         let url = format!("{}/fn/{name}", d.url);

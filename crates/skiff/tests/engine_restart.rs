@@ -129,10 +129,7 @@ async fn an_engine_restart_under_load_fails_calls_with_a_typed_error_and_skiff_r
                "min_instances": 1, "timeout": "20s"}),
     )
     .await;
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(90))
-        .build()
-        .expect("client");
+    let client = d.client_with(reqwest::Client::builder().timeout(Duration::from_secs(90)));
     let url = |name: &str| format!("{}/fn/{name}", d.url);
     for name in ["web", "work", "greet"] {
         let answer = send(&client, &url(name)).await;

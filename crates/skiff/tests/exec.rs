@@ -83,7 +83,8 @@ async fn call_metadata_env_and_secrets_reach_the_function() {
                "env": {"MODE": "env", "GREETING": "hi"}, "secrets": {"API_TOKEN": "s3cret"}}),
     )
     .await;
-    let response = reqwest::Client::new()
+    let response = d
+        .client()
         .put(format!("{}/fn/env/some/path?x=1&y=two", d.url))
         .header("X-Trace-Id", "abc-123")
         .body("ignored")
@@ -286,14 +287,10 @@ async fn fifty_concurrent_calls_each_get_their_own_answer() {
     .await;
     let calls = (0..50).map(|i| {
         let url = format!("{}/fn/upper", d.url);
+        let client = d.client();
         async move {
             let body = format!("call number {i}\n");
-            let response = reqwest::Client::new()
-                .post(url)
-                .body(body)
-                .send()
-                .await
-                .expect("invoke");
+            let response = client.post(url).body(body).send().await.expect("invoke");
             (i, response.status(), response.text().await.expect("body"))
         }
     });
@@ -328,8 +325,9 @@ async fn calls_beyond_the_limit_and_queue_get_429() {
     )
     .await;
     let url = d.url.clone();
+    let client = d.client();
     let first = tokio::spawn(async move {
-        reqwest::Client::new()
+        client
             .post(format!("{url}/fn/slow"))
             .send()
             .await
@@ -490,8 +488,9 @@ async fn sigterm_lets_calls_in_flight_finish_then_removes_every_container() {
     )
     .await;
     let url = d.url.clone();
+    let client = d.client();
     let call = tokio::spawn(async move {
-        let response = reqwest::Client::new()
+        let response = client
             .post(format!("{url}/fn/slow"))
             .body("still here")
             .send()
@@ -585,6 +584,7 @@ async fn a_daemon_whose_log_pipe_is_gone_still_cleans_up_on_sigint() {
             "--data-dir",
         ])
         .arg(dir.path())
+        .env("SKIFF_CLI_CONFIG", dir.path().join("cli-config.toml"))
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -602,8 +602,10 @@ async fn a_daemon_whose_log_pipe_is_gone_still_cleans_up_on_sigint() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     assert!(!daemon_id.is_empty(), "the daemon started");
+    let token = std::fs::read_to_string(dir.path().join("admin.token")).expect("admin token");
     let status = reqwest::Client::new()
         .put(format!("{url}/v1/functions/hello"))
+        .bearer_auth(token.trim())
         .json(&json!({"image": "skiff/hello:latest"}))
         .send()
         .await

@@ -26,7 +26,10 @@ async fn exec_and_http_containers_get_the_api_url_and_their_own_token() {
         json!({"image": "skiff/echo-http:latest", "contract": "http"}),
     )
     .await;
-    let http: HashMap<String, String> = reqwest::get(format!("{}/fn/web/env", d.url))
+    let http: HashMap<String, String> = d
+        .client()
+        .get(format!("{}/fn/web/env", d.url))
+        .send()
         .await
         .expect("env")
         .json()
@@ -52,7 +55,7 @@ async fn a_function_calls_another_synchronously() {
         json!({"image": "skiff/testfn:latest", "env": {"MODE": "call", "TARGET": "target"}}),
     )
     .await;
-    let client = reqwest::Client::new();
+    let client = d.client();
     let answer = d.call("caller", "ping through two functions").await;
     assert_eq!(answer.status, StatusCode::OK);
     assert_eq!(answer.text(), "ping through two functions");
@@ -99,7 +102,7 @@ async fn the_function_api_needs_a_valid_token_and_only_invokes() {
         .await;
     let api = &env["SKIFF_API_URL"];
     let token = &env["SKIFF_TOKEN"];
-    let client = reqwest::Client::new();
+    let client = d.client();
     let invoke = format!("{api}/v1/functions/target/invoke");
 
     let mac = token.rsplit('.').next().expect("mac");

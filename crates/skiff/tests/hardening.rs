@@ -33,6 +33,7 @@ async fn serve_must_fail(data_dir: &Path, env: &[(&str, &str)]) -> String {
     let child = tokio::process::Command::new(skiff_bin!())
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
+        .env("SKIFF_CLI_CONFIG", data_dir.join("cli-config.toml"))
         .envs(env.iter().copied())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
@@ -537,7 +538,7 @@ async fn near_the_open_files_limit_calls_are_refused_with_429_not_failed() {
                "env": {"MODE": "sleep", "SLEEP_MS": "3000"}}),
     )
     .await;
-    let client = reqwest::Client::new();
+    let client = d.client();
     let calls = (0..60).map(|i| {
         let client = client.clone();
         let url = format!("{}/v1/functions/slow/invoke", d.url);
@@ -600,4 +601,36 @@ async fn near_the_open_files_limit_calls_are_refused_with_429_not_failed() {
     })
     .await;
     d.stop().await;
+}
+
+#[test]
+fn a_sigterm_while_the_daemon_starts_stops_it_cleanly_once_started() {
+    use std::io::BufRead;
+    if !skiff_testing::ready() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("dir");
+    let mut child = Command::new(skiff_bin!())
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .env("SKIFF_CLI_CONFIG", dir.path().join("cli-config.toml"))
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("skiff serve");
+    let mut lines = std::io::BufReader::new(child.stderr.take().expect("stderr")).lines();
+    // Its first line is logged once it listens for signals, long before it has started
+    // (connected to the engine, opened its store, bound its listeners).
+    let first = lines.next().expect("a first line").expect("read");
+    assert!(Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill")
+        .success());
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = child.wait().expect("wait");
+    let text = format!("{first}\n{}", rest.join("\n"));
+    assert!(status.success(), "{status}:\n{text}");
+    assert!(text.contains("SIGTERM received"), "{text}");
 }

@@ -21,7 +21,7 @@ async fn requests_are_proxied_with_method_path_query_headers_and_streaming_bodie
         return;
     };
     d.deploy("web", web(json!({}))).await;
-    let client = reqwest::Client::new();
+    let client = d.client();
     let response = client
         .patch(format!("{}/fn/web/some/path?x=1&y=two", d.url))
         .header("X-Trace", "abc")
@@ -156,8 +156,9 @@ async fn per_instance_concurrency_holds_and_instances_stay_within_max() {
         .await;
     let calls = (0..12).map(|_| {
         let url = format!("{}/fn/web/?sleep_ms=700", d.url);
+        let client = d.client();
         async move {
-            let response = reqwest::get(url).await.expect("call");
+            let response = client.get(url).send().await.expect("call");
             assert_eq!(response.status(), StatusCode::OK);
             response.json::<Value>().await.expect("json")
         }
@@ -186,10 +187,13 @@ async fn a_hundred_concurrent_calls_scale_up_within_max_and_none_is_lost() {
     d.deploy("web", web(json!({"concurrency": 5, "max_instances": 4})))
         .await;
     let url = d.url.clone();
+    let client = d.client();
     let watcher = tokio::spawn(async move {
         let mut most = 0;
         for _ in 0..40 {
-            let body: Value = reqwest::get(format!("{url}/v1/functions/web/instances"))
+            let body: Value = client
+                .get(format!("{url}/v1/functions/web/instances"))
+                .send()
                 .await
                 .expect("instances")
                 .json()
@@ -202,8 +206,9 @@ async fn a_hundred_concurrent_calls_scale_up_within_max_and_none_is_lost() {
     });
     let calls = (0..100).map(|i| {
         let url = format!("{}/fn/web/call/{i}?sleep_ms=200", d.url);
+        let client = d.client();
         async move {
-            let response = reqwest::get(url).await.expect("call");
+            let response = client.get(url).send().await.expect("call");
             (
                 response.status(),
                 response.json::<Value>().await.unwrap_or(Value::Null),
@@ -247,7 +252,8 @@ async fn min_instances_are_warm_from_deploy_and_idle_ones_scale_to_zero() {
     })
     .await;
     // Scaling to zero min: the idle instances go.
-    let response = reqwest::Client::new()
+    let response = d
+        .client()
         .post(format!("{}/v1/functions/web/scale", d.url))
         .json(&json!({"min_instances": 0}))
         .send()
@@ -363,8 +369,9 @@ async fn a_redeploy_finishes_calls_in_flight_then_drains_the_old_instances() {
     d.deploy("web", web(json!({"env": {"GEN": "1"}}))).await;
     let old = d.get("/fn/web/").await.json();
     let url = format!("{}/fn/web/?sleep_ms=1500", d.url);
+    let client = d.client();
     let slow = tokio::spawn(async move {
-        let response = reqwest::get(url).await.expect("slow call");
+        let response = client.get(url).send().await.expect("slow call");
         (
             response.status(),
             response.json::<Value>().await.unwrap_or(Value::Null),
@@ -440,9 +447,10 @@ async fn calls_beyond_the_queue_get_429_and_no_record_is_left_running() {
     .await;
     let slow = |delay: u64| {
         let url = format!("{}/fn/web/?sleep_ms=1500", d.url);
+        let client = d.client();
         async move {
             tokio::time::sleep(Duration::from_millis(delay)).await;
-            reqwest::get(url).await.expect("call").status()
+            client.get(url).send().await.expect("call").status()
         }
     };
     let (a, b, c) = tokio::join!(slow(0), slow(200), slow(400));
@@ -485,7 +493,7 @@ async fn a_streamed_response_is_cut_at_the_deadline_and_at_the_size_limit() {
         json!({"image": "skiff/echo-http:latest", "contract": "http", "timeout": "1s"}),
     )
     .await;
-    let client = reqwest::Client::new();
+    let client = d.client();
     // Fifty chunks 100 ms apart take five seconds: the stream is cut at the one-second
     // timeout, the caller sees it break, and the record says why.
     let response = client

@@ -114,8 +114,9 @@ async fn twenty_concurrent_invocations_get_twenty_distinct_correct_answers() {
         .await;
     let calls = (0..20).map(|i| {
         let url = format!("{}/fn/greeter", d.url);
+        let client = d.client();
         async move {
-            let response = reqwest::Client::new()
+            let response = client
                 .post(url)
                 .json(&json!({"name": format!("caller-{i}"), "sleep_ms": 100}))
                 .send()

@@ -3,7 +3,7 @@
 //! checked as AWS checks it (`tests/python/lambda_sigv4.py`); plain HTTP checks that no
 //! route of that API shows a secret's value.
 
-use skiff_testing::{skiff_bin, AwsKey, Daemon};
+use skiff_testing::{skiff_bin, Answer, AwsKey, Daemon};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
@@ -93,8 +93,9 @@ async fn the_lambda_api_checks_sigv4_as_aws_does() {
 
     // A key made with the CLI works with boto3; a wrong secret, an unknown key and a stale
     // date are refused as AWS refuses them.
-    let made = Command::new(skiff_bin!())
-        .args(["--url", &d.url, "--json", "tokens", "create", "--aws"])
+    let made = d
+        .cli()
+        .args(["--json", "tokens", "create", "--aws"])
         .args(["--description", "boto3 test"])
         .output()
         .expect("skiff tokens create");
@@ -122,7 +123,7 @@ async fn the_lambda_api_checks_sigv4_as_aws_does() {
         listed.contains(&id) && !listed.contains(&secret),
         "{listed}"
     );
-    let unsigned = d.get("/2015-03-31/functions/").await;
+    let unsigned = Answer::of(d.anonymous(reqwest::Method::GET, "/2015-03-31/functions/")).await;
     assert_eq!(unsigned.status, reqwest::StatusCode::FORBIDDEN);
     assert_eq!(
         unsigned.headers["x-amzn-errortype"],
@@ -162,8 +163,9 @@ async fn the_lambda_api_checks_sigv4_as_aws_does() {
         "{}",
         stale.text()
     );
-    let revoked = Command::new(skiff_bin!())
-        .args(["--url", &d.url, "tokens", "revoke", &id])
+    let revoked = d
+        .cli()
+        .args(["tokens", "revoke", &id])
         .output()
         .expect("skiff tokens revoke");
     assert!(
@@ -190,6 +192,106 @@ async fn the_lambda_api_checks_sigv4_as_aws_does() {
     d.stop().await;
 }
 
+#[tokio::test]
+async fn an_access_key_acts_in_its_own_namespace() {
+    if !skiff_testing::ready() {
+        return;
+    }
+    let d = Daemon::start(skiff_bin!(), &[]).await;
+    let echo = serde_json::json!({"image": "skiff/testfn:latest", "env": {"MODE": "echo"}});
+    d.deploy("hello", echo.clone()).await;
+    d.deploy("team-a.worker", echo).await;
+    let made = d
+        .cli()
+        .args(["--json", "-n", "team-a", "tokens", "create", "--aws"])
+        .output()
+        .expect("skiff tokens create");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let made: serde_json::Value = serde_json::from_slice(&made.stdout).expect("json");
+    assert_eq!(made["namespace"], "team-a");
+    let team_a = AwsKey {
+        id: made["id"].as_str().expect("id").to_string(),
+        secret: made["secret"].as_str().expect("secret").to_string(),
+    };
+    let now = std::time::SystemTime::now();
+    let get = |path: &'static str, key: AwsKey| {
+        let d = &d;
+        async move {
+            d.lambda_signed(reqwest::Method::GET, path, None, &key, now)
+                .await
+        }
+    };
+
+    // Its list and its names are those of team-a alone, by their plain names.
+    let listed = get("/2015-03-31/functions/", team_a.clone()).await;
+    assert_eq!(listed.status, reqwest::StatusCode::OK, "{}", listed.text());
+    let listed: serde_json::Value = serde_json::from_str(&listed.text()).expect("json");
+    let names: Vec<&str> = listed["Functions"]
+        .as_array()
+        .expect("Functions")
+        .iter()
+        .filter_map(|f| f["FunctionName"].as_str())
+        .collect();
+    assert_eq!(names, ["worker"], "{listed}");
+    let worker = get("/2015-03-31/functions/worker", team_a.clone()).await;
+    assert_eq!(worker.status, reqwest::StatusCode::OK, "{}", worker.text());
+    assert!(
+        worker.text().contains("\"FunctionName\":\"worker\""),
+        "{}",
+        worker.text()
+    );
+    let invoked = d
+        .lambda_signed(
+            reqwest::Method::POST,
+            "/2015-03-31/functions/worker/invocations",
+            Some(b"from team-a".to_vec()),
+            &team_a,
+            now,
+        )
+        .await;
+    assert_eq!(
+        invoked.status,
+        reqwest::StatusCode::OK,
+        "{}",
+        invoked.text()
+    );
+    assert_eq!(invoked.text(), "from team-a");
+
+    // The default namespace's function does not exist for it, nor team-a's for a key of
+    // the default namespace.
+    for (path, key) in [
+        ("/2015-03-31/functions/hello", team_a.clone()),
+        ("/2015-03-31/functions/default.hello", team_a.clone()),
+        ("/2015-03-31/functions/worker", d.aws_key()),
+        ("/2015-03-31/functions/team-a.worker", d.aws_key()),
+    ] {
+        let answer = get(path, key).await;
+        assert_ne!(
+            answer.status,
+            reqwest::StatusCode::OK,
+            "{path}: {}",
+            answer.text()
+        );
+        assert!(
+            answer.status.is_client_error(),
+            "{path}: {} {}",
+            answer.status,
+            answer.text()
+        );
+    }
+    let hidden = get("/2015-03-31/functions/hello", team_a).await;
+    assert_eq!(hidden.status, reqwest::StatusCode::NOT_FOUND);
+    assert_eq!(
+        hidden.headers["x-amzn-errortype"],
+        "ResourceNotFoundException"
+    );
+    d.stop().await;
+}
+
 /// The answer of one Lambda API request (signed with the daemon's first access key), as
 /// text.
 async fn lambda(
@@ -210,7 +312,7 @@ async fn no_lambda_route_shows_a_secret_and_updates_keep_them() {
         return;
     }
     let d = Daemon::start(skiff_bin!(), &[]).await;
-    let client = reqwest::Client::new();
+    let client = d.client();
     const SECRET: &str = "s3cret-value-9f2c";
     let created = d
         .put_function(

@@ -6,7 +6,7 @@
 use serde_json::json;
 use skiff_testing::{poll, Daemon};
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -18,8 +18,9 @@ struct Follower {
 
 impl Follower {
     fn start(daemon: &Daemon, name: &str) -> Follower {
-        let mut child = Command::new(skiff_testing::skiff_bin!())
-            .args(["--url", &daemon.url, "logs", "-f", name])
+        let mut child = daemon
+            .cli()
+            .args(["logs", "-f", name])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -171,14 +172,43 @@ async fn a_function_s_output_is_followed_kept_and_tied_to_its_calls() {
     .expect("the call's log holds what the instance wrote during it");
     assert!(!log.contains("first-call-line"), "{log}");
 
+    // Back to back, the output that trails one call's answer is read while the next call
+    // runs: a call's log never holds a line of a call after it (a line that trails past
+    // the next call's start is that call's).
+    let mut calls = Vec::new();
+    for n in 0..8 {
+        let answer = daemon.get(&format!("/fn/web/log?line=back-{n}-line")).await;
+        assert_eq!(answer.text(), "logged");
+        calls.push(answer.call_id().expect("a call id"));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut logs = Vec::new();
+    for call in &calls {
+        logs.push(daemon.get_text(&format!("/v1/calls/{call}/logs")).await);
+    }
+    for (n, log) in logs.iter().enumerate() {
+        for later in n + 1..calls.len() {
+            assert!(
+                !log.contains(&format!("back-{later}-line")),
+                "call {n}'s log holds call {later}'s line: {log}"
+            );
+        }
+        let own = format!("back-{n}-line");
+        assert!(
+            log.contains(&own) || logs.get(n + 1).is_some_and(|next| next.contains(&own)),
+            "call {n}'s line is in neither its log nor the next one's: {logs:?}"
+        );
+    }
+
     // `skiff logs ID` prints one call's log, as before.
     let exec_call = daemon
         .call_json("hello", &json!({"name": "Bob"}))
         .await
         .call_id()
         .expect("a call id");
-    let output = Command::new(skiff_testing::skiff_bin!())
-        .args(["--url", &daemon.url, "logs", &exec_call])
+    let output = daemon
+        .cli()
+        .args(["logs", &exec_call])
         .output()
         .expect("skiff logs ID");
     assert!(output.status.success());
@@ -187,14 +217,16 @@ async fn a_function_s_output_is_followed_kept_and_tied_to_its_calls() {
         "hello: greeting Bob\n"
     );
     // A name without -f is not a call id: one readable line, non-zero.
-    let output = Command::new(skiff_testing::skiff_bin!())
-        .args(["--url", &daemon.url, "logs", "hello"])
+    let output = daemon
+        .cli()
+        .args(["logs", "hello"])
         .output()
         .expect("skiff logs NAME");
     let stderr = skiff_testing::cli::assert_one_error_line(&output);
     assert!(stderr.contains("logs -f"), "{stderr}");
-    let output = Command::new(skiff_testing::skiff_bin!())
-        .args(["--url", &daemon.url, "logs", "-f", "nope"])
+    let output = daemon
+        .cli()
+        .args(["logs", "-f", "nope"])
         .output()
         .expect("skiff logs -f nope");
     skiff_testing::cli::assert_one_error_line(&output);

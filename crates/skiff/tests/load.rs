@@ -87,7 +87,7 @@ async fn a_thousand_async_calls_to_an_exec_function_all_succeed_and_leave_nothin
     )
     .await;
     let sampler = Sampler::start(&d, "work");
-    let client = reqwest::Client::new();
+    let client = d.client();
     let url = format!("{}/v1/functions/work/invoke", d.url);
     let enqueues = (0..1000).map(|i| {
         let (client, url) = (client.clone(), url.clone());
@@ -149,7 +149,7 @@ async fn five_hundred_sync_exec_calls_fifty_at_a_time_all_succeed() {
         json!({"image": "skiff/testfn:latest", "timeout": "30s"}),
     )
     .await;
-    let client = reqwest::Client::new();
+    let client = d.client();
     let url = format!("{}/v1/functions/echo/invoke", d.url);
     let calls = (0..500).map(|i| {
         let (client, url) = (client.clone(), url.clone());

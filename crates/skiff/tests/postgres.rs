@@ -70,7 +70,10 @@ async fn two_daemons(db: &TestDatabase, lease: &str) -> (Daemon, Daemon) {
             .start()
     };
     let first = start().await;
-    let second = start().await;
+    let mut second = start().await;
+    // The store had a token already: the second daemon made none.
+    assert!(second.token.is_empty());
+    second.token = first.token.clone();
     assert_ne!(
         first.id, second.id,
         "each data directory has an id of its own"
@@ -127,6 +130,7 @@ async fn a_function_deployed_through_one_daemon_is_served_by_the_other() {
     // `skiff cluster` lists both, marking the one that answered.
     let out = std::process::Command::new(skiff_bin!())
         .args(["cluster", "--url", &a.url])
+        .env("SKIFF_CLI_CONFIG", a.cli_config())
         .output()
         .expect("skiff cluster");
     assert!(out.status.success(), "{out:?}");
@@ -290,6 +294,137 @@ async fn a_daemon_killed_under_load_loses_no_call_and_its_containers_go_within_t
         "a left the list once taken over: {cluster}"
     );
     b.stop().await;
+}
+
+/// Sends `signal` (`STOP`, `CONT`) to daemon `d`.
+fn signal(d: &Daemon, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(d.pid().to_string())
+        .status()
+        .expect("kill");
+    assert!(status.success(), "kill -{signal}");
+}
+
+#[tokio::test]
+async fn a_daemon_paused_past_its_lease_is_fenced_when_it_comes_back() {
+    if !skiff_testing::ready() {
+        return;
+    }
+    let Some(db) = TestDatabase::create("skiff_fence").await else {
+        return;
+    };
+    let (a, b) = two_daemons(&db, "5s").await;
+    a.deploy(
+        "slow",
+        json!({"image": "skiff/testfn:latest", "env": {"MODE": "sleep", "SLEEP_MS": "1500"}}),
+    )
+    .await;
+    let seen = skiff_testing::poll(
+        Duration::from_secs(5),
+        Duration::from_millis(20),
+        async || {
+            b.get("/v1/functions/slow")
+                .await
+                .status
+                .is_success()
+                .then_some(())
+        },
+    )
+    .await;
+    assert!(seen.is_some(), "b never saw the deploy");
+    let mut ids = Vec::new();
+    for n in 0..20 {
+        let d = if n % 2 == 0 { &a } else { &b };
+        let accepted = d
+            .call_async("/v1/functions/slow/invoke", format!("call {n}"), None)
+            .await;
+        assert_eq!(accepted.status, StatusCode::ACCEPTED, "{}", accepted.text());
+        ids.push(accepted.call_id().expect("a call id"));
+    }
+    let busy = skiff_testing::poll(
+        Duration::from_secs(30),
+        Duration::from_millis(20),
+        async || (runs(&[&a]).len() >= 2).then_some(()),
+    )
+    .await;
+    assert!(busy.is_some(), "a never ran a call:\n{}", a.log());
+
+    // a stops answering (a long pause, a partitioned host) while it runs calls; b takes it
+    // over once the lease has run out.
+    signal(&a, "STOP");
+    let taken = skiff_testing::poll(
+        Duration::from_secs(30),
+        Duration::from_millis(50),
+        async || {
+            let cluster = b.get_json("/v1/cluster").await;
+            cluster["daemons"]
+                .as_array()
+                .is_some_and(|ds| {
+                    // Recovering, or gone once its containers are: not merely `expired`.
+                    ds.iter()
+                        .all(|d| d["id"] != a.id.as_str() || d["state"] == "recovering")
+                })
+                .then_some(())
+        },
+    )
+    .await;
+    if taken.is_none() {
+        signal(&a, "CONT");
+    }
+    assert!(taken.is_some(), "b never took a over:\n{}", b.log());
+    // Back, a finds itself fenced: what it writes of the calls taken from it is dropped,
+    // and it claims nothing until the store counts it alive again.
+    signal(&a, "CONT");
+    let fenced = skiff_testing::poll(
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        async || {
+            a.plain_log()
+                .contains("silent past its lease")
+                .then_some(())
+        },
+    )
+    .await;
+    assert!(
+        fenced.is_some(),
+        "a never found it was taken over:\n{}",
+        a.log()
+    );
+
+    // Every call ends succeeded, whoever ran it; none ran more than twice, and only those
+    // a was running when it stopped ran twice.
+    for id in &ids {
+        let record = b.wait_call(id, "succeeded", Duration::from_secs(120)).await;
+        assert_eq!(record["function"], "slow");
+    }
+    // The records stay final: nothing a wrote late turned one back.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for id in &ids {
+        let record = b.get_json(&format!("/v1/calls/{id}")).await;
+        assert_eq!(record["status"], "succeeded", "{record}");
+    }
+    let on_a = runs(&[&a]);
+    let all = runs(&[&a, &b]);
+    for (attempt, count) in &all {
+        if *count > 1 {
+            assert_eq!(*count, 2, "{attempt} ran {count} times");
+            assert!(on_a.contains_key(attempt), "{attempt} ran twice, not on a");
+        }
+    }
+
+    // a serves again once counted alive: ready, and a call through it runs.
+    let ready = skiff_testing::poll(
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        async || a.get("/readyz").await.status.is_success().then_some(()),
+    )
+    .await;
+    assert!(ready.is_some(), "a never became ready again:\n{}", a.log());
+    let answer = a.invoke("slow", "after").await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+    b.stop().await;
+    a.stop().await;
 }
 
 #[tokio::test]

@@ -61,17 +61,6 @@ async fn an_image_that_never_starts_is_retried_ever_more_slowly_and_its_calls_fa
             .is_some_and(|e| e.contains("failing on purpose")),
         "{view}"
     );
-    // The dashboard says so too: on the overview and on the function's page, with the error.
-    let overview = d.get_text("/").await;
-    assert!(
-        overview.contains("badge backing_off"),
-        "the overview shows the state:\n{overview}"
-    );
-    let page = d.get_text("/functions/doomed").await;
-    assert!(
-        page.contains("badge backing_off") && page.contains("failing on purpose"),
-        "the function's page shows the state and the last error:\n{page}"
-    );
     let started = Instant::now();
     let (status, body) = d.invoke("doomed", "three").await.status_json();
     let took = started.elapsed();
@@ -88,6 +77,17 @@ async fn an_image_that_never_starts_is_retried_ever_more_slowly_and_its_calls_fa
     let call = d.calls("function=doomed&limit=1").await;
     assert_eq!(call[0]["error_type"], "start_failed", "{call:?}");
     assert_eq!(watch.created().len(), 2, "no container while backing off");
+    // The dashboard says so too (the state stays until the next start): on the overview and on the function's page, with the error.
+    let overview = d.get_text("/").await;
+    assert!(
+        overview.contains("badge backing_off"),
+        "the overview shows the state:\n{overview}"
+    );
+    let page = d.get_text("/functions/doomed").await;
+    assert!(
+        page.contains("badge backing_off") && page.contains("failing on purpose"),
+        "the function's page shows the state and the last error:\n{page}"
+    );
 
     // The wait (1 s) over, a call starts one again; its failure doubles the wait.
     tokio::time::sleep(Duration::from_millis(1200)).await;
@@ -100,6 +100,7 @@ async fn an_image_that_never_starts_is_retried_ever_more_slowly_and_its_calls_fa
     // `skiff ls` says so.
     let ls = std::process::Command::new(skiff_bin!())
         .args(["ls", "--url", &d.url])
+        .env("SKIFF_CLI_CONFIG", d.cli_config())
         .output()
         .expect("skiff ls");
     let text = String::from_utf8_lossy(&ls.stdout);
@@ -233,7 +234,7 @@ async fn a_restart_listens_at_once_and_removes_what_the_last_run_left_in_the_bac
 
     let started = Instant::now();
     d.restart_unready();
-    let client = reqwest::Client::new();
+    let client = d.client();
     let health = format!("{}/healthz", d.url);
     let listening = skiff_testing::poll(
         Duration::from_secs(30),
@@ -327,13 +328,27 @@ async fn shutdown_with_two_hundred_containers_alive_is_bounded_and_leaves_none()
     assert!(clean, "clean exit:\n{}", d.log());
     eprintln!("shutdown with 200 containers took {took:?}");
     // No call was in flight, so the grace period is not used: the bound is the one on
-    // removing containers (30 s), which it must stay well within.
-    assert!(took < Duration::from_secs(30), "took {took:?}\n{}", d.log());
-    let left = d.containers();
-    for id in &left {
-        let _ = std::process::Command::new("docker")
-            .args(["rm", "-f", id])
-            .output();
+    // removing containers (30 s) plus the one on background tasks (10 s). How many removals
+    // fit in it depends on the engine's load; what the daemon could not remove in time, the
+    // next start removes.
+    assert!(took < Duration::from_secs(45), "took {took:?}\n{}", d.log());
+    let log = d.plain_log();
+    if log.contains("removed every function container") {
+        let left = d.containers();
+        assert!(left.is_empty(), "{} containers left:\n{log}", left.len());
+    } else {
+        assert!(
+            log.contains("the next start removes what is left"),
+            "neither every container removed nor the bound reported:\n{log}"
+        );
+        eprintln!("{} containers outlived the bound", d.containers().len());
+        d.restart_unready();
+        wait_until(
+            "the next start removed the rest",
+            Duration::from_secs(120),
+            async || d.containers().is_empty(),
+        )
+        .await;
+        d.stop().await;
     }
-    assert!(left.is_empty(), "{} containers left", left.len());
 }

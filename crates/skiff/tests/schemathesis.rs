@@ -32,6 +32,7 @@ async fn schemathesis_finds_every_answer_documented_and_no_server_error() {
     let run = tokio::process::Command::new("bash")
         .arg(&script)
         .arg(&d.url)
+        .env("SKIFF_TOKEN", &d.token)
         .current_dir(cwd.path())
         .kill_on_drop(true)
         .output();

@@ -93,8 +93,9 @@ async fn no_secret_value_is_in_the_database_the_log_or_an_answer_and_rotation_ke
     );
     assert_eq!(mode & 0o777, 0o600);
     let before = std::fs::read_to_string(&key_file).expect("key file");
-    let rotated = Command::new(skiff_bin!())
-        .args(["--url", &d.url, "--json", "secrets", "rotate-key"])
+    let rotated = d
+        .cli()
+        .args(["--json", "secrets", "rotate-key"])
         .output()
         .expect("skiff secrets rotate-key");
     assert!(
@@ -248,17 +249,28 @@ async fn on_postgres_no_table_holds_a_secret_and_daemons_must_share_the_key() {
         .arg("--data-dir")
         .arg(tempfile::tempdir().expect("dir").path())
         .env_remove("SKIFF_SECRET_KEY")
+        .env(
+            "SKIFF_CLI_CONFIG",
+            a.data_dir.path().join("unused-cli-config.toml"),
+        )
         .output()
         .expect("skiff serve");
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("SKIFF_SECRET_KEY"), "{stderr}");
-    // With it, the second daemon runs the function with its secret.
-    let b = Daemon::builder(skiff_bin!())
+    // With it, here from a file (as a Docker secret hands it over), the second daemon runs
+    // the function with its secret.
+    let key_dir = tempfile::tempdir().expect("dir");
+    let key_file = key_dir.path().join("secret-key");
+    std::fs::write(&key_file, format!("{key}\n")).expect("write the key");
+    let mut b = Daemon::builder(skiff_bin!())
         .args(&["--store", &db.url])
-        .env("SKIFF_SECRET_KEY", &key)
+        .env("SKIFF_SECRET_KEY_FILE", &key_file.display().to_string())
         .start()
         .await;
+    // The store had a token already: the second daemon made none.
+    assert!(b.token.is_empty());
+    b.token = a.token.clone();
     has_secret(&b, "env").await;
     assert!(!a.log().contains(SECRET) && !b.log().contains(SECRET));
     b.stop().await;

@@ -80,8 +80,9 @@ async fn the_api_speaks_tls_and_callbacks_reach_https_receivers() {
     assert!(untrusted.is_err(), "a client without the CA connected");
 
     // The CLI, with and without the CA.
-    let ls = Command::new(skiff_bin!())
-        .args(["--url", &d.url, "--ca-cert", &ca_arg, "ls"])
+    let ls = d
+        .cli()
+        .args(["--ca-cert", &ca_arg, "ls"])
         .output()
         .expect("skiff ls");
     assert!(
@@ -90,8 +91,9 @@ async fn the_api_speaks_tls_and_callbacks_reach_https_receivers() {
         String::from_utf8_lossy(&ls.stderr)
     );
     assert!(String::from_utf8_lossy(&ls.stdout).contains("hello"));
-    let without = Command::new(skiff_bin!())
-        .args(["--url", &d.url, "ls"])
+    let without = d
+        .cli()
+        .arg("ls")
         .env_remove("SKIFF_CA_CERT")
         .output()
         .expect("skiff ls");

@@ -164,6 +164,7 @@ async fn a_cron_trigger_fires_async_calls_with_its_payload() {
 
     // The CLI lists and shows it.
     let out = Command::new(skiff_bin!())
+        .env("SKIFF_CLI_CONFIG", d.cli_config())
         .args(["--url", &d.url, "triggers"])
         .output()
         .expect("skiff triggers");
@@ -175,6 +176,7 @@ async fn a_cron_trigger_fires_async_calls_with_its_payload() {
         "{text}"
     );
     let out = Command::new(skiff_bin!())
+        .env("SKIFF_CLI_CONFIG", d.cli_config())
         .args(["--url", &d.url, "--json", "triggers", "get", "every-second"])
         .output()
         .expect("skiff triggers get");
@@ -183,6 +185,7 @@ async fn a_cron_trigger_fires_async_calls_with_its_payload() {
 
     // Deleted: no tick after that.
     let out = Command::new(skiff_bin!())
+        .env("SKIFF_CLI_CONFIG", d.cli_config())
         .args(["--url", &d.url, "triggers", "rm", "every-second"])
         .output()
         .expect("skiff triggers rm");
@@ -365,6 +368,7 @@ async fn bad_triggers_get_typed_errors() {
     .await;
     assert_eq!(got, StatusCode::BAD_REQUEST, "{body}");
     let out = Command::new(skiff_bin!())
+        .env("SKIFF_CLI_CONFIG", d.cli_config())
         .args([
             "--url",
             &d.url,

@@ -49,6 +49,7 @@ async fn malformed_image_references_and_readiness_paths_are_invalid_specs() {
 
     // The CLI says so in one line and fails.
     let out = std::process::Command::new(skiff_bin!())
+        .env("SKIFF_CLI_CONFIG", d.cli_config())
         .args(["deploy", "bad", "--image", "UPPER:1", "--url", &d.url])
         .output()
         .expect("skiff deploy");

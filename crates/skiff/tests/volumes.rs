@@ -70,6 +70,7 @@ async fn a_volume_is_labelled_writable_read_only_on_demand_and_outlives_its_func
 
     // `skiff rm` keeps the volume; the function deployed again finds its data.
     let rm = std::process::Command::new(skiff_bin!())
+        .env("SKIFF_CLI_CONFIG", d.cli_config())
         .args(["rm", "store", "--url", &d.url])
         .output()
         .expect("skiff rm");
@@ -123,6 +124,7 @@ async fn host_paths_and_reserved_targets_are_refused() {
     }
     // The CLI refuses a host path before asking the daemon, in one line.
     let out = std::process::Command::new(skiff_bin!())
+        .env("SKIFF_CLI_CONFIG", d.cli_config())
         .args([
             "deploy",
             "bad",
@@ -166,6 +168,7 @@ async fn a_volume_skiff_did_not_create_is_refused_unless_the_operator_allows_it(
 
     // The CLI: one readable line, exit 1.
     let out = std::process::Command::new(skiff_bin!())
+        .env("SKIFF_CLI_CONFIG", d.cli_config())
         .args([
             "deploy",
             "foreign",

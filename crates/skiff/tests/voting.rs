@@ -41,6 +41,8 @@ async fn votes_are_queued_counted_once_each_and_read_back() {
         .arg(&script)
         .env("SKIFF", skiff_bin!())
         .env("SKIFF_URL", &d.url)
+        .env("SKIFF_CLI_CONFIG", d.cli_config())
+        .env_remove("SKIFF_TOKEN")
         .env("VOTING_VOLUME", &volume.name)
         .output()
         .expect("deploy.sh");
@@ -50,7 +52,7 @@ async fn votes_are_queued_counted_once_each_and_read_back() {
         String::from_utf8_lossy(&deployed.stdout),
         String::from_utf8_lossy(&deployed.stderr)
     );
-    let client = reqwest::Client::new();
+    let client = d.client();
     let worker = d.get_json("/v1/functions/worker").await;
     assert_eq!(worker["volumes"], json!([format!("{}:/data", volume.name)]));
     assert_eq!(

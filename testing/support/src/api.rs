@@ -86,6 +86,39 @@ impl Daemon {
         self.client().request(method, format!("{}{path}", self.url))
     }
 
+    /// A new HTTP client that sends the daemon's admin token with every request.
+    pub fn client(&self) -> reqwest::Client {
+        self.client_with(reqwest::Client::builder())
+    }
+
+    /// A client made from `builder` that sends the daemon's admin token with every request
+    /// (and trusts its CA, with TLS).
+    pub fn client_with(&self, mut builder: reqwest::ClientBuilder) -> reqwest::Client {
+        crate::tls::install_provider();
+        if let Some(ca) = &self.tls {
+            let pem = std::fs::read(ca).expect("the CA file");
+            builder = builder.add_root_certificate(
+                reqwest::Certificate::from_pem(&pem).expect("a CA certificate"),
+            );
+        }
+        let mut headers = HeaderMap::new();
+        if !self.token.is_empty() {
+            let value = format!("Bearer {}", self.token)
+                .parse()
+                .expect("a header value");
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
+        builder
+            .default_headers(headers)
+            .build()
+            .expect("an HTTP client")
+    }
+
+    /// A request for `path` with no credential.
+    pub fn anonymous(&self, method: Method, path: &str) -> RequestBuilder {
+        crate::tls::client().request(method, format!("{}{path}", self.url))
+    }
+
     /// `GET path`, whatever the status.
     pub async fn get(&self, path: &str) -> Answer {
         Answer::of(self.request(Method::GET, path)).await
@@ -209,6 +242,27 @@ impl Daemon {
     /// What call `id` logged (`GET /v1/calls/{id}/logs`).
     pub async fn logs(&self, id: &str) -> String {
         self.get_text(&format!("/v1/calls/{id}/logs")).await
+    }
+
+    /// Pulls `image` onto the daemon's engine (`POST /v1/images/pull`), as `skiff deploy`
+    /// does for an image the engine lacks; panics unless the pull ends with `done`.
+    pub async fn pull(&self, image: &str) {
+        let answer = Answer::of(
+            self.request(Method::POST, "/v1/images/pull")
+                .json(&serde_json::json!({"image": image})),
+        )
+        .await;
+        assert_eq!(
+            answer.status,
+            StatusCode::OK,
+            "pull {image}: {}",
+            answer.text()
+        );
+        assert!(
+            answer.text().contains("\"done\""),
+            "pull {image}: {}",
+            answer.text()
+        );
     }
 
     /// The instances of function `name` (`GET /v1/functions/{name}/instances`); none when

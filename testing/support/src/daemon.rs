@@ -17,13 +17,17 @@ pub struct Daemon {
     env: Vec<(String, String)>,
     nofile: Option<(u64, u64)>,
     /// With TLS: the CA its certificate is signed by.
-    tls: Option<PathBuf>,
+    pub(crate) tls: Option<PathBuf>,
     /// The daemon's data directory (kept across restarts).
     pub data_dir: tempfile::TempDir,
     /// Base URL, e.g. `http://127.0.0.1:41234` (`https://` with TLS).
     pub url: String,
     /// The daemon id (the `skiff.daemon` label of its containers).
     pub id: String,
+    /// The admin token it made at its first start (from `admin.token` in its data
+    /// directory), which [`Daemon::request`] and [`Daemon::client`] send; empty if there is
+    /// none (a daemon joining a store that has tokens: set it from the first daemon's).
+    pub token: String,
     log_path: PathBuf,
 }
 
@@ -102,6 +106,7 @@ impl DaemonBuilder {
             tls: self.tls,
             url: String::new(),
             id: String::new(),
+            token: String::new(),
             data_dir,
             log_path,
         };
@@ -111,6 +116,24 @@ impl DaemonBuilder {
 }
 
 impl Daemon {
+    /// A daemon this test did not start (skiff in a Swarm service, say), at `url`, whose
+    /// requests carry `token`: the API helpers work on it; stopping it is the caller's job.
+    pub fn remote(url: &str, token: &str) -> Daemon {
+        Daemon {
+            child: None,
+            binary: PathBuf::new(),
+            args: Vec::new(),
+            env: Vec::new(),
+            nofile: None,
+            tls: None,
+            data_dir: tempfile::tempdir().expect("a temporary directory"),
+            url: url.to_string(),
+            id: String::new(),
+            token: token.to_string(),
+            log_path: PathBuf::new(),
+        }
+    }
+
     /// Starts `skiff serve` from `binary` with `args` added, and waits until it is ready.
     pub async fn start(binary: &Path, args: &[&str]) -> Daemon {
         Daemon::builder(binary).args(args).start().await
@@ -135,14 +158,6 @@ impl Daemon {
             data_dir: None,
             nofile: None,
             tls: None,
-        }
-    }
-
-    /// An HTTP client of this daemon (trusting its CA, with TLS).
-    pub fn client(&self) -> reqwest::Client {
-        match &self.tls {
-            Some(ca) => crate::tls::client_trusting(ca),
-            None => crate::tls::client(),
         }
     }
 
@@ -179,6 +194,8 @@ impl Daemon {
             .args(&self.args)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env("SKIFF_LOG", "info,skiff=debug")
+            // The daemon hands its admin token to this file, not to the user's own config.
+            .env("SKIFF_CLI_CONFIG", self.cli_config())
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(log.try_clone().expect("log handle"))
             .stderr(log)
@@ -202,12 +219,36 @@ impl Daemon {
                 if response.status().is_success() {
                     let body: serde_json::Value = response.json().await.expect("readyz body");
                     self.id = body["daemon"].as_str().expect("daemon id").to_string();
+                    if let Ok(token) =
+                        std::fs::read_to_string(self.data_dir.path().join("admin.token"))
+                    {
+                        self.token = token.trim().to_string();
+                    }
                     return;
                 }
             }
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
         panic!("skiff serve did not become ready in 15s:\n{}", self.log());
+    }
+
+    /// The command line's config file the daemon writes its admin token to: point
+    /// `skiff` commands at it with `SKIFF_CLI_CONFIG` (see [`Daemon::cli`]).
+    pub fn cli_config(&self) -> PathBuf {
+        self.data_dir.path().join("cli-config.toml")
+    }
+
+    /// A `skiff` command for this daemon: `--url` set, and its token, through the config
+    /// file the daemon wrote.
+    pub fn cli(&self) -> Command {
+        let mut command = Command::new(&self.binary);
+        command
+            .env("SKIFF_CLI_CONFIG", self.cli_config())
+            .env_remove("SKIFF_TOKEN")
+            .env_remove("SKIFF_NAMESPACE")
+            .arg("--url")
+            .arg(&self.url);
+        command
     }
 
     /// What the daemon has logged so far.
@@ -332,9 +373,19 @@ impl Drop for Daemon {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
-            // A test that failed midway: do not leak its containers either.
-            for id in self.containers() {
-                let _ = Command::new("docker").args(["rm", "-f", &id]).output();
+            // A test that failed midway: do not leak its containers either. Creates the
+            // engine was still carrying out when the daemon was killed land after the first
+            // pass, so pass again, a second apart, until one finds none (as the takeover's
+            // sweep does).
+            for pass in 0..5 {
+                let left = self.containers();
+                if left.is_empty() && pass > 0 {
+                    break;
+                }
+                for id in left {
+                    let _ = Command::new("docker").args(["rm", "-f", &id]).output();
+                }
+                std::thread::sleep(std::time::Duration::from_secs(1));
             }
         }
     }

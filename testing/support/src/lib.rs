@@ -13,6 +13,7 @@
 //! - [`tls`]: the HTTP clients' crypto provider, certificates made with openssl.
 //! - [`stats`]: latency statistics and their formatting, for the benchmarks.
 //! - [`bench`]: the benchmarks' settings and their raw-engine baseline.
+//! - [`swarm`]: a multi-node Docker Swarm of node containers, and skiff running in it.
 
 pub mod api;
 pub mod aws;
@@ -23,8 +24,10 @@ pub mod engine;
 pub mod nats;
 pub mod poll;
 pub mod postgres;
+pub mod registry;
 pub mod setup;
 pub mod stats;
+pub mod swarm;
 pub mod tls;
 
 pub use api::{env_lines, merged, Answer};
@@ -34,6 +37,7 @@ pub use engine::{container_ip, containers_with_label, run_sleepers, CreateWatch,
 pub use nats::Nats;
 pub use poll::{eventually, poll, wait_until};
 pub use postgres::TestDatabase;
+pub use registry::Registry;
 pub use setup::{
     docker_available, ensure_images, ensure_python_lambda_image, needs, ready, repo_root,
 };

@@ -1,6 +1,14 @@
 //! The names of the HTTP headers skiff reads and writes, each written once. Names are
 //! lower case, as HTTP/2 and `http::HeaderName` want them; HTTP/1.1 matches them in any case.
 
+/// The namespace a management request is about (`default` unless the credential has
+/// one namespace only, which is then the default).
+pub const NAMESPACE_HEADER: &str = "x-skiff-namespace";
+/// A function's invoke key, as an alternative to `Authorization: Bearer`.
+pub const KEY_HEADER: &str = "x-skiff-key";
+/// The cookie the dashboard keeps its token in (HttpOnly, SameSite=Strict).
+pub const SESSION_COOKIE: &str = "skiff_session";
+
 /// The id of the call an invocation recorded: on invoke responses (answered or failed), on
 /// 202s of async calls, on requests to `http` instances, and on callbacks.
 pub const CALL_ID_HEADER: &str = "x-skiff-call-id";

@@ -31,6 +31,10 @@ pub enum HealthStatus {
     ShuttingDown,
     /// The container engine does not answer (`/readyz`, 503).
     EngineUnavailable,
+    /// The daemon was silent past its lease and another took its calls and containers
+    /// over (`/readyz`, 503): it claims no queued call until the store counts it alive
+    /// again.
+    TakenOver,
 }
 
 impl HealthStatus {
@@ -42,6 +46,7 @@ impl HealthStatus {
             HealthStatus::Starting => "starting",
             HealthStatus::ShuttingDown => "shutting_down",
             HealthStatus::EngineUnavailable => "engine_unavailable",
+            HealthStatus::TakenOver => "taken_over",
         }
     }
 }
@@ -64,6 +69,7 @@ mod tests {
             HealthStatus::Starting,
             HealthStatus::ShuttingDown,
             HealthStatus::EngineUnavailable,
+            HealthStatus::TakenOver,
         ] {
             assert_eq!(
                 serde_json::to_value(status).expect("json"),

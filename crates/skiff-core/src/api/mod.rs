@@ -21,21 +21,32 @@
 //! | `GET`, `PUT`, `DELETE /v1/triggers/{name}` | [`TriggerSpec`] | [`TriggerView`] |
 //! | `POST /v1/secrets/rotate-key` | | [`KeyRotation`] |
 //! | `GET`, `POST /v1/access-keys`, `DELETE /v1/access-keys/{id}` | [`AccessKeyRequest`] | [`AccessKeyList`], [`AccessKeyCreated`] |
+//! | `GET`, `POST /v1/tokens`, `DELETE /v1/tokens/{id}` | [`TokenRequest`] | [`TokenList`], [`TokenCreated`] |
+//! | `GET`, `POST /v1/functions/{name}/keys` | | [`TokenList`], [`TokenCreated`] |
+//! | `GET /v1/audit` | [`AuditQuery`] | [`AuditPage`] |
+//! | `POST /v1/images/pull`, `POST /v1/images/push` | [`PullRequest`], [`PushRequest`] | [`ImageEvent`]s, as NDJSON |
+//! | `GET /v1/namespaces`, `PUT /v1/namespaces/{name}` | [`Quota`] | [`NamespaceList`], [`NamespaceView`] |
 //! | any error | | [`ErrorBody`] |
 //!
 //! Header names are in [`headers`].
 
+mod access;
 mod calls;
 mod cluster;
 mod error;
 mod functions;
 pub mod headers;
 mod health;
+mod images;
 mod logs;
 mod security;
 mod stats;
 mod triggers;
 
+pub use access::{
+    AuditEntry, AuditPage, AuditQuery, NamespaceList, NamespaceView, Quota, TokenCreated,
+    TokenList, TokenRequest, TokenView,
+};
 pub use calls::{Accepted, CallPage, CallQuery, CallQueryText};
 pub use cluster::{ClusterView, DaemonView};
 pub use error::{ErrorBody, ErrorDetail};
@@ -43,6 +54,7 @@ pub use functions::{
     FunctionList, FunctionState, FunctionStatus, InstanceList, InstanceView, ScaleRequest,
 };
 pub use health::{Health, HealthStatus};
+pub use images::{ImageDone, ImageEvent, ImageStep, PullRequest, PushRequest};
 pub use logs::{InstanceLogQuery, InstanceLogs, LogEvent, LogLine, LogStream};
 pub use security::{AccessKeyCreated, AccessKeyList, AccessKeyRequest, AccessKeyView, KeyRotation};
 pub use stats::{FunctionStats, StatsBucket, StatsQuery, StatsTotals};

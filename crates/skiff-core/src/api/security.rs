@@ -28,6 +28,7 @@ pub struct KeyRotation {
 pub struct AccessKeyRequest {
     /// The namespace its requests act in [default: `default`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 32)]
     pub namespace: Option<String>,
     /// What it is for (at most 256 characters).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -12,12 +12,14 @@ mod async_calls;
 mod env;
 mod http;
 mod lambda;
+mod name;
 mod range;
 mod resources;
 mod scaling;
 mod volumes;
 
 pub use http::{HttpSettings, DEFAULT_PORT, DEFAULT_STARTUP_TIMEOUT};
+pub use name::FunctionName;
 pub use resources::{
     Resources, DEFAULT_CPUS, DEFAULT_MEMORY, DEFAULT_PIDS, DEFAULT_TIMEOUT, DEFAULT_TMP_SIZE,
 };
@@ -47,52 +49,6 @@ pub const INSTANCE_FIELDS: [&str; 9] = [
     "autoscale_window",
     "target_utilization",
 ];
-
-/// A validated function name: 1 to 64 ASCII letters, digits, `-` or `_`, starting with a
-/// letter or digit.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(transparent)]
-pub struct FunctionName(String);
-
-impl FunctionName {
-    /// Checks `name` and wraps it.
-    pub fn parse(name: &str) -> Result<Self, SpecError> {
-        let ok_len = (1..=64).contains(&name.len());
-        let ok_first = name
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphanumeric());
-        let ok_chars = name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-        if ok_len && ok_first && ok_chars {
-            Ok(FunctionName(name.to_string()))
-        } else {
-            Err(SpecError::new(
-                "name",
-                format!("`{name}` is not a valid function name: use 1 to 64 letters, digits, `-` or `_`, starting with a letter or digit"),
-            ))
-        }
-    }
-
-    /// The name as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for FunctionName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl<'de> Deserialize<'de> for FunctionName {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let raw = String::deserialize(deserializer)?;
-        FunctionName::parse(&raw).map_err(serde::de::Error::custom)
-    }
-}
 
 /// How skiff talks to a function's container.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, ToSchema)]
@@ -131,6 +87,7 @@ impl fmt::Display for Contract {
 #[serde(deny_unknown_fields)]
 pub struct FunctionSpec {
     /// The container image, as a reference the engine knows (`hello:1`, `repo/x@sha256:...`).
+    #[schema(min_length = 1, example = "hello:1")]
     pub image: String,
     /// How skiff talks to the container. Default `exec`.
     #[serde(default)]
@@ -224,6 +181,15 @@ pub struct FunctionSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schema(example = json!(["voting-data:/data"]))]
     pub volumes: Vec<String>,
+    /// Whether anyone may call the function on its public route (`/fn/NAME`) without a
+    /// credential. Default `false`: a call needs a token with the `invoke` scope in the
+    /// function's namespace, or one of the function's invoke keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public: Option<bool>,
+    /// The functions (of its own namespace) this function may call through the function
+    /// API with its `SKIFF_TOKEN`. Default: any function of its namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callees: Option<Vec<String>>,
 }
 
 /// A spec that was refused: which field, and why.
@@ -282,6 +248,13 @@ pub struct FunctionConfig {
     /// Named volumes mounted in every container.
     #[serde(default)]
     pub volumes: Vec<VolumeMount>,
+    /// Callable by anyone on its public route.
+    #[serde(default)]
+    pub public: bool,
+    /// The only functions (names in its namespace) it may call through the function API;
+    /// `None`: any of its namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callees: Option<Vec<String>>,
 }
 
 impl FunctionConfig {
@@ -322,6 +295,8 @@ impl FunctionConfig {
                 .max_event_age_ms
                 .map(|ms| HumanDuration(Duration::from_millis(ms))),
             volumes: self.volumes.iter().map(ToString::to_string).collect(),
+            public: Some(self.public),
+            callees: self.callees.clone(),
         }
     }
 
@@ -362,7 +337,23 @@ impl FunctionSpec {
         let (http, scaling) = self.validate_instances(contract)?;
         let policy = async_calls::validate(self)?;
         let volumes = volumes::validate(&self.volumes)?;
+        let callees = match &self.callees {
+            None => None,
+            Some(names) => {
+                let mut callees = Vec::with_capacity(names.len());
+                for (i, name) in names.iter().enumerate() {
+                    let name = FunctionName::local(name)
+                        .map_err(|e| SpecError::new(format!("callees[{i}]"), e.message))?;
+                    callees.push(name.as_str().to_string());
+                }
+                callees.sort();
+                callees.dedup();
+                Some(callees)
+            }
+        };
         Ok(FunctionConfig {
+            public: self.public.unwrap_or(false),
+            callees,
             retries: policy.retries,
             max_event_age_ms: policy.max_event_age_ms,
             http,

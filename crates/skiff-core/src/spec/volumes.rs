@@ -106,6 +106,34 @@ impl VolumeMount {
 }
 
 /// The named volumes of a spec, checked: at most 16, one per mount path.
+/// The prefix of the engine's names of the volumes of a namespace other than `default`:
+/// volume `V` of namespace `NS` is the engine's volume `skiff-ns.NS.V`, so that no two
+/// namespaces share one. Specs may not name such volumes themselves.
+pub const NAMESPACED_VOLUME_PREFIX: &str = "skiff-ns.";
+
+impl VolumeMount {
+    /// This mount with its volume named as the engine knows it for a function of
+    /// `namespace`.
+    pub fn in_namespace(&self, namespace: &str) -> VolumeMount {
+        let mut mount = self.clone();
+        if namespace != crate::access::DEFAULT_NAMESPACE {
+            mount.name = format!("{NAMESPACED_VOLUME_PREFIX}{namespace}.{}", self.name);
+        }
+        mount
+    }
+
+    /// This mount with its volume named as its namespace knows it (the reverse of
+    /// [`VolumeMount::in_namespace`]).
+    pub fn as_seen_in(&self, namespace: &str) -> VolumeMount {
+        let mut mount = self.clone();
+        let prefix = format!("{NAMESPACED_VOLUME_PREFIX}{namespace}.");
+        if let Some(name) = self.name.strip_prefix(&prefix) {
+            mount.name = name.to_string();
+        }
+        mount
+    }
+}
+
 pub(super) fn validate(volumes: &[String]) -> Result<Vec<VolumeMount>, SpecError> {
     if volumes.len() > MAX_VOLUMES {
         return Err(SpecError::new(
@@ -117,6 +145,12 @@ pub(super) fn validate(volumes: &[String]) -> Result<Vec<VolumeMount>, SpecError
     for (i, text) in volumes.iter().enumerate() {
         let field = format!("volumes[{i}]");
         let volume = VolumeMount::parse(text.trim()).map_err(|m| SpecError::new(&field, m))?;
+        if volume.name.starts_with(NAMESPACED_VOLUME_PREFIX) {
+            return Err(SpecError::new(
+                field,
+                format!("volume names starting with `{NAMESPACED_VOLUME_PREFIX}` are reserved for the volumes of namespaces"),
+            ));
+        }
         if mounts.iter().any(|v| v.target == volume.target) {
             return Err(SpecError::new(
                 field,

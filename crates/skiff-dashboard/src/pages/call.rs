@@ -13,6 +13,8 @@ pub(crate) struct CallPage {
     pub(crate) logs: Vec<u8>,
     /// What came of a redrive asked from this page.
     pub(crate) notice: Option<Notice>,
+    /// Whether the session's token may redrive (`invoke`).
+    pub(crate) may_redrive: bool,
 }
 
 /// A message above the record.
@@ -38,7 +40,7 @@ pub(crate) fn render(p: &CallPage) -> Markup {
                 " · " (r.trigger.as_str()) " · attempt " (r.attempt)
                 " · received " (format::time(&r.received_at))
             }
-            @if r.status == CallStatus::Dead {
+            @if r.status == CallStatus::Dead && p.may_redrive {
                 form.redrive method="post" action=(format!("/calls/{}/redrive", r.id)) {
                     button type="submit" { "Redrive" }
                     span.note { " Queue this dead call again for a new round of attempts." }

@@ -15,6 +15,8 @@ pub(crate) const SINCE: [&str; 4] = ["5m", "1h", "1d", "7d"];
 /// The filters as the form holds them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Filters {
+    /// The namespace asked (`?ns=`).
+    pub(crate) namespace: Option<String>,
     pub(crate) function: Option<String>,
     pub(crate) status: Option<String>,
     pub(crate) trigger: Option<String>,
@@ -26,6 +28,7 @@ impl Filters {
     pub(crate) fn query(&self, before: Option<Uuid>) -> String {
         let mut pairs: Vec<String> = Vec::new();
         for (key, value) in [
+            ("ns", &self.namespace),
             ("function", &self.function),
             ("status", &self.status),
             ("trigger", &self.trigger),
@@ -60,6 +63,7 @@ fn encode(value: &str) -> String {
 pub(crate) struct CallsPage {
     pub(crate) filters: Filters,
     pub(crate) functions: Vec<String>,
+    pub(crate) namespaces: super::Namespaces,
     pub(crate) calls: Vec<CallRecord>,
     pub(crate) next: Option<Uuid>,
     /// A filter that could not be read.
@@ -72,6 +76,7 @@ pub(crate) fn render(p: &CallsPage) -> Markup {
     let body = html! {
         h1 { "Calls" }
         form.filters method="get" action="/calls" {
+            (p.namespaces.field())
             label { "Function "
                 select name="function" {
                     option value="" { "any" }
@@ -164,6 +169,11 @@ mod tests {
             ..Filters::default()
         };
         assert_eq!(filters.query(None), "function=a%20b&status=dead");
+        let filters = Filters {
+            namespace: Some("*".into()),
+            ..Filters::default()
+        };
+        assert_eq!(filters.query(None), "ns=%2A");
         assert_eq!(
             Filters::default().query(Some(Uuid::nil())),
             format!("before={}", Uuid::nil())

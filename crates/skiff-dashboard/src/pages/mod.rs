@@ -6,8 +6,36 @@ pub(crate) mod function;
 pub(crate) mod instance;
 pub(crate) mod overview;
 
+use maud::{html, Markup};
 use skiff_core::InstanceState;
 use std::collections::BTreeMap;
+
+/// A listing's namespace selector: what the session's token may choose between (empty:
+/// nothing to choose), and the namespace shown (`*`: every one).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Namespaces {
+    pub(crate) choices: Vec<String>,
+    pub(crate) current: String,
+}
+
+impl Namespaces {
+    /// The `ns` field of a `GET` form (none when there is nothing to choose).
+    pub(crate) fn field(&self) -> Markup {
+        html! {
+            @if !self.choices.is_empty() {
+                label { "Namespace "
+                    select name="ns" {
+                        @for ns in &self.choices {
+                            option value=(ns) selected[*ns == self.current] {
+                                (if ns == skiff_core::access::ALL_NAMESPACES { "all" } else { ns.as_str() })
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
 
 /// Instances by the states the pages show: starting, ready, busy, paused.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -76,6 +104,26 @@ mod tests {
                 busy: 1,
                 paused: 1
             }
+        );
+    }
+
+    #[test]
+    fn the_selector_offers_the_choices_only_when_there_are_some() {
+        let none = Namespaces {
+            choices: Vec::new(),
+            current: "team-a".into(),
+        };
+        assert_eq!(none.field().into_string(), "");
+        let some = Namespaces {
+            choices: vec!["*".into(), "team-a".into()],
+            current: "team-a".into(),
+        };
+        let html = some.field().into_string();
+        assert!(html.contains("name=\"ns\""), "{html}");
+        assert!(html.contains("<option value=\"*\">all</option>"), "{html}");
+        assert!(
+            html.contains("<option value=\"team-a\" selected>team-a</option>"),
+            "{html}"
         );
     }
 

@@ -1,7 +1,7 @@
-//! `/`: every function with its contract, its instances by state, and its calls over the
+//! `/`: every function (of the namespace shown) with its contract, its instances by state, and its calls over the
 //! last minutes.
 
-use super::StateCounts;
+use super::{Namespaces, StateCounts};
 use crate::format;
 use crate::layout::{self, Section};
 use maud::{html, Markup};
@@ -23,17 +23,26 @@ pub(crate) struct Row {
 #[derive(Debug, Clone)]
 pub(crate) struct Overview {
     pub(crate) rows: Vec<Row>,
-    pub(crate) running: usize,
-    pub(crate) queued: usize,
+    /// Calls running and waiting on the whole platform (shown to a `*` token only).
+    pub(crate) load: Option<(usize, usize)>,
+    pub(crate) namespaces: Namespaces,
 }
 
 pub(crate) fn render(o: &Overview) -> Markup {
     let body = html! {
         h1 { "Functions" }
+        @if !o.namespaces.choices.is_empty() {
+            form.filters method="get" action="/" {
+                (o.namespaces.field())
+                button type="submit" { "Show" }
+            }
+        }
         section #summary.cards data-live {
             div.card { span.value { (o.rows.len()) } span.label { "functions" } }
-            div.card { span.value { (o.running) } span.label { "calls running" } }
-            div.card { span.value { (o.queued) } span.label { "calls waiting" } }
+            @if let Some((running, queued)) = o.load {
+                div.card { span.value { (running) } span.label { "calls running" } }
+                div.card { span.value { (queued) } span.label { "calls waiting" } }
+            }
         }
         p.note { "Calls, errors, latency and cold starts over the last " (WINDOW_MINUTES) " minutes." }
         div.scroll {

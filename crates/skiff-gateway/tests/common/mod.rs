@@ -25,6 +25,8 @@ pub struct Harness {
     pub functions: Router,
     /// The fake engine under the platform.
     pub engine: Arc<FakeEngine>,
+    /// The platform.
+    pub platform: Arc<Platform>,
     _dir: tempfile::TempDir,
 }
 
@@ -34,6 +36,15 @@ impl Harness {
     pub async fn start(
         images: &[(&str, Script)],
         configure: impl FnOnce(&mut PlatformConfig),
+    ) -> Harness {
+        Harness::start_with(images, configure, GatewayConfig::without_auth()).await
+    }
+
+    /// [`Harness::start`] with the gateway's settings (authentication on, say).
+    pub async fn start_with(
+        images: &[(&str, Script)],
+        configure: impl FnOnce(&mut PlatformConfig),
+        gateway: GatewayConfig,
     ) -> Harness {
         let dir = tempfile::tempdir().expect("tempdir");
         let engine = Arc::new(FakeEngine::new());
@@ -48,8 +59,9 @@ impl Harness {
             .await
             .expect("platform");
         Harness {
-            api: app(platform.clone(), GatewayConfig::default()),
-            functions: function_api::router(platform),
+            api: app(platform.clone(), gateway),
+            functions: function_api::router(platform.clone()),
+            platform,
             engine,
             _dir: dir,
         }

@@ -142,12 +142,37 @@ impl GatedEngine {
 
 #[async_trait]
 impl ContainerEngine for GatedEngine {
+    fn capabilities(&self) -> skiff_runtime::Capabilities {
+        self.inner.capabilities()
+    }
+
     async fn ping(&self) -> Result<(), EngineError> {
         self.inner.ping().await
     }
 
     async fn inspect_image(&self, reference: &str) -> Result<ImageInfo, EngineError> {
         self.inner.inspect_image(reference).await
+    }
+
+    // Pulls and pushes go around the gate: they move bytes for long, not containers.
+    fn pull_image(
+        &self,
+        reference: &str,
+        auth: Option<skiff_runtime::RegistryAuth>,
+    ) -> skiff_runtime::Progress {
+        self.inner.pull_image(reference, auth)
+    }
+
+    fn push_image(
+        &self,
+        reference: &str,
+        auth: Option<skiff_runtime::RegistryAuth>,
+    ) -> skiff_runtime::Progress {
+        self.inner.push_image(reference, auth)
+    }
+
+    async fn tag_image(&self, source: &str, target: &str) -> Result<(), EngineError> {
+        self.inner.tag_image(source, target).await
     }
 
     async fn ensure_network(

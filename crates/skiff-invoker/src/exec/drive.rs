@@ -185,13 +185,7 @@ impl ExecDriver {
             },
             Some(Ok(Ok((ReadEnd::Closed, code)))) => {
                 let code = code.unwrap_or(-1);
-                let oom = match engine.inspect(&container).await {
-                    Ok(state) => state.oom_killed,
-                    Err(err) => {
-                        tracing::warn!(%err, container, "could not inspect a failed container");
-                        false
-                    }
-                };
+                let oom = oom_killed(&**engine, &container, code).await;
                 let tail = logs.tail_text();
                 let (kind, message) = if oom {
                     (
@@ -260,6 +254,33 @@ pub(super) fn stopped(instance: Option<String>, cold: bool, call: &CallGuard) ->
         reason.error_type(),
         reason.message().to_string(),
     )
+}
+
+/// How often, and how far apart, a container killed by SIGKILL is inspected again for the
+/// engine's out-of-memory flag: the engine hears of the exit and of the kernel's OOM kill
+/// separately, and the flag can land a moment after the exit.
+const OOM_FLAG_CHECKS: u32 = 5;
+const OOM_FLAG_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Whether the kernel killed the exited `container` for running out of memory.
+async fn oom_killed(
+    engine: &dyn skiff_runtime::ContainerEngine,
+    container: &str,
+    code: i64,
+) -> bool {
+    let checks = if code == 128 + 9 { OOM_FLAG_CHECKS } else { 1 };
+    for check in 1..=checks {
+        match engine.inspect(container).await {
+            Ok(state) if state.oom_killed => return true,
+            Ok(_) if check < checks => tokio::time::sleep(OOM_FLAG_PAUSE).await,
+            Ok(_) => {}
+            Err(err) => {
+                tracing::warn!(%err, container, "could not inspect a failed container");
+                return false;
+            }
+        }
+    }
+    false
 }
 
 #[cfg(test)]

@@ -627,6 +627,27 @@ impl ExecDriver {
         }
     }
 
+    /// Drops every ready container, of every function, and removes it: for when they may
+    /// be gone (another daemon took this one over and removed its containers). Calls that
+    /// come next get fresh ones.
+    pub fn drop_ready(&self) {
+        let dropped: Vec<String> = {
+            let mut state = self.state();
+            state
+                .supplies
+                .values_mut()
+                .flat_map(|supply| supply.take_ready())
+                .map(|prepared| prepared.container)
+                .collect()
+        };
+        if !dropped.is_empty() {
+            tracing::info!(count = dropped.len(), "dropped the prepared containers");
+        }
+        for container in dropped {
+            self.discard(container);
+        }
+    }
+
     /// Removes the prepared containers demand no longer needs: those beyond each function's
     /// target, and all of a function idle for longer than the idle timeout.
     pub fn expire_idle(&self) {

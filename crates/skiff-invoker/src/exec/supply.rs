@@ -206,11 +206,33 @@ impl<C> Supply<C> {
             self.waiters.drain(..).collect(),
         )
     }
+
+    /// Takes the ready containers out (they are gone, or no longer to be trusted); waiting
+    /// calls keep their place, and the next preparations serve them.
+    pub(crate) fn take_ready(&mut self) -> Vec<C> {
+        self.ready.drain(..).collect()
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ready_containers_taken_out_leave_the_line_and_the_target_as_they_were() {
+        let t0 = Instant::now();
+        let mut supply: Supply<u32> = Supply::new(1, 1, 4);
+        assert_eq!(supply.start_preparing(t0), 1);
+        assert_eq!(supply.prepared(1, Duration::from_millis(100)), None);
+        assert_eq!(supply.ready_len(), 1);
+        assert_eq!(supply.take_ready(), vec![1]);
+        assert_eq!(supply.ready_len(), 0);
+        // A call now waits, and a preparation is asked for it.
+        assert_eq!(supply.arrive(t0, 7), Arrival::Wait);
+        assert!(supply.start_preparing(t0) >= 1);
+        assert_eq!(supply.take_ready(), Vec::<u32>::new());
+        assert_eq!(supply.waiting(), 1);
+    }
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)

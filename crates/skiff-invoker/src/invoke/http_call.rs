@@ -70,7 +70,7 @@ impl Contracts {
             self.leased(&mut call, &lease, guard);
             let deadline_text = call.deadline_text();
             // One call at a time on the instance: what it writes meanwhile is the call's.
-            let mark = lease.output.lock().mark();
+            let mark = lease.output.lock().begin_call();
             let this_body = match (&replay, body.take()) {
                 (Some(bytes), _) => crate::body::full(bytes.clone()),
                 (None, Some(streamed)) => streamed,

@@ -53,7 +53,7 @@ impl Contracts {
         };
         self.leased(&mut call, &lease, guard);
         let output = lease.output.clone();
-        let mark = output.lock().mark();
+        let mark = output.lock().begin_call();
         let deadline_ms = (call.started_at
             + chrono::Duration::from_std(call.timeout).unwrap_or(chrono::Duration::MAX))
         .timestamp_millis();
@@ -69,7 +69,7 @@ impl Contracts {
         )
         .await;
         // One event at a time: what the instance wrote meanwhile is this call's log.
-        let written = output.lock().since(mark);
+        let written = output.lock().call_log(mark);
         let cold = lease.cold;
         let result = match answer {
             Ok(Ok(Outcome::Response(body))) => Ok(body),
@@ -149,7 +149,7 @@ impl Contracts {
         &self,
         id: Uuid,
         output: crate::pool::Output,
-        mark: u64,
+        mark: crate::pool::CallMark,
         seen: usize,
         took: Duration,
     ) {

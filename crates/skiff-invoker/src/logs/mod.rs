@@ -157,7 +157,7 @@ impl LogSink {
                 Ok(()) => {}
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     let before = self.inner.dropped.fetch_add(1, Ordering::Relaxed);
-                    if before % 10_000 == 0 {
+                    if before.is_multiple_of(10_000) {
                         tracing::warn!(
                             dropped = before + 1,
                             "instance logs come faster than they are stored; lines are dropped from the store"

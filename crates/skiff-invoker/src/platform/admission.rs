@@ -62,6 +62,10 @@ impl Platform {
         }
         let lineage = self.lineage(&mut request)?;
         let function = &entry.function;
+        self.check_callee(request.caller.as_ref(), function)?;
+        let quota = self
+            .quotas
+            .reserve(function.name.namespace(), call_memory(&function.config))?;
         let call_id = request.call_id.unwrap_or_else(Uuid::now_v7);
         let received_at = Utc::now();
         let clock = Instant::now();
@@ -133,6 +137,7 @@ impl Platform {
             _slot: slot,
             _fds: fds,
             _in_flight: in_flight,
+            _quota: quota,
         };
         self.tracker.spawn(self.contracts.clone().run_call(
             entry.clone(),
@@ -153,6 +158,39 @@ impl Platform {
                 message: "the call ran past its timeout; it is being stopped".to_string(),
                 exit_code: None,
             }),
+        }
+    }
+
+    /// Refuses a call through the function API to a function of another namespace (as if
+    /// it did not exist), or to one its caller's `callees` leave out (`Forbidden`).
+    pub(crate) fn check_callee(
+        &self,
+        caller: Option<&crate::token::Caller>,
+        callee: &skiff_core::Function,
+    ) -> Result<(), PlatformError> {
+        let Some(caller) = caller else {
+            return Ok(());
+        };
+        if caller.function.namespace() != callee.name.namespace() {
+            return Err(PlatformError::FunctionNotFound {
+                name: callee.name.local_name().to_string(),
+            });
+        }
+        let allowed = match self.functions.get(caller.function.as_str()) {
+            Some(entry) => entry.function.config.callees.clone(),
+            None => Some(Vec::new()),
+        };
+        match allowed {
+            Some(names) if !names.iter().any(|n| n == callee.name.local_name()) => {
+                Err(PlatformError::Forbidden {
+                    message: format!(
+                        "function `{}` may not call `{}`: it is not among its callees",
+                        caller.function.local_name(),
+                        callee.name.local_name()
+                    ),
+                })
+            }
+            _ => Ok(()),
         }
     }
 
@@ -220,6 +258,7 @@ impl Platform {
             return Err(PlatformError::PayloadTooLarge { limit });
         }
         let lineage = self.lineage(&mut request)?;
+        self.check_callee(request.caller.as_ref(), &entry.function)?;
         // The stored call carries its caller's depth: it counts one more hop when it runs.
         request.headers.remove(DEPTH_HEADER);
         if let Some(from) = lineage.depth.checked_sub(1) {
@@ -274,5 +313,15 @@ impl Platform {
         self.enqueuer.enqueue(record, payload).await?;
         self.queued.notify_one();
         Ok(id)
+    }
+}
+
+/// The memory a call holds against its namespace's quota: its container's limit for an
+/// `exec` call (a container of its own), its share of an instance for the others.
+fn call_memory(config: &skiff_core::FunctionConfig) -> u64 {
+    let memory = config.resources.memory_bytes;
+    match config.contract {
+        skiff_core::Contract::Exec => memory,
+        _ => memory.div_ceil(u64::from(config.scaling.concurrency.max(1))),
     }
 }

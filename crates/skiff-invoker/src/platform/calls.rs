@@ -50,6 +50,41 @@ impl Platform {
         Ok(details)
     }
 
+    /// A call's details, if its function is of `namespace` (any other call is "not found",
+    /// whether it exists or not).
+    pub async fn call_details_in(
+        &self,
+        namespace: &str,
+        id: Uuid,
+    ) -> Result<skiff_core::CallDetails, PlatformError> {
+        let details = self.call_details(id).await?;
+        if skiff_core::access::namespace_of(&details.record.function) != namespace {
+            return Err(PlatformError::CallNotFound { id });
+        }
+        Ok(details)
+    }
+
+    /// A call's log, if its function is of `namespace`.
+    pub async fn call_logs_in(&self, namespace: &str, id: Uuid) -> Result<Vec<u8>, PlatformError> {
+        self.call_in(namespace, id).await?;
+        self.call_logs(id).await
+    }
+
+    /// Redrives a dead call, if its function is of `namespace`.
+    pub async fn redrive_in(&self, namespace: &str, id: Uuid) -> Result<CallRecord, PlatformError> {
+        self.call_in(namespace, id).await?;
+        self.redrive(id).await
+    }
+
+    /// A call's record, if its function is of `namespace`.
+    async fn call_in(&self, namespace: &str, id: Uuid) -> Result<CallRecord, PlatformError> {
+        let record = self.get_call(id).await?;
+        if skiff_core::access::namespace_of(&record.function) != namespace {
+            return Err(PlatformError::CallNotFound { id });
+        }
+        Ok(record)
+    }
+
     /// Call records, newest first.
     pub async fn list_calls(&self, filter: &CallFilter) -> Result<Vec<CallRecord>, PlatformError> {
         self.contracts.log.recorder().flush().await;

@@ -13,8 +13,8 @@ use super::{setup, Platform};
 use crate::error::PlatformError;
 use chrono::Utc;
 use skiff_core::api::{ClusterView, DaemonView};
-use skiff_store::DaemonState;
-use std::sync::atomic::{AtomicBool, Ordering};
+use skiff_store::{Beat, DaemonState};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -47,38 +47,61 @@ impl Platform {
     /// Starts the heartbeat and the takeover of silent daemons.
     pub(super) fn spawn_heartbeat(self: &Arc<Self>) {
         let platform = Arc::downgrade(self);
-        let lost = Arc::new(AtomicBool::new(false));
         self.spawn_every(self.heartbeat_period(), move || {
             let platform = platform.clone();
-            let lost = lost.clone();
             async move {
                 if let Some(platform) = platform.upgrade() {
-                    platform.beat(&lost).await;
+                    platform.beat().await;
                     platform.take_over_silent().await;
                 }
             }
         });
     }
 
-    /// One heartbeat. `lost` remembers that the store no longer counts this daemon alive,
-    /// so that it is said once.
-    async fn beat(&self, lost: &AtomicBool) {
+    /// One heartbeat. A daemon the store no longer counts alive is fenced: the store drops
+    /// what it writes of the calls taken from it (see `skiff_store::Store::write_calls`),
+    /// its dispatcher claims nothing, and `/readyz` says so, until a heartbeat counts it
+    /// alive again (once its takeover is complete).
+    async fn beat(&self) {
+        let lost = &self.taken_over;
         match self
             .store
             .heartbeat(self.address().as_deref(), Utc::now())
             .await
         {
-            Ok(true) => {
-                if lost.swap(false, Ordering::AcqRel) {
+            Ok(Beat::Alive) => {
+                if lost.load(Ordering::Acquire) {
+                    // Its containers were removed by the takeover.
+                    self.contracts.exec.drop_ready();
+                    lost.store(false, Ordering::Release);
                     tracing::info!("the store counts this daemon alive again");
+                    self.queued.notify_one();
                 }
             }
-            Ok(false) => {
-                if !lost.swap(true, Ordering::AcqRel) {
+            Ok(Beat::Listed) => {
+                // Not listed any more: taken over and forgotten while it was silent (its
+                // first beat, at start, is `first_heartbeat`'s); its containers were
+                // removed meanwhile.
+                self.contracts.exec.drop_ready();
+                if !lost.swap(false, Ordering::AcqRel) {
                     tracing::error!(
                         lease = ?self.config.lease,
                         "this daemon was silent past its lease: another daemon took its calls \
-                         and containers over; restart it to take calls under a new id"
+                         and containers over meanwhile; what it still writes of those calls is \
+                         dropped"
+                    );
+                }
+                tracing::info!("the store counts this daemon alive again");
+                self.queued.notify_one();
+            }
+            Ok(Beat::TakenOver) => {
+                if !lost.swap(true, Ordering::AcqRel) {
+                    self.contracts.exec.drop_ready();
+                    tracing::error!(
+                        lease = ?self.config.lease,
+                        "this daemon was silent past its lease: another daemon took its calls \
+                         and containers over; what it still writes of those calls is dropped, \
+                         and it claims no queued call until the store counts it alive again"
                     );
                 }
             }

@@ -25,7 +25,12 @@ impl Platform {
         spec: &FunctionSpec,
     ) -> Result<(FunctionView, bool), PlatformError> {
         let name = FunctionName::parse(name)?;
-        let config = spec.validate()?;
+        let mut config = spec.validate()?;
+        setup::runnable_here(&*self.engine, &config)?;
+        // A namespace's volumes are its own: named apart on the engine.
+        for volume in &mut config.volumes {
+            *volume = volume.in_namespace(name.namespace());
+        }
         let image = self
             .engine
             .inspect_image(&config.image)
@@ -43,6 +48,9 @@ impl Platform {
         let _serialized = self.deploys.lock().await;
         let now = Utc::now();
         let previous = self.functions.get(name.as_str());
+        if previous.is_none() {
+            self.admits_function(name.namespace())?;
+        }
         let function = Function {
             name: name.clone(),
             config,
@@ -109,6 +117,28 @@ impl Platform {
         views
     }
 
+    /// The functions of `namespace`, by name, with where each stands now.
+    pub fn list_functions_in(&self, namespace: &str) -> Vec<FunctionView> {
+        let mut views: Vec<FunctionView> = self
+            .functions
+            .all()
+            .iter()
+            .filter(|e| e.function.name.namespace() == namespace)
+            .map(|e| self.view(e))
+            .collect();
+        views.sort_by(|a, b| a.name.cmp(&b.name));
+        views
+    }
+
+    /// The triggers of `namespace`, by name.
+    pub fn list_triggers_in(&self, namespace: &str) -> Vec<TriggerView> {
+        self.triggers
+            .list()
+            .into_iter()
+            .filter(|t| skiff_core::access::namespace_of(&t.name) == namespace)
+            .collect()
+    }
+
     /// A function as the API shows it, with its state.
     fn view(&self, entry: &Entry) -> FunctionView {
         let mut view = FunctionView::from(&entry.function);
@@ -171,6 +201,8 @@ impl Platform {
         }
         self.triggers.delete_of(name).await?;
         self.store.delete_function(name).await?;
+        // A function made again under this name must not inherit its keys.
+        self.store.revoke_keys_of(name, Utc::now()).await?;
         let exec = &self.contracts.exec;
         self.functions.remove(name, || exec.forget(name));
         // Its calls in flight stop now: their containers are killed and removed.

@@ -12,6 +12,9 @@ use std::time::Duration;
 /// How often the container engine is pinged for readiness (also the ping's bound).
 const ENGINE_PROBE: Duration = Duration::from_secs(2);
 
+/// How often the namespaces' quotas are read from the store again.
+const QUOTA_REFRESH: Duration = Duration::from_secs(10);
+
 /// How long calls stopped at shutdown may take to end (kill and remove their containers).
 const STOP_BOUND: Duration = Duration::from_secs(10);
 
@@ -81,6 +84,26 @@ impl Platform {
                     Ok(0) => {}
                     Ok(pruned) => tracing::debug!(pruned, "pruned calls past the retention"),
                     Err(err) => tracing::warn!(%err, "could not prune old calls"),
+                }
+                // The audit log is kept as long as the calls.
+                match store.prune_audit(cutoff).await {
+                    Ok(0) => {}
+                    Ok(pruned) => {
+                        tracing::debug!(pruned, "pruned audit entries past the retention")
+                    }
+                    Err(err) => tracing::warn!(%err, "could not prune the audit log"),
+                }
+            }
+        });
+        // The namespaces' quotas, as other daemons of the store may have set them.
+        let me = self.me.clone();
+        self.spawn_every(QUOTA_REFRESH, move || {
+            let me = me.clone();
+            async move {
+                if let Some(platform) = me.upgrade() {
+                    if let Err(err) = platform.refresh_quotas().await {
+                        tracing::warn!(%err, "could not read the namespaces' quotas");
+                    }
                 }
             }
         });

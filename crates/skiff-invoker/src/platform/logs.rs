@@ -68,22 +68,27 @@ impl Platform {
         let (from, _, _) = skiff_core::stats::window_bounds(now, window);
         let (samples, complete) = self
             .store
-            .call_samples(Some(function), from, MAX_SAMPLES)
+            .call_samples(Some(&[function.to_string()]), from, MAX_SAMPLES)
             .await?;
         Ok(skiff_core::stats::function_stats(
             function, &samples, now, window, complete,
         ))
     }
 
-    /// The totals of every function's calls over the `window` before now.
+    /// The totals of the calls of `functions` (full names; `None`: every function) over the
+    /// `window` before now.
     pub async fn stats_by_function(
         &self,
+        functions: Option<&[String]>,
         window: Duration,
     ) -> Result<HashMap<String, StatsTotals>, PlatformError> {
         self.contracts.log.recorder().flush().await;
         let now = Utc::now();
         let from = now - chrono::Duration::from_std(window).unwrap_or(chrono::Duration::zero());
-        let (samples, _) = self.store.call_samples(None, from, MAX_SAMPLES).await?;
+        let (samples, _) = self
+            .store
+            .call_samples(functions, from, MAX_SAMPLES)
+            .await?;
         Ok(skiff_core::stats::totals_by_function(&samples, now, window))
     }
 }

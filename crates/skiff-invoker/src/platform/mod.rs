@@ -2,21 +2,26 @@
 //!
 //! It admits calls (registry lookup, limits, call ids, deadlines: `admission.rs`) and hands
 //! them to the contract drivers ([`crate::invoke`]); it deploys, updates and deletes
-//! functions (`functions.rs`), reads call records (`calls.rs`) and logs and stats (`logs.rs`), and runs its background
+//! functions (`functions.rs`), checks credentials and keeps the audit log and quotas
+//! (`access.rs`), reads call records (`calls.rs`) and logs and stats (`logs.rs`), and runs its background
 //! loops and its shutdown (`lifecycle.rs`). Start-up is here and in `setup.rs`. The async
 //! dispatcher and the triggers are types of their own, which reach the platform only
 //! through the narrow [`Invoker`] interface.
 
+mod access;
 mod admission;
 mod calls;
 mod cluster;
 mod functions;
+mod images;
 mod lifecycle;
 mod logs;
 mod security;
 mod setup;
 mod sync;
 
+pub(crate) use access::QuotaReservation;
+pub use images::{ImageSteps, IMAGE_IDLE};
 pub use security::{AccessKey, DEFAULT_NAMESPACE};
 
 use crate::callback::Callbacks;
@@ -83,6 +88,9 @@ pub struct Platform {
     in_flight: Arc<InFlight>,
     /// The last engine probe's error; `None` while the engine answers.
     engine_problem: parking_lot::Mutex<Option<String>>,
+    /// Whether the store no longer counts this daemon alive (taken over past its lease):
+    /// the dispatcher claims nothing meanwhile.
+    taken_over: Arc<AtomicBool>,
     /// The queued calls the dispatcher is running.
     unsettled: Arc<Unsettled>,
     /// Bounds the heavy engine operations.
@@ -91,6 +99,8 @@ pub struct Platform {
     leftovers: Arc<AtomicUsize>,
     /// Output, line by line, to followers and (instances') to the store.
     logs: LogSink,
+    /// The namespaces' quotas and what their calls hold on this daemon.
+    quotas: Arc<access::Quotas>,
 }
 
 impl Platform {
@@ -137,6 +147,8 @@ impl Platform {
             setup::load_functions(&store, &*engine, &config.allowed_volumes).await?,
         ));
 
+        let quotas = Arc::new(access::Quotas::default());
+        quotas.set_all(store.quotas().await?);
         let tokens = Arc::new(TokenKey::generate().map_err(|e| PlatformError::Setup {
             what: "drawing the key of invoke tokens",
             message: e.to_string(),
@@ -188,7 +200,8 @@ impl Platform {
                 network: Some(network.id.clone()),
                 nofile: config.nofile,
                 max_queued: config.max_queued_calls,
-                keep_paused: config.keep_paused,
+                // Where the engine cannot pause, the last idle instance stops instead.
+                keep_paused: config.keep_paused && engine.capabilities().pause,
                 paused_ttl: config.paused_ttl,
                 autoscale_window: config.autoscale_window,
                 tokens: tokens.clone(),
@@ -271,10 +284,12 @@ impl Platform {
             accepting,
             in_flight: Arc::new(InFlight::default()),
             engine_problem: parking_lot::Mutex::new(None),
+            taken_over: Arc::new(AtomicBool::new(false)),
             unsettled: Arc::new(Unsettled::default()),
             gate,
             leftovers: Arc::new(AtomicUsize::new(leftovers.len())),
             logs,
+            quotas,
             deploys: tokio::sync::Mutex::new(()),
             functions,
             daemon_id,
@@ -318,6 +333,7 @@ impl Platform {
             wakeup: platform.queued.clone(),
             max_running: platform.config.max_concurrent_calls,
             unsettled: platform.unsettled.clone(),
+            taken_over: platform.taken_over.clone(),
         })
         .spawn(&platform.tracker, platform.cancel.clone());
         platform.triggers.start(platform.clone()).await?;
@@ -356,6 +372,12 @@ impl Platform {
     /// Whether new calls are taken (false once shutdown has begun).
     pub fn is_accepting(&self) -> bool {
         self.accepting.load(Ordering::Acquire)
+    }
+
+    /// Whether the store no longer counts this daemon alive: another daemon took its calls
+    /// and containers over after it was silent past its lease.
+    pub fn is_taken_over(&self) -> bool {
+        self.taken_over.load(Ordering::Acquire)
     }
 
     /// Calls running now and calls waiting for a slot.

@@ -6,7 +6,6 @@ use crate::error::PlatformError;
 use base64::Engine;
 use chrono::Utc;
 use skiff_core::api::{AccessKeyCreated, AccessKeyRequest, AccessKeyView, KeyRotation};
-use skiff_core::FunctionName;
 use skiff_store::{AccessKeyRecord, KeySource, StoreError};
 
 /// The namespace of an access key made without one.
@@ -98,8 +97,10 @@ impl Platform {
             .namespace
             .clone()
             .unwrap_or_else(|| DEFAULT_NAMESPACE.to_string());
-        FunctionName::parse(&namespace).map_err(|e| PlatformError::BadRequest {
-            message: format!("namespace: {e}"),
+        skiff_core::access::check_namespace(&namespace, false).map_err(|message| {
+            PlatformError::BadRequest {
+                message: format!("namespace: {message}"),
+            }
         })?;
         let description = request.description.clone().unwrap_or_default();
         if description.chars().count() > MAX_DESCRIPTION

@@ -35,14 +35,20 @@ pub(super) async fn load_functions(
     Ok(functions)
 }
 
-/// The registry entry of a stored `function`, its volumes checked: one that mounts a
-/// volume skiff may not use is refused (its containers do not start), and says why.
+/// The registry entry of a stored `function`, checked: one that mounts a volume skiff may
+/// not use, or that this engine cannot run, is refused (its containers do not start), and
+/// says why.
 pub(super) async fn checked_entry(
     engine: &dyn ContainerEngine,
     function: skiff_core::Function,
     allowed_volumes: &[String],
 ) -> Entry {
-    let refused = match ensure_volumes(engine, &function.config.volumes, allowed_volumes).await {
+    let checked = async {
+        runnable_here(engine, &function.config)?;
+        ensure_volumes(engine, &function.config.volumes, allowed_volumes).await
+    }
+    .await;
+    let refused = match checked {
         Ok(()) => None,
         Err(err) => {
             let why = match err {
@@ -59,6 +65,23 @@ pub(super) async fn checked_entry(
     Entry::new(function, refused)
 }
 
+/// Whether this engine can run a function of this configuration: an `exec` function needs
+/// an engine that attaches to a container's stdio.
+pub(super) fn runnable_here(
+    engine: &dyn ContainerEngine,
+    config: &skiff_core::FunctionConfig,
+) -> Result<(), PlatformError> {
+    if config.contract == skiff_core::Contract::Exec && !engine.capabilities().attach {
+        return Err(PlatformError::InvalidSpec(skiff_core::SpecError::new(
+            "contract",
+            "this daemon's engine cannot reach a container's stdin, which the exec contract \
+             needs (on Swarm, skiff's own image must be known: see --swarm-image): deploy it \
+             with the http or lambda contract",
+        )));
+    }
+    Ok(())
+}
+
 /// The functions' network, made sure to keep containers from reaching each other. One made
 /// by an older skiff (containers connect) is replaced when nothing is attached to it (this
 /// daemon's `leftovers` are removed first, then and there); otherwise skiff refuses to start
@@ -70,6 +93,14 @@ pub(super) async fn isolated_network(
 ) -> Result<skiff_runtime::NetworkInfo, PlatformError> {
     let labels = HashMap::from([(labels::MANAGED.to_string(), "true".to_string())]);
     let mut network = engine.ensure_network(name, &labels).await?;
+    if !engine.capabilities().isolated_networks {
+        tracing::warn!(
+            network = name,
+            "this engine's networks cannot keep function containers apart (a Swarm overlay): \
+             functions on it can reach each other's instances"
+        );
+        return Ok(network);
+    }
     if !network.containers_connect {
         return Ok(network);
     }

@@ -24,7 +24,7 @@ pub mod state;
 
 pub use crashloop::STABLE_AFTER;
 pub use events::{AcquireError, InstanceTarget, InstanceView};
-pub use output::{Output, OutputTail};
+pub use output::{CallMark, Output, OutputTail};
 pub use state::views::Standing;
 pub use state::HEALTH_FAILURES;
 

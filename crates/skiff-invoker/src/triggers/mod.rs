@@ -288,7 +288,9 @@ impl Triggers {
                     url: nats.url.clone(),
                     stream: nats.stream.clone(),
                     subjects: nats.subjects.clone(),
-                    consumer: format!("skiff-{}", record.name),
+                    // NATS consumer names hold no `.`: a namespace's trigger
+                    // (`NS.NAME`) becomes `skiff-NS__NAME`.
+                    consumer: format!("skiff-{}", record.name.replace('.', "__")),
                     max_deliver: nats.max_deliver(),
                     ack_wait: nats.ack_wait(timeout),
                     max_ack_pending: concurrency.saturating_mul(4),

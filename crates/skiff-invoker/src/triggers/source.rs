@@ -301,6 +301,7 @@ impl Supervisor {
             }
             Err(PlatformError::Overloaded { .. })
             | Err(PlatformError::NearFdLimit { .. })
+            | Err(PlatformError::QuotaExceeded { .. })
             | Err(PlatformError::ShuttingDown) => Err(None),
             Err(err) => Err(Some(err.to_string())),
         };

@@ -20,6 +20,10 @@ pub struct DeployArgs {
     /// Container image to run, e.g. skiff/hello:latest
     #[arg(long, value_name = "IMAGE")]
     pub image: Option<String>,
+    /// Pull the image from its registry first, even when the engine has it (a missing
+    /// image is always pulled)
+    #[arg(long)]
+    pub pull: bool,
     /// How skiff talks to the container [default: exec]
     #[arg(long, value_name = "CONTRACT", value_parser = contract_parser())]
     pub contract: Option<Contract>,
@@ -95,6 +99,16 @@ pub struct DeployArgs {
     /// skiff.toml volume on the same path); created if missing, never removed by skiff
     #[arg(long = "volume", short = 'v', value_name = "NAME:/PATH[:ro]", value_parser = parse_volume)]
     pub volumes: Vec<String>,
+    /// Anyone may call the function on its public route, /fn/NAME, without a token
+    #[arg(long, conflicts_with = "private")]
+    pub public: bool,
+    /// Calls need a token with the invoke scope or an invoke key (the default)
+    #[arg(long)]
+    pub private: bool,
+    /// A function (of its namespace) this one may call through the function API
+    /// (repeatable) [default: any]
+    #[arg(long = "callee", value_name = "NAME")]
+    pub callees: Vec<String>,
     /// Folder holding the function's skiff.toml [default: the current folder]
     #[arg(long, value_name = "PATH")]
     pub dir: Option<PathBuf>,
@@ -131,6 +145,8 @@ impl DeployArgs {
             retries,
             max_event_age,
             volumes,
+            public,
+            callees,
         } = spec;
         if let Some(flag) = &self.image {
             image.clone_from(flag);
@@ -157,6 +173,12 @@ impl DeployArgs {
         set(retries, &self.retries);
         set(max_event_age, &self.max_event_age);
         *volumes = merge_volumes(std::mem::take(volumes), &self.volumes);
+        if self.public || self.private {
+            *public = Some(self.public);
+        }
+        if !self.callees.is_empty() {
+            *callees = Some(self.callees.clone());
+        }
     }
 }
 
@@ -298,10 +320,21 @@ pub async fn run(client: &ApiClient, args: DeployArgs, json: bool) -> anyhow::Re
     let dir = args.dir.clone().unwrap_or_default();
     let manifest = load_manifest(&dir)?.unwrap_or_default();
     let (name, spec) = build_spec(&args, manifest)?;
-    let deployed = client
-        .put_function(&name, &spec)
-        .await
-        .map_err(|err| explain(err, &spec))?;
+    if args.pull {
+        super::images::pull_with_progress(client, &spec.image, None).await?;
+    }
+    let deployed = match client.put_function(&name, &spec).await {
+        Err(ClientError::Api { code, .. }) if code == "image_not_found" && !args.pull => {
+            let heading = format!(
+                "image {} is not on the engine: pulling it from its registry",
+                spec.image
+            );
+            super::images::pull_with_progress(client, &spec.image, Some(&heading)).await?;
+            client.put_function(&name, &spec).await
+        }
+        other => other,
+    }
+    .map_err(|err| explain(err, &spec))?;
     if json {
         output::print_json(&deployed.function)?;
     } else {
@@ -527,6 +560,9 @@ idle_timeout = "2m"
             "1h",
             "-v",
             "d1:/data",
+            "--public",
+            "--callee",
+            "worker",
         ]);
         let (_, spec) = build_spec(&a, Manifest::default()).expect("builds");
         let secs = |s| Some(HumanDuration(Duration::from_secs(s)));
@@ -556,6 +592,8 @@ idle_timeout = "2m"
                 retries: Some(3),
                 max_event_age: secs(3600),
                 volumes: vec!["d1:/data".into()],
+                public: Some(true),
+                callees: Some(vec!["worker".into()]),
             }
         );
     }

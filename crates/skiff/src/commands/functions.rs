@@ -100,6 +100,9 @@ pub(crate) mod tests {
             .expect("time");
         FunctionView {
             name: "hello".into(),
+            namespace: "default".into(),
+            public: false,
+            callees: None,
             image: "skiff/hello:latest".into(),
             image_digest: "sha256:0deb1fb9310d".into(),
             contract: Contract::Exec,

@@ -274,7 +274,7 @@ concurrency = 4\n",
              `memory`, `cpus`, `pids`, `tmp_size`, `timeout`, `max_wait`, `env`, `secrets`, `port`, \
              `readiness_path`, `startup_timeout`, `concurrency`, `min_instances`, \
              `max_instances`, `idle_timeout`, `autoscale_window`, `target_utilization`, \
-             `handler`, `retries`, `max_event_age`, `volumes` (line 3, column 1)"
+             `handler`, `retries`, `max_event_age`, `volumes`, `public`, `callees` (line 3, column 1)"
         );
     }
 

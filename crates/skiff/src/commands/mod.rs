@@ -4,12 +4,13 @@
 //! Errors returned from [`run`] have a one-line message; outcomes that need another exit
 //! code (a failed invocation) are printed here and returned as an [`ExitCode`].
 
-mod access_keys;
+mod access;
 mod calls;
 mod cluster;
 mod completions;
 mod deploy;
 mod functions;
+mod images;
 mod instances;
 mod invoke;
 mod logs;
@@ -17,7 +18,7 @@ mod manifest;
 mod secrets;
 mod triggers;
 
-use crate::client::ApiClient;
+use crate::client::{Access, ApiClient};
 use std::process::ExitCode;
 
 /// Where the daemon listens unless told otherwise.
@@ -26,9 +27,28 @@ pub const DEFAULT_URL: &str = "http://127.0.0.1:8080";
 /// Options every command takes.
 #[derive(Debug, Clone, clap::Args)]
 pub struct GlobalArgs {
-    /// URL of the skiff daemon's API
-    #[arg(long, global = true, env = "SKIFF_URL", default_value = DEFAULT_URL, value_name = "URL")]
-    pub url: String,
+    /// URL of the skiff daemon's API [default: the CLI config's, else http://127.0.0.1:8080]
+    #[arg(long, global = true, env = "SKIFF_URL", value_name = "URL")]
+    pub url: Option<String>,
+    /// API token [default: the CLI config's, ~/.config/skiff/config.toml, for that URL]
+    #[arg(
+        long,
+        global = true,
+        env = "SKIFF_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
+    /// Namespace of the functions, triggers and calls named [default: `default`, or the
+    /// token's own namespace when it has one only]
+    #[arg(
+        short = 'n',
+        long,
+        global = true,
+        env = "SKIFF_NAMESPACE",
+        value_name = "NS"
+    )]
+    pub namespace: Option<String>,
     /// Print machine-readable JSON instead of text
     #[arg(long, global = true)]
     pub json: bool,
@@ -44,6 +64,10 @@ pub enum ClientCommand {
     Deploy(Box<deploy::DeployArgs>),
     /// Call a function and print its response
     Invoke(invoke::InvokeArgs),
+    /// Have the daemon pull an image from its registry, with progress
+    Pull(images::PullArgs),
+    /// Have the daemon push an image of its engine to a registry, with progress
+    Push(images::PushArgs),
     /// List the deployed functions
     #[command(visible_alias = "list")]
     Ls,
@@ -62,8 +86,14 @@ pub enum ClientCommand {
     Triggers(triggers::TriggersArgs),
     /// List the daemons sharing the store, their heartbeats and running calls
     Cluster,
-    /// Make, list and revoke credentials (AWS access keys for the Lambda API)
-    Tokens(access_keys::TokensArgs),
+    /// Make, list and revoke API tokens, and AWS access keys for the Lambda API (--aws)
+    Tokens(access::TokensArgs),
+    /// Make, list and revoke the invoke keys of a function
+    Keys(access::KeysArgs),
+    /// Show the audit log: who did what, when, with which token, and the result
+    Audit(access::AuditArgs),
+    /// List the namespaces, or set one's quotas
+    Namespaces(access::NamespacesArgs),
     /// Rotate the key that encrypts secrets at rest, or print a new one
     Secrets(secrets::SecretsArgs),
     /// Print shell completions for skiff
@@ -91,15 +121,30 @@ pub async fn run(
     {
         return secrets::new_key(global.json);
     }
-    let client = ApiClient::with_ca(&global.url, global.ca_cert.as_deref())?;
+    let config = crate::cli_config::load()?;
+    let url = global
+        .url
+        .clone()
+        .or_else(|| config.url.clone())
+        .unwrap_or_else(|| DEFAULT_URL.to_string());
+    let token = crate::cli_config::token_for(&url, global.token.as_deref(), &config);
+    let client = ApiClient::connect(
+        &url,
+        &Access {
+            ca: global.ca_cert.as_deref(),
+            token: token.as_deref(),
+            namespace: global.namespace.as_deref(),
+        },
+    )?;
     match command {
         ClientCommand::Deploy(args) => deploy::run(&client, *args, global.json).await,
         ClientCommand::Invoke(args) => invoke::run(&client, args, global.json).await,
+        ClientCommand::Pull(args) => images::pull(&client, args, global.json).await,
+        ClientCommand::Push(args) => images::push(&client, args, global.json).await,
         ClientCommand::Ls => functions::list(&client, global.json).await,
         ClientCommand::Rm(args) => functions::remove(&client, args, global.json).await,
         ClientCommand::Instances(args) => instances::list(&client, args, global.json).await,
         ClientCommand::Cluster => cluster::run(&client, global.json).await,
-        ClientCommand::Tokens(args) => access_keys::run(&client, args, global.json).await,
         ClientCommand::Secrets(args) => match args.command {
             secrets::SecretsCommand::RotateKey => secrets::rotate(&client, global.json).await,
             secrets::SecretsCommand::NewKey => secrets::new_key(global.json),
@@ -108,6 +153,12 @@ pub async fn run(
         ClientCommand::Calls(args) => calls::run(&client, args, global.json).await,
         ClientCommand::Logs(args) => logs::run(&client, args, global.json).await,
         ClientCommand::Triggers(args) => triggers::run(&client, args, global.json).await,
+        ClientCommand::Tokens(args) => {
+            access::tokens(&client, args, global.namespace.as_deref(), global.json).await
+        }
+        ClientCommand::Keys(args) => access::keys(&client, args, global.json).await,
+        ClientCommand::Audit(args) => access::audit(&client, args, global.json).await,
+        ClientCommand::Namespaces(args) => access::namespaces(&client, args, global.json).await,
         ClientCommand::Completions { .. } => Ok(ExitCode::SUCCESS),
     }
 }
@@ -137,7 +188,7 @@ mod tests {
         let cli = TestCli::try_parse_from(["skiff", "ls", "--json", "--url", "http://h:1"])
             .expect("parses");
         assert!(cli.global.json);
-        assert_eq!(cli.global.url, "http://h:1");
+        assert_eq!(cli.global.url.as_deref(), Some("http://h:1"));
         assert!(matches!(cli.command, ClientCommand::Ls));
         let cli = TestCli::try_parse_from(["skiff", "list"]).expect("alias");
         assert!(matches!(cli.command, ClientCommand::Ls));

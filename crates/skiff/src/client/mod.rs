@@ -1,6 +1,9 @@
 //! A small typed client of the skiff daemon's public HTTP API: one method per endpoint, and
 //! one error type ([`ClientError`]) whose message is always a single readable line.
 
+mod access;
+mod images;
+
 use chrono::SecondsFormat;
 use reqwest::{Method, RequestBuilder, Response, StatusCode, Url};
 use serde::de::DeserializeOwned;
@@ -133,6 +136,18 @@ pub struct Invoked {
     pub output: Vec<u8>,
 }
 
+/// How a client reaches the daemon: the CA its certificate is checked against (besides the
+/// system's roots), the token and the namespace it acts in.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Access<'a> {
+    /// A PEM file of extra roots.
+    pub ca: Option<&'a std::path::Path>,
+    /// The API token.
+    pub token: Option<&'a str>,
+    /// The namespace.
+    pub namespace: Option<&'a str>,
+}
+
 /// A client of one skiff daemon.
 #[derive(Debug, Clone)]
 pub struct ApiClient {
@@ -147,12 +162,13 @@ impl ApiClient {
     /// A client of the daemon at `url` (`http://host:port`, optionally with a path prefix).
     #[cfg(test)]
     pub fn new(url: &str) -> Result<Self, ClientError> {
-        ApiClient::with_ca(url, None)
+        ApiClient::connect(url, &Access::default())
     }
 
-    /// A client of the daemon at `url`; an `https://` URL's certificate is checked against
-    /// the system's roots and those of the PEM file `ca`.
-    pub fn with_ca(url: &str, ca: Option<&std::path::Path>) -> Result<Self, ClientError> {
+    /// A client of the daemon at `url`, with `access`: an `https://` URL's certificate is
+    /// checked against the system's roots and those of `access.ca`; the token
+    /// (`Authorization: Bearer`) and namespace (`X-Skiff-Namespace`) go with every request.
+    pub fn connect(url: &str, access: &Access<'_>) -> Result<Self, ClientError> {
         let invalid = |reason: String| ClientError::InvalidUrl {
             url: url.to_string(),
             reason,
@@ -169,11 +185,24 @@ impl ApiClient {
                 "it must not have a query or a fragment".to_string(),
             ));
         }
-        let tls = skiff_invoker::tls::client_config(ca)
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(token) = access.token {
+            let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+                .map_err(|_| invalid("the token is not valid text".to_string()))?;
+            value.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
+        if let Some(namespace) = access.namespace {
+            let value = reqwest::header::HeaderValue::from_str(namespace)
+                .map_err(|_| invalid("the namespace is not valid text".to_string()))?;
+            headers.insert(skiff_core::api::headers::NAMESPACE_HEADER, value);
+        }
+        let tls = skiff_invoker::tls::client_config(access.ca)
             .map_err(|err| ClientError::Tls(err.to_string()))?;
         let http = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .tls_backend_preconfigured(tls)
+            .default_headers(headers)
             .build()
             .map_err(|err| invalid(describe(&err)))?;
         Ok(ApiClient {
@@ -370,41 +399,7 @@ impl ApiClient {
         let request = self
             .request(Method::GET, &["v1", "functions", name, "logs", "follow"])
             .header(reqwest::header::ACCEPT, "application/x-ndjson");
-        let response = self.send(request).await?;
-        let client = self.clone();
-        let state = (Box::pin(response.bytes_stream()), Vec::<u8>::new());
-        Ok(futures::stream::unfold(
-            state,
-            move |(mut bytes, mut pending)| {
-                let client = client.clone();
-                async move {
-                    use futures::StreamExt;
-                    loop {
-                        if let Some(end) = pending.iter().position(|b| *b == b'\n') {
-                            let line: Vec<u8> = pending.drain(..=end).collect();
-                            let line = &line[..line.len() - 1];
-                            if line.iter().all(u8::is_ascii_whitespace) {
-                                continue; // a keep-alive
-                            }
-                            let event = serde_json::from_slice::<LogEvent>(line).map_err(|err| {
-                                ClientError::Decode {
-                                    url: client.shown.clone(),
-                                    reason: err.to_string(),
-                                }
-                            });
-                            return Some((event, (bytes, pending)));
-                        }
-                        match bytes.next().await {
-                            Some(Ok(chunk)) => pending.extend_from_slice(&chunk),
-                            Some(Err(err)) => {
-                                return Some((Err(client.transport(&err)), (bytes, Vec::new())))
-                            }
-                            None => return None,
-                        }
-                    }
-                }
-            },
-        ))
+        Ok(self.ndjson(self.send(request).await?))
     }
 
     /// `PUT /v1/triggers/{name}`: creates or replaces a trigger; true if it was created.
@@ -451,46 +446,6 @@ impl ApiClient {
     pub async fn delete_trigger(&self, name: &str) -> Result<(), ClientError> {
         let request = self
             .request(Method::DELETE, &["v1", "triggers", name])
-            .timeout(REQUEST_TIMEOUT);
-        self.send(request).await?;
-        Ok(())
-    }
-
-    /// `POST /v1/secrets/rotate-key`: encrypts every secret at rest with a new key.
-    pub async fn rotate_secret_key(&self) -> Result<skiff_core::api::KeyRotation, ClientError> {
-        let request = self
-            .request(Method::POST, &["v1", "secrets", "rotate-key"])
-            .timeout(DEPLOY_TIMEOUT);
-        self.json(self.send(request).await?).await
-    }
-
-    /// `POST /v1/access-keys`: a new access key of the Lambda API, with its secret.
-    pub async fn create_access_key(
-        &self,
-        request: &skiff_core::api::AccessKeyRequest,
-    ) -> Result<skiff_core::api::AccessKeyCreated, ClientError> {
-        let request = self
-            .request(Method::POST, &["v1", "access-keys"])
-            .timeout(REQUEST_TIMEOUT)
-            .json(request);
-        self.json(self.send(request).await?).await
-    }
-
-    /// `GET /v1/access-keys`: the access keys of the Lambda API.
-    pub async fn list_access_keys(
-        &self,
-    ) -> Result<Vec<skiff_core::api::AccessKeyView>, ClientError> {
-        let request = self
-            .request(Method::GET, &["v1", "access-keys"])
-            .timeout(REQUEST_TIMEOUT);
-        let list: skiff_core::api::AccessKeyList = self.json(self.send(request).await?).await?;
-        Ok(list.access_keys)
-    }
-
-    /// `DELETE /v1/access-keys/{id}`: revokes an access key.
-    pub async fn revoke_access_key(&self, id: &str) -> Result<(), ClientError> {
-        let request = self
-            .request(Method::DELETE, &["v1", "access-keys", id])
             .timeout(REQUEST_TIMEOUT);
         self.send(request).await?;
         Ok(())

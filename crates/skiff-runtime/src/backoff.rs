@@ -5,7 +5,7 @@ use std::time::Duration;
 
 /// A doubling delay, capped, optionally jittered.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) struct Backoff {
+pub struct Backoff {
     first: Duration,
     max: Duration,
     /// Share of the delay added or taken at random (0.2: up to 20% either way).
@@ -14,7 +14,7 @@ pub(crate) struct Backoff {
 
 impl Backoff {
     /// `first`, doubling after each retry, never more than `max`; no jitter.
-    pub(crate) const fn new(first: Duration, max: Duration) -> Self {
+    pub const fn new(first: Duration, max: Duration) -> Self {
         Backoff {
             first,
             max,
@@ -23,7 +23,7 @@ impl Backoff {
     }
 
     /// The same, with up to `share` of each delay added or taken at random (0 to 1).
-    pub(crate) const fn with_jitter(self, share: f64) -> Self {
+    pub const fn with_jitter(self, share: f64) -> Self {
         Backoff {
             jitter: share,
             ..self
@@ -31,7 +31,7 @@ impl Backoff {
     }
 
     /// The delay before retry `n`, counting from 1 (`first` before the first retry).
-    pub(crate) fn delay(&self, n: u32) -> Duration {
+    pub fn delay(&self, n: u32) -> Duration {
         let doubled = self
             .first
             .saturating_mul(1u32 << n.saturating_sub(1).min(20));

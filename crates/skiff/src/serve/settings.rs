@@ -1,23 +1,27 @@
-//! `skiff serve`: assembles the daemon from the library crates and runs it until SIGTERM or
-//! SIGINT.
-//!
-//! Settings come from, in rising precedence: built-in defaults, a TOML config file
-//! (`--config`), environment variables (`SKIFF_*`), and flags.
+//! The settings of `skiff serve`: flags, environment variables (`SKIFF_*`), a TOML config
+//! file (`--config`) and built-in defaults, in falling precedence, resolved into
+//! [`Settings`].
 
 use anyhow::{Context, Result};
 use serde::Deserialize;
 use skiff_core::{ByteSize, HumanDuration};
 use skiff_gateway::GatewayConfig;
-use skiff_invoker::{fds, Platform, PlatformConfig};
-use skiff_runtime::docker::DockerEngine;
-use skiff_runtime::endpoint::Endpoint;
-use skiff_store::{DataDir, Store};
+use skiff_invoker::PlatformConfig;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
+
+/// Where the functions run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineKind {
+    /// One Docker engine (the one `DOCKER_HOST` names).
+    #[default]
+    Docker,
+    /// A Docker Swarm, through the manager node `DOCKER_HOST` names: every instance is a
+    /// service, placed by Swarm on any node.
+    Swarm,
+}
 
 /// Flags of `skiff serve`; each can also be set by its environment variable or in the
 /// config file (same name, with `_` for `-`).
@@ -32,6 +36,16 @@ pub struct ServeArgs {
     /// Where skiff keeps its state [default: $XDG_DATA_HOME/skiff or ~/.local/share/skiff].
     #[arg(long, env = "SKIFF_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Where functions run: `docker`, the engine `DOCKER_HOST` names, or `swarm`, a Docker
+    /// Swarm through the manager node `DOCKER_HOST` names [default: docker].
+    #[arg(long, env = "SKIFF_ENGINE", value_name = "KIND", value_enum)]
+    pub engine: Option<EngineKind>,
+    /// With `--engine swarm`: skiff's own image as the nodes pull it (pinned by digest),
+    /// which carries `skiff-init` to them for exec functions [default: the image of the
+    /// container skiff runs in, when it runs in one on the manager; without either, exec
+    /// functions are refused].
+    #[arg(long, env = "SKIFF_SWARM_IMAGE", value_name = "IMAGE")]
+    pub swarm_image: Option<String>,
     /// Where skiff keeps its records: a PostgreSQL URL (`postgres://user:password@host/db`),
     /// which several daemons may share [default: SQLite, `skiff.db` in the data directory].
     #[arg(long, env = "SKIFF_STORE", value_name = "URL")]
@@ -40,6 +54,16 @@ pub struct ServeArgs {
     /// takes its calls and containers over; it beats every fifth of it [default: 15s].
     #[arg(long, env = "SKIFF_LEASE", value_name = "DURATION")]
     pub lease: Option<HumanDuration>,
+    /// Registry credentials for pulls and pushes: a Docker client configuration file (its
+    /// `auths`, as `docker login` writes them) [default: none]
+    #[arg(long, env = "SKIFF_REGISTRY_AUTH", value_name = "FILE")]
+    pub registry_auth: Option<PathBuf>,
+    /// A file holding the first admin token's secret (`skt_` and at least 32 characters),
+    /// such as a Docker secret: used instead of a random one when the store has no token
+    /// yet, and ignored once it has [default: a random token, written to `admin.token` in
+    /// the data directory].
+    #[arg(long, env = "SKIFF_ADMIN_TOKEN_FILE", value_name = "FILE")]
+    pub admin_token_file: Option<PathBuf>,
     /// Most calls running at once, across all functions [default: 64].
     #[arg(long, env = "SKIFF_MAX_CONCURRENT_CALLS", value_name = "N")]
     pub max_concurrent_calls: Option<usize>,
@@ -159,6 +183,17 @@ pub struct ServeArgs {
     /// A PEM file of CA certificates that https:// callbacks trust besides the system's.
     #[arg(long, env = "SKIFF_CALLBACK_CA", value_name = "FILE")]
     pub callback_ca: Option<PathBuf>,
+    /// Let every request do everything, without a token. Refused on an address other than
+    /// loopback unless `--insecure` is given too.
+    #[arg(long, env = "SKIFF_NO_AUTH")]
+    pub no_auth: bool,
+    /// Allow `--no-auth` on an address other than loopback: anyone who reaches it can run
+    /// any image on this Docker engine.
+    #[arg(long, env = "SKIFF_INSECURE")]
+    pub insecure: bool,
+    /// Serve `/metrics` without a token (for a Prometheus scraper).
+    #[arg(long, env = "SKIFF_OPEN_METRICS")]
+    pub open_metrics: bool,
 }
 
 /// The config file: the same settings as the flags.
@@ -167,8 +202,12 @@ pub struct ServeArgs {
 struct FileConfig {
     listen: Option<SocketAddr>,
     data_dir: Option<PathBuf>,
+    engine: Option<EngineKind>,
+    swarm_image: Option<String>,
     store: Option<String>,
     lease: Option<HumanDuration>,
+    registry_auth: Option<PathBuf>,
+    admin_token_file: Option<PathBuf>,
     max_concurrent_calls: Option<usize>,
     max_queued_calls: Option<usize>,
     max_request_size: Option<ByteSize>,
@@ -198,18 +237,27 @@ struct FileConfig {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     callback_ca: Option<PathBuf>,
+    no_auth: Option<bool>,
+    insecure: Option<bool>,
+    open_metrics: Option<bool>,
 }
 
 /// Everything the daemon needs, resolved.
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub listen: SocketAddr,
+    /// Where functions run.
+    pub engine: EngineKind,
+    /// skiff's own image on a swarm, if given.
+    pub swarm_image: Option<String>,
     /// The store's URL; `None`: SQLite in the data directory.
     pub store: Option<String>,
     pub platform: PlatformConfig,
     pub gateway: GatewayConfig,
     pub shutdown_grace: Duration,
     pub engine_timeout: Duration,
+    /// The file with the first admin token's secret, if the operator gives one.
+    pub admin_token_file: Option<PathBuf>,
     /// The certificate chain and private key of the API's TLS, when it has TLS.
     pub tls: Option<(PathBuf, PathBuf)>,
 }
@@ -374,11 +422,20 @@ impl ServeArgs {
             (None, None) => None,
             _ => anyhow::bail!("tls-cert and tls-key go together: give both or neither"),
         };
-        let gateway = GatewayConfig::default();
+        let gateway = GatewayConfig {
+            auth: !(self.no_auth || file.no_auth.unwrap_or(false)),
+            open_metrics: self.open_metrics || file.open_metrics.unwrap_or(false),
+        };
+        let insecure = self.insecure || file.insecure.unwrap_or(false);
         if let Some(d) = self.lease.or(file.lease) {
             anyhow::ensure!(d.0 >= Duration::from_secs(1), "lease must be at least 1s");
             platform.lease = d.0;
         }
+        // Only credentials the operator hands the daemon: not `docker login`'s by default.
+        platform.registries = match self.registry_auth.or(file.registry_auth) {
+            Some(path) => skiff_invoker::registries::Registries::load(&path)?,
+            None => skiff_invoker::registries::Registries::none(),
+        };
         let store = self.store.or(file.store).filter(|url| !url.is_empty());
         if let Some(url) = &store {
             anyhow::ensure!(
@@ -388,13 +445,22 @@ impl ServeArgs {
                 "store must be a postgres:// URL (leave it out for SQLite in the data directory)"
             );
         }
+        let listen = self
+            .listen
+            .or(file.listen)
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
+        anyhow::ensure!(
+            gateway.auth || insecure || listen.ip().is_loopback(),
+            "refusing to listen on {listen} without authentication: anyone who reaches it \
+             could run any image on this Docker engine; drop --no-auth, or add --insecure"
+        );
         Ok(Settings {
+            engine: self.engine.or(file.engine).unwrap_or_default(),
+            swarm_image: self.swarm_image.or(file.swarm_image),
+            admin_token_file: self.admin_token_file.or(file.admin_token_file),
             tls,
             store,
-            listen: self
-                .listen
-                .or(file.listen)
-                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
+            listen,
             platform,
             gateway,
             shutdown_grace: self
@@ -413,172 +479,6 @@ impl ServeArgs {
             },
         })
     }
-}
-
-/// The daemon's log output: stderr, where a failed write (say, the reader of a pipe went
-/// away) loses that line and nothing else. A logging error must never stop a daemon in the
-/// middle of its shutdown, before it has removed its containers.
-struct LossyStderr;
-
-impl std::io::Write for LossyStderr {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let _ = std::io::stderr().write_all(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        let _ = std::io::stderr().flush();
-        Ok(())
-    }
-}
-
-/// Log directives that hold whatever `SKIFF_LOG` says: bollard's debug lines carry the
-/// bodies of its requests to the engine, and a container's spec holds the function's
-/// secrets, which must never reach a log.
-const QUIET_TARGETS: &[&str] = &["bollard=info"];
-
-fn init_logging() {
-    let mut filter = tracing_subscriber::EnvFilter::try_from_env("SKIFF_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    for directive in QUIET_TARGETS {
-        if let Ok(directive) = directive.parse() {
-            filter = filter.add_directive(directive);
-        }
-    }
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .with_writer(|| LossyStderr)
-        .try_init();
-}
-
-/// Resolves when the process gets SIGTERM or SIGINT.
-async fn termination() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot listen for SIGTERM/SIGINT; stop skiff with SIGKILL");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received; shutting down"),
-        _ = int.recv() => tracing::info!("SIGINT received; shutting down"),
-    }
-}
-
-/// Runs the daemon until SIGTERM or SIGINT.
-pub async fn run(args: ServeArgs) -> Result<ExitCode> {
-    init_logging();
-    let settings = args.resolve()?;
-    // An address skiff cannot use is refused, never swapped for the local socket.
-    let endpoint = Endpoint::from_process()?;
-    let data_dir = DataDir::open(&settings.platform.data_dir)?;
-    // Every call and every prepared container holds descriptors: take all the system gives.
-    match fds::raise_open_files_limit() {
-        Ok(limit) => tracing::info!(
-            "open files limit {} (was {}); new calls get 429 when fewer than {} are free",
-            limit.now,
-            limit.was,
-            fds::free_floor(limit.now)
-        ),
-        Err(err) => tracing::warn!(%err, "cannot raise the open files limit"),
-    }
-    let engine = DockerEngine::connect_to(&endpoint)
-        .await
-        .with_context(|| {
-            format!("cannot reach the Docker engine at {endpoint} (is it running, and is DOCKER_HOST right?)")
-        })?
-        .with_timeout(settings.engine_timeout);
-    tracing::info!(
-        api_version = engine.api_version(),
-        engine = %endpoint,
-        "connected to the Docker engine"
-    );
-    let store = match &settings.store {
-        Some(url) => Store::connect(url).await?,
-        None => {
-            let db = data_dir.store_path();
-            Store::open(&db)
-                .await
-                .with_context(|| format!("cannot open the store at {}", db.display()))?
-        }
-    };
-    if let Some(previous) = store.bind_daemon_id(data_dir.identity()).await? {
-        tracing::warn!(
-            previous,
-            daemon = store.daemon_id().await?,
-            data_dir = data_dir.identity(),
-            "this data directory is a copy (or was moved): it gets a daemon id of its own; \
-             containers labelled with the previous id are left to their daemon"
-        );
-    }
-    crate::security::use_keys(&store, &data_dir).await?;
-    let store_backend = store.backend();
-    let tls = match &settings.tls {
-        Some((cert, key)) => Some(skiff_gateway::tls::acceptor(cert, key)?),
-        None => None,
-    };
-    let scheme = if tls.is_some() { "https" } else { "http" };
-    let listener = tokio::net::TcpListener::bind(settings.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", settings.listen))?;
-    let mut platform_config = settings.platform.clone();
-    platform_config.listeners = vec![listener.local_addr().unwrap_or(settings.listen)];
-    let platform = Platform::start(platform_config, store, Arc::new(engine))
-        .await
-        .context("cannot start the platform")?;
-    if let Err(err) = crate::security::first_access_key(&platform, &data_dir).await {
-        platform.shutdown(Duration::ZERO).await;
-        return Err(err);
-    }
-    let address = listener.local_addr().unwrap_or(settings.listen);
-    tracing::info!(
-        daemon = platform.daemon_id(),
-        data_dir = %settings.platform.data_dir.display(),
-        store = store_backend.as_str(),
-        "skiff is listening on {scheme}://{address}"
-    );
-
-    let (stop_tx, mut stop_rx) = watch::channel(false);
-    let app = skiff_gateway::app(platform.clone(), settings.gateway.clone());
-    let mut runtime_stop = stop_rx.clone();
-    let server = tokio::spawn(skiff_gateway::serve(listener, tls, app, async move {
-        let _ = stop_rx.wait_for(|stop| *stop).await;
-    }));
-    // The Lambda Runtime API and the function API, on the functions' network gateway. Its
-    // long polls are cut at shutdown (the platform has stopped every instance by then).
-    let runtime = platform.take_runtime_listener().map(|listener| {
-        tracing::info!(
-            address = %platform.runtime_api_address(),
-            "Lambda Runtime API and function API listening"
-        );
-        tokio::spawn(skiff_gateway::runtime_api::serve(
-            listener,
-            platform.clone(),
-            async move {
-                let _ = runtime_stop.wait_for(|stop| *stop).await;
-            },
-        ))
-    });
-    termination().await;
-    let _ = stop_tx.send(true);
-    // Calls in flight get the grace period; the platform then removes every container.
-    platform.shutdown(settings.shutdown_grace).await;
-    if let Some(runtime) = runtime {
-        runtime.abort();
-    }
-    match tokio::time::timeout(Duration::from_secs(5), server).await {
-        Ok(Ok(Ok(()))) => {}
-        Ok(Ok(Err(err))) => tracing::error!(%err, "the HTTP server failed"),
-        Ok(Err(err)) => tracing::error!(%err, "the HTTP server task failed"),
-        Err(_) => tracing::warn!("connections still open 5s after shutdown were dropped"),
-    }
-    tracing::info!("skiff stopped");
-    // The data directory stays locked until the very end.
-    drop(data_dir);
-    Ok(ExitCode::SUCCESS)
 }
 
 #[cfg(test)]
