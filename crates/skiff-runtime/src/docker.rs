@@ -187,24 +187,17 @@ impl DockerEngine {
             .collect())
     }
 
-    /// The id of the network named exactly `name` with the lowest id, after trying to
-    /// remove any other network of that name.
-    async fn canonical_network(&self, name: &str) -> Result<Option<String>, EngineError> {
-        let mut ids: Vec<String> = self
+    /// The id of the oldest network named exactly `name` (the lowest id among those made at
+    /// the same moment), if any.
+    async fn oldest_network(&self, name: &str) -> Result<Option<String>, EngineError> {
+        let mut networks: Vec<(Option<_>, String)> = self
             .networks_named(name)
             .await?
             .into_iter()
-            .filter_map(|n| n.id)
+            .filter_map(|n| Some((n.created, n.id?)))
             .collect();
-        ids.sort();
-        let mut ids = ids.into_iter();
-        let chosen = ids.next();
-        for duplicate in ids {
-            if let Err(err) = self.docker.remove_network(&duplicate).await {
-                tracing::debug!(%err, network = duplicate, "a duplicate network stays for now");
-            }
-        }
-        Ok(chosen)
+        networks.sort();
+        Ok(networks.into_iter().next().map(|(_, id)| id))
     }
 
     /// The bollard client, for callers that need an API call this trait does not offer
@@ -335,10 +328,12 @@ impl ContainerEngine for DockerEngine {
         let id = self
             .bounded("ensure network", Duration::ZERO, async {
                 // Docker does not keep network names unique: daemons starting at the same
-                // moment can each create one. Every daemon settles on the same one (the lowest
-                // id) and removes the others it can (one still in use stays, unused, until it
-                // is free).
-                if let Some(id) = self.canonical_network(name).await? {
+                // moment can each create one. Every daemon settles on the oldest, which a
+                // network made later never displaces; one that made a network and finds an
+                // older one removes its own, which nothing uses yet. Another daemon's network
+                // is never removed: its containers may be created on it already (a created
+                // container holds the network's id; it fails to start once it is gone).
+                if let Some(id) = self.oldest_network(name).await? {
                     return Ok(id);
                 }
                 let request = NetworkCreateRequest {
@@ -353,19 +348,26 @@ impl ContainerEngine for DockerEngine {
                     )])),
                     ..Default::default()
                 };
-                match self.docker.create_network(request).await {
-                    Ok(_) => {}
+                let ours = match self.docker.create_network(request).await {
+                    Ok(created) => Some(created.id),
                     Err(BollardError::DockerResponseServerError {
                         status_code: 409, ..
-                    }) => {}
+                    }) => None,
                     Err(other) => return Err(classify(Op("create network"), other)),
+                };
+                let chosen =
+                    self.oldest_network(name)
+                        .await?
+                        .ok_or_else(|| EngineError::Other {
+                            op: "create network",
+                            message: format!("network `{name}` was created but cannot be found"),
+                        })?;
+                if let Some(ours) = ours.filter(|ours| *ours != chosen) {
+                    if let Err(err) = self.docker.remove_network(&ours).await {
+                        tracing::debug!(%err, network = ours, "a duplicate network stays for now");
+                    }
                 }
-                self.canonical_network(name)
-                    .await?
-                    .ok_or_else(|| EngineError::Other {
-                        op: "create network",
-                        message: format!("network `{name}` was created but cannot be found"),
-                    })
+                Ok(chosen)
             })
             .await?;
         self.network_info(&id).await

@@ -183,3 +183,63 @@ async fn names_the_engine_refuses_for_a_tag_are_invalid_references() {
         );
     }
 }
+
+/// Daemons starting at the same moment on a fresh engine each ensure the functions' network:
+/// Docker may make several of that name, but none that a daemon settled on is removed under
+/// it (its containers hold the network's id and would fail to start), and every one of them
+/// runs a container. Then all but the oldest network are leftovers a later start never picks.
+#[tokio::test]
+async fn networks_ensured_at_once_all_stay_usable() {
+    if !skiff_testing::ready() {
+        return;
+    }
+    let name = format!("skiff-race-{}", uuid::Uuid::new_v4().simple());
+    let labels = HashMap::from([("skiff.managed".to_string(), "true".to_string())]);
+    let mut engines = Vec::new();
+    for _ in 0..8 {
+        engines.push(DockerEngine::connect().await.expect("connect"));
+    }
+    let chosen: Vec<String> = futures::future::join_all(
+        engines
+            .iter()
+            .map(|engine| engine.ensure_network(&name, &labels)),
+    )
+    .await
+    .into_iter()
+    .map(|n| n.expect("ensure the network").id)
+    .collect();
+    let engine = &engines[0];
+    let dir = tempfile::tempdir().expect("tmp");
+    let init = init::install(dir.path()).expect("init");
+    let mut failures = Vec::new();
+    for (i, id) in chosen.iter().enumerate() {
+        if let Err(err) = engine.network_info(id).await {
+            failures.push(format!("daemon {i}'s network {id} is gone: {err}"));
+            continue;
+        }
+        let mut spec = spec(
+            &format!("{name}-{i}"),
+            "skiff/testfn:latest",
+            vec!["MODE=echo".to_string()],
+            &init,
+        );
+        spec.network = Some(id.clone());
+        let container = engine.create(&spec).await.expect("create");
+        if let Err(err) = engine.start(&container).await {
+            failures.push(format!(
+                "daemon {i}'s container on {id} does not start: {err}"
+            ));
+        }
+        let _ = engine.remove(&container).await;
+    }
+    // A later start picks the oldest, which is one of those chosen.
+    let later = engine
+        .ensure_network(&name, &labels)
+        .await
+        .expect("ensure again");
+    assert!(chosen.contains(&later.id), "{} not in {chosen:?}", later.id);
+    for id in chosen.iter().collect::<std::collections::HashSet<_>>() {
+        let _ = engine.remove_network(id).await;
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
