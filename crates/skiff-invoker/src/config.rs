@@ -65,6 +65,9 @@ pub struct PlatformConfig {
     pub engine_concurrency: (usize, usize),
     /// Most function-to-function hops a call may be from an outside call (then 508).
     pub max_call_depth: u32,
+    /// Whether this daemon runs async calls from the queue. A daemon that does not still
+    /// takes calls and queues async ones, for daemons sharing its store to run.
+    pub dispatch: bool,
     /// Address ranges callbacks may reach even though they are refused by default
     /// (loopback, link-local, the functions' network, the daemon's own listeners).
     pub callback_allow: Vec<ipnet::IpNet>,
@@ -110,6 +113,7 @@ impl PlatformConfig {
             async_max_event_age: Duration::from_secs(6 * 3600),
             async_result_bytes: 256 << 10,
             max_call_depth: 16,
+            dispatch: true,
             engine_concurrency: (2, 32),
             retention: Duration::from_secs(7 * 24 * 3600),
             callback_allow: Vec::new(),

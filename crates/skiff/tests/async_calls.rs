@@ -508,3 +508,36 @@ async fn an_http_function_answering_5xx_is_retried_and_its_answers_kept() {
     assert_eq!(done["result"]["status_code"], 404);
     d.stop().await;
 }
+
+/// A daemon started with `--dispatch false` takes async calls and queues them, durably, but
+/// runs none: they wait in the queue for a daemon that dispatches (here the same store,
+/// restarted with dispatch on), which runs them.
+#[tokio::test]
+async fn a_daemon_that_does_not_dispatch_queues_calls_for_one_that_does() {
+    let Some(mut d) = Daemon::start_if_ready(skiff_bin!(), &["--dispatch", "false"]).await else {
+        return;
+    };
+    d.deploy(
+        "echo",
+        json!({"image": "skiff/testfn:latest", "env": {"MODE": "echo"}}),
+    )
+    .await;
+    let client = d.client();
+    let url = format!("{}/v1/functions/echo/invoke", d.url);
+    let ids = [
+        enqueue(&client, &url, "one").await,
+        enqueue(&client, &url, "two").await,
+    ];
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for id in &ids {
+        let record = d.call_record(id).await;
+        assert_eq!(record["status"], "queued", "not run: {record}");
+    }
+    assert!(d.terminate().await, "a clean stop:\n{}", d.log());
+    d.restart_with(&[]).await;
+    for id in &ids {
+        let done = d.wait_call(id, "succeeded", Duration::from_secs(60)).await;
+        assert_eq!(done["attempt"], 1, "{done}");
+    }
+    d.stop().await;
+}

@@ -324,18 +324,22 @@ impl Platform {
         platform.spawn_background();
         platform.spawn_heartbeat();
         platform.spawn_sync().await?;
-        Arc::new(Dispatcher {
-            store: platform.store.clone(),
-            invoker: platform.clone(),
-            recorder,
-            callbacks,
-            policy: platform.policy,
-            wakeup: platform.queued.clone(),
-            max_running: platform.config.max_concurrent_calls,
-            unsettled: platform.unsettled.clone(),
-            taken_over: platform.taken_over.clone(),
-        })
-        .spawn(&platform.tracker, platform.cancel.clone());
+        if platform.config.dispatch {
+            Arc::new(Dispatcher {
+                store: platform.store.clone(),
+                invoker: platform.clone(),
+                recorder,
+                callbacks,
+                policy: platform.policy,
+                wakeup: platform.queued.clone(),
+                max_running: platform.config.max_concurrent_calls,
+                unsettled: platform.unsettled.clone(),
+                taken_over: platform.taken_over.clone(),
+            })
+            .spawn(&platform.tracker, platform.cancel.clone());
+        } else {
+            tracing::info!("this daemon runs no async calls (--dispatch false): daemons sharing its store run them");
+        }
         platform.triggers.start(platform.clone()).await?;
         Ok(platform)
     }

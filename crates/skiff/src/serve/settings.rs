@@ -133,6 +133,10 @@ pub struct ServeArgs {
     /// get 508 `loop_detected` [default: 16].
     #[arg(long, env = "SKIFF_MAX_CALL_DEPTH", value_name = "N")]
     pub max_call_depth: Option<u32>,
+    /// Run async calls from the queue; with false this daemon takes calls and queues async
+    /// ones, and daemons sharing its store run them [default: true].
+    #[arg(long, env = "SKIFF_DISPATCH", value_name = "BOOL")]
+    pub dispatch: Option<bool>,
     /// Longest a request to the container engine may take before it fails (the wait for
     /// a container's exit is bounded by its call instead) [default: 30s].
     #[arg(long, env = "SKIFF_ENGINE_TIMEOUT", value_name = "DURATION")]
@@ -229,6 +233,7 @@ struct FileConfig {
     async_max_event_age: Option<HumanDuration>,
     async_result_bytes: Option<ByteSize>,
     max_call_depth: Option<u32>,
+    dispatch: Option<bool>,
     engine_timeout: Option<HumanDuration>,
     engine_concurrency_min: Option<usize>,
     engine_concurrency_max: Option<usize>,
@@ -388,6 +393,9 @@ impl ServeArgs {
         if let Some(n) = self.max_call_depth.or(file.max_call_depth) {
             anyhow::ensure!(n >= 1, "max-call-depth must be at least 1");
             platform.max_call_depth = n;
+        }
+        if let Some(dispatch) = self.dispatch.or(file.dispatch) {
+            platform.dispatch = dispatch;
         }
         let (mut floor, mut ceiling) = platform.engine_concurrency;
         if let Some(n) = self.engine_concurrency_min.or(file.engine_concurrency_min) {
