@@ -137,7 +137,7 @@ async fn main() {
     let swarm = TestSwarm::from_env().expect("SKIFF_TEST_SWARM and SKIFF_TEST_SWARM_REGISTRY");
     let samples = count("SAMPLES", 1000);
     let rounds = count("ROUNDS", 5);
-    let skiff_image = swarm.skiff_image();
+    let skiff_image = swarm.skiff_image(skiff_testing::skiff_bin!());
     let echo = swarm.push("skiff/echo-http:latest", "echo-http");
     let hello = swarm.push("skiff/hello:latest", "hello");
     let docker = bollard::Docker::connect_with_http(

@@ -73,7 +73,7 @@ async fn http_instances_spread_over_the_nodes_and_leave_a_drained_one_while_call
         return;
     }
     let _swarm = SWARM.lock().await;
-    let skiff_image = swarm.skiff_image();
+    let skiff_image = swarm.skiff_image(skiff_testing::skiff_bin!());
     let echo_image = swarm.push("skiff/echo-http:latest", "echo-http");
     let skiff = swarm.start_skiff("skiff", &skiff_image, &[]).await;
     let d = &skiff.daemon;
@@ -264,7 +264,7 @@ async fn lambda_instances_beyond_skiffs_node_reach_its_runtime_api_and_are_reuse
         return;
     }
     let _swarm = SWARM.lock().await;
-    let skiff_image = swarm.skiff_image();
+    let skiff_image = swarm.skiff_image(skiff_testing::skiff_bin!());
     let lambda_image = swarm.push("skiff/lambda-hello:latest", "lambda-hello");
     let skiff = swarm.start_skiff("skiff", &skiff_image, &[]).await;
     let d = &skiff.daemon;
@@ -353,7 +353,7 @@ async fn two_daemons_on_one_postgres_lose_no_call_when_one_is_killed_under_load(
         return;
     }
     let _swarm = SWARM.lock().await;
-    let skiff_image = swarm.skiff_image();
+    let skiff_image = swarm.skiff_image(skiff_testing::skiff_bin!());
     let echo_image = swarm.push("skiff/echo-http:latest", "echo-http");
     let db = swarm.postgres();
     // Daemons sharing a store share the key of its secrets, and the admin token the first

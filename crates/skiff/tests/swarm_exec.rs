@@ -23,7 +23,7 @@ async fn exec_calls_run_each_in_a_fresh_task_on_any_node() {
     if !skiff_testing::ready() {
         return;
     }
-    let skiff_image = swarm.skiff_image();
+    let skiff_image = swarm.skiff_image(skiff_testing::skiff_bin!());
     let testfn = swarm.push("skiff/testfn:latest", "testfn");
     let skiff = swarm
         .start_skiff("skiff-exec", &skiff_image, &["--exec-prewarm", "2"])

@@ -100,10 +100,13 @@ impl TestSwarm {
         format!("{}/{repo}:latest", self.registry())
     }
 
-    /// skiff's own image, built from this tree (`scripts/build-skiff-image.sh`, quick when
-    /// it is up to date) and pushed to the registry; the reference the nodes pull it by.
-    pub fn skiff_image(&self) -> String {
-        run(Command::new("bash").arg(crate::repo_root().join("scripts/build-skiff-image.sh")));
+    /// skiff's own image (`scripts/build-skiff-image.sh`) with `binary` in it (the one the
+    /// test or benchmark runs: `skiff_bin!()`), pushed to the registry; the reference the
+    /// nodes pull it by.
+    pub fn skiff_image(&self, binary: &std::path::Path) -> String {
+        run(Command::new("bash")
+            .arg(crate::repo_root().join("scripts/build-skiff-image.sh"))
+            .env("SKIFF_IMAGE_BINARY", binary));
         self.push("skiff/skiff:latest", "skiff")
     }
 
