@@ -19,7 +19,8 @@ async fn main() {
     d.deploy(
         "web",
         json!({"image": "skiff/echo-http:latest", "contract": "http", "readiness_path": "/ready",
-               "memory": "64Mi", "concurrency": 128, "min_instances": 1, "max_instances": 2}),
+               "memory": "64Mi", "concurrency": 128, "min_instances": 1, "max_instances": 2,
+               "public": true}),
     )
     .await;
     let url = format!("{}/fn/web/", d.url);

@@ -109,7 +109,7 @@ async fn main() {
     // 1 and 2: warm latency and throughput, one instance.
     d.deploy(
         "web",
-        json!({"image": IMAGE, "contract": "http", "readiness_path": "/ready",
+        json!({"image": IMAGE, "contract": "http", "readiness_path": "/ready", "public": true,
         "concurrency": 128, "min_instances": 1, "max_instances": 1}),
     )
     .await;
