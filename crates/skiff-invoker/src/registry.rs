@@ -137,6 +137,7 @@ impl Targets {
             version: function.version,
             generation: EXEC_GENERATION.fetch_add(1, Ordering::Relaxed),
             image: function.image_digest.clone(),
+            image_reference: config.image.clone(),
             command,
             env: config
                 .env
@@ -190,6 +191,7 @@ impl Targets {
             function: function.name.to_string(),
             version: function.version,
             image: function.image_digest.clone(),
+            image_reference: config.image.clone(),
             env,
             resources: config.resources,
             http: config.http.clone(),

@@ -82,6 +82,7 @@ fn run(concurrency: u32, max: u32, holds: Vec<u64>) -> Result<(), TestCaseError>
         manager.set_target(Arc::new(InstanceTarget {
             function: "web".into(),
             version: 1,
+            image_reference: image.clone(),
             image,
             env: Vec::new(),
             resources: Resources {

@@ -99,6 +99,10 @@ pub struct ContainerSpec {
     pub name: String,
     /// Image id or reference.
     pub image: String,
+    /// The reference the image was deployed by (`REPOSITORY:TAG`), if any: an engine whose
+    /// nodes pull by registry digest pins the digest of that repository (an image pushed to
+    /// several registries has one per repository).
+    pub image_reference: Option<String>,
     /// Entrypoint override (`None` keeps the image's).
     pub entrypoint: Option<Vec<String>>,
     /// Command override (`None` keeps the image's).

@@ -13,6 +13,7 @@ fn spec(name: &str, image: &str, env: Vec<String>, init_path: &std::path::Path) 
     ContainerSpec {
         name: name.to_string(),
         image: image.to_string(),
+        image_reference: None,
         entrypoint: Some(vec![INIT_PATH_IN_CONTAINER.to_string()]),
         cmd: Some(image_cmd),
         env,

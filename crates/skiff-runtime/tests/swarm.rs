@@ -112,6 +112,7 @@ fn spec(name: &str, image: &str, run: &str, env: Vec<String>) -> ContainerSpec {
     ContainerSpec {
         name: name.to_string(),
         image: image.to_string(),
+        image_reference: None,
         entrypoint: None,
         cmd: None,
         env,

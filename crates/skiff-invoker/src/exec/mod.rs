@@ -75,6 +75,8 @@ pub struct ExecTarget {
     pub generation: u64,
     /// Image id to run.
     pub image: String,
+    /// The reference the function was deployed with (`REPOSITORY:TAG`).
+    pub image_reference: String,
     /// The image's command (entrypoint and cmd), run by `skiff-init`.
     pub command: Vec<String>,
     /// The function's environment and secrets, `KEY=VALUE`.
@@ -299,6 +301,7 @@ impl ExecDriver {
         ContainerSpec {
             name: format!("skiff-{}-{instance}", target.function),
             image: target.image.clone(),
+            image_reference: Some(target.image_reference.clone()),
             entrypoint: Some(vec![INIT_PATH_IN_CONTAINER.to_string()]),
             cmd: Some(target.command.clone()),
             env,

@@ -273,6 +273,7 @@ mod tests {
         let spec = ContainerSpec {
             name: format!("skiff-web-{instance}"),
             image: "web:1".into(),
+            image_reference: None,
             entrypoint: None,
             cmd: None,
             env: Vec::new(),

@@ -16,6 +16,8 @@ pub struct InstanceTarget {
     pub version: u64,
     /// Image id.
     pub image: String,
+    /// The reference the function was deployed with (`REPOSITORY:TAG`).
+    pub image_reference: String,
     /// Environment, `KEY=VALUE` (function env, secrets, `PORT`).
     pub env: Vec<String>,
     /// Resource limits.

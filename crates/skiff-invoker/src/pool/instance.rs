@@ -90,6 +90,7 @@ impl Containers {
         let spec = ContainerSpec {
             name: format!("skiff-{}-{id}", target.function),
             image: target.image.clone(),
+            image_reference: Some(target.image_reference.clone()),
             entrypoint: None,
             cmd: target.cmd.clone(),
             env,

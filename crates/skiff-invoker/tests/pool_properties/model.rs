@@ -118,6 +118,7 @@ impl Sim {
             function: FUNCTION.into(),
             version: 1,
             image: "web:1".into(),
+            image_reference: "skiff/test:latest".to_string(),
             env: Vec::new(),
             resources: Resources {
                 memory_bytes: 1 << 26,

@@ -231,6 +231,7 @@ mod tests {
         ContainerSpec {
             name: "skiff-fn-1".to_string(),
             image: "sha256:abc".to_string(),
+            image_reference: None,
             entrypoint: Some(vec![crate::init::INIT_PATH_IN_CONTAINER.to_string()]),
             cmd: Some(vec!["/fn".to_string()]),
             env: vec!["A=1".to_string()],

@@ -50,6 +50,9 @@ const LOG_TAIL: Duration = Duration::from_secs(1);
 /// request that fails (the manager busy for a moment) does not end an instance.
 const WAIT_ERRORS_TOLERATED: u32 = 3;
 
+/// An image id and the reference it was deployed by, if any.
+type PinKey = (String, Option<String>);
+
 /// Docker Swarm, reached through a manager node's Docker API.
 #[derive(Debug, Clone)]
 pub struct SwarmEngine {
@@ -59,8 +62,8 @@ pub struct SwarmEngine {
     tasks: TaskReader,
     /// Whether the manager's API can set `no-new-privileges` on a service.
     no_new_privileges: bool,
-    /// The registry digest reference each image id was pinned to.
-    pinned: Arc<Mutex<HashMap<String, String>>>,
+    /// The registry digest reference each image id, deployed by a reference, was pinned to.
+    pinned: Arc<Mutex<HashMap<PinKey, String>>>,
     /// What exec functions need, when skiff's own image is known (see [`exec`]).
     exec: Option<exec::ExecSupport>,
     /// The services that are prepared exec containers.
@@ -191,23 +194,27 @@ impl SwarmEngine {
         &self.manager
     }
 
-    /// The digest reference that pins `image` (an id or a reference) on every node.
-    async fn pin(&self, image: &str) -> Result<String, EngineError> {
-        if let Some(pinned) = self.cached(image) {
+    /// The digest reference that pins `image` (an id or a reference) on every node: in the
+    /// repository of `deployed_as` (the reference it was deployed by) when it has a digest
+    /// there.
+    async fn pin(&self, image: &str, deployed_as: Option<&str>) -> Result<String, EngineError> {
+        if let Some(pinned) = self.cached(image, deployed_as) {
             return Ok(pinned);
         }
         let info = self.manager.inspect_image(image).await?;
-        let pinned = spec::pinned_reference(image, &info)?;
-        locked(&self.pinned).insert(info.id, pinned.clone());
+        let pinned = spec::pinned_reference(deployed_as.unwrap_or(image), &info)?;
+        locked(&self.pinned).insert((info.id, deployed_as.map(str::to_string)), pinned.clone());
         Ok(pinned)
     }
 
-    fn cached(&self, image: &str) -> Option<String> {
+    fn cached(&self, image: &str, deployed_as: Option<&str>) -> Option<String> {
         // Only an image id names the same bytes for ever; a tag is looked up every time.
         if !image.starts_with("sha256:") {
             return None;
         }
-        locked(&self.pinned).get(image).cloned()
+        locked(&self.pinned)
+            .get(&(image.to_string(), deployed_as.map(str::to_string)))
+            .cloned()
     }
 
     /// Whether service `id` exists.
@@ -369,7 +376,9 @@ impl ContainerEngine for SwarmEngine {
         };
         let spec = exec_task.as_ref().map_or(spec, |(task, _)| task);
         spec::check(spec)?;
-        let image = self.pin(&spec.image).await?;
+        let image = self
+            .pin(&spec.image, spec.image_reference.as_deref())
+            .await?;
         let mut service = spec::service_spec(spec, &image, self.no_new_privileges);
         if let Some((_, mount)) = exec_task.as_ref() {
             if let Some(container) = service

@@ -172,6 +172,7 @@ mod tests {
         ContainerSpec {
             name: "skiff-fn-1".to_string(),
             image: "sha256:abc".to_string(),
+            image_reference: None,
             entrypoint: None,
             cmd: Some(vec!["serve".to_string()]),
             env: vec!["PORT=8080".to_string()],

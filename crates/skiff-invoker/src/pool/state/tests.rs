@@ -23,6 +23,7 @@ fn target(function: &str, version: u64, scaling: Scaling) -> Arc<InstanceTarget>
         function: function.into(),
         version,
         image: format!("{function}:{version}"),
+        image_reference: "skiff/test:latest".to_string(),
         env: Vec::new(),
         resources: Resources {
             memory_bytes: 1 << 26,
