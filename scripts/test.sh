@@ -36,4 +36,5 @@ fi
 echo "--- building the tests (at ${SECONDS} s)"
 cargo test --workspace --locked --no-run "$@"
 echo "--- running the tests (at ${SECONDS} s)"
-cargo test --workspace --locked "$@"
+# Every test binary runs, whatever failed before it: a run reports every failure at once.
+cargo test --workspace --locked --no-fail-fast "$@"
