@@ -13,6 +13,11 @@
 //!
 //! Run: `cargo bench -p skiff --bench warm_proxy` (`SAMPLES=n` sequential samples per
 //! path and round, default 1000; `ROUNDS=n`, default 3; `WRK_SECONDS=n`, default 5).
+//!
+//! With `PROFILE=DIR`, one more `wrk` run on skiff's public route is profiled: `perf record`
+//! (cpu-clock, DWARF call graphs) on the daemon writes `DIR/perf.data`, and the daemon's CPU
+//! time and the calls answered in that run go to `DIR/run.txt`;
+//! `scripts/perf-stages.py DIR` turns them into CPU per call by stage.
 
 use serde_json::json;
 use skiff_testing::bench::{count, engine_ready};
@@ -140,6 +145,59 @@ async fn sequential(client: &reqwest::Client, url: &str, n: usize, into: &mut La
     }
 }
 
+/// The CPU time (user + system) process `pid` has used so far, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("the daemon's stat");
+    // Fields after the command name (which is in parentheses): utime and stime are the
+    // 12th and 13th of them.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    fields[11].parse::<u64>().unwrap_or(0) + fields[12].parse::<u64>().unwrap_or(0)
+}
+
+/// One `wrk` run on `url` with `perf record` on the daemon meanwhile (see the header).
+fn profile(d: &Daemon, url: &str, seconds: u64, dir: &std::path::Path) {
+    std::fs::create_dir_all(dir).expect("the profile directory");
+    let pid = d.pid();
+    let data = dir.join("perf.data");
+    let mut perf = Command::new("perf")
+        .args(["record", "--quiet", "-e", "cpu-clock", "-F", "499"])
+        .args(["--call-graph", "dwarf,16384", "-p", &pid.to_string(), "-o"])
+        .arg(&data)
+        .args(["--", "sleep", &(seconds + 1).to_string()])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("perf (Debian's linux-perf)");
+    std::thread::sleep(Duration::from_millis(500));
+    let before = cpu_ticks(pid);
+    let out = Command::new("wrk")
+        .args(["-t2", "-c64", &format!("-d{seconds}s"), url])
+        .output()
+        .expect("wrk");
+    let after = cpu_ticks(pid);
+    let _ = perf.wait();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let calls: u64 = text
+        .lines()
+        .find_map(|l| {
+            let (n, rest) = l.trim().split_once(' ')?;
+            rest.starts_with("requests in").then(|| n.parse().ok())?
+        })
+        .unwrap_or(0);
+    // Clock ticks are 1/100 s on Linux.
+    let cpu_seconds = (after - before) as f64 / 100.0;
+    std::fs::write(
+        dir.join("run.txt"),
+        format!("calls {calls}\ncpu_seconds {cpu_seconds}\nwall_seconds {seconds}\n"),
+    )
+    .expect("write run.txt");
+    eprintln!(
+        "profiled: {calls} calls, daemon CPU {cpu_seconds:.2} s ({:.1} us per call); {}",
+        cpu_seconds * 1e6 / calls.max(1) as f64,
+        data.display()
+    );
+}
+
 fn median(mut values: Vec<f64>) -> Option<f64> {
     if values.is_empty() {
         return None;
@@ -259,6 +317,14 @@ async fn main() {
                 }
             }
         }
+    }
+    if let Ok(dir) = std::env::var("PROFILE") {
+        profile(
+            &d,
+            &format!("{}/fn/web/", d.url),
+            seconds,
+            std::path::Path::new(&dir),
+        );
     }
     drop(nginx);
     d.stop().await;
