@@ -1,7 +1,6 @@
 //! Async calls, measured in one run: durable enqueue throughput (202s per second with many
-//! clients) with the dispatcher off (`--dispatch false`), dispatch throughput alone (the
-//! same daemon restarted with its dispatcher drains what was queued), both at once, and the
-//! end-to-end latency of a lone async call (accepted -> final status seen by polling).
+//! clients), dispatch throughput to a warm http instance, and end-to-end latency of a lone
+//! async call (accepted -> final status seen by polling).
 //!
 //! Run: `cargo bench -p skiff --bench async_queue` (CALLS=n to change the enqueue count).
 
@@ -11,80 +10,11 @@ use skiff_testing::stats::{millis, Latencies};
 use skiff_testing::{skiff_bin, Daemon};
 use std::time::{Duration, Instant};
 
-/// Enqueues async calls to `url` for about 5 s from 64 connections: wrk (a separate, light
-/// client process) when it is installed, else `calls` calls from this process. (calls
-/// accepted, time taken, the client's name)
-async fn enqueue_burst(
-    client: &reqwest::Client,
-    url: &str,
-    calls: usize,
-) -> (usize, Duration, &'static str) {
-    let started = Instant::now();
-    if let Some((count, took)) = wrk_enqueue(url) {
-        return (count, took, "wrk -t1 -c64");
-    }
-    let mut pending = futures::stream::FuturesUnordered::new();
-    use futures::StreamExt;
-    let mut accepted = 0;
-    for _ in 0..calls {
-        let client = client.clone();
-        let url = url.to_string();
-        pending.push(async move {
-            client
-                .post(url)
-                .header("Prefer", "respond-async")
-                .body("x")
-                .send()
-                .await
-                .map(|r| r.status().as_u16() == 202)
-                .unwrap_or(false)
-        });
-        if pending.len() >= 64 && pending.next().await == Some(true) {
-            accepted += 1;
-        }
-    }
-    while let Some(ok) = pending.next().await {
-        accepted += usize::from(ok);
-    }
-    assert_eq!(accepted, calls);
-    (calls, started.elapsed(), "64 clients in the bench")
-}
-
-/// Waits until function `web` has no call queued or running.
-async fn drained(client: &reqwest::Client, d: &Daemon) {
-    loop {
-        let mut empty = true;
-        for status in ["queued", "running"] {
-            let page: Value = client
-                .get(format!(
-                    "{}/v1/calls?function=web&status={status}&limit=1",
-                    d.url
-                ))
-                .send()
-                .await
-                .expect("calls")
-                .json()
-                .await
-                .expect("json");
-            empty &= page["calls"].as_array().is_none_or(Vec::is_empty);
-        }
-        if empty {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::main]
 async fn main() {
     engine_ready();
     let calls = count("CALLS", 5000);
-    // First without a dispatcher (`--dispatch false`): enqueueing alone.
-    let mut d = Daemon::start(
-        skiff_bin!(),
-        &["--max-concurrent-calls", "256", "--dispatch", "false"],
-    )
-    .await;
+    let d = Daemon::start(skiff_bin!(), &["--max-concurrent-calls", "256"]).await;
     let client = d.client_with(reqwest::Client::builder().pool_max_idle_per_host(128));
     d.deploy(
         "web",
@@ -94,7 +24,7 @@ async fn main() {
     )
     .await;
     let url = format!("{}/fn/web/", d.url);
-    // Warm up (sync calls run without a dispatcher).
+    // Warm up.
     for _ in 0..20 {
         client
             .get(&url)
@@ -105,20 +35,73 @@ async fn main() {
             .await
             .expect("body");
     }
-    let (alone, alone_time, client_name) = enqueue_burst(&client, &url, calls).await;
 
-    // Then the same daemon with its dispatcher: the queue drained with nothing enqueued.
-    assert!(d.terminate().await, "a clean stop:\n{}", d.log());
-    d.restart_with(&["--max-concurrent-calls", "256"]).await;
+    // Enqueue throughput: 64 connections, from wrk (a separate, light client process) when
+    // it is installed, else from this process.
     let started = Instant::now();
-    drained(&client, &d).await;
-    let dispatch_alone_time = started.elapsed();
+    let (calls, enqueue_time, client_name) = match wrk_enqueue(&url) {
+        Some((count, took)) => (count, took, "wrk -t1 -c64"),
+        None => {
+            let mut pending = futures::stream::FuturesUnordered::new();
+            use futures::StreamExt;
+            let mut accepted = 0;
+            for _ in 0..calls {
+                let client = client.clone();
+                let url = url.clone();
+                pending.push(async move {
+                    client
+                        .post(url)
+                        .header("Prefer", "respond-async")
+                        .body("x")
+                        .send()
+                        .await
+                        .map(|r| r.status().as_u16() == 202)
+                        .unwrap_or(false)
+                });
+                if pending.len() >= 64 && pending.next().await == Some(true) {
+                    accepted += 1;
+                }
+            }
+            while let Some(ok) = pending.next().await {
+                accepted += usize::from(ok);
+            }
+            assert_eq!(accepted, calls);
+            (calls, started.elapsed(), "64 clients in the bench")
+        }
+    };
 
-    // Both at once: enqueueing while the dispatcher drains, until the queue is empty.
-    let started = Instant::now();
-    let (both, enqueue_time, _) = enqueue_burst(&client, &url, calls).await;
-    drained(&client, &d).await;
+    // Dispatch throughput: until the queue is empty.
+    loop {
+        let page: Value = client
+            .get(format!(
+                "{}/v1/calls?function=web&status=queued&limit=1",
+                d.url
+            ))
+            .send()
+            .await
+            .expect("queued")
+            .json()
+            .await
+            .expect("json");
+        let running: Value = client
+            .get(format!(
+                "{}/v1/calls?function=web&status=running&limit=1",
+                d.url
+            ))
+            .send()
+            .await
+            .expect("running")
+            .json()
+            .await
+            .expect("json");
+        let empty = |v: &Value| v["calls"].as_array().is_none_or(Vec::is_empty);
+        if empty(&page) && empty(&running) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let drain_time = started.elapsed();
+
     // End-to-end latency of one async call at a time.
     let mut latencies = Latencies::new();
     for _ in 0..50 {
@@ -154,20 +137,12 @@ async fn main() {
     println!("| measure | result | target |");
     println!("| --- | --- | --- |");
     println!(
-        "| durable enqueue alone, dispatcher off ({alone} calls, {client_name}, 202 after the commit) | {:.0} calls/s | >= 10,000 calls/s |",
-        alone as f64 / alone_time.as_secs_f64()
+        "| durable enqueue ({calls} calls, {client_name}) | {:.0} calls/s | >= 10,000 calls/s |",
+        calls as f64 / enqueue_time.as_secs_f64()
     );
     println!(
-        "| dispatch alone: those {alone} calls run on a warm http instance, from the daemon's restart with its dispatcher | {:.0} calls/s | - |",
-        alone as f64 / dispatch_alone_time.as_secs_f64()
-    );
-    println!(
-        "| durable enqueue while the dispatcher runs ({both} calls) | {:.0} calls/s | - |",
-        both as f64 / enqueue_time.as_secs_f64()
-    );
-    println!(
-        "| enqueue + dispatch, until the queue is empty | {:.0} calls/s | - |",
-        both as f64 / drain_time.as_secs_f64()
+        "| enqueue + dispatch to a warm http instance, until the queue is empty | {:.0} calls/s | - |",
+        calls as f64 / drain_time.as_secs_f64()
     );
     println!(
         "| end-to-end async latency (accepted -> succeeded seen by polling), p50 / p99 | {:.2} / {:.2} ms | - |",
