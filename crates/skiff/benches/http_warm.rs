@@ -14,30 +14,13 @@
 use bollard::models::{ContainerCreateBody, HostConfig};
 use serde_json::json;
 use skiff_runtime::docker::DockerEngine;
-use skiff_testing::bench::{count, engine_ready, raw_start, until_paused};
+use skiff_testing::bench::{count, engine_ready, instance_addr, raw_start, until_paused};
 use skiff_testing::stats::{ms, ratio, Latencies};
-use skiff_testing::{container_ip, eventually, skiff_bin, Daemon};
+use skiff_testing::{skiff_bin, Daemon};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 const IMAGE: &str = "skiff/echo-http:latest";
-
-/// The address of the first instance of `name` once it has started.
-async fn instance_addr(d: &Daemon, name: &str) -> String {
-    let container = eventually(
-        &format!("an instance of {name} ready"),
-        Duration::from_secs(10),
-        async || {
-            let instances = d.instances(name).await;
-            let first = instances.first()?;
-            (first["state"] != "starting")
-                .then(|| first["container"].as_str().map(str::to_string))
-                .flatten()
-        },
-    )
-    .await;
-    format!("{}:8080", container_ip(&container))
-}
 
 async fn sequential(client: &reqwest::Client, url: &str, n: usize) -> Vec<Duration> {
     let mut times = Vec::with_capacity(n);

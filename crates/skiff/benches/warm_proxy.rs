@@ -20,30 +20,13 @@
 //! `scripts/perf-stages.py DIR` turns them into CPU per call by stage.
 
 use serde_json::json;
-use skiff_testing::bench::{count, engine_ready};
+use skiff_testing::bench::{count, engine_ready, instance_addr};
 use skiff_testing::stats::{ms, Latencies};
-use skiff_testing::{container_ip, eventually, free_port, skiff_bin, Daemon};
+use skiff_testing::{free_port, skiff_bin, Daemon};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const IMAGE: &str = "skiff/echo-http:latest";
-
-/// The address of the first instance of `name` once it is ready.
-async fn instance_addr(d: &Daemon, name: &str) -> String {
-    let container = eventually(
-        &format!("an instance of {name} ready"),
-        Duration::from_secs(20),
-        async || {
-            let instances = d.instances(name).await;
-            let first = instances.first()?;
-            (first["state"] != "starting")
-                .then(|| first["container"].as_str().map(str::to_string))
-                .flatten()
-        },
-    )
-    .await;
-    format!("{}:8080", container_ip(&container))
-}
 
 /// nginx as a keep-alive reverse proxy to `upstream`, on 127.0.0.1:`port`; stopped when
 /// dropped.

@@ -72,3 +72,21 @@ pub async fn until_paused(d: &Daemon, name: &str) {
     })
     .await;
 }
+
+/// The address (`IP:8080`) of the first instance of `name` once it has started: where a
+/// bench calls the instance directly, as its baseline.
+pub async fn instance_addr(d: &Daemon, name: &str) -> String {
+    let container = crate::eventually(
+        &format!("an instance of {name} ready"),
+        Duration::from_secs(20),
+        async || {
+            let instances = d.instances(name).await;
+            let first = instances.first()?;
+            (first["state"] != "starting")
+                .then(|| first["container"].as_str().map(str::to_string))
+                .flatten()
+        },
+    )
+    .await;
+    format!("{}:8080", crate::container_ip(&container))
+}
