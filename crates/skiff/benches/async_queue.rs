@@ -5,7 +5,7 @@
 //! Run: `cargo bench -p skiff --bench async_queue` (CALLS=n to change the enqueue count).
 
 use serde_json::{json, Value};
-use skiff_testing::bench::{count, engine_ready};
+use skiff_testing::bench::{count, engine_ready, wrk_requests};
 use skiff_testing::stats::{millis, Latencies};
 use skiff_testing::{skiff_bin, Daemon};
 use std::time::{Duration, Instant};
@@ -172,11 +172,7 @@ fn wrk_enqueue(url: &str) -> Option<(usize, Duration)> {
         !text.contains("Non-2xx") && !text.contains("Socket errors"),
         "wrk saw errors: {text}"
     );
-    // "123456 requests in 5.00s, ..."
-    let count = text.lines().find_map(|l| {
-        let (n, rest) = l.trim().split_once(' ')?;
-        rest.starts_with("requests in").then(|| n.parse().ok())?
-    })?;
+    let count = wrk_requests(&text)?;
     let seconds: f64 = text.lines().find_map(|l| {
         let rest = l.trim().split_once("requests in ")?.1;
         rest.split_once('s')?.0.parse().ok()

@@ -20,7 +20,7 @@
 //! `scripts/perf-stages.py DIR` turns them into CPU per call by stage.
 
 use serde_json::json;
-use skiff_testing::bench::{count, engine_ready, instance_addr};
+use skiff_testing::bench::{count, engine_ready, instance_addr, wrk_requests};
 use skiff_testing::stats::{ms, Latencies};
 use skiff_testing::{free_port, skiff_bin, Daemon};
 use std::process::{Child, Command, Stdio};
@@ -160,13 +160,11 @@ fn profile(d: &Daemon, url: &str, seconds: u64, dir: &std::path::Path) {
     let after = cpu_ticks(pid);
     let _ = perf.wait();
     let text = String::from_utf8_lossy(&out.stdout);
-    let calls: u64 = text
-        .lines()
-        .find_map(|l| {
-            let (n, rest) = l.trim().split_once(' ')?;
-            rest.starts_with("requests in").then(|| n.parse().ok())?
-        })
-        .unwrap_or(0);
+    assert!(
+        !text.contains("Non-2xx") && !text.contains("Socket errors"),
+        "wrk saw errors while profiled: {text}"
+    );
+    let calls = wrk_requests(&text).unwrap_or(0) as u64;
     // Clock ticks are 1/100 s on Linux.
     let cpu_seconds = (after - before) as f64 / 100.0;
     std::fs::write(

@@ -90,3 +90,11 @@ pub async fn instance_addr(d: &Daemon, name: &str) -> String {
     .await;
     format!("{}:8080", crate::container_ip(&container))
 }
+
+/// The number of requests a `wrk` run's output reports (`123456 requests in 5.00s, ...`).
+pub fn wrk_requests(output: &str) -> Option<usize> {
+    output.lines().find_map(|l| {
+        let (n, rest) = l.trim().split_once(' ')?;
+        rest.starts_with("requests in").then(|| n.parse().ok())?
+    })
+}
