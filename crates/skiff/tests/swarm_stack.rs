@@ -44,35 +44,46 @@ struct StackOnSwarm {
 }
 
 impl StackOnSwarm {
+    /// What a `docker` command aimed at the manager printed; empty when it failed (this runs
+    /// in `Drop`, where a panic during a failing test's unwinding would abort it).
+    fn quietly(&self, args: &[&str]) -> String {
+        self.swarm
+            .docker()
+            .args(args)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_default()
+    }
+
     /// The nodes' names and their Docker APIs.
     fn nodes(&self) -> Vec<(String, String)> {
-        let list = run(self
-            .swarm
-            .docker()
-            .args(["node", "ls", "--format", "{{.Hostname}}"]));
-        list.lines()
+        self.quietly(&["node", "ls", "--format", "{{.Hostname}}"])
+            .lines()
             .map(|name| {
-                let addr = run(self.swarm.docker().args([
-                    "node",
-                    "inspect",
-                    name,
-                    "--format",
-                    "{{.Status.Addr}}",
-                ]));
+                let addr = self.quietly(&["node", "inspect", name, "--format", "{{.Status.Addr}}"]);
                 (name.to_string(), format!("tcp://{addr}:2375"))
             })
             .collect()
     }
 
+    /// The stack's services and those of skiff's functions.
     fn services(&self) -> Vec<String> {
-        let out = run(self
-            .swarm
-            .docker()
-            .args(["service", "ls", "--format", "{{.Name}}"]));
-        out.lines()
+        self.quietly(&["service", "ls", "--format", "{{.Name}}"])
+            .lines()
             .filter(|s| s.starts_with(&format!("{STACK}_")))
             .map(str::to_string)
-            .chain(self.swarm.services("skiff.managed=true"))
+            .chain(
+                self.quietly(&[
+                    "service",
+                    "ls",
+                    "--filter",
+                    "label=skiff.managed=true",
+                    "--format",
+                    "{{.Name}}",
+                ])
+                .lines()
+                .map(str::to_string),
+            )
             .collect()
     }
 }
