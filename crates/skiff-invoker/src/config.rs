@@ -83,6 +83,9 @@ pub struct PlatformConfig {
     pub lease: Duration,
     /// Credentials for the registries images are pulled from and pushed to.
     pub registries: crate::registries::Registries,
+    /// Where `/metrics` reads the memory allocator's figures from, if the binary's
+    /// allocator keeps them.
+    pub heap: Option<crate::metrics::HeapProbe>,
 }
 
 impl PlatformConfig {
@@ -122,6 +125,7 @@ impl PlatformConfig {
             allowed_volumes: Vec::new(),
             lease: Duration::from_secs(15),
             registries: crate::registries::Registries::none(),
+            heap: None,
         }
     }
 }

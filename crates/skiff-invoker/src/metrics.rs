@@ -78,10 +78,32 @@ impl MetricConstructor<Histogram> for LatencyBuckets {
     }
 }
 
+/// The memory allocator's own figures, where the binary's allocator keeps them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeapFigures {
+    /// Bytes the program holds allocated now.
+    pub allocated: u64,
+    /// Bytes of physical memory the allocator holds (allocated, fragmentation, and freed
+    /// pages not yet given back).
+    pub resident: u64,
+}
+
+/// Reads [`HeapFigures`] from the allocator; `None` when they cannot be read.
+pub type HeapProbe = fn() -> Option<HeapFigures>;
+
+/// The heap gauges, registered only where there is a probe to read them from.
+#[derive(Debug)]
+struct Heap {
+    probe: HeapProbe,
+    allocated: Gauge,
+    resident: Gauge,
+}
+
 /// skiff's metrics.
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
+    heap: Option<Heap>,
     calls: Family<CallLabels, Counter>,
     call_duration: Family<FunctionLabels, Histogram, LatencyBuckets>,
     cold_starts: Family<FunctionLabels, Counter>,
@@ -185,6 +207,7 @@ impl Metrics {
             exec_waiting.clone(),
         );
         Metrics {
+            heap: None,
             exec_containers,
             exec_waiting,
             cold_start,
@@ -278,6 +301,29 @@ impl Metrics {
         self.exec_waiting.set(stats.waiting as i64);
     }
 
+    /// Also exports the allocator's figures, read from `probe` at each scrape, as
+    /// `skiff_heap_allocated_bytes` and `skiff_heap_resident_bytes`.
+    pub fn with_heap(mut self, probe: HeapProbe) -> Self {
+        let allocated = Gauge::default();
+        self.registry.register(
+            "heap_allocated_bytes",
+            "Bytes the daemon holds allocated (from its memory allocator)",
+            allocated.clone(),
+        );
+        let resident = Gauge::default();
+        self.registry.register(
+            "heap_resident_bytes",
+            "Bytes of physical memory the daemon's allocator holds, freed pages not yet returned included",
+            resident.clone(),
+        );
+        self.heap = Some(Heap {
+            probe,
+            allocated,
+            resident,
+        });
+        self
+    }
+
     /// The text exposition, with the gauges set from the current state.
     pub fn render(
         &self,
@@ -294,6 +340,14 @@ impl Metrics {
                     state: state.to_string(),
                 })
                 .set(*count as i64);
+        }
+        if let Some(heap) = &self.heap {
+            if let Some(figures) = (heap.probe)() {
+                heap.allocated
+                    .set(i64::try_from(figures.allocated).unwrap_or(i64::MAX));
+                heap.resident
+                    .set(i64::try_from(figures.resident).unwrap_or(i64::MAX));
+            }
         }
         let mut text = String::new();
         if let Err(err) = prometheus_client::encoding::text::encode(&mut text, &self.registry) {
@@ -342,5 +396,20 @@ mod tests {
         );
         assert!(text.contains("skiff_calls_running 1"), "{text}");
         assert!(text.contains("skiff_calls_queued 2"), "{text}");
+    }
+
+    #[test]
+    fn heap_figures_are_read_at_each_scrape_where_there_is_a_probe() {
+        let without = Metrics::new().render(0, 0, &Default::default());
+        assert!(!without.contains("skiff_heap_"), "{without}");
+        let metrics = Metrics::new().with_heap(|| {
+            Some(HeapFigures {
+                allocated: 1234,
+                resident: 5678,
+            })
+        });
+        let text = metrics.render(0, 0, &Default::default());
+        assert!(text.contains("skiff_heap_allocated_bytes 1234"), "{text}");
+        assert!(text.contains("skiff_heap_resident_bytes 5678"), "{text}");
     }
 }

@@ -23,6 +23,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+const MIB: f64 = 1024.0 * 1024.0;
+
 /// Calls answered and refused, per load.
 #[derive(Default)]
 struct Tally {
@@ -76,6 +78,20 @@ fn process_figures(pid: u32) -> (u64, usize) {
     (rss, fds)
 }
 
+/// The daemon's bytes allocated and resident, as its allocator counts them (`/metrics`).
+async fn heap_figures(d: &Daemon) -> (u64, u64) {
+    let text = d.get_text("/metrics").await;
+    let gauge = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    (
+        gauge("skiff_heap_allocated_bytes"),
+        gauge("skiff_heap_resident_bytes"),
+    )
+}
+
 /// Bytes of the SQLite database and its write-ahead log.
 fn database_bytes(dir: &std::path::Path) -> u64 {
     ["skiff.db", "skiff.db-wal"]
@@ -115,7 +131,8 @@ async fn main() {
     )
     .await;
 
-    let client = reqwest::Client::new();
+    // The functions are private, as by default: every call carries the daemon's token.
+    let client = d.client_with(reqwest::Client::builder());
     let stop = Arc::new(AtomicBool::new(false));
     let names = ["exec", "http", "lambda", "async", "cycle"];
     let tallies: Vec<Arc<Tally>> = names.iter().map(|_| Arc::default()).collect();
@@ -180,8 +197,8 @@ async fn main() {
         "soak: {minutes} min of mixed load, sampled every {} s\n",
         every.as_secs()
     );
-    println!("| minute | RSS MiB | open fds | containers | database MiB | exec | http | lambda | async | cycle | failed |");
-    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    println!("| minute | RSS MiB | heap allocated MiB | heap resident MiB | open fds | containers | database MiB | exec | http | lambda | async | cycle | failed |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     let started = Instant::now();
     let mut rows = Vec::new();
     let mut tick = tokio::time::interval(every);
@@ -189,15 +206,18 @@ async fn main() {
     while started.elapsed() < Duration::from_secs(minutes * 60) {
         tick.tick().await;
         let (rss, fds) = process_figures(d.pid());
+        let (allocated, resident) = heap_figures(&d).await;
         let containers = d.containers().len();
         let db = database_bytes(d.data_dir.path());
         let counts: Vec<(u64, u64)> = tallies.iter().map(|t| t.take()).collect();
         let failed: u64 = counts.iter().map(|c| c.1).sum();
         println!(
-            "| {:.0} | {:.1} | {fds} | {containers} | {:.1} | {} | {} | {} | {} | {} | {failed} |",
+            "| {:.0} | {:.1} | {:.1} | {:.1} | {fds} | {containers} | {:.1} | {} | {} | {} | {} | {} | {failed} |",
             started.elapsed().as_secs_f64() / 60.0,
             rss as f64 / 1024.0,
-            db as f64 / (1024.0 * 1024.0),
+            allocated as f64 / MIB,
+            resident as f64 / MIB,
+            db as f64 / MIB,
             counts[0].0,
             counts[1].0,
             counts[2].0,
@@ -210,6 +230,7 @@ async fn main() {
             containers as f64,
             db as f64,
             failed as f64,
+            allocated as f64 / 1024.0,
         ]);
     }
     stop.store(true, Ordering::Relaxed);
@@ -221,12 +242,15 @@ async fn main() {
     // take a margin for the allocator and page cache (reported, not asserted).
     if rows.len() >= 4 {
         let half = rows.len() / 2;
-        let peak = |column: usize, r: &[[f64; 5]]| r.iter().map(|r| r[column]).fold(0.0, f64::max);
+        let peak = |column: usize, r: &[[f64; 6]]| r.iter().map(|r| r[column]).fold(0.0, f64::max);
         println!();
-        for (column, name) in ["RSS KiB", "open fds", "containers", "database bytes"]
-            .iter()
-            .enumerate()
-        {
+        for (column, name) in [
+            (0, "RSS KiB"),
+            (5, "heap allocated KiB"),
+            (1, "open fds"),
+            (2, "containers"),
+            (3, "database bytes"),
+        ] {
             let last = rows.last().map(|r| r[column]).unwrap_or(0.0);
             println!(
                 "{name}: peak of first half {:.0}, peak of second half {:.0}, last {last:.0}",

@@ -8,6 +8,7 @@ mod access;
 mod cli_config;
 mod client;
 mod commands;
+mod heap;
 mod output;
 mod security;
 mod serve;

@@ -139,6 +139,22 @@ async fn the_second_call_reuses_the_warm_instance() {
         metrics.contains(r#"skiff_cold_start_seconds_count{function="web"} 1"#),
         "{metrics}"
     );
+    // So are the daemon's allocator figures: a leak grows the bytes allocated, fragmentation
+    // only the bytes resident.
+    let gauge = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} in {metrics}"))
+    };
+    let (allocated, resident) = (
+        gauge("skiff_heap_allocated_bytes"),
+        gauge("skiff_heap_resident_bytes"),
+    );
+    assert!(
+        allocated > 0 && resident >= allocated,
+        "allocated {allocated}, resident {resident}"
+    );
     let second = second.json();
     assert_eq!(first["instance"], second["instance"]);
     assert_eq!(first["pid"], second["pid"]);

@@ -212,7 +212,11 @@ impl Platform {
             lambda.clone(),
         );
         let recorder = Recorder::start(store.clone(), &tracker);
-        let metrics = Arc::new(crate::metrics::Metrics::new());
+        let metrics = crate::metrics::Metrics::new();
+        let metrics = Arc::new(match config.heap {
+            Some(probe) => metrics.with_heap(probe),
+            None => metrics,
+        });
         let limiter = Arc::new(Limiter::new(
             config.max_concurrent_calls,
             config.max_queued_calls,

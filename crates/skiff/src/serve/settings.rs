@@ -440,6 +440,7 @@ impl ServeArgs {
             platform.lease = d.0;
         }
         // Only credentials the operator hands the daemon: not `docker login`'s by default.
+        platform.heap = crate::heap::probe();
         platform.registries = match self.registry_auth.or(file.registry_auth) {
             Some(path) => skiff_invoker::registries::Registries::load(&path)?,
             None => skiff_invoker::registries::Registries::none(),
