@@ -195,8 +195,32 @@ impl Store {
         .map_err(query("store a credential"))
     }
 
-    /// The credential whose secret hashes to `hash`, valid or not.
+    /// The credential whose secret hashes to `hash`, valid or not. On SQLite, one found is
+    /// kept in memory until a credential changes through this store (see
+    /// `credential_cache`); an unknown hash is read again each time.
     pub async fn credential_by_hash(&self, hash: &str) -> Result<Option<Credential>, StoreError> {
+        let Some(cache) = &self.credentials else {
+            return self.read_credential_by_hash(hash).await;
+        };
+        if let Some(kept) = cache.get(hash, std::time::Instant::now()) {
+            return Ok(Some(kept));
+        }
+        let generation = cache.generation();
+        let found = self.read_credential_by_hash(hash).await?;
+        if let Some(credential) = &found {
+            cache.keep(generation, hash, credential, std::time::Instant::now());
+        }
+        Ok(found)
+    }
+
+    /// A credential changed: what the cache kept is read again.
+    fn credentials_changed(&self) {
+        if let Some(cache) = &self.credentials {
+            cache.changed();
+        }
+    }
+
+    async fn read_credential_by_hash(&self, hash: &str) -> Result<Option<Credential>, StoreError> {
         on_pool!(&self.pool, |pool, DB| {
             let row = sqlx::query(select_credentials!("WHERE hash = $1"))
                 .bind(hash)
@@ -254,7 +278,7 @@ impl Store {
     /// Revokes a credential at `at`; false if there is none with that id. Revoking it
     /// again keeps the first time.
     pub async fn revoke_credential(&self, id: &str, at: DateTime<Utc>) -> Result<bool, StoreError> {
-        on_pool!(&self.pool, |pool, DB| sqlx::query(
+        let revoked = on_pool!(&self.pool, |pool, DB| sqlx::query(
             "UPDATE credentials SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1"
         )
         .bind(id)
@@ -262,7 +286,9 @@ impl Store {
         .execute(pool)
         .await
         .map(|done| done.rows_affected() > 0))
-        .map_err(query("revoke a credential"))
+        .map_err(query("revoke a credential"));
+        self.credentials_changed();
+        revoked
     }
 
     /// Revokes every key of a function (it was deleted: a new function of that name must
@@ -272,7 +298,7 @@ impl Store {
         function: &str,
         at: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
-        on_pool!(&self.pool, |pool, DB| sqlx::query(
+        let revoked = on_pool!(&self.pool, |pool, DB| sqlx::query(
             "UPDATE credentials SET revoked_at = $2
              WHERE kind = 'key' AND function = $1 AND revoked_at IS NULL"
         )
@@ -281,7 +307,9 @@ impl Store {
         .execute(pool)
         .await
         .map(|done| done.rows_affected()))
-        .map_err(query("revoke a function's keys"))
+        .map_err(query("revoke a function's keys"));
+        self.credentials_changed();
+        revoked
     }
 
     /// Writes one entry of the audit log.
@@ -470,8 +498,12 @@ mod tests {
             store.list_credentials(CredentialKind::Token, None).await.expect("tokens").len(),
             1
         );
+        // Looked up (and, on SQLite, kept in memory) before its function's keys are revoked:
+        // read again after.
+        assert!(store.credential_by_hash("dd").await.expect("get").expect("key").revoked_at.is_none());
         assert_eq!(store.revoke_keys_of("team-a.f", Utc::now()).await.expect("revoke"), 1);
         assert!(store.credential("key_1").await.expect("get").expect("key").revoked_at.is_some());
+        assert!(store.credential_by_hash("dd").await.expect("get").expect("key").revoked_at.is_some());
     }
 
     async fn the_audit_log_is_read_newest_first_and_pruned(kit) {

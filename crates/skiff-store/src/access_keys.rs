@@ -79,8 +79,28 @@ impl Store {
         })
     }
 
-    /// The namespace and the secret of access key `id`, if it exists.
+    /// The namespace and the secret of access key `id`, if it exists. On SQLite, one found
+    /// is kept in memory until an access key is deleted through this store (see
+    /// `credential_cache`).
     pub async fn access_key_secret(
+        &self,
+        id: &str,
+    ) -> Result<Option<(String, String)>, StoreError> {
+        let Some(cache) = &self.access_keys else {
+            return self.read_access_key_secret(id).await;
+        };
+        if let Some(kept) = cache.get(id, std::time::Instant::now()) {
+            return Ok(Some(kept));
+        }
+        let generation = cache.generation();
+        let found = self.read_access_key_secret(id).await?;
+        if let Some(key) = &found {
+            cache.keep(generation, id, key, std::time::Instant::now());
+        }
+        Ok(found)
+    }
+
+    async fn read_access_key_secret(
         &self,
         id: &str,
     ) -> Result<Option<(String, String)>, StoreError> {
@@ -104,14 +124,18 @@ impl Store {
 
     /// Deletes access key `id`; true if it existed. Requests it signs fail from now on.
     pub async fn delete_access_key(&self, id: &str) -> Result<bool, StoreError> {
-        on_pool!(&self.pool, |pool, DB| sqlx::query(
+        let deleted = on_pool!(&self.pool, |pool, DB| sqlx::query(
             "DELETE FROM access_keys WHERE id = $1"
         )
         .bind(id)
         .execute(pool)
         .await
         .map(|done| done.rows_affected() > 0))
-        .map_err(query("delete an access key"))
+        .map_err(query("delete an access key"));
+        if let Some(cache) = &self.access_keys {
+            cache.changed();
+        }
+        deleted
     }
 }
 
@@ -141,6 +165,8 @@ mod tests {
         .expect("rows");
         assert!(!format!("{stored:?}").contains(SECRET));
         assert!(store.create_access_key(&record, SECRET).await.is_err(), "ids are unique");
+        // Looked up again (on SQLite, from memory) until it is deleted.
+        assert!(store.access_key_secret(&record.id).await.expect("secret").is_some());
         assert!(store.delete_access_key(&record.id).await.expect("delete"));
         assert!(!store.delete_access_key(&record.id).await.expect("again"));
         assert_eq!(store.access_key_secret(&record.id).await.expect("gone"), None);

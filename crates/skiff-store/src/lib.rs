@@ -29,6 +29,7 @@ mod backend;
 mod calls;
 mod changes;
 mod codec;
+mod credential_cache;
 mod daemons;
 pub mod data_dir;
 mod error;
@@ -73,8 +74,13 @@ use uuid::Uuid;
 
 /// How long a statement waits for a lock held by another connection.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-/// Connections of a file-backed store.
-const MAX_CONNECTIONS: u32 = 4;
+/// Connections of a file-backed store: one. SQLite lets one connection write at a time;
+/// with several, writers wait for each other in SQLite's busy handler, which sleeps and
+/// retries (unfairly, for up to [`BUSY_TIMEOUT`]), and a loaded daemon's writes failed with
+/// "database is locked" (a queued call's result lost, an async call refused). With one,
+/// statements wait their turn in the pool's queue, first come first served, and reads and
+/// writes on two cores lose little: the work is the CPU's either way.
+const MAX_CONNECTIONS: u32 = 1;
 /// Connections to a PostgreSQL server, per daemon.
 const MAX_PG_CONNECTIONS: u32 = 8;
 /// How long a daemon waits for a PostgreSQL connection (at start, or from a busy pool).
@@ -120,6 +126,11 @@ pub struct Store {
     /// The keys secrets at rest are opened with ([`Store::use_keys`]); until a daemon gives
     /// its own, one made for this process.
     keys: Arc<parking_lot::RwLock<SecretKeys>>,
+    /// Credentials looked up by hash, kept for the next request: on SQLite only, where
+    /// every change to them goes through this store.
+    credentials: Option<Arc<credential_cache::CredentialCache<Credential>>>,
+    /// The Lambda API's access keys (namespace, secret) by id, likewise.
+    access_keys: Option<Arc<credential_cache::CredentialCache<(String, String)>>>,
 }
 
 impl Store {
@@ -226,6 +237,7 @@ impl Store {
 
     async fn init(pool: Pool) -> Result<Store, StoreError> {
         pool.migrate().await?;
+        let sqlite = pool.backend() == Backend::Sqlite;
         let store = Store {
             pool,
             me: Arc::new(parking_lot::Mutex::new(daemons::Me {
@@ -233,6 +245,8 @@ impl Store {
                 home: String::new(),
             })),
             keys: Arc::new(parking_lot::RwLock::new(SecretKeys::ephemeral()?)),
+            credentials: sqlite.then(Arc::default),
+            access_keys: sqlite.then(Arc::default),
         };
         if store.backend() == Backend::Sqlite {
             store.ensure_daemon_id().await?;

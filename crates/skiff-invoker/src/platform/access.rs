@@ -1,6 +1,7 @@
 //! Who may do what: API tokens and invoke keys (made, listed, revoked, and checked on every
-//! request against the store, so that a revocation holds at once on every daemon), the
-//! audit log, and the namespaces' quotas.
+//! request against the store, so that a revocation holds at once on every daemon; on
+//! SQLite, one daemon's, the store keeps verified ones until one is revoked), the audit
+//! log, and the namespaces' quotas.
 //!
 //! A secret is 32 random bytes (`getrandom`), base64url, after a prefix that says what it
 //! is (`skt_` a token, `skk_` a key). Only its SHA-256 (`sha2`) is stored: secrets are
@@ -231,8 +232,9 @@ impl Quotas {
 impl Platform {
     /// What the credential with this secret allows. A missing, unknown, revoked or expired
     /// credential is `Unauthorized`, whose message never quotes the secret. Read from the
-    /// store every time: nothing is cached, so a revocation holds from its commit on, on
-    /// every daemon of the store.
+    /// store every time (on SQLite, from the store's memory of verified credentials, which
+    /// a revocation empties), so a revocation holds from its commit on, on every daemon of
+    /// the store.
     pub async fn authenticate(&self, secret: &str) -> Result<Grant, PlatformError> {
         let unauthorized = |message: &str| PlatformError::Unauthorized {
             message: message.to_string(),
