@@ -133,10 +133,11 @@ impl CallLog {
         &self.recorder
     }
 
-    /// Sends the record of a call that has started.
+    /// Sends the record of a call that has started (written with its end if that comes
+    /// soon, see `recorder`).
     pub(crate) async fn started(&self, call: &CallContext) {
         self.recorder
-            .record(CallWrite {
+            .started(CallWrite {
                 record: call.record.clone(),
                 logs: None,
             })
