@@ -87,7 +87,8 @@ async fn succeeded(d: &Daemon, function: &str, limit: usize) -> usize {
 }
 
 async fn async_burst(d: &Daemon, calls: usize) -> Duration {
-    let client = reqwest::Client::new();
+    // The function is private, as by default: every call carries the daemon's token.
+    let client = d.client();
     let url = format!("{}/v1/functions/work/invoke", d.url);
     let started = Instant::now();
     let enqueues = (0..calls).map(|i| {
@@ -133,7 +134,8 @@ async fn async_burst(d: &Daemon, calls: usize) -> Duration {
 /// 500 sync calls, 50 at a time; a call refused for overload (429) is sent again after its
 /// `Retry-After`, as a client should. Returns the time taken and the number of 429s.
 async fn sync_burst(d: &Daemon, calls: usize) -> (Duration, usize) {
-    let client = reqwest::Client::new();
+    // The function is private, as by default: every call carries the daemon's token.
+    let client = d.client();
     let url = format!("{}/v1/functions/work/invoke", d.url);
     let started = Instant::now();
     let requests = (0..calls).map(|i| {
