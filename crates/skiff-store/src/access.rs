@@ -199,18 +199,12 @@ impl Store {
     /// kept in memory until a credential changes through this store (see
     /// `credential_cache`); an unknown hash is read again each time.
     pub async fn credential_by_hash(&self, hash: &str) -> Result<Option<Credential>, StoreError> {
-        let Some(cache) = &self.credentials else {
-            return self.read_credential_by_hash(hash).await;
-        };
-        if let Some(kept) = cache.get(hash, std::time::Instant::now()) {
-            return Ok(Some(kept));
-        }
-        let generation = cache.generation();
-        let found = self.read_credential_by_hash(hash).await?;
-        if let Some(credential) = &found {
-            cache.keep(generation, hash, credential, std::time::Instant::now());
-        }
-        Ok(found)
+        crate::credential_cache::read_through(
+            self.credentials.as_deref(),
+            hash,
+            self.read_credential_by_hash(hash),
+        )
+        .await
     }
 
     /// A credential changed: what the cache kept is read again.

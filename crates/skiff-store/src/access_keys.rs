@@ -86,18 +86,12 @@ impl Store {
         &self,
         id: &str,
     ) -> Result<Option<(String, String)>, StoreError> {
-        let Some(cache) = &self.access_keys else {
-            return self.read_access_key_secret(id).await;
-        };
-        if let Some(kept) = cache.get(id, std::time::Instant::now()) {
-            return Ok(Some(kept));
-        }
-        let generation = cache.generation();
-        let found = self.read_access_key_secret(id).await?;
-        if let Some(key) = &found {
-            cache.keep(generation, id, key, std::time::Instant::now());
-        }
-        Ok(found)
+        crate::credential_cache::read_through(
+            self.access_keys.as_deref(),
+            id,
+            self.read_access_key_secret(id),
+        )
+        .await
     }
 
     async fn read_access_key_secret(

@@ -85,6 +85,28 @@ impl<V: Clone> CredentialCache<V> {
     }
 }
 
+/// What `cache` keeps under `key`, else what `read` finds, which it then keeps (unless a
+/// change was written while `read` ran); without a cache (PostgreSQL), `read` every time.
+/// Nothing is kept of a `read` that finds nothing.
+pub(crate) async fn read_through<V: Clone, E>(
+    cache: Option<&CredentialCache<V>>,
+    key: &str,
+    read: impl std::future::Future<Output = Result<Option<V>, E>>,
+) -> Result<Option<V>, E> {
+    let Some(cache) = cache else {
+        return read.await;
+    };
+    if let Some(kept) = cache.get(key, Instant::now()) {
+        return Ok(Some(kept));
+    }
+    let generation = cache.generation();
+    let found = read.await?;
+    if let Some(value) = &found {
+        cache.keep(generation, key, value, Instant::now());
+    }
+    Ok(found)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
