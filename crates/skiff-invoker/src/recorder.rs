@@ -63,19 +63,17 @@ impl Recorder {
     /// Queues the record of a call that has just started: it is written with the call's
     /// end if that comes within [`DEFER`], else on its own.
     pub(crate) async fn started(&self, write: CallWrite) {
-        if self
-            .tx
-            .send(Message::Started(Box::new(write)))
-            .await
-            .is_err()
-        {
-            tracing::error!("the call recorder has stopped; a call record was not written");
-        }
+        self.send(Message::Started(Box::new(write))).await;
     }
 
     /// Queues a record (and its logs) to be written.
     pub(crate) async fn record(&self, write: CallWrite) {
-        if self.tx.send(Message::Write(Box::new(write))).await.is_err() {
+        self.send(Message::Write(Box::new(write))).await;
+    }
+
+    /// Sends a record's message, waiting for room in the channel.
+    async fn send(&self, message: Message) {
+        if self.tx.send(message).await.is_err() {
             tracing::error!("the call recorder has stopped; a call record was not written");
         }
     }
@@ -144,10 +142,10 @@ impl Deferred {
         self.order.front().map(|(at, _)| *at + DEFER)
     }
 
-    /// Moves those sent before `cutoff` (all of them with `None`) into `batch`.
-    fn release(&mut self, cutoff: Option<Instant>, batch: &mut Vec<CallWrite>) {
+    /// Moves those due at `now` (all of them with `None`) into `batch`.
+    fn release(&mut self, now: Option<Instant>, batch: &mut Vec<CallWrite>) {
         while let Some((at, id)) = self.order.front() {
-            if cutoff.is_some_and(|cutoff| *at > cutoff) {
+            if now.is_some_and(|now| *at + DEFER > now) {
                 break;
             }
             if let Some(write) = self.writes.remove(id) {
@@ -159,7 +157,6 @@ impl Deferred {
 }
 
 async fn writer(store: Store, mut rx: mpsc::Receiver<Message>) {
-    let mut batch: Vec<CallWrite> = Vec::new();
     let mut deferred = Deferred::default();
     let mut waiting: Vec<oneshot::Sender<()>> = Vec::new();
     let mut closing = false;
@@ -177,6 +174,7 @@ async fn writer(store: Store, mut rx: mpsc::Receiver<Message>) {
                 None => break,
             },
         };
+        let mut batch: Vec<CallWrite> = Vec::new();
         let mut next = first;
         let mut flushing = false;
         while let Some(message) = next.take() {
@@ -200,14 +198,12 @@ async fn writer(store: Store, mut rx: mpsc::Receiver<Message>) {
                 next = rx.try_recv().ok();
             }
         }
-        // Started records go before anything sent after them, so a flush or close writes
-        // them all; the others wait out their time.
-        let cutoff = (!flushing && !closing).then(|| Instant::now() - DEFER);
-        let mut written = Vec::new();
-        deferred.release(cutoff, &mut written);
-        written.append(&mut batch);
-        if !written.is_empty() {
-            write_with_retries(&store, &written).await;
+        // A flush or a close writes every started record still waiting; otherwise only
+        // those whose time is out go.
+        let now = (!flushing && !closing).then(Instant::now);
+        deferred.release(now, &mut batch);
+        if !batch.is_empty() {
+            write_with_retries(&store, &batch).await;
         }
         for done in waiting.drain(..) {
             let _ = done.send(());
@@ -252,15 +248,21 @@ mod tests {
         }
     }
 
+    /// A recorder writing to a new in-memory store.
+    async fn started_recorder() -> (Store, TaskTracker, Recorder) {
+        let store = Store::open_in_memory().await.expect("store");
+        let tracker = TaskTracker::new();
+        let recorder = Recorder::start(store.clone(), &tracker);
+        (store, tracker, recorder)
+    }
+
     async fn status(store: &Store, id: Uuid) -> Option<CallStatus> {
         store.get_call(id).await.expect("get").map(|r| r.status)
     }
 
     #[tokio::test]
     async fn a_short_call_is_written_once_with_its_end() {
-        let store = Store::open_in_memory().await.expect("store");
-        let tracker = TaskTracker::new();
-        let recorder = Recorder::start(store.clone(), &tracker);
+        let (store, _tracker, recorder) = started_recorder().await;
         let id = Uuid::now_v7();
         recorder.started(write(id, CallStatus::Running)).await;
         // Nothing can be written before the started record's time is out.
@@ -277,9 +279,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_long_call_is_listed_running_after_the_wait_or_at_a_flush() {
-        let store = Store::open_in_memory().await.expect("store");
-        let tracker = TaskTracker::new();
-        let recorder = Recorder::start(store.clone(), &tracker);
+        let (store, _tracker, recorder) = started_recorder().await;
         let (long, flushed) = (Uuid::now_v7(), Uuid::now_v7());
         recorder.started(write(long, CallStatus::Running)).await;
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -295,9 +295,7 @@ mod tests {
 
     #[tokio::test]
     async fn closing_writes_the_waiting_started_records() {
-        let store = Store::open_in_memory().await.expect("store");
-        let tracker = TaskTracker::new();
-        let recorder = Recorder::start(store.clone(), &tracker);
+        let (store, tracker, recorder) = started_recorder().await;
         let id = Uuid::now_v7();
         recorder.started(write(id, CallStatus::Running)).await;
         recorder.close().await;
