@@ -6,110 +6,29 @@
 //!
 //! Run: `cargo bench -p skiff --bench async_queue` (CALLS=n to change the enqueue count).
 
-use serde_json::{json, Value};
-use skiff_testing::bench::{count, engine_ready, wrk_requests};
-use skiff_testing::stats::{millis, Latencies};
+use serde_json::json;
+use skiff_testing::bench::{
+    count, engine_ready, enqueue_async, lone_async_calls, until_drained, wrk_requests,
+};
+use skiff_testing::stats::millis;
 use skiff_testing::{skiff_bin, Daemon};
 use std::time::{Duration, Instant};
 
-/// Enqueues async calls to `url` for about 5 s from 64 connections: wrk (a separate, light
-/// client process) when it is installed, else `calls` calls from this process. (calls
-/// accepted, time taken, the client's name)
+/// Enqueues async calls to `d`'s function `web` for about 5 s from 64 connections: wrk (a
+/// separate, light client process) when it is installed, else `calls` calls from this
+/// process. (calls accepted, time taken, the client's name)
 async fn enqueue_burst(
     client: &reqwest::Client,
-    url: &str,
+    d: &Daemon,
     calls: usize,
 ) -> (usize, Duration, &'static str) {
     let started = Instant::now();
-    if let Some((count, took)) = wrk_enqueue(url) {
+    if let Some((count, took)) = wrk_enqueue(&format!("{}/fn/web/", d.url)) {
         return (count, took, "wrk -t1 -c64");
     }
-    let mut pending = futures::stream::FuturesUnordered::new();
-    use futures::StreamExt;
-    let mut accepted = 0;
-    for _ in 0..calls {
-        let client = client.clone();
-        let url = url.to_string();
-        pending.push(async move {
-            client
-                .post(url)
-                .header("Prefer", "respond-async")
-                .body("x")
-                .send()
-                .await
-                .map(|r| r.status().as_u16() == 202)
-                .unwrap_or(false)
-        });
-        if pending.len() >= 64 && pending.next().await == Some(true) {
-            accepted += 1;
-        }
-    }
-    while let Some(ok) = pending.next().await {
-        accepted += usize::from(ok);
-    }
+    let accepted = enqueue_async(client, &[d], "web", calls).await;
     assert_eq!(accepted, calls);
     (calls, started.elapsed(), "64 clients in the bench")
-}
-
-/// Waits until function `web` has no call queued or running.
-async fn drained(client: &reqwest::Client, d: &Daemon) {
-    loop {
-        let mut empty = true;
-        for status in ["queued", "running"] {
-            let page: Value = client
-                .get(format!(
-                    "{}/v1/calls?function=web&status={status}&limit=1",
-                    d.url
-                ))
-                .send()
-                .await
-                .expect("calls")
-                .json()
-                .await
-                .expect("json");
-            empty &= page["calls"].as_array().is_none_or(Vec::is_empty);
-        }
-        if empty {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// End-to-end latency of one async call at a time: accepted, then `succeeded` seen by
-/// polling its record.
-async fn lone_calls(client: &reqwest::Client, d: &Daemon, url: &str) -> Latencies {
-    let mut latencies = Latencies::new();
-    for _ in 0..50 {
-        let started = Instant::now();
-        let response = client
-            .post(url)
-            .header("Prefer", "respond-async")
-            .body("x")
-            .send()
-            .await
-            .expect("enqueue");
-        let id = response.headers()["x-skiff-call-id"]
-            .to_str()
-            .expect("id")
-            .to_string();
-        loop {
-            let record: Value = client
-                .get(format!("{}/v1/calls/{id}", d.url))
-                .send()
-                .await
-                .expect("get")
-                .json()
-                .await
-                .expect("json");
-            if record["status"] == "succeeded" {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-        latencies.record(started.elapsed());
-    }
-    latencies
 }
 
 #[tokio::main]
@@ -139,10 +58,10 @@ async fn main() {
 
     // On a fresh store: lone calls, then enqueueing while the dispatcher drains, until the
     // queue is empty.
-    let lone = lone_calls(&client, &d, &url).await;
+    let lone = lone_async_calls(&client, &[&d], "web", 50).await;
     let started = Instant::now();
-    let (both, enqueue_time, client_name) = enqueue_burst(&client, &url, calls).await;
-    drained(&client, &d).await;
+    let (both, enqueue_time, client_name) = enqueue_burst(&client, &d, calls).await;
+    until_drained(&client, &d, "web").await;
     let drain_time = started.elapsed();
 
     // Then split: the same daemon restarted without a dispatcher (`--dispatch false`)
@@ -150,13 +69,11 @@ async fn main() {
     assert!(d.terminate().await, "a clean stop:\n{}", d.log());
     d.restart_with(&["--max-concurrent-calls", "256", "--dispatch", "false"])
         .await;
-    // Each start listens on a port of its own.
-    let url = format!("{}/fn/web/", d.url);
-    let (alone, alone_time, _) = enqueue_burst(&client, &url, calls).await;
+    let (alone, alone_time, _) = enqueue_burst(&client, &d, calls).await;
     assert!(d.terminate().await, "a clean stop:\n{}", d.log());
     d.restart_with(&["--max-concurrent-calls", "256"]).await;
     let started = Instant::now();
-    drained(&client, &d).await;
+    until_drained(&client, &d, "web").await;
     let dispatch_alone_time = started.elapsed();
     d.stop().await;
 

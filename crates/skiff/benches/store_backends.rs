@@ -8,10 +8,9 @@
 //! defaults: fsync and synchronous commits on). `CALLS=n` sets the enqueued calls per
 //! setup (default 3000).
 
-use futures::StreamExt;
-use serde_json::{json, Value};
-use skiff_testing::bench::{count, engine_ready};
-use skiff_testing::stats::{millis, Latencies};
+use serde_json::json;
+use skiff_testing::bench::{count, engine_ready, enqueue_async, lone_async_calls, until_drained};
+use skiff_testing::stats::millis;
 use skiff_testing::{skiff_bin, Daemon, TestDatabase};
 use std::time::{Duration, Instant};
 
@@ -106,88 +105,14 @@ async fn measure(client: &reqwest::Client, daemons: &[&Daemon], calls: usize) ->
     }
 
     let started = Instant::now();
-    let mut pending = futures::stream::FuturesUnordered::new();
-    let mut accepted = 0;
-    for n in 0..calls {
-        let client = client.clone();
-        let url = format!("{}/fn/web/", daemons[n % daemons.len()].url);
-        pending.push(async move {
-            client
-                .post(url)
-                .header("Prefer", "respond-async")
-                .body("x")
-                .send()
-                .await
-                .map(|r| r.status().as_u16() == 202)
-                .unwrap_or(false)
-        });
-        if pending.len() >= 64 && pending.next().await == Some(true) {
-            accepted += 1;
-        }
-    }
-    while let Some(ok) = pending.next().await {
-        accepted += usize::from(ok);
-    }
+    let accepted = enqueue_async(client, daemons, "web", calls).await;
     assert_eq!(accepted, calls, "every call accepted");
     let enqueue = started.elapsed();
 
     // Drained: nothing queued or running.
-    loop {
-        let mut empty = true;
-        for status in ["queued", "running"] {
-            let page: Value = client
-                .get(format!(
-                    "{}/v1/calls?function=web&status={status}&limit=1",
-                    first.url
-                ))
-                .bearer_auth(&first.token)
-                .send()
-                .await
-                .expect("calls")
-                .json()
-                .await
-                .expect("json");
-            empty &= page["calls"].as_array().is_none_or(Vec::is_empty);
-        }
-        if empty {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until_drained(client, first, "web").await;
 
-    let mut latencies = Latencies::new();
-    for n in 0..50 {
-        let d = daemons[n % daemons.len()];
-        let started = Instant::now();
-        let response = client
-            .post(format!("{}/fn/web/", d.url))
-            .bearer_auth(&d.token)
-            .header("Prefer", "respond-async")
-            .body("x")
-            .send()
-            .await
-            .expect("enqueue");
-        let id = response.headers()["x-skiff-call-id"]
-            .to_str()
-            .expect("id")
-            .to_string();
-        loop {
-            let record: Value = client
-                .get(format!("{}/v1/calls/{id}", d.url))
-                .bearer_auth(&d.token)
-                .send()
-                .await
-                .expect("get")
-                .json()
-                .await
-                .expect("json");
-            if record["status"] == "succeeded" {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-        latencies.record(started.elapsed());
-    }
+    let latencies = lone_async_calls(client, daemons, "web", 50).await;
     assert_eq!(
         first.delete_function("web").await,
         reqwest::StatusCode::NO_CONTENT

@@ -98,3 +98,109 @@ pub fn wrk_requests(output: &str) -> Option<usize> {
         rest.starts_with("requests in").then(|| n.parse().ok())?
     })
 }
+
+/// Sends `calls` async calls (`Prefer: respond-async`, body `x`) to `/fn/{function}/` of
+/// `daemons` in turn, 64 in flight at a time, each with its daemon's token; returns how
+/// many were accepted (202).
+pub async fn enqueue_async(
+    client: &reqwest::Client,
+    daemons: &[&Daemon],
+    function: &str,
+    calls: usize,
+) -> usize {
+    let mut pending = futures::stream::FuturesUnordered::new();
+    let mut accepted = 0;
+    for n in 0..calls {
+        let d = daemons[n % daemons.len()];
+        let request = client
+            .post(format!("{}/fn/{function}/", d.url))
+            .bearer_auth(&d.token)
+            .header("Prefer", "respond-async")
+            .body("x");
+        pending.push(async move {
+            request
+                .send()
+                .await
+                .map(|r| r.status().as_u16() == 202)
+                .unwrap_or(false)
+        });
+        if pending.len() >= 64 && pending.next().await == Some(true) {
+            accepted += 1;
+        }
+    }
+    while let Some(ok) = pending.next().await {
+        accepted += usize::from(ok);
+    }
+    accepted
+}
+
+/// Waits until `function` has no call queued or running, as `d` lists them.
+pub async fn until_drained(client: &reqwest::Client, d: &Daemon, function: &str) {
+    loop {
+        let mut empty = true;
+        for status in ["queued", "running"] {
+            let page: serde_json::Value = client
+                .get(format!(
+                    "{}/v1/calls?function={function}&status={status}&limit=1",
+                    d.url
+                ))
+                .bearer_auth(&d.token)
+                .send()
+                .await
+                .expect("calls")
+                .json()
+                .await
+                .expect("json");
+            empty &= page["calls"].as_array().is_none_or(Vec::is_empty);
+        }
+        if empty {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// End-to-end latency of `n` async calls to `/fn/{function}/`, one at a time, sent to
+/// `daemons` in turn: from sending each until its record, read through the same daemon,
+/// says `succeeded`.
+pub async fn lone_async_calls(
+    client: &reqwest::Client,
+    daemons: &[&Daemon],
+    function: &str,
+    n: usize,
+) -> crate::stats::Latencies {
+    let mut latencies = crate::stats::Latencies::new();
+    for i in 0..n {
+        let d = daemons[i % daemons.len()];
+        let started = Instant::now();
+        let response = client
+            .post(format!("{}/fn/{function}/", d.url))
+            .bearer_auth(&d.token)
+            .header("Prefer", "respond-async")
+            .body("x")
+            .send()
+            .await
+            .expect("enqueue");
+        let id = response.headers()["x-skiff-call-id"]
+            .to_str()
+            .expect("id")
+            .to_string();
+        loop {
+            let record: serde_json::Value = client
+                .get(format!("{}/v1/calls/{id}", d.url))
+                .bearer_auth(&d.token)
+                .send()
+                .await
+                .expect("get")
+                .json()
+                .await
+                .expect("json");
+            if record["status"] == "succeeded" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        latencies.record(started.elapsed());
+    }
+    latencies
+}
