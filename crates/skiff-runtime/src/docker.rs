@@ -1,5 +1,6 @@
 //! [`ContainerEngine`] on the Docker Engine API, through bollard.
 
+use crate::docker_network;
 use crate::endpoint::{Endpoint, EndpointError};
 use crate::error::Op;
 use crate::{
@@ -187,17 +188,65 @@ impl DockerEngine {
             .collect())
     }
 
-    /// The id of the oldest network named exactly `name` (the lowest id among those made at
-    /// the same moment), if any.
-    async fn oldest_network(&self, name: &str) -> Result<Option<String>, EngineError> {
-        let mut networks: Vec<(Option<_>, String)> = self
+    /// The networks named exactly `name`, with their creation times.
+    async fn networks_seen(&self, name: &str) -> Result<Vec<docker_network::Seen>, EngineError> {
+        Ok(self
             .networks_named(name)
             .await?
             .into_iter()
-            .filter_map(|n| Some((n.created, n.id?)))
-            .collect();
-        networks.sort();
-        Ok(networks.into_iter().next().map(|(_, id)| id))
+            .filter_map(|n| {
+                Some(docker_network::Seen {
+                    created: docker_network::parse_created(n.created.as_deref()),
+                    id: n.id?,
+                })
+            })
+            .collect())
+    }
+
+    /// Creates a bridge network named `name` that keeps containers apart. One of that name
+    /// made meanwhile is no error: the caller looks again.
+    async fn create_network(
+        &self,
+        name: &str,
+        labels: &HashMap<String, String>,
+    ) -> Result<(), EngineError> {
+        let request = NetworkCreateRequest {
+            name: name.to_string(),
+            driver: Some("bridge".to_string()),
+            labels: Some(labels.clone()),
+            // Function containers reach the host (skiff's APIs on the gateway), never each
+            // other.
+            options: Some(HashMap::from([(
+                ICC_OPTION.to_string(),
+                "false".to_string(),
+            )])),
+            ..Default::default()
+        };
+        match self.docker.create_network(request).await {
+            Ok(_)
+            | Err(BollardError::DockerResponseServerError {
+                status_code: 409, ..
+            }) => Ok(()),
+            Err(other) => Err(classify(Op("create network"), other)),
+        }
+    }
+
+    /// Removes `id`, a network named `name` that no daemon settled on. While it is there no
+    /// container of that name's network starts, so a failure is worth a warning.
+    async fn remove_duplicate_network(&self, name: &str, id: &str) {
+        match self.docker.remove_network(id).await {
+            Ok(())
+            | Err(BollardError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => {}
+            Err(err) => tracing::warn!(
+                %err,
+                network = name,
+                duplicate = id,
+                "cannot remove a second network of this name; containers on it cannot start \
+                 until it is removed"
+            ),
+        }
     }
 
     /// The bollard client, for callers that need an API call this trait does not offer
@@ -325,49 +374,37 @@ impl ContainerEngine for DockerEngine {
         name: &str,
         labels: &HashMap<String, String>,
     ) -> Result<NetworkInfo, EngineError> {
+        // Several daemons may make the network at once: see `docker_network` for how they
+        // all settle on one. The bound covers the waits.
         let id = self
-            .bounded("ensure network", Duration::ZERO, async {
-                // Docker does not keep network names unique: daemons starting at the same
-                // moment can each create one. Every daemon settles on the oldest, which a
-                // network made later never displaces; one that made a network and finds an
-                // older one removes its own, which nothing uses yet. Another daemon's network
-                // is never removed: its containers may be created on it already (a created
-                // container holds the network's id; it fails to start once it is gone).
-                if let Some(id) = self.oldest_network(name).await? {
-                    return Ok(id);
-                }
-                let request = NetworkCreateRequest {
-                    name: name.to_string(),
-                    driver: Some("bridge".to_string()),
-                    labels: Some(labels.clone()),
-                    // Function containers reach the host (skiff's APIs on the gateway), never
-                    // each other.
-                    options: Some(HashMap::from([(
-                        ICC_OPTION.to_string(),
-                        "false".to_string(),
-                    )])),
-                    ..Default::default()
-                };
-                let ours = match self.docker.create_network(request).await {
-                    Ok(created) => Some(created.id),
-                    Err(BollardError::DockerResponseServerError {
-                        status_code: 409, ..
-                    }) => None,
-                    Err(other) => return Err(classify(Op("create network"), other)),
-                };
-                let chosen =
-                    self.oldest_network(name)
-                        .await?
-                        .ok_or_else(|| EngineError::Other {
-                            op: "create network",
-                            message: format!("network `{name}` was created but cannot be found"),
-                        })?;
-                if let Some(ours) = ours.filter(|ours| *ours != chosen) {
-                    if let Err(err) = self.docker.remove_network(&ours).await {
-                        tracing::debug!(%err, network = ours, "a duplicate network stays for now");
+            .bounded("ensure network", docker_network::SETTLE * 3, async {
+                let mut waited = false;
+                for _ in 0..6 {
+                    let seen = self.networks_seen(name).await?;
+                    match docker_network::next(seen, chrono::Utc::now(), waited) {
+                        docker_network::Step::Create => {
+                            self.create_network(name, labels).await?;
+                            waited = false;
+                        }
+                        docker_network::Step::Wait(wait) => {
+                            tokio::time::sleep(wait).await;
+                            waited = true;
+                        }
+                        docker_network::Step::Settled { chosen, others } => {
+                            for other in others {
+                                self.remove_duplicate_network(name, &other).await;
+                            }
+                            return Ok(chosen);
+                        }
                     }
                 }
-                Ok(chosen)
+                Err(EngineError::Other {
+                    op: "ensure network",
+                    message: format!(
+                        "networks named `{name}` keep appearing and disappearing: another \
+                         program is creating or removing them"
+                    ),
+                })
             })
             .await?;
         self.network_info(&id).await
@@ -390,7 +427,8 @@ impl ContainerEngine for DockerEngine {
                 .docker
                 .inspect_network(id, None)
                 .await
-                .map_err(|e| not_found_or(id, Op("inspect network"), e))?;
+                // The engine says "network … not found"; `NotFound` speaks of containers.
+                .map_err(|e| classify(Op("inspect network"), e))?;
             DockerEngine::network_of(network)
         })
         .await

@@ -11,6 +11,7 @@
 pub mod backoff;
 pub mod docker;
 mod docker_images;
+mod docker_network;
 pub mod endpoint;
 mod error;
 #[cfg(feature = "fake")]

@@ -185,10 +185,10 @@ async fn names_the_engine_refuses_for_a_tag_are_invalid_references() {
     }
 }
 
-/// Daemons starting at the same moment on a fresh engine each ensure the functions' network:
-/// Docker may make several of that name, but none that a daemon settled on is removed under
-/// it (its containers hold the network's id and would fail to start), and every one of them
-/// runs a container. Then all but the oldest network are leftovers a later start never picks.
+/// Daemons starting at the same moment on a fresh engine each ensure the functions' network.
+/// Docker may make several of that name, and while two share it no container on either
+/// starts ("ambiguous"): every daemon settles on the same one, the others are gone, and a
+/// container of each daemon starts on it.
 #[tokio::test]
 async fn networks_ensured_at_once_all_stay_usable() {
     if !skiff_testing::ready() {
@@ -233,14 +233,86 @@ async fn networks_ensured_at_once_all_stay_usable() {
         }
         let _ = engine.remove(&container).await;
     }
-    // A later start picks the oldest, which is one of those chosen.
-    let later = engine
-        .ensure_network(&name, &labels)
+    let left: Vec<String> = engine
+        .client()
+        .list_networks(None::<bollard::query_parameters::ListNetworksOptions>)
         .await
-        .expect("ensure again");
-    assert!(chosen.contains(&later.id), "{} not in {chosen:?}", later.id);
-    for id in chosen.iter().collect::<std::collections::HashSet<_>>() {
+        .expect("list networks")
+        .into_iter()
+        .filter(|n| n.name.as_deref() == Some(name.as_str()))
+        .filter_map(|n| n.id)
+        .collect();
+    for id in chosen
+        .iter()
+        .chain(&left)
+        .collect::<std::collections::HashSet<_>>()
+    {
         let _ = engine.remove_network(id).await;
     }
+    assert!(
+        chosen.iter().all(|id| *id == chosen[0]),
+        "daemons settled on different networks: {chosen:?}"
+    );
+    assert_eq!(left, vec![chosen[0].clone()], "networks of the name left");
     assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// The aftermath of an earlier race: two networks share the name, and while they do no
+/// container on either starts. Ensuring the network leaves one, and a container starts on it.
+#[tokio::test]
+async fn a_second_network_of_the_name_is_removed() {
+    if !skiff_testing::ready() {
+        return;
+    }
+    let name = format!("skiff-twin-{}", uuid::Uuid::new_v4().simple());
+    let engine = DockerEngine::connect().await.expect("connect");
+    let mut made = Vec::new();
+    for _ in 0..2 {
+        let request = bollard::models::NetworkCreateRequest {
+            name: name.clone(),
+            ..Default::default()
+        };
+        let created = engine.client().create_network(request).await;
+        made.push(created.expect("create a network").id);
+    }
+    let labels = HashMap::from([("skiff.managed".to_string(), "true".to_string())]);
+    let ensured = engine.ensure_network(&name, &labels).await;
+    let left: Vec<String> = engine
+        .client()
+        .list_networks(None::<bollard::query_parameters::ListNetworksOptions>)
+        .await
+        .expect("list networks")
+        .into_iter()
+        .filter(|n| n.name.as_deref() == Some(name.as_str()))
+        .filter_map(|n| n.id)
+        .collect();
+    let started = match &ensured {
+        Ok(network) => {
+            let dir = tempfile::tempdir().expect("tmp");
+            let init = init::install(dir.path()).expect("init");
+            let mut spec = spec(
+                &name,
+                "skiff/testfn:latest",
+                vec!["MODE=echo".to_string()],
+                &init,
+            );
+            spec.network = Some(network.id.clone());
+            let container = engine.create(&spec).await.expect("create");
+            let started = engine.start(&container).await;
+            let _ = engine.remove(&container).await;
+            started
+        }
+        Err(_) => Ok(()),
+    };
+    for id in made.iter().chain(&left) {
+        let _ = engine.remove_network(id).await;
+    }
+    let network = ensured.expect("ensure the network");
+    assert_eq!(left, vec![network.id.clone()], "networks of the name left");
+    assert!(
+        made.contains(&network.id),
+        "{} is not one of {made:?}",
+        network.id
+    );
+    started.expect("a container starts on it");
 }
