@@ -66,6 +66,17 @@ impl Pool {
         })
     }
 
+    /// Begins a transaction that will write after it reads. On SQLite it takes the write lock
+    /// at once (`BEGIN IMMEDIATE`), waiting for it under the busy timeout: a transaction that
+    /// reads first and writes later would otherwise fail with "database is locked" when
+    /// another connection wrote meanwhile, without waiting.
+    pub(crate) async fn begin_write(&self) -> Result<Tx, sqlx::Error> {
+        Ok(match self {
+            Pool::Sqlite(pool) => Tx::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await?),
+            Pool::Postgres(pool) => Tx::Postgres(pool.begin().await?),
+        })
+    }
+
     /// Closes every connection, waiting for queries in flight.
     pub(crate) async fn close(&self) {
         match self {

@@ -66,57 +66,6 @@ macro_rules! call_columns {
 }
 pub(crate) use call_columns;
 
-/// [`call_columns!`], each column qualified by `$t` (`"calls."`), for statements that join.
-macro_rules! call_columns_of {
-    ($t:literal) => {
-        concat!(
-            $t,
-            "id, ",
-            $t,
-            "function, ",
-            $t,
-            "trigger, ",
-            $t,
-            "status, ",
-            $t,
-            "attempt, ",
-            $t,
-            "received_at, ",
-            $t,
-            "started_at, ",
-            $t,
-            "finished_at, ",
-            $t,
-            "cold, ",
-            $t,
-            "instance, ",
-            $t,
-            "exit_code, ",
-            $t,
-            "error_type, ",
-            $t,
-            "error_message, ",
-            $t,
-            "request_size, ",
-            $t,
-            "response_size, ",
-            $t,
-            "duration_ms, ",
-            $t,
-            "wait_ms, ",
-            $t,
-            "start_ms, ",
-            $t,
-            "caller, ",
-            $t,
-            "parent, ",
-            $t,
-            "depth"
-        )
-    };
-}
-pub(crate) use call_columns_of;
-
 macro_rules! select_calls {
     () => {
         "SELECT id, function, trigger, status, attempt, received_at, started_at, finished_at, \

@@ -28,6 +28,7 @@ mod access_keys;
 mod backend;
 mod calls;
 mod changes;
+mod claim;
 mod codec;
 mod credential_cache;
 mod daemons;
@@ -455,7 +456,7 @@ mod tests {
             .map(|m| m.version)
             .collect();
         assert_eq!(versions, embedded);
-        assert_eq!(versions, (1..=11).collect::<Vec<i64>>());
+        assert_eq!(versions, (1..=12).collect::<Vec<i64>>());
         let daemon_column: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM pragma_table_info('calls') WHERE name = 'daemon'",
         )

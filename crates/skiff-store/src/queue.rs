@@ -10,13 +10,11 @@
 //! payload, since it can be redriven.
 
 use crate::backend::{on_pool, on_tx, Tx};
-use crate::calls::{call_columns, call_columns_of};
 use crate::codec::{millis, text};
 use crate::error::query;
-use crate::{Backend, Store, StoreError};
+use crate::{Store, StoreError};
 use chrono::{DateTime, Utc};
 use skiff_core::{CallErrorType, CallRecord, CallStatus};
-use std::collections::HashMap;
 use uuid::Uuid;
 
 /// What a queued call carries.
@@ -72,7 +70,7 @@ pub struct StoredResult {
 }
 
 /// A `call_payloads` row, in `PAYLOAD_COLUMNS` order.
-type PayloadRow = (
+pub(crate) type PayloadRow = (
     String,
     String,
     String,
@@ -83,7 +81,7 @@ type PayloadRow = (
     String,
 );
 
-fn payload_of(row: PayloadRow) -> Payload {
+pub(crate) fn payload_of(row: PayloadRow) -> Payload {
     let (method, path, query, headers, body, expires_at, callback_url, _) = row;
     Payload {
         method,
@@ -101,55 +99,14 @@ const CALLBACK_SENT: &str = "sent";
 const CALLBACK_FAILED: &str = "failed";
 
 /// Payload rows per multi-row statement (9 parameters each).
-const PAYLOAD_ROWS: usize = 1000;
+pub(crate) const PAYLOAD_ROWS: usize = 1000;
 
 macro_rules! payload_columns {
     () => {
         "method, path, query, headers, body, expires_at, callback_url, call_id"
     };
 }
-
-/// Claims due queued calls, oldest first, at most `$4` of them and at most `rooms[f]` of
-/// function `f` (`$6`, the rooms as a JSON object; a function not in it is bounded by `$4`
-/// only): the `n`th due call of a function (`ROW_NUMBER()` over its calls, oldest first) is
-/// taken only if `n` is within its room.
-const CLAIM_SQLITE: &str = concat!(
-    "UPDATE calls SET status = $1, started_at = $2, daemon = $5 WHERE id IN (
-        SELECT id FROM (
-            SELECT id, function,
-                ROW_NUMBER() OVER (PARTITION BY function ORDER BY id) AS n
-            FROM calls WHERE status = $3
-                AND (not_before IS NULL OR not_before <= $2)) AS due
-        WHERE due.n <= COALESCE(
-            (SELECT value FROM json_each($6) WHERE key = due.function), $4)
-        ORDER BY id LIMIT $4)
-     RETURNING ",
-    call_columns!()
-);
-/// The same on PostgreSQL, where the rows taken are locked and rows another daemon is
-/// taking at that moment are skipped: two daemons never claim one call, and neither waits
-/// for the other. A window function cannot be in a `SELECT ... FOR UPDATE`, so the
-/// candidates are chosen first (`candidates`), then locked (`due`); a candidate another
-/// daemon holds is skipped, never replaced by a later call of its function, so no function
-/// gets more than its room (a daemon may claim fewer than it could; its next claim takes
-/// them).
-const CLAIM_POSTGRES: &str = concat!(
-    "WITH candidates AS (
-        SELECT id FROM (
-            SELECT id, function,
-                ROW_NUMBER() OVER (PARTITION BY function ORDER BY id) AS n
-            FROM calls WHERE status = $3
-                AND (not_before IS NULL OR not_before <= $2)) AS ranked
-        WHERE ranked.n <= COALESCE(($6::jsonb ->> ranked.function)::bigint, $4)
-        ORDER BY id LIMIT $4),
-     due AS (
-        SELECT id FROM calls WHERE id IN (SELECT id FROM candidates) AND status = $3
-        ORDER BY id
-        FOR UPDATE SKIP LOCKED)
-     UPDATE calls SET status = $1, started_at = $2, daemon = $5 FROM due WHERE calls.id = due.id
-     RETURNING ",
-    call_columns_of!("calls.")
-);
+pub(crate) use payload_columns;
 
 impl Store {
     /// Stores a `queued` call and its payload in one transaction: once this returns, the
@@ -211,95 +168,6 @@ impl Store {
         })?;
         tx.commit().await.map_err(query("commit enqueued calls"))?;
         Ok(())
-    }
-
-    /// Claims up to `limit` due queued calls, oldest first: they become `running`. Each
-    /// call is claimed once, even by several daemons sharing a PostgreSQL store.
-    pub async fn claim(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<Claimed>, StoreError> {
-        self.claim_within(now, limit, &HashMap::new()).await
-    }
-
-    /// Claims up to `limit` due queued calls, oldest first, and at most `rooms[f]` of those
-    /// of function `f` (functions not in `rooms` are bounded by `limit` only): they become
-    /// `running`. Each call is claimed once, even by several daemons sharing a PostgreSQL
-    /// store.
-    pub async fn claim_within(
-        &self,
-        now: DateTime<Utc>,
-        limit: u32,
-        rooms: &HashMap<String, u32>,
-    ) -> Result<Vec<Claimed>, StoreError> {
-        let sql = match self.backend() {
-            Backend::Sqlite => CLAIM_SQLITE,
-            Backend::Postgres => CLAIM_POSTGRES,
-        };
-        let rooms = serde_json::to_string(rooms).unwrap_or_else(|_| "{}".into());
-        let me = self.my_id();
-        let mut tx = self
-            .pool
-            .begin()
-            .await
-            .map_err(query("begin a transaction"))?;
-        let (mut records, payloads) = on_tx!(&mut tx, |conn, DB| {
-            let rows = sqlx::query(sql)
-                .bind(CallStatus::Running.as_str())
-                .bind(millis(now))
-                .bind(CallStatus::Queued.as_str())
-                .bind(i64::from(limit))
-                .bind(&me)
-                .bind(&rooms)
-                .fetch_all(&mut *conn)
-                .await
-                .map_err(query("claim due calls"))?;
-            let records = rows
-                .iter()
-                .map(|r| crate::calls::decode(r))
-                .collect::<Result<Vec<CallRecord>, StoreError>>()?;
-            let mut payloads: Vec<PayloadRow> = Vec::with_capacity(records.len());
-            for chunk in records.chunks(PAYLOAD_ROWS) {
-                let mut select = sqlx::QueryBuilder::<DB>::new(concat!(
-                    "SELECT ",
-                    payload_columns!(),
-                    " FROM call_payloads WHERE call_id IN ("
-                ));
-                let mut ids = select.separated(", ");
-                for record in chunk {
-                    ids.push_bind(record.id.hyphenated().to_string());
-                }
-                select.push(")");
-                payloads.extend(
-                    select
-                        .build_query_as::<PayloadRow>()
-                        .fetch_all(&mut *conn)
-                        .await
-                        .map_err(query("read calls' payloads"))?,
-                );
-            }
-            Ok::<_, StoreError>((records, payloads))
-        })?;
-        tx.commit().await.map_err(query("commit claimed calls"))?;
-        records.sort_by_key(|r| r.id);
-        let mut payloads: HashMap<String, Payload> = payloads
-            .into_iter()
-            .map(|row| (row.7.clone(), payload_of(row)))
-            .collect();
-        Ok(records
-            .into_iter()
-            .map(|record| {
-                let payload = payloads
-                    .remove(&record.id.hyphenated().to_string())
-                    .unwrap_or_else(|| Payload {
-                        method: "POST".into(),
-                        path: "/".into(),
-                        query: String::new(),
-                        headers: Vec::new(),
-                        body: Vec::new(),
-                        expires_at: None,
-                        callback_url: None,
-                    });
-                Claimed { record, payload }
-            })
-            .collect())
     }
 
     /// Puts a call back in the queue for attempt `attempt`, not before `not_before`, keeping
@@ -643,6 +511,38 @@ mod tests {
             rest.iter().map(|c| c.record.id).collect::<Vec<_>>(),
             vec![ids[2], ids[5]]
         );
+    }
+
+    async fn a_claim_takes_the_oldest_due_across_functions_up_to_its_limit(kit) {
+        let store = kit.store().await;
+        let later = Utc::now() + Duration::hours(1);
+        let mut due = Vec::new();
+        for (i, function) in ["b", "a", "c", "a", "b", "c", "a"].into_iter().enumerate() {
+            let mut record = queued(Uuid::now_v7());
+            record.function = function.into();
+            store.enqueue(&record, &payload()).await.expect("enqueue");
+            if i == 1 {
+                // Retried later: `a`'s oldest call is not due, and the claim passes over it.
+                store.requeue(record.id, 2, later, None).await.expect("requeue");
+            } else {
+                due.push(record.id);
+            }
+        }
+        let claimed = store.claim(Utc::now(), 4).await.expect("claim");
+        assert_eq!(
+            claimed.iter().map(|c| c.record.id).collect::<Vec<_>>(),
+            due[..4].to_vec(),
+            "the four oldest due calls, whatever their function"
+        );
+        let rest = store.claim(Utc::now(), 10).await.expect("claim");
+        assert_eq!(
+            rest.iter().map(|c| c.record.id).collect::<Vec<_>>(),
+            due[4..].to_vec()
+        );
+        assert!(store.claim(Utc::now(), 10).await.expect("claim").is_empty());
+        let when_due = store.claim(later, 10).await.expect("claim");
+        assert_eq!(when_due.len(), 1, "the retried call, once due");
+        assert_eq!(when_due[0].record.function, "a");
     }
 
     async fn calls_are_claimed_once_retried_when_due_killed_and_redriven(kit) {
