@@ -177,13 +177,20 @@ impl Dispatcher {
         let slots = Arc::new(Semaphore::new(self.max_running.max(1)));
         let load = Arc::new(parking_lot::Mutex::new(FunctionLoad::default()));
         let inner = tracker.clone();
+        // A call of the queue that ends frees a slot and its function's room. After a claim
+        // that took calls, more are likely queued: the next claim follows the first call to
+        // end rather than the next poll, so that a backlog drains as fast as calls end.
+        let freed = Arc::new(Notify::new());
         tracker.spawn(async move {
+            let mut backlog = false;
             loop {
                 tokio::select! {
                     _ = cancel.cancelled() => return,
                     _ = self.wakeup.notified() => {}
+                    _ = freed.notified(), if backlog => {}
                     _ = tokio::time::sleep(POLL) => {}
                 }
+                backlog = false;
                 let free = u32::try_from(slots.available_permits()).unwrap_or(u32::MAX);
                 // Near the limit of open files, calls stay queued until descriptors are free.
                 if free == 0
@@ -191,6 +198,8 @@ impl Dispatcher {
                     || !self.invoker.has_room()
                     || self.taken_over.load(std::sync::atomic::Ordering::Acquire)
                 {
+                    // Full: the first call to end frees room.
+                    backlog = free == 0;
                     continue;
                 }
                 let rooms = load.lock().rooms(&self.invoker.capacities());
@@ -205,16 +214,20 @@ impl Dispatcher {
                         continue;
                     }
                 };
+                // Calls taken, or a function out of room: room frees as calls end.
+                backlog = !claimed.is_empty() || rooms.values().any(|room| *room == 0);
                 for call in claimed {
                     let Ok(permit) = slots.clone().acquire_owned().await else {
                         return;
                     };
                     let dispatcher = self.clone();
                     let running = Running::new(&load, &call.record.function);
+                    let freed = freed.clone();
                     inner.spawn(async move {
                         dispatcher.run_queued(call).await;
                         drop(running);
                         drop(permit);
+                        freed.notify_one();
                     });
                 }
             }
