@@ -5,6 +5,7 @@
 
 use crate::callback::Callbacks;
 use crate::error::PlatformError;
+use crate::group_commit::{GroupCommit, Refused};
 use crate::invoke::{InvokeRequest, Invoker};
 use crate::queue::AsyncPolicy;
 use crate::recorder::Recorder;
@@ -25,6 +26,22 @@ use uuid::Uuid;
 const CLAIM_BATCH: u32 = 256;
 /// How often the dispatcher looks at the queue when nothing wakes it.
 const POLL: Duration = Duration::from_millis(200);
+
+/// Most results committed in one transaction.
+const RESULT_BATCH: usize = 256;
+
+/// The group commit of queued calls' results: those of calls ending at the same moment
+/// share a transaction (one per call held a backlog's drain back).
+pub(crate) fn results_writer(
+    store: Store,
+    tracker: &TaskTracker,
+    cancel: CancellationToken,
+) -> GroupCommit<(Uuid, skiff_store::StoredResult)> {
+    GroupCommit::start(RESULT_BATCH, tracker, cancel, move |results| {
+        let store = store.clone();
+        async move { store.put_results(&results).await.map_err(|e| e.to_string()) }
+    })
+}
 
 /// Reads a body to its end, keeping at most `cap` bytes of it; returns them and the
 /// body's whole size.
@@ -169,6 +186,8 @@ pub(crate) struct Dispatcher {
     pub(crate) unsettled: Arc<Unsettled>,
     /// Set while another daemon has taken this one over: nothing is claimed meanwhile.
     pub(crate) taken_over: Arc<std::sync::atomic::AtomicBool>,
+    /// Group commit of the calls' results.
+    pub(crate) results: GroupCommit<(Uuid, skiff_store::StoredResult)>,
 }
 
 impl Dispatcher {
@@ -234,6 +253,20 @@ impl Dispatcher {
         });
     }
 
+    /// Keeps a call's result, committed with those of other calls ending at the same moment
+    /// (or on its own during shutdown).
+    async fn keep_result(&self, id: Uuid, result: skiff_store::StoredResult) {
+        let failed = match self.results.submit((id, result)).await {
+            Ok(()) => return,
+            Err(Refused::Closed(item)) => match self.store.put_results(&[item]).await {
+                Ok(()) => return,
+                Err(err) => err.to_string(),
+            },
+            Err(Refused::Failed(message)) => message,
+        };
+        tracing::error!(err = %failed, call = %id, "cannot store a call's result");
+    }
+
     async fn run_queued(&self, call: Claimed) {
         let Claimed { record, payload } = call;
         let id = record.id;
@@ -290,9 +323,7 @@ impl Dispatcher {
                     size,
                     body: kept,
                 };
-                if let Err(err) = self.store.put_result(id, &result).await {
-                    tracing::error!(%err, call = %id, "cannot store a call's result");
-                }
+                self.keep_result(id, result).await;
                 if outcome.status.is_server_error() {
                     // Recorded as a function error: retried like one.
                     Some((

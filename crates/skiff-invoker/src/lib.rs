@@ -27,6 +27,7 @@ mod engine;
 mod error;
 pub mod exec;
 pub mod fds;
+mod group_commit;
 mod invoke;
 pub mod lambda;
 mod limiter;

@@ -4,26 +4,19 @@
 use crate::backoff::Backoff;
 use crate::config::PlatformConfig;
 use crate::error::PlatformError;
+use crate::group_commit::{GroupCommit, Refused};
 use skiff_core::Function;
 use std::time::Duration;
 
 /// Most calls committed in one enqueue transaction.
 const ENQUEUE_BATCH: usize = 512;
 
-/// One call waiting to be made durable, and who waits for it.
-#[derive(Debug)]
-struct Pending {
-    record: skiff_core::CallRecord,
-    payload: skiff_store::Payload,
-    done: tokio::sync::oneshot::Sender<Result<(), String>>,
-}
-
-/// Group commit of accepted async calls: callers hand their call to one writer, which
-/// stores whatever is waiting in one transaction and answers each caller once it is
-/// committed. Bounded channel; the writer stops at shutdown (cancel).
+/// Group commit of accepted async calls ([`GroupCommit`]): whatever calls are waiting, up to
+/// [`ENQUEUE_BATCH`], are stored in one transaction, and each caller is answered once it has
+/// committed.
 #[derive(Debug, Clone)]
 pub(crate) struct Enqueuer {
-    tx: tokio::sync::mpsc::Sender<Pending>,
+    commits: GroupCommit<(skiff_core::CallRecord, skiff_store::Payload)>,
 }
 
 impl Enqueuer {
@@ -32,34 +25,11 @@ impl Enqueuer {
         tracker: &tokio_util::task::TaskTracker,
         cancel: tokio_util::sync::CancellationToken,
     ) -> Enqueuer {
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Pending>(4 * ENQUEUE_BATCH);
-        tracker.spawn(async move {
-            loop {
-                let first = tokio::select! {
-                    _ = cancel.cancelled() => return,
-                    first = rx.recv() => match first {
-                        Some(first) => first,
-                        None => return,
-                    },
-                };
-                let mut batch = vec![first];
-                while batch.len() < ENQUEUE_BATCH {
-                    match rx.try_recv() {
-                        Ok(next) => batch.push(next),
-                        Err(_) => break,
-                    }
-                }
-                let calls: Vec<(skiff_core::CallRecord, skiff_store::Payload)> = batch
-                    .iter()
-                    .map(|p| (p.record.clone(), p.payload.clone()))
-                    .collect();
-                let result = store.enqueue_all(&calls).await.map_err(|e| e.to_string());
-                for pending in batch {
-                    let _ = pending.done.send(result.clone());
-                }
-            }
+        let commits = GroupCommit::start(ENQUEUE_BATCH, tracker, cancel, move |calls| {
+            let store = store.clone();
+            async move { store.enqueue_all(&calls).await.map_err(|e| e.to_string()) }
         });
-        Enqueuer { tx }
+        Enqueuer { commits }
     }
 
     /// Makes one call durable; returns once it is committed.
@@ -68,22 +38,13 @@ impl Enqueuer {
         record: skiff_core::CallRecord,
         payload: skiff_store::Payload,
     ) -> Result<(), PlatformError> {
-        let (done, wait) = tokio::sync::oneshot::channel();
-        self.tx
-            .send(Pending {
-                record,
-                payload,
-                done,
-            })
-            .await
-            .map_err(|_| PlatformError::ShuttingDown)?;
-        match wait.await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(message)) => Err(PlatformError::Setup {
+        match self.commits.submit((record, payload)).await {
+            Ok(()) => Ok(()),
+            Err(Refused::Closed(_)) => Err(PlatformError::ShuttingDown),
+            Err(Refused::Failed(message)) => Err(PlatformError::Setup {
                 what: "storing an async call",
                 message,
             }),
-            Err(_) => Err(PlatformError::ShuttingDown),
         }
     }
 }

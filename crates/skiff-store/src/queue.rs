@@ -15,6 +15,7 @@ use crate::error::query;
 use crate::{Store, StoreError};
 use chrono::{DateTime, Utc};
 use skiff_core::{CallErrorType, CallRecord, CallStatus};
+use std::collections::HashMap;
 use uuid::Uuid;
 
 /// What a queued call carries.
@@ -265,23 +266,59 @@ impl Store {
         Ok(done)
     }
 
-    /// Keeps what an async call answered (the last attempt's answer replaces earlier ones).
+    /// Keeps what call `id` answered (replacing an earlier attempt's).
     pub async fn put_result(&self, id: Uuid, result: &StoredResult) -> Result<(), StoreError> {
-        on_pool!(&self.pool, |pool, DB| sqlx::query(
-            "INSERT INTO call_results (call_id, status_code, content_type, size, body)
-             VALUES ($1, $2, $3, $4, $5)
-             ON CONFLICT (call_id) DO UPDATE SET status_code = excluded.status_code,
-                content_type = excluded.content_type, size = excluded.size, body = excluded.body",
-        )
-        .bind(id.hyphenated().to_string())
-        .bind(i64::from(result.status_code))
-        .bind(&result.content_type)
-        .bind(crate::codec::int(result.size))
-        .bind(&result.body)
-        .execute(pool)
-        .await
-        .map(|_| ()))
-        .map_err(query("store a call's result"))
+        self.put_results(&[(id, result.clone())]).await
+    }
+
+    /// Keeps what each call answered (replacing an earlier attempt's), in one transaction.
+    pub async fn put_results(&self, results: &[(Uuid, StoredResult)]) -> Result<(), StoreError> {
+        // One row per call, its last result: a statement may not upsert a row twice.
+        let mut last: HashMap<Uuid, usize> = HashMap::with_capacity(results.len());
+        for (i, (id, _)) in results.iter().enumerate() {
+            last.insert(*id, i);
+        }
+        let rows: Vec<&(Uuid, StoredResult)> = results
+            .iter()
+            .enumerate()
+            .filter(|(i, (id, _))| last.get(id) == Some(i))
+            .map(|(_, row)| row)
+            .collect();
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(query("begin a transaction"))?;
+        on_tx!(&mut tx, |conn, DB| {
+            for chunk in rows.chunks(PAYLOAD_ROWS) {
+                let mut insert = sqlx::QueryBuilder::<DB>::new(
+                    "INSERT INTO call_results (call_id, status_code, content_type, size, body) ",
+                );
+                insert.push_values(chunk, |mut row, (id, result)| {
+                    row.push_bind(id.hyphenated().to_string())
+                        .push_bind(i64::from(result.status_code))
+                        .push_bind(result.content_type.as_deref())
+                        .push_bind(crate::codec::int(result.size))
+                        .push_bind(result.body.as_slice());
+                });
+                insert.push(
+                    " ON CONFLICT (call_id) DO UPDATE SET status_code = excluded.status_code, \
+                     content_type = excluded.content_type, size = excluded.size, \
+                     body = excluded.body",
+                );
+                insert
+                    .build()
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(query("store calls' results"))?;
+            }
+            Ok::<_, StoreError>(())
+        })?;
+        tx.commit().await.map_err(query("commit calls' results"))?;
+        Ok(())
     }
 
     /// What an async call answered, if it answered.
@@ -695,6 +732,40 @@ mod tests {
     }
 
     crate::testing::backend_tests! {
+    async fn results_committed_together_are_each_kept_the_last_one_winning(kit) {
+        let store = kit.store().await;
+        let ids: Vec<Uuid> = (0..3).map(|_| Uuid::now_v7()).collect();
+        for id in &ids {
+            store.enqueue(&queued(*id), &payload()).await.expect("enqueue");
+        }
+        let answer = |status_code: u16, body: &str| StoredResult {
+            status_code,
+            content_type: Some("text/plain".into()),
+            size: body.len() as u64,
+            body: body.as_bytes().to_vec(),
+        };
+        store
+            .put_results(&[
+                (ids[0], answer(200, "a")),
+                (ids[1], answer(500, "first")),
+                (ids[1], answer(201, "second")),
+                (ids[2], answer(202, "")),
+            ])
+            .await
+            .expect("results");
+        // A later attempt's result replaces the earlier one.
+        store.put_result(ids[0], &answer(203, "again")).await.expect("result");
+        let kept = |i: usize| {
+            let store = store.clone();
+            let id = ids[i];
+            async move { store.get_result(id).await.expect("get").expect("kept") }
+        };
+        assert_eq!(kept(0).await, answer(203, "again"));
+        assert_eq!(kept(1).await, answer(201, "second"));
+        assert_eq!(kept(2).await, answer(202, ""));
+        store.put_results(&[]).await.expect("nothing to keep");
+    }
+
     async fn payload_settings_results_and_callbacks_are_kept(kit) {
         let store = kit.store().await;
         let (a, b, sync) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());

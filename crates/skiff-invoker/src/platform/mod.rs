@@ -339,6 +339,11 @@ impl Platform {
                 max_running: platform.config.max_concurrent_calls,
                 unsettled: platform.unsettled.clone(),
                 taken_over: platform.taken_over.clone(),
+                results: crate::dispatcher::results_writer(
+                    platform.store.clone(),
+                    &platform.tracker,
+                    platform.cancel.clone(),
+                ),
             })
             .spawn(&platform.tracker, platform.cancel.clone());
         } else {
