@@ -880,15 +880,7 @@ mod tests {
         let batch: Vec<CallWrite> = all.iter().map(|r| write(r, None)).collect();
         store.write_calls(&batch).await.expect("write");
         // The async calls came through the durable queue: they have payloads.
-        let payload = crate::Payload {
-            method: "POST".into(),
-            path: "/".into(),
-            query: String::new(),
-            headers: Vec::new(),
-            body: Vec::new(),
-            expires_at: None,
-            callback_url: None,
-        };
+        let payload = crate::Payload::default();
         store
             .enqueue_all(&[
                 (running_async.clone(), payload.clone()),

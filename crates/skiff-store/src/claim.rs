@@ -158,15 +158,7 @@ impl Store {
             .map(|record| {
                 let payload = payloads
                     .remove(&record.id.hyphenated().to_string())
-                    .unwrap_or_else(|| Payload {
-                        method: "POST".into(),
-                        path: "/".into(),
-                        query: String::new(),
-                        headers: Vec::new(),
-                        body: Vec::new(),
-                        expires_at: None,
-                        callback_url: None,
-                    });
+                    .unwrap_or_default();
                 Claimed { record, payload }
             })
             .collect())

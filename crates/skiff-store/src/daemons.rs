@@ -368,13 +368,8 @@ mod tests {
 
     fn payload() -> Payload {
         Payload {
-            method: "POST".into(),
-            path: "/".into(),
-            query: String::new(),
-            headers: Vec::new(),
             body: b"x".to_vec(),
-            expires_at: None,
-            callback_url: None,
+            ..Payload::default()
         }
     }
 

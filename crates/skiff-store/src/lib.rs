@@ -747,15 +747,7 @@ mod tests {
             CallStatus::Queued,
             Utc::now(),
         );
-        let payload = Payload {
-            method: "POST".into(),
-            path: "/".into(),
-            query: String::new(),
-            headers: Vec::new(),
-            body: Vec::new(),
-            expires_at: None,
-            callback_url: None,
-        };
+        let payload = Payload::default();
         store.enqueue(&queued, &payload).await.expect("enqueue");
         assert_eq!(store.claim(Utc::now(), 10).await.expect("claim").len(), 1);
         let sync = CallRecord::new(

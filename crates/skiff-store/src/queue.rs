@@ -37,6 +37,22 @@ pub struct Payload {
     pub callback_url: Option<String>,
 }
 
+/// An empty `POST` to the function's root: what a claimed call whose payload is gone runs
+/// with.
+impl Default for Payload {
+    fn default() -> Self {
+        Payload {
+            method: "POST".into(),
+            path: "/".into(),
+            query: String::new(),
+            headers: Vec::new(),
+            body: Vec::new(),
+            expires_at: None,
+            callback_url: None,
+        }
+    }
+}
+
 /// A call claimed from the queue.
 #[derive(Debug, Clone)]
 pub struct Claimed {

@@ -110,13 +110,8 @@ mod tests {
             Some(Duration::hours(1)),
         );
         let payload = Payload {
-            method: "POST".into(),
-            path: "/".into(),
-            query: String::new(),
-            headers: Vec::new(),
             body: b"x".to_vec(),
-            expires_at: None,
-            callback_url: None,
+            ..Payload::default()
         };
         store.enqueue(&old_queued, &payload).await.expect("enqueue");
         // Dead long ago, with the payload kept for redrive and an answer kept.

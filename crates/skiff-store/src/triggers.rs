@@ -264,13 +264,9 @@ mod tests {
 
     fn payload() -> Payload {
         Payload {
-            method: "POST".into(),
-            path: "/".into(),
-            query: String::new(),
             headers: vec![("content-type".into(), "application/json".into())],
             body: br#"{"n":1}"#.to_vec(),
-            expires_at: None,
-            callback_url: None,
+            ..Payload::default()
         }
     }
 
