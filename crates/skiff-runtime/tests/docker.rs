@@ -185,6 +185,39 @@ async fn names_the_engine_refuses_for_a_tag_are_invalid_references() {
     }
 }
 
+/// The ids of the networks named exactly `name`.
+async fn networks_named(engine: &DockerEngine, name: &str) -> Vec<String> {
+    engine
+        .client()
+        .list_networks(None::<bollard::query_parameters::ListNetworksOptions>)
+        .await
+        .expect("list networks")
+        .into_iter()
+        .filter(|n| n.name.as_deref() == Some(name))
+        .filter_map(|n| n.id)
+        .collect()
+}
+
+/// Whether an echo container named `name` starts on network `network`; it is removed after.
+async fn starts_on(
+    engine: &DockerEngine,
+    name: &str,
+    network: &str,
+    init: &std::path::Path,
+) -> Result<(), EngineError> {
+    let mut spec = spec(
+        name,
+        "skiff/testfn:latest",
+        vec!["MODE=echo".to_string()],
+        init,
+    );
+    spec.network = Some(network.to_string());
+    let container = engine.create(&spec).await.expect("create");
+    let started = engine.start(&container).await;
+    let _ = engine.remove(&container).await;
+    started
+}
+
 /// Daemons starting at the same moment on a fresh engine each ensure the functions' network.
 /// Docker may make several of that name, and while two share it no container on either
 /// starts ("ambiguous"): every daemon settles on the same one, the others are gone, and a
@@ -218,30 +251,13 @@ async fn networks_ensured_at_once_all_stay_usable() {
             failures.push(format!("daemon {i}'s network {id} is gone: {err}"));
             continue;
         }
-        let mut spec = spec(
-            &format!("{name}-{i}"),
-            "skiff/testfn:latest",
-            vec!["MODE=echo".to_string()],
-            &init,
-        );
-        spec.network = Some(id.clone());
-        let container = engine.create(&spec).await.expect("create");
-        if let Err(err) = engine.start(&container).await {
+        if let Err(err) = starts_on(engine, &format!("{name}-{i}"), id, &init).await {
             failures.push(format!(
                 "daemon {i}'s container on {id} does not start: {err}"
             ));
         }
-        let _ = engine.remove(&container).await;
     }
-    let left: Vec<String> = engine
-        .client()
-        .list_networks(None::<bollard::query_parameters::ListNetworksOptions>)
-        .await
-        .expect("list networks")
-        .into_iter()
-        .filter(|n| n.name.as_deref() == Some(name.as_str()))
-        .filter_map(|n| n.id)
-        .collect();
+    let left = networks_named(engine, &name).await;
     for id in chosen
         .iter()
         .chain(&left)
@@ -277,31 +293,11 @@ async fn a_second_network_of_the_name_is_removed() {
     }
     let labels = HashMap::from([("skiff.managed".to_string(), "true".to_string())]);
     let ensured = engine.ensure_network(&name, &labels).await;
-    let left: Vec<String> = engine
-        .client()
-        .list_networks(None::<bollard::query_parameters::ListNetworksOptions>)
-        .await
-        .expect("list networks")
-        .into_iter()
-        .filter(|n| n.name.as_deref() == Some(name.as_str()))
-        .filter_map(|n| n.id)
-        .collect();
+    let left = networks_named(&engine, &name).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let init = init::install(dir.path()).expect("init");
     let started = match &ensured {
-        Ok(network) => {
-            let dir = tempfile::tempdir().expect("tmp");
-            let init = init::install(dir.path()).expect("init");
-            let mut spec = spec(
-                &name,
-                "skiff/testfn:latest",
-                vec!["MODE=echo".to_string()],
-                &init,
-            );
-            spec.network = Some(network.id.clone());
-            let container = engine.create(&spec).await.expect("create");
-            let started = engine.start(&container).await;
-            let _ = engine.remove(&container).await;
-            started
-        }
+        Ok(network) => starts_on(&engine, &name, &network.id, &init).await,
         Err(_) => Ok(()),
     };
     for id in made.iter().chain(&left) {
